@@ -1,0 +1,49 @@
+// Package aggregator is the jump host's service: it authenticates collectors
+// and viewers, ingests sequenced samples, keeps the live fleet in memory and
+// serves it to viewers, exporters and the HTTP API.
+package aggregator
+
+import (
+	"context"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// Recorder makes ingest durable. The aggregator applies samples to memory at
+// once, hands each to Record, and about once a second calls Commit with the
+// highest applied sequence of every node that advanced; only after Commit
+// returns nil does it ack those sequences to the collectors. So a collector
+// drops from its spool only what survived a crash, and a restarted aggregator
+// resumes every node from LastSeqs: nothing applied twice, nothing skipped.
+//
+// Implemented by the store (SQLite); tests use fakes.
+type Recorder interface {
+	// LastSeqs returns the durable last applied sequence of every known node.
+	LastSeqs(ctx context.Context) (map[string]uint64, error)
+	// Record takes one applied sample of node n. It is called concurrently
+	// from many sessions, must not block on I/O, and must not keep s or n
+	// (copy what it needs).
+	Record(n *fleet.Node, s *fleet.Sample)
+	// Commit makes everything recorded so far durable together with seqs
+	// (node id → highest applied sequence) in one transaction.
+	Commit(ctx context.Context, seqs map[string]uint64) error
+}
+
+// Insights turns the live fleet into money, jobs and alerts: the cost engine
+// and the policy rules behind one interface. All methods are safe for
+// concurrent use and never block ingest on I/O.
+type Insights interface {
+	// Observe sees every applied sample of node n (after Record), on the
+	// ingest path: cheap, no I/O, keep nothing of n or s by reference.
+	Observe(n *fleet.Node, s *fleet.Sample)
+	// NodeState reports a node's state change (wire.StateOnline, …) at t.
+	NodeState(n *fleet.Node, state string, t time.Time)
+	// Summarize is called by the broadcaster at most once a second with the
+	// current clock; it returns the fleet summary (money in the display
+	// currency), every known job, and open plus recently closed alerts.
+	Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert)
+	// NodeBurn returns what node n costs per hour now, in the lease currency.
+	NodeBurn(n *fleet.Node) fleet.Money
+}

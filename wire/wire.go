@@ -1,0 +1,111 @@
+// Package wire is the protocol between collectors and the aggregator, and the
+// watch stream between the aggregator and viewers. It has frames and their
+// codecs, and no networking.
+//
+// Collector stream (websocket /v1/collect, one frame per binary message):
+//
+//	collector → Hello
+//	aggregator → Welcome{ResumeFrom}      next sequence number it wants
+//	collector → Samples …                 records ResumeFrom, ResumeFrom+1, …
+//	aggregator → Ack{Seq} …               highest sequence durably applied
+//	either     → Close{Code, Reason}      then the websocket close
+//
+// Every connection starts with fresh codec state on both sides (Encoder and
+// Decoder), so delta encoding never spans a reconnect.
+package wire
+
+import (
+	"errors"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// Version is the protocol version this build speaks. A peer speaking another
+// version is refused with CloseProtocol.
+const Version = 1
+
+// MaxFrameSize bounds every encoded frame; larger input is rejected unread.
+const MaxFrameSize = 1 << 20
+
+// Bounds on counts inside frames. A frame exceeding any of them is malformed.
+const (
+	MaxDevices     = 64   // devices per node
+	MaxSamples     = 256  // records per Samples frame
+	MaxProcs       = 1024 // processes per record
+	MaxEvents      = 256  // events per record
+	MaxLabels      = 64   // labels per node
+	MaxStringBytes = 1024 // any string
+)
+
+// Type identifies a frame.
+type Type uint8
+
+// Frame types. Values are part of the protocol.
+const (
+	TypeHello   Type = 1
+	TypeWelcome Type = 2
+	TypeSamples Type = 3
+	TypeAck     Type = 4
+	TypeClose   Type = 5
+)
+
+// Frame is one of *Hello, *Welcome, *Samples, *Ack, *Close.
+type Frame interface{ Type() Type }
+
+// Hello opens a collector session: who the node is and what it has.
+type Hello struct {
+	Proto uint16 // protocol version the collector speaks (Version)
+	Node  fleet.Node
+}
+
+// Welcome answers Hello with the sequence number the aggregator wants next
+// (its last durably applied sequence for the node, plus one).
+type Welcome struct {
+	Proto      uint16
+	ResumeFrom uint64
+}
+
+// Samples carries one or more sequenced records, in increasing Seq order.
+type Samples struct {
+	Samples []fleet.Sample
+}
+
+// Ack tells the collector that every record up to and including Seq is
+// durably applied; it may drop them from its spool.
+type Ack struct {
+	Seq uint64
+}
+
+// Close explains why the sender is closing the session.
+type Close struct {
+	Code   CloseCode
+	Reason string
+}
+
+// CloseCode is sent both in Close frames and as the websocket close status.
+type CloseCode uint16
+
+// Close codes (websocket private range 4000-4999, plus the standard ones).
+const (
+	CloseNormal    CloseCode = 1000
+	CloseGoingAway CloseCode = 1001
+	CloseTooBig    CloseCode = 1009
+	CloseMalformed CloseCode = 4000 // a frame could not be decoded
+	CloseProtocol  CloseCode = 4001 // unsupported protocol version or unexpected frame
+	CloseForbidden CloseCode = 4003 // token not allowed for this node
+	CloseConflict  CloseCode = 4009 // another session for the same node took over
+)
+
+func (*Hello) Type() Type   { return TypeHello }
+func (*Welcome) Type() Type { return TypeWelcome }
+func (*Samples) Type() Type { return TypeSamples }
+func (*Ack) Type() Type     { return TypeAck }
+func (*Close) Type() Type   { return TypeClose }
+
+// Errors returned by decoders. Every malformed input yields an error that
+// wraps ErrMalformed (or ErrTooBig / ErrVersion), never a panic.
+var (
+	ErrMalformed = errors.New("malformed frame")
+	ErrTooBig    = errors.New("frame too big")
+	ErrVersion   = errors.New("unsupported protocol version")
+)
