@@ -1,0 +1,109 @@
+package mock
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fleettop/fleettop/collector"
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// Source is a simulated node's telemetry: devices (NVIDIA-like or
+// Ascend-like), host, processes with jobs, and fault events. It implements
+// collector.Source in pure Go.
+type Source struct {
+	node   *Node
+	now    func() time.Time
+	host   bool
+	last   time.Time
+	energy []float64
+	states []devState
+}
+
+var _ collector.Source = (*Source)(nil)
+
+// SourceOptions tune a simulated source.
+type SourceOptions struct {
+	// Now is the simulated clock, used when the sample has no time yet;
+	// default time.Now.
+	Now func() time.Time
+	// NoHost leaves the host sample out (when a real host source runs beside).
+	NoHost bool
+}
+
+// NewSource returns a source that reads node n.
+func NewSource(n *Node, o SourceOptions) *Source {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Source{node: n, now: o.Now, host: !o.NoHost}
+}
+
+// Node returns the simulated node behind the source.
+func (s *Source) Node() *Node { return s.node }
+
+// Name implements collector.Source.
+func (s *Source) Name() string {
+	if s.node.Model.Vendor == fleet.VendorAscend {
+		return "mock-ascend"
+	}
+	return "mock-nvidia"
+}
+
+// Start implements collector.Source.
+func (s *Source) Start(context.Context) (collector.Inventory, error) {
+	n := s.node
+	s.energy = make([]float64, len(n.Info.Devices))
+	s.states = make([]devState, len(n.Info.Devices))
+	t := s.now()
+	el := t.Sub(n.start).Seconds()
+	for d := range s.energy {
+		// Integrate the days before the first reading at a middling draw.
+		s.energy[d] = n.energyBase[d] + max(el, 0)*(n.Model.IdlePower+0.45*(n.Model.PowerLimit-n.Model.IdlePower))
+	}
+	devs := make([]fleet.Device, len(n.Info.Devices))
+	copy(devs, n.Info.Devices)
+	return collector.Inventory{Devices: devs, Driver: n.Info.Driver, CUDA: n.Info.CUDA}, nil
+}
+
+// Collect implements collector.Source.
+func (s *Source) Collect(_ context.Context, smp *fleet.Sample) error {
+	if s.states == nil {
+		return fmt.Errorf("mock source %s: collect before start", s.node.Info.ID)
+	}
+	t := smp.Time
+	if t.IsZero() {
+		t = s.now()
+	}
+	n := s.node
+	dt := 0.0
+	if !s.last.IsZero() {
+		dt = t.Sub(s.last).Seconds()
+		smp.Events = n.AppendEvents(smp.Events, s.last, t)
+	}
+	if dt < 0 {
+		dt = 0
+	}
+	for d := range s.states {
+		// The energy counter integrates the draw since the previous reading.
+		s.energy[d] += s.states[d].power * dt
+		var ds fleet.DeviceSample
+		s.states[d] = n.ReadDevice(d, t, s.energy[d], &ds)
+		smp.Devices = append(smp.Devices, ds)
+	}
+	if s.host {
+		h := smp.Host
+		if h == nil {
+			h = new(fleet.HostSample)
+			smp.Host = h
+		}
+		n.ReadHost(t, h)
+	}
+	smp.Procs = n.AppendProcs(smp.Procs, t, s.states)
+	s.last = t
+	return nil
+}
+
+// Close implements collector.Source.
+func (s *Source) Close() error { return nil }
