@@ -1,0 +1,143 @@
+package aggregator
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fleettop/fleettop/wire"
+)
+
+// Totals are fleet-wide counts for /api/v1/fleet.
+type Totals struct {
+	Nodes        int            `json:"nodes"`
+	NodesOnline  int            `json:"nodes_online"`
+	NodesStale   int            `json:"nodes_stale"`
+	NodesOffline int            `json:"nodes_offline"`
+	Devices      int            `json:"devices"`
+	ByVendor     map[string]int `json:"devices_by_vendor"`
+	Gaps         uint64         `json:"gaps"`
+	Util         float64        `json:"util"` // mean over online devices reporting it, 0..1
+}
+
+// FleetResponse is the body of /api/v1/fleet.
+type FleetResponse struct {
+	Aggregator string          `json:"aggregator,omitempty"`
+	Nodes      []wire.NodeView `json:"nodes"`
+	Totals     Totals          `json:"totals"`
+	Summary    wire.Summary    `json:"summary"`
+}
+
+// NodeResponse is the body of /api/v1/nodes/{id}: the node and each device's
+// recent history (keyed by device index), one point per StepS seconds.
+type NodeResponse struct {
+	Node    wire.NodeView          `json:"node"`
+	History map[string]HistoryView `json:"history"`
+	StepS   float64                `json:"step_s"`
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if s.closing.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /v1/collect", s.handleCollect)
+	mux.HandleFunc("GET /v1/watch", s.handleWatch)
+	mux.Handle("GET /api/v1/fleet", s.viewerOnly(http.HandlerFunc(s.handleFleet)))
+	mux.Handle("GET /api/v1/nodes/{id}", s.viewerOnly(http.HandlerFunc(s.handleNode)))
+	var m http.Handler = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}})
+	if !s.cfg.MetricsPublic {
+		m = s.viewerOnly(m)
+	}
+	mux.Handle("GET /metrics", m)
+	return mux
+}
+
+type slogPrinter struct{ s *Server }
+
+func (p slogPrinter) Println(v ...any) { p.s.log.Error("metrics", "err", v) }
+
+func (s *Server) viewerOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.authorize(w, r, RoleViewer) == nil {
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) handleFleet(w http.ResponseWriter, r *http.Request) {
+	resp := FleetResponse{Aggregator: s.cfg.Name, Nodes: s.Nodes()}
+	resp.Totals = totals(resp.Nodes)
+	resp.Summary, _, _ = s.summarize(s.clock())
+	writeJSON(w, resp)
+}
+
+func totals(nodes []wire.NodeView) Totals {
+	t := Totals{Nodes: len(nodes), ByVendor: map[string]int{}}
+	var utilSum float64
+	var utilN int
+	for i := range nodes {
+		n := &nodes[i]
+		switch n.State {
+		case wire.StateOnline:
+			t.NodesOnline++
+		case wire.StateStale:
+			t.NodesStale++
+		default:
+			t.NodesOffline++
+		}
+		t.Gaps += n.Gaps
+		t.Devices += len(n.Devices)
+		for _, d := range n.Devices {
+			t.ByVendor[string(d.Vendor)]++
+			if n.State == wire.StateOnline && d.Util != nil {
+				utilSum += *d.Util
+				utilN++
+			}
+		}
+	}
+	if utilN > 0 {
+		t.Util = utilSum / float64(utilN)
+	}
+	return t
+}
+
+func (s *Server) handleNode(w http.ResponseWriter, r *http.Request) {
+	n := s.node(r.PathValue("id"))
+	if n == nil {
+		http.Error(w, "no such node", http.StatusNotFound)
+		return
+	}
+	last := 0
+	if q := r.URL.Query().Get("last"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil || v < 0 {
+			http.Error(w, "last must be a non-negative number of points", http.StatusBadRequest)
+			return
+		}
+		last = v
+	}
+	now := s.clock()
+	resp := NodeResponse{History: map[string]HistoryView{}, StepS: s.cfg.Interval.Seconds()}
+	n.mu.Lock()
+	resp.Node = s.view(n, now)
+	for i := range n.devs {
+		resp.History[strconv.Itoa(n.devs[i].dev.Index)] = n.devs[i].hist.view(last)
+	}
+	n.mu.Unlock()
+	writeJSON(w, resp)
+}

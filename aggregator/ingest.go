@@ -1,0 +1,503 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// session is one collector connection. Its handler goroutine reads and
+// applies frames; a writer goroutine sends acks; closeWith may be called from
+// anywhere, once.
+type session struct {
+	s      *Server
+	conn   *websocket.Conn
+	tok    *Token
+	remote string
+	node   *nodeState
+
+	rbuf []byte // reader only
+
+	encMu sync.Mutex
+	enc   *wire.Encoder
+	wbuf  []byte
+
+	ackSeq  atomic.Uint64 // highest committed sequence to ack
+	ackCh   chan struct{} // cap 1: an ack is pending
+	stopped atomic.Bool   // apply nothing more
+	ready   chan struct{} // closed once Welcome is sent: acks may follow
+	done    chan struct{} // closed when the session ends
+	once    sync.Once
+}
+
+// rejectErr closes a session with a wire close code and counts the reason.
+type rejectErr struct {
+	code   wire.CloseCode
+	reason string // metric label
+	msg    string // sent to the peer
+}
+
+func (e *rejectErr) Error() string { return e.msg }
+
+func reject(code wire.CloseCode, reason, format string, a ...any) *rejectErr {
+	return &rejectErr{code: code, reason: reason, msg: fmt.Sprintf(format, a...)}
+}
+
+// errEnded ends a session that was replaced or stopped; nothing to report.
+var errEnded = errors.New("session ended")
+
+// authorize checks the bearer token before any upgrade. It answers 401 for a
+// missing or unknown token and 403 for a token of the wrong role, and
+// returns nil then.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role Role) *Token {
+	secret, _ := bearer(r.Header.Get("Authorization"))
+	tok := s.cfg.Tokens.lookup(secret)
+	if tok == nil {
+		if role == RoleCollector {
+			s.m.rejected.WithLabelValues(rejectUnauthorized).Inc()
+		}
+		s.log.Info("unauthorized request", "path", r.URL.Path, "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fleettop"`)
+		http.Error(w, "unauthorized: give a valid token as \"Authorization: Bearer SECRET\"", http.StatusUnauthorized)
+		return nil
+	}
+	if tok.Role != role {
+		if role == RoleCollector {
+			s.m.rejected.WithLabelValues(rejectForbidden).Inc()
+		}
+		s.log.Info("token used outside its role", "path", r.URL.Path, "token", tok.Name, "role", string(tok.Role), "remote", r.RemoteAddr)
+		http.Error(w, fmt.Sprintf("forbidden: a %s token cannot use %s", tok.Role, r.URL.Path), http.StatusForbidden)
+		return nil
+	}
+	return tok
+}
+
+func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
+	tok := s.authorize(w, r, RoleCollector)
+	if tok == nil {
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	if s.closing.Load() {
+		http.Error(w, "aggregator shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		s.log.Debug("collect upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	conn.SetReadLimit(wire.MaxFrameSize)
+	ss := &session{
+		s: s, conn: conn, tok: tok, remote: r.RemoteAddr,
+		enc:   wire.NewEncoder(),
+		ackCh: make(chan struct{}, 1),
+		ready: make(chan struct{}),
+		done:  make(chan struct{}),
+		rbuf:  make([]byte, 0, 4096),
+	}
+	s.sessMu.Lock()
+	s.sessions[ss] = struct{}{}
+	s.sessMu.Unlock()
+	s.m.collectors.Inc()
+	defer func() {
+		s.sessMu.Lock()
+		delete(s.sessions, ss)
+		s.sessMu.Unlock()
+		s.m.collectors.Dec()
+	}()
+	if s.closing.Load() { // Close snapshotted sessions before we registered
+		ss.closeWith(wire.CloseGoingAway, "aggregator shutting down")
+		return
+	}
+	var acks sync.WaitGroup
+	acks.Go(ss.ackLoop)
+	err = ss.run()
+	close(ss.done)
+	defer acks.Wait()
+	var rj *rejectErr
+	switch {
+	case errors.As(err, &rj):
+		s.m.rejected.WithLabelValues(rj.reason).Inc()
+		s.log.Warn("collector session rejected", "node", ss.nodeID(), "token", tok.Name, "remote", ss.remote, "reason", rj.reason, "err", rj.msg)
+		ss.closeWith(rj.code, rj.msg)
+	case errors.Is(err, errEnded):
+		// replaced or shut down: whoever stopped us closes the connection
+	default:
+		if st := websocket.CloseStatus(err); st == websocket.StatusNormalClosure || st == websocket.StatusGoingAway {
+			s.log.Debug("collector closed", "node", ss.nodeID(), "status", st)
+		} else {
+			s.log.Info("collector session ended", "node", ss.nodeID(), "remote", ss.remote, "err", err)
+		}
+		ss.closeWith(wire.CloseNormal, "")
+	}
+}
+
+func (ss *session) nodeID() string {
+	if ss.node == nil {
+		return ""
+	}
+	return ss.node.id
+}
+
+// readMsg reads one binary message into the session's buffer, refusing
+// anything larger than wire.MaxFrameSize.
+func (ss *session) readMsg() ([]byte, error) {
+	typ, r, err := ss.conn.Reader(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageBinary {
+		return nil, reject(wire.CloseProtocol, rejectProtocol, "text message on the collect stream")
+	}
+	buf := ss.rbuf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(2*cap(buf), wire.MaxFrameSize+1)-len(buf))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > wire.MaxFrameSize || errors.Is(err, websocket.ErrMessageTooBig) {
+			return nil, reject(wire.CloseTooBig, rejectTooBig, "frame larger than %d bytes", wire.MaxFrameSize)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	ss.rbuf = buf
+	ss.s.m.bytes.Add(float64(len(buf)))
+	return buf, nil
+}
+
+func decodeErr(err error) *rejectErr {
+	switch {
+	case errors.Is(err, wire.ErrTooBig):
+		return reject(wire.CloseTooBig, rejectTooBig, "%v", err)
+	case errors.Is(err, wire.ErrVersion):
+		return reject(wire.CloseProtocol, rejectProtocol, "%v", err)
+	}
+	return reject(wire.CloseMalformed, rejectMalformed, "%v", err)
+}
+
+// run serves the session until it ends; the returned error says why.
+func (ss *session) run() error {
+	s := ss.s
+	dec := wire.NewDecoder()
+	b, err := ss.readMsg()
+	if err != nil {
+		return err
+	}
+	f, err := dec.Decode(b)
+	if err != nil {
+		return decodeErr(err)
+	}
+	h, ok := f.(*wire.Hello)
+	if !ok {
+		return reject(wire.CloseProtocol, rejectProtocol, "first frame must be hello, got type %d", f.Type())
+	}
+	if h.Proto != wire.Version {
+		return reject(wire.CloseProtocol, rejectProtocol, "protocol version %d not supported (this aggregator speaks %d)", h.Proto, wire.Version)
+	}
+	if err := validateHello(h); err != nil {
+		return reject(wire.CloseProtocol, rejectHello, "bad hello: %v", err)
+	}
+	if !ss.tok.AllowsNode(h.Node.ID) {
+		return reject(wire.CloseForbidden, rejectForbidden, "token %q may not send for node %q", ss.tok.Name, h.Node.ID)
+	}
+	nd := cloneNode(&h.Node)
+	n := s.getOrCreate(nd.ID)
+	now := s.clock()
+	n.mu.Lock()
+	if s.closing.Load() {
+		n.mu.Unlock()
+		return errEnded // Close closes this session
+	}
+	old := n.sess
+	n.sess = ss
+	ss.node = n
+	n.setNode(nd)
+	n.lastSeen = now
+	resume := n.committed.Load() + 1
+	became := n.state != wire.StateOnline
+	n.state = wire.StateOnline
+	if became && s.cfg.Insights != nil {
+		s.cfg.Insights.NodeState(&n.node, wire.StateOnline, now)
+	}
+	n.mu.Unlock()
+	s.touch(n)
+	if old != nil {
+		old.stop()
+		go old.closeWith(wire.CloseConflict, "replaced by a newer session for node "+n.id)
+	}
+	if err := ss.send(&wire.Welcome{Proto: wire.Version, ResumeFrom: resume}); err != nil {
+		return fmt.Errorf("send welcome: %w", err)
+	}
+	close(ss.ready)
+	s.log.Debug("collector connected", "node", n.id, "token", ss.tok.Name, "remote", ss.remote, "resume_from", resume)
+
+	for {
+		b, err := ss.readMsg()
+		if err != nil {
+			return err
+		}
+		f, err := dec.Decode(b)
+		if err != nil {
+			return decodeErr(err)
+		}
+		switch f := f.(type) {
+		case *wire.Samples:
+			if err := ss.apply(f.Samples); err != nil {
+				return err
+			}
+		case *wire.Close:
+			return fmt.Errorf("collector closed: %d %s", f.Code, f.Reason)
+		default:
+			return reject(wire.CloseProtocol, rejectProtocol, "unexpected frame type %d from a collector", f.Type())
+		}
+	}
+}
+
+// apply applies the records of one Samples frame under the node's lock:
+// duplicates are dropped, gaps counted, each applied record recorded and
+// observed.
+func (ss *session) apply(recs []fleet.Sample) error {
+	s := ss.s
+	n := ss.node
+	now := s.clock()
+	var applied, gpus, dups, gaps uint64
+	n.mu.Lock()
+	if n.sess != ss || ss.stopped.Load() {
+		n.mu.Unlock()
+		return errEnded
+	}
+	last := n.seq.Load()
+	for i := range recs {
+		r := &recs[i]
+		if r.Seq <= last {
+			dups++
+			continue
+		}
+		// A gap is counted only against a sequence we know: the first
+		// record ever seen from a node starts its history.
+		if last > 0 && r.Seq > last+1 {
+			gaps += r.Seq - last - 1
+		}
+		last = r.Seq
+		n.seq.Store(last)
+		gpus += uint64(n.applyRecord(r, now))
+		applied++
+		s.cfg.Recorder.Record(&n.node, r)
+		if s.cfg.Insights != nil {
+			s.cfg.Insights.Observe(&n.node, r)
+		}
+	}
+	n.dups += dups
+	n.gaps += gaps
+	n.mu.Unlock()
+	if applied > 0 {
+		s.touch(n)
+		s.m.samples.Add(float64(applied))
+		s.m.gpuSamples.Add(float64(gpus))
+	}
+	if dups > 0 {
+		s.m.dups.Add(float64(dups))
+	}
+	if gaps > 0 {
+		s.m.gaps.Add(float64(gaps))
+		s.log.Info("sequence gap", "node", n.id, "lost", gaps, "now_at", last)
+	}
+	return nil
+}
+
+// send encodes and writes one frame within the write timeout.
+func (ss *session) send(f wire.Frame) error {
+	ss.encMu.Lock()
+	defer ss.encMu.Unlock()
+	b, err := ss.enc.AppendFrame(ss.wbuf[:0], f)
+	if err != nil {
+		return fmt.Errorf("encode %T: %w", f, err)
+	}
+	ss.wbuf = b
+	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.WriteTimeout)
+	defer cancel()
+	return ss.conn.Write(ctx, websocket.MessageBinary, b)
+}
+
+// ack schedules an Ack for seq; the ack loop sends the latest one.
+func (ss *session) ack(seq uint64) {
+	for {
+		cur := ss.ackSeq.Load()
+		if seq <= cur || ss.ackSeq.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	select {
+	case ss.ackCh <- struct{}{}:
+	default:
+	}
+}
+
+func (ss *session) ackLoop() {
+	select {
+	case <-ss.done:
+		return
+	case <-ss.ready:
+	}
+	var sent uint64
+	for {
+		select {
+		case <-ss.done:
+			return
+		case <-ss.ackCh:
+		}
+		seq := ss.ackSeq.Load()
+		if seq <= sent || ss.stopped.Load() {
+			continue
+		}
+		if err := ss.send(&wire.Ack{Seq: seq}); err != nil {
+			ss.s.log.Debug("send ack", "node", ss.nodeID(), "err", err)
+			ss.conn.CloseNow()
+			return
+		}
+		sent = seq
+	}
+}
+
+// stop makes the session apply nothing more.
+func (ss *session) stop() {
+	n := ss.node
+	if n == nil {
+		ss.stopped.Store(true)
+		return
+	}
+	n.mu.Lock()
+	ss.stopped.Store(true)
+	if n.sess == ss {
+		n.sess = nil
+	}
+	n.mu.Unlock()
+}
+
+// closeWith sends a Close frame and closes the websocket with code. Safe to
+// call more than once and from any goroutine; only the first call acts.
+func (ss *session) closeWith(code wire.CloseCode, reason string) {
+	ss.once.Do(func() {
+		ss.stop()
+		if len(reason) > 120 { // websocket close reasons are at most 123 bytes
+			reason = reason[:120]
+		}
+		if code != wire.CloseNormal || reason != "" {
+			_ = ss.send(&wire.Close{Code: code, Reason: reason})
+		}
+		_ = ss.conn.Close(websocket.StatusCode(code), reason)
+	})
+}
+
+// flush commits every node whose applied sequence advanced, then acks the
+// committed sequences to their live sessions. Nothing is acked when the
+// commit fails: the records stay applied and are committed next time.
+func (s *Server) flush(ctx context.Context) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	var adv []*nodeState
+	var seqs map[string]uint64
+	for _, n := range s.nodeList() {
+		if q := n.seq.Load(); q > n.committed.Load() {
+			if seqs == nil {
+				seqs = map[string]uint64{}
+			}
+			seqs[n.id] = q
+			adv = append(adv, n)
+		}
+	}
+	if len(adv) == 0 {
+		return nil
+	}
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := s.cfg.Recorder.Commit(cctx, seqs)
+	cancel()
+	s.m.commitSecs.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.m.commitErrs.Inc()
+		s.log.Error("commit applied samples; not acking", "nodes", len(adv), "err", err)
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, n := range adv {
+		q := seqs[n.id]
+		n.committed.Store(q)
+		n.mu.Lock()
+		ss := n.sess
+		n.mu.Unlock()
+		if ss != nil {
+			ss.ack(q)
+		}
+	}
+	return nil
+}
+
+// checkStates reports state transitions to Insights and viewers, and closes
+// sessions of nodes that went offline while connected.
+func (s *Server) checkStates() {
+	now := s.clock()
+	for _, n := range s.nodeList() {
+		n.mu.Lock()
+		st := s.stateAt(n, now)
+		changed := st != n.state
+		var idle *session
+		if changed {
+			n.state = st
+			if s.cfg.Insights != nil {
+				s.cfg.Insights.NodeState(&n.node, st, now)
+			}
+			if st == wire.StateOffline {
+				idle = n.sess
+			}
+		}
+		n.mu.Unlock()
+		if changed {
+			s.touch(n)
+			s.log.Info("node state", "node", n.id, "state", st, "last_seen", n.lastSeenAt())
+		}
+		if idle != nil {
+			idle.stop()
+			go idle.closeWith(wire.CloseNormal, "no samples for "+s.cfg.OfflineAfter.String())
+		}
+	}
+}
+
+func (n *nodeState) lastSeenAt() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lastSeen
+}
+
+func (s *Server) flushLoop() {
+	defer s.loops.Done()
+	t := time.NewTicker(s.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			_ = s.flush(s.ctx)
+			s.checkStates()
+		}
+	}
+}

@@ -1,0 +1,331 @@
+package aggregator
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// maxEvents is how many recent events each node keeps for viewers.
+const maxEvents = 32
+
+// nodeState is one node's live state. mu guards everything but the atomics;
+// ingest of one node never contends with another node's.
+type nodeState struct {
+	id string
+
+	seq     atomic.Uint64 // last applied sequence
+	version atomic.Uint64 // fleet version of its last change
+
+	committed atomic.Uint64 // last committed (durable) sequence
+
+	mu         sync.Mutex
+	node       fleet.Node
+	slot       [wire.MaxDevices]int8 // device index → position in devs, -1: none
+	devs       []deviceState
+	host       fleet.HostSample
+	hasHost    bool
+	procs      []fleet.Process
+	events     []fleet.Event // ring of recent events
+	evNext     int
+	gaps       uint64
+	dups       uint64
+	lastSeen   time.Time // aggregator clock at Hello or at the last applied record
+	sampleTime time.Time // the collector's time of the last applied record
+	state      string    // last state reported to Insights
+	sess       *session  // live session, nil when none
+}
+
+type deviceState struct {
+	dev    fleet.Device
+	latest fleet.DeviceSample
+	seen   bool
+	hist   history
+}
+
+func newNodeState(id string) *nodeState {
+	n := &nodeState{id: id}
+	for i := range n.slot {
+		n.slot[i] = -1
+	}
+	return n
+}
+
+// setNode installs the identity from Hello (already cloned), keeping device
+// history when the inventory is unchanged. Caller holds n.mu.
+func (n *nodeState) setNode(node fleet.Node) {
+	same := len(node.Devices) == len(n.devs)
+	for i := 0; same && i < len(node.Devices); i++ {
+		same = node.Devices[i].Index == n.devs[i].dev.Index && node.Devices[i].UUID == n.devs[i].dev.UUID
+	}
+	n.node = node
+	if same {
+		for i := range n.devs {
+			n.devs[i].dev = node.Devices[i]
+		}
+		return
+	}
+	for i := range n.slot {
+		n.slot[i] = -1
+	}
+	n.devs = make([]deviceState, len(node.Devices))
+	for i, d := range node.Devices {
+		n.devs[i].dev = d
+		n.slot[d.Index] = int8(i)
+	}
+}
+
+// validateHello checks a Hello before any state is touched.
+func validateHello(h *wire.Hello) error {
+	if h.Proto != wire.Version {
+		return fmt.Errorf("protocol version %d not supported (want %d)", h.Proto, wire.Version)
+	}
+	nd := &h.Node
+	if nd.ID == "" {
+		return fmt.Errorf("empty node id")
+	}
+	if len(nd.ID) > 253 || strings.ContainsAny(nd.ID, " \t\r\n/\x00") {
+		return fmt.Errorf("bad node id %q", nd.ID)
+	}
+	if len(nd.Devices) > wire.MaxDevices {
+		return fmt.Errorf("%d devices, at most %d", len(nd.Devices), wire.MaxDevices)
+	}
+	var seen [wire.MaxDevices]bool
+	for _, d := range nd.Devices {
+		if d.Index < 0 || d.Index >= wire.MaxDevices {
+			return fmt.Errorf("device index %d out of range", d.Index)
+		}
+		if seen[d.Index] {
+			return fmt.Errorf("device index %d listed twice", d.Index)
+		}
+		seen[d.Index] = true
+		if !d.Vendor.Valid() {
+			return fmt.Errorf("device %d: unknown vendor %q", d.Index, d.Vendor)
+		}
+	}
+	return nil
+}
+
+// cloneNode deep-copies a node out of the decoder's buffers.
+func cloneNode(n *fleet.Node) fleet.Node {
+	c := *n
+	c.ID = strings.Clone(n.ID)
+	c.Hostname = strings.Clone(n.Hostname)
+	c.Region = strings.Clone(n.Region)
+	c.Site = strings.Clone(n.Site)
+	c.Provider = strings.Clone(n.Provider)
+	c.Jurisdiction = strings.Clone(n.Jurisdiction)
+	c.Lease.ID = strings.Clone(n.Lease.ID)
+	c.Lease.PricePerGPUHour.Currency = strings.Clone(n.Lease.PricePerGPUHour.Currency)
+	c.Lease.Billing = fleet.Billing(strings.Clone(string(n.Lease.Billing)))
+	c.Driver = strings.Clone(n.Driver)
+	c.CUDA = strings.Clone(n.CUDA)
+	c.BootID = strings.Clone(n.BootID)
+	c.AgentVersion = strings.Clone(n.AgentVersion)
+	if n.Labels != nil {
+		c.Labels = make(map[string]string, len(n.Labels))
+		for k, v := range n.Labels {
+			c.Labels[strings.Clone(k)] = strings.Clone(v)
+		}
+	}
+	c.Devices = make([]fleet.Device, len(n.Devices))
+	for i, d := range n.Devices {
+		d.UUID = strings.Clone(d.UUID)
+		d.Vendor = fleet.Vendor(strings.Clone(string(d.Vendor)))
+		d.Model = strings.Clone(d.Model)
+		d.PCIBusID = strings.Clone(d.PCIBusID)
+		c.Devices[i] = d
+	}
+	return c
+}
+
+func cloneJob(j fleet.Job) fleet.Job {
+	return fleet.Job{ID: strings.Clone(j.ID), Source: strings.Clone(j.Source), Team: strings.Clone(j.Team), DataClass: strings.Clone(j.DataClass)}
+}
+
+// applyRecord applies one record that is newer than the last applied. Caller
+// holds n.mu. It returns the number of device samples applied.
+func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
+	gpus := 0
+	for i := range r.Devices {
+		d := &r.Devices[i]
+		if d.Index < 0 || d.Index >= wire.MaxDevices {
+			continue
+		}
+		k := n.slot[d.Index]
+		if k < 0 {
+			continue // not in the inventory: ignore rather than guess
+		}
+		ds := &n.devs[k]
+		ds.latest = *d
+		ds.seen = true
+		ds.hist.push(d)
+		gpus++
+	}
+	if r.Host != nil {
+		n.host = *r.Host
+		n.hasHost = true
+	}
+	if r.ProcsSet {
+		n.procs = n.procs[:0]
+		for _, p := range r.Procs {
+			p.Name = strings.Clone(p.Name)
+			p.Job = cloneJob(p.Job)
+			n.procs = append(n.procs, p)
+		}
+	}
+	for _, e := range r.Events {
+		e.Kind = fleet.EventKind(strings.Clone(string(e.Kind)))
+		e.Severity = fleet.Severity(strings.Clone(string(e.Severity)))
+		e.Message = strings.Clone(e.Message)
+		if len(n.events) < maxEvents {
+			n.events = append(n.events, e)
+		} else {
+			n.events[n.evNext] = e
+		}
+		n.evNext = (n.evNext + 1) % maxEvents
+	}
+	n.lastSeen = now
+	n.sampleTime = r.Time
+	return gpus
+}
+
+// stateAt derives online/stale/offline from the last time the node was heard.
+func (s *Server) stateAt(n *nodeState, now time.Time) string {
+	age := now.Sub(n.lastSeen)
+	switch {
+	case age <= s.cfg.StaleAfter:
+		return wire.StateOnline
+	case age <= s.cfg.OfflineAfter:
+		return wire.StateStale
+	}
+	return wire.StateOffline
+}
+
+// burn returns the node's cost per hour. Caller holds n.mu.
+func (s *Server) burn(n *nodeState) fleet.Money {
+	if s.cfg.Insights != nil {
+		return s.cfg.Insights.NodeBurn(&n.node)
+	}
+	p := n.node.Lease.PricePerGPUHour
+	return fleet.Money{Micros: p.Micros * int64(len(n.node.Devices)), Currency: p.Currency}
+}
+
+// view builds the node's NodeView. Caller holds n.mu.
+func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
+	nd := &n.node
+	v := wire.NodeView{
+		ID:           n.id,
+		Hostname:     nd.Hostname,
+		Region:       nd.Region,
+		Site:         nd.Site,
+		Jurisdiction: nd.Jurisdiction,
+		Provider:     nd.Provider,
+		State:        s.stateAt(n, now),
+		LastSeen:     n.lastSeen,
+		Seq:          n.seq.Load(),
+		Gaps:         n.gaps,
+		Lease:        nd.Lease,
+		BurnPerHour:  s.burn(n),
+		Devices:      make([]wire.DeviceView, len(n.devs)),
+	}
+	if n.hasHost {
+		v.Host = map[string]float64{}
+		for m := fleet.HostMetric(0); m < fleet.NumHostMetrics; m++ {
+			if x, ok := n.host.Get(m); ok {
+				v.Host[m.String()] = x
+			}
+		}
+	}
+	for i := range n.devs {
+		ds := &n.devs[i]
+		dv := wire.DeviceView{
+			Index: ds.dev.Index, UUID: ds.dev.UUID, Vendor: ds.dev.Vendor, Model: ds.dev.Model,
+			MemoryTotal: ds.dev.MemoryTotal, PowerLimit: ds.dev.PowerLimit,
+			Metrics: map[string]float64{},
+		}
+		if ds.seen {
+			for m := fleet.Metric(0); m < fleet.NumMetrics; m++ {
+				if x, ok := ds.latest.Get(m); ok {
+					dv.Metrics[m.String()] = x
+				}
+			}
+			if u, ok := ds.latest.Get(fleet.MetricUtil); ok {
+				dv.Util = &u
+			}
+		}
+		v.Devices[i] = dv
+	}
+	if len(n.procs) > 0 {
+		v.Procs = append([]fleet.Process(nil), n.procs...)
+	}
+	if len(n.events) > 0 {
+		v.Events = make([]fleet.Event, 0, len(n.events))
+		start := 0
+		if len(n.events) == maxEvents {
+			start = n.evNext
+		}
+		for k := 0; k < len(n.events); k++ {
+			v.Events = append(v.Events, n.events[(start+k)%len(n.events)])
+		}
+	}
+	return v
+}
+
+// node returns the live node with id, or nil.
+func (s *Server) node(id string) *nodeState {
+	s.nodesMu.RLock()
+	defer s.nodesMu.RUnlock()
+	return s.nodes[id]
+}
+
+// nodeList returns every node seen since start, in order of first Hello.
+// The slice is shared: do not modify.
+func (s *Server) nodeList() []*nodeState {
+	s.nodesMu.RLock()
+	defer s.nodesMu.RUnlock()
+	return s.list
+}
+
+// getOrCreate returns the node with id, creating it with its durable
+// sequence (if any) on first sight.
+func (s *Server) getOrCreate(id string) *nodeState {
+	if n := s.node(id); n != nil {
+		return n
+	}
+	s.nodesMu.Lock()
+	defer s.nodesMu.Unlock()
+	if n := s.nodes[id]; n != nil {
+		return n
+	}
+	n := newNodeState(id)
+	if seq, ok := s.durable[id]; ok {
+		n.seq.Store(seq)
+		n.committed.Store(seq)
+		delete(s.durable, id)
+	}
+	s.nodes[id] = n
+	s.list = append(s.list, n)
+	return n
+}
+
+// touch marks n changed for viewers.
+func (s *Server) touch(n *nodeState) { n.version.Store(s.version.Add(1)) }
+
+// Nodes returns the current fleet, in order of first contact.
+func (s *Server) Nodes() []wire.NodeView {
+	now := s.clock()
+	list := s.nodeList()
+	out := make([]wire.NodeView, 0, len(list))
+	for _, n := range list {
+		n.mu.Lock()
+		out = append(out, s.view(n, now))
+		n.mu.Unlock()
+	}
+	return out
+}

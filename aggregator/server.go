@@ -1,0 +1,329 @@
+package aggregator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fleettop/fleettop/wire"
+)
+
+// Config configures a Server.
+type Config struct {
+	Tokens   *Tokens  // from LoadTokens / ParseTokens; required
+	Recorder Recorder // required (store.Store in production)
+	Insights Insights // optional; nil: burn from lease price × device count, no alerts
+	Name     string   // shown to viewers
+	// Interval is the expected collector interval (default 1s); StaleAfter
+	// and OfflineAfter derive from it when zero.
+	Interval time.Duration
+	// StaleAfter: a node not heard from for longer is stale (default 3 intervals).
+	StaleAfter time.Duration
+	// OfflineAfter: a node not heard from for longer is offline (default 30s,
+	// at least twice StaleAfter).
+	OfflineAfter  time.Duration
+	Clock         func() time.Time // default time.Now (tests inject)
+	MetricsPublic bool             // serve /metrics without a token
+	// Insecure allows plain ws:// and http on non-loopback listeners.
+	Insecure   bool
+	Collectors []prometheus.Collector // extra collectors served on /metrics (exporters)
+	Logger     *slog.Logger
+	// FlushInterval is how often applied samples are committed and acked
+	// (default 1s).
+	FlushInterval time.Duration
+	// ViewerInterval is the least time between two watch messages to one
+	// viewer (default 1s).
+	ViewerInterval time.Duration
+	// WriteTimeout bounds every websocket write; a peer that does not take a
+	// message in time is dropped (default 5s).
+	WriteTimeout time.Duration
+}
+
+// Server is the aggregator: collector ingest, live fleet, viewers and API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	clock   func() time.Time
+	handler http.Handler
+	reg     *prometheus.Registry
+	m       metrics
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // sessions, viewers, background loops
+	loops  sync.WaitGroup // background loops only
+
+	closing atomic.Bool
+	httpMu  sync.Mutex
+	servers []*http.Server
+
+	version atomic.Uint64 // fleet version: bumped on every node change
+
+	nodesMu sync.RWMutex
+	nodes   map[string]*nodeState
+	list    []*nodeState      // append-only, in order of first Hello
+	durable map[string]uint64 // node id → durable last seq, for nodes not yet seen
+
+	sessMu   sync.Mutex
+	sessions map[*session]struct{}
+	viewers  map[*viewer]struct{}
+
+	commitMu sync.Mutex // one Commit at a time
+	sumCache summaryCache
+}
+
+type metrics struct {
+	gpuSamples  prometheus.Counter
+	samples     prometheus.Counter
+	bytes       prometheus.Counter
+	gaps        prometheus.Counter
+	dups        prometheus.Counter
+	rejected    *prometheus.CounterVec
+	collectors  prometheus.Gauge
+	viewers     prometheus.Gauge
+	commitErrs  prometheus.Counter
+	commitSecs  prometheus.Histogram
+	viewerDrops prometheus.Counter
+}
+
+// Reasons counted in fleettop_ingest_rejected_total.
+const (
+	rejectUnauthorized = "unauthorized"
+	rejectForbidden    = "forbidden"
+	rejectMalformed    = "malformed"
+	rejectTooBig       = "too_big"
+	rejectProtocol     = "protocol"
+	rejectHello        = "bad_hello"
+)
+
+func newMetrics(reg *prometheus.Registry) metrics {
+	m := metrics{
+		gpuSamples: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_ingest_gpu_samples_total", Help: "Device samples applied."}),
+		samples:    prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_ingest_records_total", Help: "Sequenced records applied."}),
+		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_ingest_bytes_total", Help: "Websocket payload bytes received from collectors."}),
+		gaps:       prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_ingest_seq_gaps_total", Help: "Records lost in transit (sequence gaps)."}),
+		dups:       prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_ingest_duplicates_total", Help: "Records dropped as already applied."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleettop_ingest_rejected_total", Help: "Collector connections or frames refused, by reason."},
+			[]string{"reason"}),
+		collectors:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_collectors_connected", Help: "Collector sessions open."}),
+		viewers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_viewers_connected", Help: "Watch streams open."}),
+		commitErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_commit_errors_total", Help: "Failed commits of applied samples (nothing acked)."}),
+		commitSecs:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fleettop_commit_seconds", Help: "Time to commit applied samples.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
+		viewerDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_viewers_dropped_total", Help: "Viewers dropped for not keeping up."}),
+	}
+	for _, r := range []string{rejectUnauthorized, rejectForbidden, rejectMalformed, rejectTooBig, rejectProtocol, rejectHello} {
+		m.rejected.WithLabelValues(r) // export zeros
+	}
+	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.collectors, m.viewers,
+		m.commitErrs, m.commitSecs, m.viewerDrops)
+	return m
+}
+
+// New builds a Server and loads the durable sequence of every known node.
+// Background loops start at once; Close stops them.
+func New(cfg Config) (*Server, error) {
+	if cfg.Tokens == nil || cfg.Tokens.Len() == 0 {
+		return nil, errors.New("aggregator: no tokens")
+	}
+	if cfg.Recorder == nil {
+		return nil, errors.New("aggregator: no recorder")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 3 * cfg.Interval
+	}
+	if cfg.OfflineAfter <= 0 {
+		cfg.OfflineAfter = 30 * time.Second
+	}
+	if cfg.OfflineAfter < 2*cfg.StaleAfter {
+		cfg.OfflineAfter = 2 * cfg.StaleAfter
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = time.Second
+	}
+	if cfg.ViewerInterval <= 0 {
+		cfg.ViewerInterval = time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+	seqs, err := cfg.Recorder.LastSeqs(lctx)
+	lcancel()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("load last sequences: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		clock:    cfg.Clock,
+		reg:      reg,
+		m:        newMetrics(reg),
+		ctx:      ctx,
+		cancel:   cancel,
+		nodes:    map[string]*nodeState{},
+		durable:  seqs,
+		sessions: map[*session]struct{}{},
+		viewers:  map[*viewer]struct{}{},
+	}
+	if s.durable == nil {
+		s.durable = map[string]uint64{}
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range cfg.Collectors {
+		if err := reg.Register(c); err != nil {
+			cancel()
+			return nil, fmt.Errorf("register metrics collector: %w", err)
+		}
+	}
+	s.handler = s.routes()
+	s.loops.Add(1)
+	go s.flushLoop()
+	return s, nil
+}
+
+// Handler returns the aggregator's HTTP handler (all endpoints).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry returns the registry served on /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Serve serves plain HTTP (ws://) on ln until Close. Plain connections are
+// accepted only on loopback listeners unless Config.Insecure is set.
+func (s *Server) Serve(ln net.Listener) error {
+	if !isLoopback(ln.Addr()) {
+		if !s.cfg.Insecure {
+			return fmt.Errorf("refusing plain ws:// on non-loopback address %s: give --tls-cert/--tls-key, or --insecure on a trusted network", ln.Addr())
+		}
+		s.log.Warn("INSECURE: serving plain ws:// and http on a non-loopback address; tokens and telemetry travel unencrypted", "addr", ln.Addr().String())
+	}
+	return s.serve(ln, nil)
+}
+
+// ServeTLS serves HTTPS (wss://) on ln with the given certificate and key files.
+func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("load tls certificate: %w", err)
+	}
+	return s.serve(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+}
+
+func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+	}
+	s.httpMu.Lock()
+	if s.closing.Load() {
+		s.httpMu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.servers = append(s.servers, hs)
+	s.httpMu.Unlock()
+	var err error
+	if tc != nil {
+		hs.TLSConfig = tc
+		err = hs.Serve(tls.NewListener(ln, tc))
+	} else {
+		err = hs.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) && s.closing.Load() {
+		return nil
+	}
+	return err
+}
+
+func isLoopback(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Close stops accepting, applies nothing more, commits and acks what was
+// applied, and closes every session and viewer with "going away".
+func (s *Server) Close(ctx context.Context) error {
+	if s.closing.Swap(true) {
+		return nil
+	}
+	s.httpMu.Lock()
+	servers := s.servers
+	s.httpMu.Unlock()
+	var errs []error
+	for _, hs := range servers {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shut down http: %w", err))
+		}
+	}
+	// Stop the flusher, then stop applying: every session checks closing
+	// under its node lock before applying.
+	s.cancel()
+	s.loops.Wait()
+	s.sessMu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	viewers := make([]*viewer, 0, len(s.viewers))
+	for v := range s.viewers {
+		viewers = append(viewers, v)
+	}
+	s.sessMu.Unlock()
+	for _, ss := range sessions {
+		ss.stop()
+	}
+	if err := s.flush(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	var cw sync.WaitGroup
+	for _, ss := range sessions {
+		cw.Go(func() { ss.closeWith(wire.CloseGoingAway, "aggregator shutting down") })
+	}
+	for _, v := range viewers {
+		cw.Go(func() { v.close(wire.CloseGoingAway, "aggregator shutting down") })
+	}
+	cw.Wait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("wait for sessions: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,214 @@
+package aggregator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// viewer is one watch stream. It holds no queue: every tick it sends the
+// nodes whose version is newer than what it last sent, so a slow viewer
+// costs one message of memory and never holds up ingest.
+type viewer struct {
+	s    *Server
+	conn *websocket.Conn
+	name string
+	done chan struct{}
+	once sync.Once
+}
+
+func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
+	tok := s.authorize(w, r, RoleViewer)
+	if tok == nil {
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	if s.closing.Load() {
+		http.Error(w, "aggregator shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// Watch messages are repetitive JSON: deflate per message, with pooled
+		// compressors instead of a resident 1.2 MB one per viewer.
+		CompressionMode: websocket.CompressionNoContextTakeover,
+	})
+	if err != nil {
+		s.log.Debug("watch upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	v := &viewer{s: s, conn: conn, name: tok.Name, done: make(chan struct{})}
+	s.sessMu.Lock()
+	s.viewers[v] = struct{}{}
+	s.sessMu.Unlock()
+	s.m.viewers.Inc()
+	defer func() {
+		s.sessMu.Lock()
+		delete(s.viewers, v)
+		s.sessMu.Unlock()
+		s.m.viewers.Dec()
+	}()
+	if s.closing.Load() {
+		v.close(wire.CloseGoingAway, "aggregator shutting down")
+		return
+	}
+	// Viewers only read; CloseRead answers pings and notices the peer leaving.
+	ctx := conn.CloseRead(context.Background())
+	err = v.run(ctx)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		s.m.viewerDrops.Inc()
+		s.log.Info("viewer dropped: not reading", "token", v.name, "remote", r.RemoteAddr)
+		v.close(wire.CloseCode(websocket.StatusPolicyViolation), "too slow: reconnect")
+	case err != nil:
+		s.log.Debug("viewer ended", "token", v.name, "err", err)
+		v.close(wire.CloseNormal, "")
+	}
+}
+
+func (v *viewer) close(code wire.CloseCode, reason string) {
+	v.once.Do(func() {
+		close(v.done)
+		_ = v.conn.Close(websocket.StatusCode(code), reason)
+	})
+}
+
+func (v *viewer) run(ctx context.Context) error {
+	s := v.s
+	last := s.version.Load()
+	if err := v.write(s.watchMsg(wire.WatchSnapshot, 0)); err != nil {
+		return err
+	}
+	t := time.NewTicker(s.cfg.ViewerInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-v.done:
+			return nil
+		case <-t.C:
+		}
+		cur := s.version.Load()
+		msg := s.watchMsg(wire.WatchUpdate, last)
+		last = cur
+		if err := v.write(msg); err != nil {
+			return err
+		}
+	}
+}
+
+func (v *viewer) write(msg *wire.WatchMsg) error {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("encode watch message: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), v.s.cfg.WriteTimeout)
+	defer cancel()
+	if err := v.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		if ctx.Err() != nil {
+			return context.DeadlineExceeded
+		}
+		return err
+	}
+	return nil
+}
+
+// watchMsg builds a watch message with the nodes changed after version since
+// (0: all of them).
+func (s *Server) watchMsg(kind string, since uint64) *wire.WatchMsg {
+	now := s.clock()
+	msg := &wire.WatchMsg{Version: wire.WatchVersion, Kind: kind, Time: now, Aggregator: s.cfg.Name, Nodes: []wire.NodeView{}}
+	for _, n := range s.nodeList() {
+		if n.version.Load() <= since {
+			continue
+		}
+		n.mu.Lock()
+		msg.Nodes = append(msg.Nodes, s.view(n, now))
+		n.mu.Unlock()
+	}
+	msg.Summary, msg.Jobs, msg.Alerts = s.summarize(now)
+	return msg
+}
+
+// summaryCache keeps Insights.Summarize to at most one call per viewer
+// interval however many viewers there are.
+type summaryCache struct {
+	mu     sync.Mutex
+	at     time.Time // wall time of the last computation
+	sum    wire.Summary
+	jobs   []wire.JobView
+	alerts []fleet.Alert
+}
+
+func (s *Server) summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+	c := &s.sumCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < s.cfg.ViewerInterval*9/10 {
+		return c.sum, c.jobs, c.alerts
+	}
+	if s.cfg.Insights != nil {
+		c.sum, c.jobs, c.alerts = s.cfg.Insights.Summarize(now)
+	} else {
+		c.sum, c.jobs, c.alerts = s.basicSummary(now), nil, nil
+	}
+	c.at = time.Now()
+	return c.sum, c.jobs, c.alerts
+}
+
+// basicSummary counts nodes and devices by state, averages utilisation over
+// online devices and sums lease burn. Without a cost engine there is no
+// currency conversion: burn is summed in the currency of the first priced
+// node, and nodes priced in another currency are left out.
+func (s *Server) basicSummary(now time.Time) wire.Summary {
+	var sum wire.Summary
+	var utilSum float64
+	var utilN int
+	for _, n := range s.nodeList() {
+		n.mu.Lock()
+		st := s.stateAt(n, now)
+		ndev := len(n.devs)
+		switch st {
+		case wire.StateOnline:
+			sum.NodesOnline++
+			sum.GPUsOnline += ndev
+			for i := range n.devs {
+				if u, ok := n.devs[i].latest.Get(fleet.MetricUtil); ok && n.devs[i].seen {
+					utilSum += u
+					utilN++
+				}
+			}
+		case wire.StateStale:
+			sum.NodesStale++
+			sum.GPUsStale += ndev
+		default:
+			sum.NodesOffline++
+			sum.GPUsOffline += ndev
+		}
+		b := s.burn(n)
+		n.mu.Unlock()
+		if b.Micros != 0 {
+			if sum.Currency == "" {
+				sum.Currency = b.Currency
+			}
+			if b.Currency == sum.Currency {
+				sum.BurnPerHour.Micros += b.Micros
+			}
+		}
+	}
+	sum.BurnPerHour.Currency = sum.Currency
+	if utilN > 0 {
+		sum.Util = utilSum / float64(utilN)
+	}
+	return sum
+}
