@@ -1,0 +1,410 @@
+//go:build cgo
+
+// Package nvml is the NVIDIA source: it reads GPUs through an injected
+// nvml.Interface (the real library, or go-nvml's mock servers in tests).
+//
+// Rules it keeps: nothing is called on the library after a failed Init (go-nvml
+// would then die on a missing symbol); ERROR_NOT_SUPPORTED makes a metric
+// absent, never zero, and the call is not repeated; devices are sampled
+// concurrently by one worker goroutine each, and a device whose previous call
+// has not returned is skipped and counted, so one hung GPU stalls nothing.
+package nvml
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/fleettop/fleettop/collector"
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// Options tune the source. The zero value is usable.
+type Options struct {
+	// LibraryPath is the NVML shared library NewSystem loads ("" = the
+	// system's libnvidia-ml.so.1).
+	LibraryPath string
+	Logger      *slog.Logger
+	// Deadline bounds how long Collect waits for the device workers; a device
+	// still busy after it is reported absent this tick. Default 500 ms.
+	Deadline time.Duration
+	// EventWait is the timeout of each NVML event-set wait (the XID reader
+	// checks for Close between waits). Default 1 s.
+	EventWait time.Duration
+	// Clock stamps events. Default time.Now.
+	Clock func() time.Time
+}
+
+// maxQueuedEvents bounds the XID events kept between two Collect calls.
+const maxQueuedEvents = 256
+
+// Source reads NVIDIA GPUs through NVML.
+type Source struct {
+	lib nvml.Interface
+	o   Options
+
+	started bool
+	initErr error
+	inv     collector.Inventory
+	devs    []*device
+	byH     map[nvml.Device]int
+
+	round   uint64
+	done    chan doneMsg
+	skipped atomic.Uint64
+
+	evMu      sync.Mutex
+	events    []fleet.Event
+	evDropped uint64
+	evSet     nvml.EventSet
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type doneMsg struct {
+	dev   int
+	round uint64
+}
+
+var _ collector.Source = (*Source)(nil)
+
+// New returns a source over lib; nothing is called on lib before Start.
+func New(lib nvml.Interface, o Options) *Source {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = 500 * time.Millisecond
+	}
+	if o.EventWait <= 0 {
+		o.EventWait = time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return &Source{lib: lib, o: o, stop: make(chan struct{})}
+}
+
+// NewSystem returns a source over the machine's NVML library.
+func NewSystem(o Options) *Source {
+	var opts []nvml.LibraryOption
+	if o.LibraryPath != "" {
+		opts = append(opts, nvml.WithLibraryPath(o.LibraryPath))
+	}
+	return New(nvml.New(opts...), o)
+}
+
+// Name implements collector.Source.
+func (s *Source) Name() string { return "nvml" }
+
+// Skipped returns how many device samples were skipped because the device's
+// previous call had not returned.
+func (s *Source) Skipped() uint64 { return s.skipped.Load() }
+
+// Counters reports the source's counters for status output.
+func (s *Source) Counters() map[string]uint64 {
+	s.evMu.Lock()
+	dropped := s.evDropped
+	s.evMu.Unlock()
+	return map[string]uint64{"skipped_device_samples": s.Skipped(), "events_dropped": dropped}
+}
+
+// Start initialises NVML once and looks every device handle up once.
+func (s *Source) Start(ctx context.Context) (collector.Inventory, error) {
+	if s.started {
+		return s.inv, s.initErr
+	}
+	s.started = true
+	if ret := safe(s.lib.Init); ret != nvml.SUCCESS {
+		// Nothing else may be called on lib now, not even ErrorString.
+		s.initErr = fmt.Errorf("NVML not available: %s: %w", retText(ret), collector.ErrNoData)
+		return collector.Inventory{}, s.initErr
+	}
+	inv, err := s.discover()
+	if err != nil {
+		safe(s.lib.Shutdown)
+		s.initErr = err
+		return collector.Inventory{}, err
+	}
+	s.inv = inv
+	s.done = make(chan doneMsg, 2*len(s.devs))
+	for _, d := range s.devs {
+		s.wg.Add(1)
+		go s.worker(d)
+	}
+	s.startEvents()
+	return inv, nil
+}
+
+func (s *Source) discover() (collector.Inventory, error) {
+	var inv collector.Inventory
+	n, ret := s.lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		return inv, fmt.Errorf("NVML not available: device count: %s: %w", retText(ret), collector.ErrNoData)
+	}
+	if n == 0 {
+		return inv, fmt.Errorf("NVML not available: no GPUs: %w", collector.ErrNoData)
+	}
+	if v, ret := s.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+		inv.Driver = v
+	}
+	if v, ret := s.lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS && v > 0 {
+		inv.CUDA = fmt.Sprintf("%d.%d", v/1000, v%1000/10)
+	}
+	s.byH = make(map[nvml.Device]int, n)
+	for i := range n {
+		h, ret := s.lib.DeviceGetHandleByIndex(i)
+		if ret != nvml.SUCCESS {
+			s.o.Logger.Warn("nvml: device handle", "index", i, "error", retText(ret))
+			continue
+		}
+		idx := len(s.devs)
+		dev := fleet.Device{Index: idx, Vendor: fleet.VendorNVIDIA}
+		if v, ret := h.GetName(); ret == nvml.SUCCESS {
+			dev.Model = v
+		}
+		if v, ret := h.GetUUID(); ret == nvml.SUCCESS {
+			dev.UUID = v
+		}
+		if p, ret := h.GetPciInfo(); ret == nvml.SUCCESS {
+			dev.PCIBusID = busID(p)
+		}
+		if m, ret := h.GetMemoryInfo(); ret == nvml.SUCCESS {
+			dev.MemoryTotal = m.Total
+		}
+		if mw, ret := h.GetEnforcedPowerLimit(); ret == nvml.SUCCESS {
+			dev.PowerLimit = float64(mw) / 1000
+		} else if mw, ret := h.GetPowerManagementLimit(); ret == nvml.SUCCESS {
+			dev.PowerLimit = float64(mw) / 1000
+		}
+		if cur, _, ret := safeMig(h); ret == nvml.SUCCESS {
+			dev.MIG = cur == nvml.DEVICE_MIG_ENABLE
+		}
+		inv.Devices = append(inv.Devices, dev)
+		s.devs = append(s.devs, &device{idx: idx, h: h, req: make(chan uint64, 1)})
+		s.byH[h] = idx
+	}
+	if len(s.devs) == 0 {
+		return inv, fmt.Errorf("NVML not available: no usable GPU handle: %w", collector.ErrNoData)
+	}
+	return inv, nil
+}
+
+func safeMig(h nvml.Device) (cur, pending int, ret nvml.Return) {
+	defer func() {
+		if recover() != nil {
+			ret = nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+	}()
+	return h.GetMigMode()
+}
+
+func busID(p nvml.PciInfo) string {
+	b := make([]byte, 0, len(p.BusId))
+	for _, c := range p.BusId {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	if len(b) > 0 {
+		return string(b)
+	}
+	return fmt.Sprintf("%08x:%02x:%02x.0", p.Domain, p.Bus, p.Device)
+}
+
+// Collect triggers every idle device's worker and waits for them up to the
+// deadline; busy devices are skipped and counted.
+func (s *Source) Collect(ctx context.Context, out *fleet.Sample) error {
+	if s.initErr != nil {
+		return s.initErr
+	}
+	if !s.started {
+		return errors.New("nvml: Collect before Start")
+	}
+	s.round++
+	want := 0
+	for _, d := range s.devs {
+		if !d.busy.CompareAndSwap(false, true) {
+			s.skipped.Add(1)
+			continue
+		}
+		d.req <- s.round
+		want++
+	}
+	timer := time.NewTimer(s.o.Deadline)
+	defer timer.Stop()
+	for want > 0 {
+		select {
+		case m := <-s.done:
+			if m.round != s.round {
+				continue // a late answer from a device that hung earlier
+			}
+			want--
+			d := s.devs[m.dev]
+			out.Devices = append(out.Devices, d.sample)
+			out.Procs = append(out.Procs, d.procs...)
+		case <-timer.C:
+			want = 0
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.evMu.Lock()
+	out.Events = append(out.Events, s.events...)
+	s.events = s.events[:0]
+	s.evMu.Unlock()
+	return nil
+}
+
+// Close stops the workers and the event reader and shuts NVML down, unless a
+// device call is still hung (calling Shutdown under it is not safe).
+func (s *Source) Close() error {
+	if !s.started || s.initErr != nil {
+		return nil
+	}
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	close(s.stop)
+	waited := make(chan struct{})
+	go func() { s.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(s.o.EventWait + 2*time.Second):
+		s.o.Logger.Warn("nvml: a device call is still hung at close; not shutting NVML down")
+		return errors.New("nvml: close: device call hung")
+	}
+	if s.evSet != nil {
+		safe(s.evSet.Free)
+	}
+	if ret := safe(s.lib.Shutdown); ret != nvml.SUCCESS {
+		return fmt.Errorf("nvml shutdown: %s", retText(ret))
+	}
+	return nil
+}
+
+func (s *Source) startEvents() {
+	set, ret := safeEventSet(s.lib)
+	if ret != nvml.SUCCESS {
+		s.o.Logger.Info("nvml: no event set, XID errors will not be reported", "error", retText(ret))
+		return
+	}
+	registered := 0
+	for _, d := range s.devs {
+		var r nvml.Return
+		func() {
+			defer func() {
+				if recover() != nil {
+					r = nvml.ERROR_FUNCTION_NOT_FOUND
+				}
+			}()
+			r = d.h.RegisterEvents(nvml.EventTypeXidCriticalError, set)
+		}()
+		if r == nvml.SUCCESS {
+			registered++
+		}
+	}
+	if registered == 0 {
+		safe(set.Free)
+		s.o.Logger.Info("nvml: XID events not supported on any device")
+		return
+	}
+	s.evSet = set
+	s.wg.Add(1)
+	go s.readEvents(set)
+}
+
+func safeEventSet(lib nvml.Interface) (set nvml.EventSet, ret nvml.Return) {
+	defer func() {
+		if recover() != nil {
+			set, ret = nil, nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+	}()
+	return lib.EventSetCreate()
+}
+
+func (s *Source) readEvents(set nvml.EventSet) {
+	defer s.wg.Done()
+	ms := uint32(s.o.EventWait / time.Millisecond)
+	for {
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		var data nvml.EventData
+		ret := nvml.ERROR_FUNCTION_NOT_FOUND
+		func() {
+			defer func() { recover() }()
+			data, ret = set.Wait(ms)
+		}()
+		switch ret {
+		case nvml.SUCCESS:
+		case nvml.ERROR_TIMEOUT:
+			continue
+		default:
+			// A broken event set must not spin: wait like a timeout would.
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(s.o.EventWait):
+			}
+			continue
+		}
+		if data.EventType&nvml.EventTypeXidCriticalError == 0 {
+			continue
+		}
+		idx, ok := s.byH[data.Device]
+		if !ok {
+			idx = -1
+		}
+		ev := fleet.Event{
+			Time: s.o.Clock(), Kind: fleet.EventXID, Severity: xidSeverity(data.EventData),
+			Device: idx, Code: int64(data.EventData),
+			Message: fmt.Sprintf("XID %d", data.EventData),
+		}
+		s.evMu.Lock()
+		if len(s.events) < maxQueuedEvents {
+			s.events = append(s.events, ev)
+		} else {
+			s.evDropped++
+		}
+		s.evMu.Unlock()
+	}
+}
+
+// xidSeverity rates an XID: the ones NVIDIA documents as requiring a reset or
+// meaning lost GPU/memory are critical.
+func xidSeverity(code uint64) fleet.Severity {
+	switch code {
+	case 48, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140:
+		return fleet.SevCritical
+	}
+	return fleet.SevWarning
+}
+
+func retText(r nvml.Return) string {
+	// Return.Error does not call into the library after a failed Init.
+	return r.Error()
+}
+
+// safe calls fn, turning a panic (a mock without that function) into
+// ERROR_FUNCTION_NOT_FOUND.
+func safe(fn func() nvml.Return) (ret nvml.Return) {
+	defer func() {
+		if recover() != nil {
+			ret = nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+	}()
+	return fn()
+}
