@@ -212,7 +212,7 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 // Serve serves plain HTTP (ws://) on ln until Close. Plain connections are
 // accepted only on loopback listeners unless Config.Insecure is set.
 func (s *Server) Serve(ln net.Listener) error {
-	if !isLoopback(ln.Addr()) {
+	if !IsLoopback(ln.Addr()) {
 		if !s.cfg.Insecure {
 			return fmt.Errorf("refusing plain ws:// on non-loopback address %s: give --tls-cert/--tls-key, or --insecure on a trusted network", ln.Addr())
 		}
@@ -257,7 +257,8 @@ func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 	return err
 }
 
-func isLoopback(a net.Addr) bool {
+// IsLoopback reports whether a listener address is loopback-only.
+func IsLoopback(a net.Addr) bool {
 	switch a := a.(type) {
 	case *net.TCPAddr:
 		return a.IP.IsLoopback()
