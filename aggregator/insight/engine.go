@@ -1,0 +1,422 @@
+// Package insight is the aggregator's cost and policy engine: it reads the
+// aggregator's config file (display currency, rates, price table, budgets,
+// residency and alert rules, webhook), turns the live fleet into money
+// (burn, idle burn, spend today and this month, projection, budgets), jobs
+// with their residency verdict, and alerts, and implements
+// aggregator.Insights.
+package insight
+
+import (
+	"context"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/policy"
+	"github.com/fleettop/fleettop/wire"
+)
+
+const (
+	numShards = 64
+	// maxSampleGap caps the time one sample accounts for in sampled figures
+	// (idle spend, team and job spend): a longer gap is dark time, which the
+	// lease accrual counts on its own.
+	maxSampleGap = time.Minute
+	// noGroup names the group of GPUs without a team.
+	noGroup = "(none)"
+)
+
+// Engine implements aggregator.Insights. Observe takes only its node's shard
+// lock and does no I/O; alert transitions go to the webhook's queue.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	seed   maphash.Seed
+	shards [numShards]shard
+	book   *policy.Book
+	hook   *Webhook // nil without a webhook URL
+
+	mu     sync.Mutex      // guards warned
+	warned map[string]bool // currencies without a rate, logged once
+}
+
+type shard struct {
+	mu    sync.Mutex
+	nodes map[string]*nodeState
+}
+
+// New builds the engine. st may be nil (no ledger: spend starts from the
+// leases alone); log nil discards logs.
+func New(cfg Config, st Ledger, log *slog.Logger) (*Engine, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Currency == "" {
+		d := DefaultConfig()
+		d.Path = cfg.Path
+		cfg = d
+	}
+	e := &Engine{
+		cfg:    cfg,
+		log:    log,
+		seed:   maphash.MakeSeed(),
+		book:   policy.NewBook(15*time.Minute, 500),
+		warned: make(map[string]bool),
+	}
+	for i := range e.shards {
+		e.shards[i].nodes = make(map[string]*nodeState)
+	}
+	if cfg.Webhook.URL != "" {
+		e.hook = NewWebhook(cfg.Webhook, log)
+	}
+	_ = st
+	return e, nil
+}
+
+// Ledger is what the engine reads from the store. Placeholder until the
+// store's API lands.
+type Ledger interface{}
+
+// Close stops the webhook sender, delivering what it can until ctx ends.
+func (e *Engine) Close(ctx context.Context) error {
+	if e.hook != nil {
+		return e.hook.Close(ctx)
+	}
+	return nil
+}
+
+// Config returns the engine's configuration.
+func (e *Engine) Config() Config { return e.cfg }
+
+func (e *Engine) shard(id string) *shard {
+	return &e.shards[maphash.String(e.seed, id)%numShards]
+}
+
+// leaseSpan is one lease of a node seen this month, with its resolved price.
+type leaseSpan struct {
+	id      string
+	perGPU  fleet.Money // per GPU-hour
+	billing fleet.Billing
+	gpus    int
+	start   time.Time // when this span starts accruing
+	// leaseStart is the lease's own start (zero when it does not say).
+	leaseStart time.Time
+	end        time.Time // zero: open
+	fromConf   bool      // price came from the price table
+}
+
+// acc accumulates sampled money exactly: micros plus a remainder in
+// micro-unit·nanoseconds per hour.
+type acc struct {
+	micros int64
+	rem    int64
+}
+
+func (a *acc) add(perHour int64, d time.Duration) {
+	if perHour <= 0 || d <= 0 {
+		return
+	}
+	const hour = int64(time.Hour)
+	// perHour ≤ ~1e10 micros and d ≤ maxSampleGap (6e10 ns) keep this in int64.
+	p := perHour*int64(d) + a.rem
+	a.micros += p / hour
+	a.rem = p % hour
+}
+
+// period holds sampled figures of one node for a day or a month.
+type period struct {
+	key   int // yyyymmdd or yyyymm
+	idle  acc
+	teams map[string]*acc
+}
+
+func (p *period) roll(key int) {
+	if p.key != key {
+		*p = period{key: key}
+	}
+}
+
+func (p *period) team(t string) *acc {
+	if p.teams == nil {
+		p.teams = make(map[string]*acc)
+	}
+	a := p.teams[t]
+	if a == nil {
+		a = &acc{}
+		p.teams[t] = a
+	}
+	return a
+}
+
+type devLive struct {
+	index   int
+	model   string
+	util    float64
+	hasUtil bool
+}
+
+// nodeState is everything the engine keeps about one node, under its shard lock.
+type nodeState struct {
+	info      policy.NodeInfo
+	provider  string
+	model     string // model of the first device, for the by-model lines
+	lease     fleet.Lease
+	spans     []leaseSpan // this month's leases, oldest first
+	devs      []devLive
+	state     string
+	tracker   policy.NodeTracker
+	active    []policy.Condition
+	last      time.Time // newest sample time
+	day       period
+	month     period
+	jobs      map[string]*acc // job id → spend while observed (this aggregator run)
+	firstSeen time.Time
+}
+
+func dayKey(t time.Time) int {
+	t = t.UTC()
+	return t.Year()*10000 + int(t.Month())*100 + t.Day()
+}
+
+func monthKey(t time.Time) int {
+	t = t.UTC()
+	return t.Year()*100 + int(t.Month())
+}
+
+func monthStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+func dayStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// resolve returns the lease's price per GPU-hour and billing: the lease
+// label's when it has one, else the price table's.
+func (e *Engine) resolve(n *fleet.Node) (fleet.Money, fleet.Billing, bool) {
+	b := n.Lease.Billing
+	if n.Lease.PricePerGPUHour.Micros > 0 && n.Lease.PricePerGPUHour.Currency != "" {
+		if b == "" {
+			b = fleet.BillPerSecond
+		}
+		return n.Lease.PricePerGPUHour, b, false
+	}
+	model := ""
+	if len(n.Devices) > 0 {
+		model = n.Devices[0].Model
+	}
+	p, ok := e.cfg.price(n.Provider, n.Region, model)
+	if !ok {
+		return fleet.Money{}, b, false
+	}
+	if b == "" {
+		b = p.Billing
+	}
+	return p.PerGPU, b, true
+}
+
+// identify updates the node's identity and lease from n at time t.
+func (e *Engine) identify(ns *nodeState, n *fleet.Node, t time.Time) {
+	ns.info.ID, ns.info.Hostname, ns.info.Region, ns.info.Jurisdiction = n.ID, n.Hostname, n.Region, n.Jurisdiction
+	ns.provider = n.Provider
+	if len(n.Devices) > 0 {
+		ns.model = n.Devices[0].Model
+	}
+	if len(ns.devs) != len(n.Devices) {
+		ns.devs = make([]devLive, len(n.Devices))
+	}
+	for i, d := range n.Devices {
+		ns.devs[i].index, ns.devs[i].model = d.Index, d.Model
+	}
+	price, billing, fromConf := e.resolve(n)
+	gpus := len(n.Devices)
+	start := n.Lease.Start
+	if start.IsZero() {
+		start = t // the lease does not say: accrue from when we first saw it
+	}
+	if k := len(ns.spans); k > 0 {
+		cur := &ns.spans[k-1]
+		if cur.id == n.Lease.ID && cur.perGPU == price && cur.billing == billing && cur.gpus == gpus &&
+			cur.leaseStart.Equal(n.Lease.Start) && cur.end.Equal(n.Lease.End) {
+			return
+		}
+		// The lease changed: the old terms stop accruing now, and the new
+		// ones never accrue over time already paid under the old.
+		if cur.end.IsZero() || cur.end.After(t) {
+			cur.end = t
+		}
+		if start.Before(cur.end) {
+			start = cur.end
+		}
+	}
+	ns.lease = n.Lease
+	ns.spans = append(ns.spans, leaseSpan{id: n.Lease.ID, perGPU: price, billing: billing, gpus: gpus,
+		leaseStart: n.Lease.Start, start: start, end: n.Lease.End, fromConf: fromConf})
+}
+
+// Observe implements aggregator.Insights.
+func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
+	sh := e.shard(n.ID)
+	sh.mu.Lock()
+	ns := sh.nodes[n.ID]
+	if ns == nil {
+		ns = &nodeState{firstSeen: s.Time, state: wire.StateOnline}
+		sh.nodes[n.ID] = ns
+	}
+	e.identify(ns, n, s.Time)
+	e.cfg.Rules.Observe(&ns.tracker, s)
+	prev := ns.last
+	if s.Time.After(ns.last) {
+		ns.last = s.Time
+	}
+	for i := range s.Devices {
+		d := &s.Devices[i]
+		for j := range ns.devs {
+			if ns.devs[j].index == d.Index {
+				ns.devs[j].util, ns.devs[j].hasUtil = d.Get(fleet.MetricUtil)
+			}
+		}
+	}
+	e.accountSample(ns, prev, s.Time)
+	ns.info.Leased = ns.leasedAt(s.Time)
+	conds := e.cfg.Rules.Conditions(&ns.tracker, ns.info, s.Time, nil)
+	var trs []policy.Transition
+	if !sameConds(ns.active, conds) {
+		ns.active = conds
+		trs = e.book.Sync("node/"+n.ID, conds, s.Time)
+	}
+	sh.mu.Unlock()
+	e.emit(trs)
+}
+
+// accountSample adds the time since the previous sample to the sampled
+// figures: idle spend, and spend per team and per job.
+func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
+	ns.day.roll(dayKey(t))
+	ns.month.roll(monthKey(t))
+	if prev.IsZero() || !t.After(prev) || len(ns.spans) == 0 {
+		return
+	}
+	dt := t.Sub(prev)
+	if dt > maxSampleGap {
+		return
+	}
+	span := ns.spans[len(ns.spans)-1]
+	if !span.active(t) {
+		return
+	}
+	per := span.perGPU.Micros
+	procs := ns.tracker.Procs()
+	for _, d := range ns.devs {
+		if !d.hasUtil || d.util < e.cfg.Rules.IdleThreshold {
+			ns.day.idle.add(per, dt)
+			ns.month.idle.add(per, dt)
+		}
+		team, job := noGroup, ""
+		for _, p := range procs {
+			if p.Device == d.index && p.Job.ID != "" {
+				job = p.Job.ID
+				if p.Job.Team != "" {
+					team = p.Job.Team
+				}
+				break
+			}
+		}
+		ns.day.team(team).add(per, dt)
+		ns.month.team(team).add(per, dt)
+		if job != "" {
+			if ns.jobs == nil {
+				ns.jobs = make(map[string]*acc)
+			}
+			a := ns.jobs[job]
+			if a == nil {
+				a = &acc{}
+				ns.jobs[job] = a
+			}
+			a.add(per, dt)
+		}
+	}
+}
+
+func (sp *leaseSpan) active(t time.Time) bool {
+	return !t.Before(sp.start) && (sp.end.IsZero() || t.Before(sp.end))
+}
+
+func (ns *nodeState) leasedAt(t time.Time) bool {
+	if k := len(ns.spans); k > 0 {
+		sp := &ns.spans[k-1]
+		return sp.perGPU.Micros > 0 && (sp.end.IsZero() || t.Before(sp.end))
+	}
+	return false
+}
+
+// NodeState implements aggregator.Insights.
+func (e *Engine) NodeState(n *fleet.Node, state string, t time.Time) {
+	sh := e.shard(n.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ns := sh.nodes[n.ID]
+	if ns == nil {
+		ns = &nodeState{firstSeen: t}
+		sh.nodes[n.ID] = ns
+		e.identify(ns, n, t)
+	}
+	ns.state = state
+	e.cfg.Rules.SetState(&ns.tracker, state, t)
+}
+
+// NodeBurn implements aggregator.Insights: price per GPU-hour × GPUs, in the
+// lease currency, zero when the lease has ended or no price is known.
+func (e *Engine) NodeBurn(n *fleet.Node) fleet.Money {
+	price, _, _ := e.resolve(n)
+	end := n.Lease.End
+	if !end.IsZero() {
+		sh := e.shard(n.ID)
+		sh.mu.Lock()
+		var last time.Time
+		if ns := sh.nodes[n.ID]; ns != nil {
+			last = ns.last
+		}
+		sh.mu.Unlock()
+		if !last.IsZero() && !last.Before(end) {
+			return fleet.Money{Currency: price.Currency}
+		}
+	}
+	return fleet.Money{Micros: price.Micros * int64(len(n.Devices)), Currency: price.Currency}
+}
+
+func (e *Engine) emit(trs []policy.Transition) {
+	if len(trs) == 0 {
+		return
+	}
+	for _, tr := range trs {
+		if tr.Opened {
+			e.log.Info("alert opened", "id", tr.Alert.ID, "severity", tr.Alert.Severity, "message", tr.Alert.Message)
+		} else {
+			e.log.Info("alert ended", "id", tr.Alert.ID)
+		}
+		if e.hook != nil {
+			e.hook.Enqueue(tr)
+		}
+	}
+}
+
+func sameConds(a, b []policy.Condition) bool {
+	return slices.EqualFunc(a, b, func(x, y policy.Condition) bool { return x.ID == y.ID })
+}
+
+// sortStrings returns the keys of set, sorted.
+func sortStrings(set map[string]struct{}) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

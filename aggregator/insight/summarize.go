@@ -1,0 +1,331 @@
+package insight
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/policy"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// multi sums money in several currencies; it is converted once, at the end.
+type multi map[string]int64
+
+func (m multi) add(micros int64, currency string) {
+	if micros != 0 {
+		m[currency] += micros
+	}
+}
+
+// line accumulates one CostLine.
+type line struct {
+	gpus                                  int
+	burn, idleBurn, today, month, idleMon multi
+}
+
+func newLine() *line {
+	return &line{burn: multi{}, idleBurn: multi{}, today: multi{}, month: multi{}, idleMon: multi{}}
+}
+
+type jobAgg struct {
+	job     fleet.Job
+	regions map[string]struct{}
+	jurs    map[string]struct{}
+	nodes   map[string]struct{}
+	gpus    int
+	utilSum float64
+	utilN   int
+	burn    multi
+	spend   multi
+	viol    string
+}
+
+// Summarize implements aggregator.Insights.
+func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+	ms, ds := monthStart(now), dayStart(now)
+	me := ms.AddDate(0, 1, 0)
+	dk, mk := dayKey(now), monthKey(now)
+	thr := e.cfg.Rules.IdleThreshold
+
+	var sum wire.Summary
+	burn, idleBurn, today, month, proj, idleMon := multi{}, multi{}, multi{}, multi{}, multi{}, multi{}
+	groups := map[[2]string]*line{}
+	group := func(by, g string) *line {
+		if g == "" {
+			g = noGroup
+		}
+		l := groups[[2]string{by, g}]
+		if l == nil {
+			l = newLine()
+			groups[[2]string{by, g}] = l
+		}
+		return l
+	}
+	jobs := map[string]*jobAgg{}
+	var ending []wire.LeaseEnding
+	var utilSum float64
+	var utilN int
+	var trs []policy.Transition
+	var conds []policy.Condition
+
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		for id, ns := range sh.nodes {
+			gpus := len(ns.devs)
+			switch ns.state {
+			case wire.StateOffline:
+				sum.NodesOffline++
+				sum.GPUsOffline += gpus
+			case wire.StateStale:
+				sum.NodesStale++
+				sum.GPUsStale += gpus
+			default:
+				sum.NodesOnline++
+				sum.GPUsOnline += gpus
+			}
+			online := ns.state == "" || ns.state == wire.StateOnline
+			// Drop leases that ended before this month.
+			ns.spans = slices.DeleteFunc(ns.spans, func(sp leaseSpan) bool { return !sp.end.IsZero() && !sp.end.After(ms) })
+
+			lines := [4]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
+			var nodeToday, nodeMonth fleet.Money
+			for _, sp := range ns.spans {
+				cur := sp.perGPU.Currency
+				t := sp.spend(ds, now)
+				m := sp.spend(ms, now)
+				p := sp.spendBetween(now, me)
+				today.add(t, cur)
+				month.add(m, cur)
+				proj.add(m+p, cur)
+				nodeToday.Micros += t
+				nodeMonth.Micros += m
+				nodeToday.Currency, nodeMonth.Currency = cur, cur
+			}
+			var per fleet.Money
+			if k := len(ns.spans); k > 0 && ns.spans[k-1].active(now) {
+				per = ns.spans[k-1].perGPU
+				if end := ns.spans[k-1].end; !end.IsZero() && end.Sub(now) <= e.cfg.LeasesEndingWithin {
+					ending = append(ending, wire.LeaseEnding{Node: id, Lease: ns.spans[k-1].id, GPUs: gpus, End: end})
+				}
+			}
+			idleGPUs := 0
+			for _, d := range ns.devs {
+				if online && d.hasUtil {
+					utilSum += d.util
+					utilN++
+				}
+				if !online || !d.hasUtil || d.util < thr {
+					idleGPUs++
+				}
+			}
+			nodeBurn := per.Micros * int64(gpus)
+			nodeIdle := per.Micros * int64(idleGPUs)
+			burn.add(nodeBurn, per.Currency)
+			idleBurn.add(nodeIdle, per.Currency)
+			var idleM int64
+			if ns.month.key == mk {
+				idleM = ns.month.idle.micros
+			}
+			idleMon.add(idleM, per.Currency)
+			for _, l := range lines[:3] {
+				l.gpus += gpus
+				l.burn.add(nodeBurn, per.Currency)
+				l.idleBurn.add(nodeIdle, per.Currency)
+				l.today.add(nodeToday.Micros, nodeToday.Currency)
+				l.month.add(nodeMonth.Micros, nodeMonth.Currency)
+				l.idleMon.add(idleM, per.Currency)
+			}
+			// Teams: sampled spend, and the burn of the GPUs their jobs hold now.
+			if ns.day.key == dk {
+				for t, a := range ns.day.teams {
+					group("team", t).today.add(a.micros, per.Currency)
+				}
+			}
+			if ns.month.key == mk {
+				for t, a := range ns.month.teams {
+					group("team", t).month.add(a.micros, per.Currency)
+				}
+			}
+			procs := ns.tracker.Procs()
+			for _, d := range ns.devs {
+				team, job := noGroup, fleet.Job{}
+				for _, p := range procs {
+					if p.Device == d.index && p.Job.ID != "" {
+						job = p.Job
+						if job.Team != "" {
+							team = job.Team
+						}
+						break
+					}
+				}
+				l := group("team", team)
+				l.gpus++
+				l.burn.add(per.Micros, per.Currency)
+				if !online || !d.hasUtil || d.util < thr {
+					l.idleBurn.add(per.Micros, per.Currency)
+				}
+				if job.ID == "" {
+					continue
+				}
+				ja := jobs[job.ID]
+				if ja == nil {
+					ja = &jobAgg{job: job, regions: map[string]struct{}{}, jurs: map[string]struct{}{}, nodes: map[string]struct{}{}, burn: multi{}, spend: multi{}}
+					jobs[job.ID] = ja
+				}
+				ja.gpus++
+				ja.regions[ns.info.Region] = struct{}{}
+				ja.jurs[ns.info.Jurisdiction] = struct{}{}
+				if _, seen := ja.nodes[id]; !seen {
+					ja.nodes[id] = struct{}{}
+					if a := ns.jobs[job.ID]; a != nil {
+						ja.spend.add(a.micros, per.Currency)
+					}
+				}
+				if d.hasUtil {
+					ja.utilSum += d.util
+					ja.utilN++
+				}
+				ja.burn.add(per.Micros, per.Currency)
+				if ja.viol == "" {
+					if v := e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction); v != "" {
+						ja.viol = v
+					}
+				}
+			}
+			// Time-driven rules (offline) on the aggregator's clock.
+			ns.info.Leased = ns.leasedAt(now)
+			conds = e.cfg.Rules.Conditions(&ns.tracker, ns.info, now, conds[:0])
+			if !sameConds(ns.active, conds) {
+				ns.active = slices.Clone(conds)
+				trs = append(trs, e.book.Sync("node/"+id, conds, now)...)
+			}
+		}
+		sh.mu.Unlock()
+	}
+
+	cur := e.cfg.Currency
+	sum.Currency = cur
+	if utilN > 0 {
+		sum.Util = utilSum / float64(utilN)
+	}
+	sum.BurnPerHour = e.conv(burn)
+	sum.IdleBurnPerHour = e.conv(idleBurn)
+	sum.SpendToday = e.conv(today)
+	sum.SpendMonth = e.conv(month)
+	sum.ProjectedMonth = e.conv(proj)
+
+	// Budgets.
+	var budget []policy.Condition
+	keys := make([][2]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int {
+		if c := strings.Compare(byOrder(a[0]), byOrder(b[0])); c != 0 {
+			return c
+		}
+		return strings.Compare(a[1], b[1])
+	})
+	for _, k := range keys {
+		l := groups[k]
+		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, BurnPerHour: e.conv(l.burn), IdleBurn: e.conv(l.idleBurn),
+			SpendToday: e.conv(l.today), SpendMonth: e.conv(l.month), IdleSpend: e.conv(l.idleMon)}
+		var b int64
+		switch k[0] {
+		case "region":
+			b = e.cfg.RegionBudgets[k[1]]
+		case "team":
+			b = e.cfg.TeamBudgets[k[1]]
+		}
+		if b > 0 {
+			cl.Budget = fleet.Money{Micros: b, Currency: cur}
+			budget = e.cfg.Rules.Budget(k[0], k[1], cl.SpendMonth.Micros, b, cur, budget)
+		}
+		sum.Costs = append(sum.Costs, cl)
+	}
+	trs = append(trs, e.book.Sync("budget", budget, now)...)
+	_ = idleMon
+
+	slices.SortFunc(ending, func(a, b wire.LeaseEnding) int {
+		if c := a.End.Compare(b.End); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Node, b.Node)
+	})
+	sum.LeasesEnding = ending
+
+	views := make([]wire.JobView, 0, len(jobs))
+	for _, ja := range jobs {
+		v := wire.JobView{Job: ja.job, Regions: sortStrings(ja.regions), Jurisdictions: sortStrings(ja.jurs),
+			Nodes: sortStrings(ja.nodes), GPUs: ja.gpus, BurnPerHour: e.conv(ja.burn), Spend: e.conv(ja.spend),
+			Allowed: ja.viol == "", Violation: ja.viol}
+		if ja.utilN > 0 {
+			v.Util = ja.utilSum / float64(ja.utilN)
+		}
+		views = append(views, v)
+	}
+	slices.SortFunc(views, func(a, b wire.JobView) int { return strings.Compare(a.ID, b.ID) })
+
+	e.emit(trs)
+	sum.AlertsOpen = e.book.OpenCount()
+	return sum, views, e.book.Alerts(now)
+}
+
+func byOrder(by string) string {
+	switch by {
+	case "region":
+		return "0"
+	case "provider":
+		return "1"
+	case "model":
+		return "2"
+	}
+	return "3" + by
+}
+
+// conv converts a multi-currency sum to the display currency. A currency
+// without a rate is left out and logged once.
+func (e *Engine) conv(m multi) fleet.Money {
+	out := fleet.Money{Currency: e.cfg.Currency}
+	for c, v := range m {
+		x, ok := convert(fleet.Money{Micros: v, Currency: c}, e.cfg.Currency, e.cfg.Rates)
+		if !ok {
+			e.warnRate(c)
+			continue
+		}
+		out.Micros += x.Micros
+	}
+	return out
+}
+
+func (e *Engine) warnRate(c string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.warned[c] {
+		e.warned[c] = true
+		e.log.Warn("no exchange rate: leave it out of the totals; add it under rates: in the config", "currency", c, "display", e.cfg.Currency)
+	}
+}
+
+// spend returns what the span accrues from from to to (clamped to the span).
+func (sp *leaseSpan) spend(from, to time.Time) int64 { return sp.spendBetween(from, to) }
+
+func (sp *leaseSpan) spendBetween(from, to time.Time) int64 {
+	if from.Before(sp.start) {
+		from = sp.start
+	}
+	if !sp.end.IsZero() && to.After(sp.end) {
+		to = sp.end
+	}
+	if !to.After(from) {
+		return 0
+	}
+	origin := sp.start
+	if !sp.leaseStart.IsZero() && sp.leaseStart.Before(origin) {
+		origin = sp.leaseStart // started hours count from the lease's start
+	}
+	return accrued(sp.perGPU.Micros, sp.gpus, sp.billing, origin, to) - accrued(sp.perGPU.Micros, sp.gpus, sp.billing, origin, from)
+}
