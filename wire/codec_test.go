@@ -1,0 +1,275 @@
+package wire_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+	"github.com/fleettop/fleettop/wire/wiretest"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// cloneSample deep-copies s, since decoded samples alias the decoder.
+func cloneSample(s fleet.Sample) fleet.Sample {
+	c := s
+	c.Devices = append([]fleet.DeviceSample(nil), s.Devices...)
+	if s.Host != nil {
+		h := *s.Host
+		c.Host = &h
+	}
+	c.Procs = append([]fleet.Process(nil), s.Procs...)
+	c.Events = append([]fleet.Event(nil), s.Events...)
+	return c
+}
+
+func quantized(s fleet.Sample) fleet.Sample {
+	c := cloneSample(s)
+	wire.QuantizeSample(&c)
+	return c
+}
+
+func quantizedNode(n fleet.Node) fleet.Node {
+	n.Devices = append([]fleet.Device(nil), n.Devices...)
+	wire.QuantizeNode(&n)
+	return n
+}
+
+// randomSample draws a sample that exercises every part of the record:
+// absent metrics, changing device layouts, host on and off, processes and
+// events, sequence jumps and values of every size and sign.
+func randomSample(r *rand.Rand, seq uint64, at time.Time) fleet.Sample {
+	s := fleet.Sample{Seq: seq, Time: at}
+	n := r.IntN(9)
+	if r.IntN(10) == 0 {
+		n = r.IntN(wire.MaxDevices + 1)
+	}
+	for _, idx := range r.Perm(wire.MaxDevices)[:n] {
+		d := fleet.DeviceSample{Index: idx}
+		if r.IntN(3) == 0 {
+			idx = idx % 8 // favour a stable layout
+			d.Index = idx
+		}
+		for m := range fleet.NumMetrics {
+			if r.IntN(5) == 0 {
+				continue
+			}
+			var v float64
+			switch r.IntN(4) {
+			case 0:
+				v = r.Float64()
+			case 1:
+				v = float64(r.IntN(1 << 36))
+			case 2:
+				v = -r.Float64() * 1000
+			default:
+				v = r.NormFloat64() * 1e6
+			}
+			d.Set(m, v)
+		}
+		s.Devices = append(s.Devices, d)
+	}
+	// drop repeated indices introduced by "% 8"
+	seen := map[int]bool{}
+	kept := s.Devices[:0]
+	for _, d := range s.Devices {
+		if !seen[d.Index] {
+			seen[d.Index] = true
+			kept = append(kept, d)
+		}
+	}
+	s.Devices = kept
+	if r.IntN(3) > 0 {
+		h := &fleet.HostSample{}
+		for m := range fleet.NumHostMetrics {
+			if r.IntN(4) > 0 {
+				h.Set(m, r.Float64()*float64(int64(1)<<r.IntN(36)))
+			}
+		}
+		s.Host = h
+	}
+	if r.IntN(4) == 0 {
+		s.ProcsSet = true
+		for range r.IntN(5) {
+			s.Procs = append(s.Procs, fleet.Process{
+				Device: r.IntN(9) - 1, PID: r.Uint32(), Name: randString(r), UsedMemory: r.Uint64(),
+				Job: fleet.Job{ID: randString(r), Source: "slurm", Team: randString(r), DataClass: randString(r)},
+			})
+		}
+	}
+	if r.IntN(4) == 0 {
+		for range 1 + r.IntN(3) {
+			s.Events = append(s.Events, fleet.Event{
+				Time: at.Add(-time.Duration(r.IntN(5000)) * time.Millisecond), Kind: fleet.EventXID,
+				Severity: fleet.SevCritical, Device: r.IntN(9) - 1, Code: r.Int64N(200) - 100, Message: randString(r),
+			})
+		}
+	}
+	return s
+}
+
+func randString(r *rand.Rand) string {
+	const chars = "abcdefghijklmnopqrstuvwxyz-0123456789 é"
+	b := make([]byte, r.IntN(12))
+	for i := range b {
+		b[i] = chars[r.IntN(len(chars))]
+	}
+	return string(b)
+}
+
+func TestRoundTripRandomStreams(t *testing.T) {
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		enc, dec := wire.NewEncoder(), wire.NewDecoder()
+		seq := uint64(r.IntN(1000))
+		at := t0.Add(time.Duration(r.Int64N(1e12)))
+		var buf []byte
+		for frame := range 60 {
+			var f wire.Samples
+			for range 1 + r.IntN(4) {
+				seq += 1 + uint64(r.IntN(2)*r.IntN(100))
+				at = at.Add(time.Duration(r.Int64N(3e9)) - 5e8)
+				f.Samples = append(f.Samples, randomSample(r, seq, at))
+			}
+			var err error
+			buf, err = enc.AppendFrame(buf[:0], &f)
+			if err != nil {
+				t.Fatalf("seed %d frame %d: encode: %v", seed, frame, err)
+			}
+			got, err := dec.Decode(buf)
+			if err != nil {
+				t.Fatalf("seed %d frame %d: decode: %v", seed, frame, err)
+			}
+			gs := got.(*wire.Samples)
+			if len(gs.Samples) != len(f.Samples) {
+				t.Fatalf("seed %d frame %d: %d records, want %d", seed, frame, len(gs.Samples), len(f.Samples))
+			}
+			for i := range f.Samples {
+				want := quantized(f.Samples[i])
+				if !reflect.DeepEqual(gs.Samples[i], want) {
+					t.Fatalf("seed %d frame %d record %d:\n got %+v\nwant %+v", seed, frame, i, gs.Samples[i], want)
+				}
+			}
+		}
+	}
+}
+
+func TestRoundTripRealisticStream(t *testing.T) {
+	st := wiretest.NewStream(7, "node-7", 8)
+	enc, dec := wire.NewEncoder(), wire.NewDecoder()
+	hello := &wire.Hello{Proto: wire.Version, Node: st.Node()}
+	b, err := enc.AppendFrame(nil, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := dec.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.(*wire.Hello), (&wire.Hello{Proto: wire.Version, Node: quantizedNode(st.Node())}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("hello:\n got %+v\nwant %+v", got, want)
+	}
+	for i := range 200 {
+		s := st.Next(t0.Add(time.Duration(i) * time.Second))
+		b, err = enc.AppendFrame(b[:0], &wire.Samples{Samples: []fleet.Sample{s}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := dec.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := f.(*wire.Samples).Samples[0]
+		// The stream reports at hardware resolution, so nothing is lost.
+		if !reflect.DeepEqual(got, cloneSample(s)) && !reflect.DeepEqual(got, quantized(s)) {
+			t.Fatalf("record %d:\n got %+v\nwant %+v", i, got, quantized(s))
+		}
+		for d := range s.Devices {
+			for m := range fleet.NumMetrics {
+				if got.Devices[d].Values[m] != s.Devices[d].Values[m] {
+					t.Fatalf("record %d device %d %s: got %v, sent %v (hardware resolution must be lossless)",
+						i, d, m, got.Devices[d].Values[m], s.Devices[d].Values[m])
+				}
+			}
+		}
+	}
+}
+
+func TestControlFramesRoundTrip(t *testing.T) {
+	enc, dec := wire.NewEncoder(), wire.NewDecoder()
+	for _, f := range []wire.Frame{
+		&wire.Welcome{Proto: wire.Version, ResumeFrom: 1 << 40},
+		&wire.Ack{Seq: 12345678},
+		&wire.Close{Code: wire.CloseForbidden, Reason: "token not allowed for node gpu-7"},
+		&wire.Close{Code: wire.CloseNormal},
+		&wire.Hello{Proto: 7, Node: fleet.Node{ID: "bare"}},
+	} {
+		b, err := enc.AppendFrame(nil, f)
+		if err != nil {
+			t.Fatalf("%T: %v", f, err)
+		}
+		got, err := dec.Decode(b)
+		if err != nil {
+			t.Fatalf("%T: %v", f, err)
+		}
+		if !reflect.DeepEqual(got, f) {
+			t.Fatalf("got %+v, want %+v", got, f)
+		}
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	var got fleet.Sample
+	for i := range 500 {
+		s := randomSample(r, r.Uint64(), t0.Add(time.Duration(r.Int64N(1e15))))
+		b, err := wire.AppendRecord(nil, &s)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if err := wire.DecodeRecord(b, &got); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if want := quantized(s); !reflect.DeepEqual(cloneSample(got), cloneSample(want)) {
+			t.Fatalf("record %d:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+}
+
+func TestQuantizeIsIdempotent(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for range 10000 {
+		v := r.NormFloat64() * math.Pow(10, float64(r.IntN(12)))
+		for m := range fleet.NumMetrics {
+			q := wire.Quantize(m, v)
+			if wire.Quantize(m, q) != q {
+				t.Fatalf("%s: Quantize(%v) = %v, again %v", m, v, q, wire.Quantize(m, q))
+			}
+		}
+	}
+	if got := wire.Quantize(fleet.MetricPower, 123.4567891); got != 123.457 {
+		t.Fatalf("power quantised to %v, want 123.457", got)
+	}
+	if got := wire.Quantize(fleet.MetricTemp, 41.26); got != 41.3 {
+		t.Fatalf("temp quantised to %v, want 41.3", got)
+	}
+}
+
+func wantErr(t *testing.T, err error, sentinel error, substr string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %v containing %q", sentinel, substr)
+	}
+	if !errors.Is(err, sentinel) {
+		t.Fatalf("error %q does not wrap %v", err, sentinel)
+	}
+	if !strings.Contains(err.Error(), substr) {
+		t.Fatalf("error %q lacks %q", err, substr)
+	}
+}
