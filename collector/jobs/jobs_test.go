@@ -3,6 +3,7 @@ package jobs
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/fleettop/fleettop/fleet"
@@ -62,12 +63,10 @@ func TestCachePrunesGonePids(t *testing.T) {
 	root := t.TempDir()
 	r := New(Options{ProcRoot: root})
 	for pid := range 100 {
-		writeProc(t, root, itoa(pid+10), "1", "j")
+		writeProc(t, root, strconv.Itoa(pid+10), "1", "j")
 		r.Attribute([]fleet.Process{{PID: uint32(pid + 10)}})
 	}
 	if len(r.cache) > 20 {
 		t.Fatalf("cache holds %d entries for 1 live process", len(r.cache))
 	}
 }
-
-func itoa(i int) string { return string(rune('0'+i/100)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10)) }
