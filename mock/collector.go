@@ -43,5 +43,9 @@ func CollectorSources(kind string, seed int64) (fleet.Node, []collector.Source, 
 	}
 	info := n.Info
 	info.Devices = nil // the agent fills them from the sources' inventory
-	return info, []collector.Source{NewSource(n, SourceOptions{})}, nil
+	srcs, err := collectorSources(n)
+	if err != nil {
+		return fleet.Node{}, nil, err
+	}
+	return info, srcs, nil
 }

@@ -279,21 +279,35 @@ func TestCollectorSources(t *testing.T) {
 		if node.ID == "" || node.Jurisdiction != tc.jur || node.Lease.PricePerGPUHour.Micros == 0 {
 			t.Errorf("%s: node %+v", tc.kind, node)
 		}
-		inv, err := srcs[0].Start(context.Background())
-		if err != nil {
-			t.Fatal(err)
+		var devs []fleet.Device
+		for _, src := range srcs {
+			inv, err := src.Start(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			devs = append(devs, inv.Devices...)
 		}
-		if len(inv.Devices) != 8 || inv.Devices[0].Vendor != tc.vendor {
-			t.Errorf("%s: inventory %+v", tc.kind, inv)
+		if len(devs) != 8 || devs[0].Vendor != tc.vendor || devs[0].MemoryTotal == 0 || devs[0].PowerLimit == 0 {
+			t.Errorf("%s: inventory %+v", tc.kind, devs)
 		}
 		var s fleet.Sample
-		if err := srcs[0].Collect(context.Background(), &s); err != nil {
-			t.Fatal(err)
+		s.Time = time.Now()
+		for _, src := range srcs {
+			if err := src.Collect(context.Background(), &s); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if len(s.Devices) != 8 || !s.Devices[0].Has(fleet.MetricPower) || s.Host == nil {
 			t.Errorf("%s: sample %+v", tc.kind, s)
 		}
-		_ = srcs[0].Close()
+		if len(s.Procs) == 0 || s.Procs[0].Job.ID == "" || s.Procs[0].Name == "" {
+			t.Errorf("%s: processes without jobs: %+v", tc.kind, s.Procs)
+		}
+		for _, src := range srcs {
+			if err := src.Close(); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }
 

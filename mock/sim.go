@@ -249,6 +249,13 @@ func (n *Node) ReadDevice(d int, t time.Time, energy float64, ds *fleet.DeviceSa
 	return s
 }
 
+// InitialEnergy is device d's energy counter (joules since driver load) for a
+// reader that starts at t: the time before is integrated at a middling draw.
+func (n *Node) InitialEnergy(d int, t time.Time) float64 {
+	el := max(t.Sub(n.start).Seconds(), 0)
+	return n.energyBase[d] + el*(n.Model.IdlePower+0.45*(n.Model.PowerLimit-n.Model.IdlePower))
+}
+
 // ReadHost fills h with the node's host readings at t.
 func (n *Node) ReadHost(t time.Time, h *fleet.HostSample) {
 	el := t.Sub(n.start).Seconds()
@@ -341,18 +348,33 @@ func (n *Node) event(f *Fault, h int64, begin bool, t time.Time) ([]fleet.Event,
 func (n *Node) AppendProcs(dst []fleet.Process, t time.Time, states []devState) []fleet.Process {
 	el := t.Sub(n.start).Seconds()
 	for d, s := range states {
-		if !s.procAlive || s.fellOff {
-			continue
+		if p, ok := n.proc(d, el, s); ok {
+			dst = append(dst, p)
 		}
-		pid := uint32(4000 + hash2(n.key, 77)%60000 + uint64(d))
-		if n.Work == Notebook {
-			pid = uint32(4000 + hash2(hash2(n.key, uint64(d)), uint64(el/1800))%60000)
-		}
-		used := s.memUsed
-		if used > 512*mib {
-			used -= 512 * mib
-		}
-		dst = append(dst, fleet.Process{Device: d, PID: pid, Name: n.procName, UsedMemory: used, Job: n.jobs[d]})
 	}
 	return dst
+}
+
+// DeviceProcs appends the compute processes on device d at t.
+func (n *Node) DeviceProcs(dst []fleet.Process, d int, t time.Time) []fleet.Process {
+	el := t.Sub(n.start).Seconds()
+	if p, ok := n.proc(d, el, n.state(d, el, float64(t.UnixNano())/1e9)); ok {
+		dst = append(dst, p)
+	}
+	return dst
+}
+
+func (n *Node) proc(d int, el float64, s devState) (fleet.Process, bool) {
+	if !s.procAlive || s.fellOff {
+		return fleet.Process{}, false
+	}
+	pid := uint32(4000 + hash2(n.key, 77)%60000 + uint64(d))
+	if n.Work == Notebook {
+		pid = uint32(4000 + hash2(hash2(n.key, uint64(d)), uint64(el/1800))%60000)
+	}
+	used := s.memUsed
+	if used > 512*mib {
+		used -= 512 * mib
+	}
+	return fleet.Process{Device: d, PID: pid, Name: n.procName, UsedMemory: used, Job: n.jobs[d]}, true
 }

@@ -16,6 +16,7 @@ type Source struct {
 	node   *Node
 	now    func() time.Time
 	host   bool
+	devs   bool
 	last   time.Time
 	energy []float64
 	states []devState
@@ -30,6 +31,11 @@ type SourceOptions struct {
 	Now func() time.Time
 	// NoHost leaves the host sample out (when a real host source runs beside).
 	NoHost bool
+	// DevicesElsewhere makes this a companion of another source that reads
+	// the node's devices (the NVML bridge): it reports no devices, adds the
+	// host sample and the events other than XIDs, and names the processes the
+	// other source found and attaches their jobs, as the jobs source would.
+	DevicesElsewhere bool
 }
 
 // NewSource returns a source that reads node n.
@@ -37,7 +43,7 @@ func NewSource(n *Node, o SourceOptions) *Source {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Source{node: n, now: o.Now, host: !o.NoHost}
+	return &Source{node: n, now: o.Now, host: !o.NoHost, devs: !o.DevicesElsewhere}
 }
 
 // Node returns the simulated node behind the source.
@@ -45,6 +51,9 @@ func (s *Source) Node() *Node { return s.node }
 
 // Name implements collector.Source.
 func (s *Source) Name() string {
+	if !s.devs {
+		return "mock-host"
+	}
 	if s.node.Model.Vendor == fleet.VendorAscend {
 		return "mock-ascend"
 	}
@@ -57,10 +66,11 @@ func (s *Source) Start(context.Context) (collector.Inventory, error) {
 	s.energy = make([]float64, len(n.Info.Devices))
 	s.states = make([]devState, len(n.Info.Devices))
 	t := s.now()
-	el := t.Sub(n.start).Seconds()
 	for d := range s.energy {
-		// Integrate the days before the first reading at a middling draw.
-		s.energy[d] = n.energyBase[d] + max(el, 0)*(n.Model.IdlePower+0.45*(n.Model.PowerLimit-n.Model.IdlePower))
+		s.energy[d] = n.InitialEnergy(d, t)
+	}
+	if !s.devs {
+		return collector.Inventory{}, nil
 	}
 	devs := make([]fleet.Device, len(n.Info.Devices))
 	copy(devs, n.Info.Devices)
@@ -78,12 +88,17 @@ func (s *Source) Collect(_ context.Context, smp *fleet.Sample) error {
 	}
 	n := s.node
 	dt := 0.0
+	before := len(smp.Events)
 	if !s.last.IsZero() {
 		dt = t.Sub(s.last).Seconds()
 		smp.Events = n.AppendEvents(smp.Events, s.last, t)
 	}
 	if dt < 0 {
 		dt = 0
+	}
+	if !s.devs {
+		s.companion(t, smp, before)
+		return nil
 	}
 	for d := range s.states {
 		// The energy counter integrates the draw since the previous reading.
@@ -103,6 +118,35 @@ func (s *Source) Collect(_ context.Context, smp *fleet.Sample) error {
 	smp.Procs = n.AppendProcs(smp.Procs, t, s.states)
 	s.last = t
 	return nil
+}
+
+// companion fills in what the device source cannot know. Events from
+// index before on are this call's.
+func (s *Source) companion(t time.Time, smp *fleet.Sample, before int) {
+	n := s.node
+	// XID events come through the device source; keep the others.
+	kept := smp.Events[:before]
+	for _, ev := range smp.Events[before:] {
+		if ev.Kind != fleet.EventXID {
+			kept = append(kept, ev)
+		}
+	}
+	smp.Events = kept
+	var want []fleet.Process
+	for i := range smp.Procs {
+		p := &smp.Procs[i]
+		want = n.DeviceProcs(want[:0], p.Device, t)
+		if len(want) == 1 && want[0].PID == p.PID {
+			p.Name, p.Job = want[0].Name, want[0].Job
+		}
+	}
+	if s.host {
+		if smp.Host == nil {
+			smp.Host = new(fleet.HostSample)
+		}
+		n.ReadHost(t, smp.Host)
+	}
+	s.last = t
 }
 
 // Close implements collector.Source.
