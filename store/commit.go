@@ -1,0 +1,318 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// nodeBatch is what Commit drained from one node's accumulator.
+type nodeBatch struct {
+	id      string
+	ident   *ident // nil: unchanged
+	identAt int64
+	firstMs int64
+	lastMs  int64
+	buckets []bucket
+	events  []fleet.Event
+}
+
+// drain takes everything Record accumulated since the last drain.
+func (s *Store) drain() []*nodeBatch {
+	s.accMu.RLock()
+	accs := make([]*nodeAcc, 0, len(s.accs))
+	for _, a := range s.accs {
+		accs = append(accs, a)
+	}
+	s.accMu.RUnlock()
+	var out []*nodeBatch
+	for _, a := range accs {
+		a.mu.Lock()
+		nb := &nodeBatch{id: a.id, firstMs: a.firstMs, lastMs: a.lastMs}
+		if a.identDirty {
+			id := a.ident
+			nb.ident = &id
+			nb.identAt = a.identAt
+			a.identDirty = false
+		}
+		for k, b := range a.old {
+			nb.buckets = append(nb.buckets, *b)
+			delete(a.old, k)
+		}
+		for _, b := range a.cur {
+			if b.samples > 0 {
+				nb.buckets = append(nb.buckets, *b)
+				b.reset(b.minute)
+			}
+		}
+		if len(a.events) > 0 {
+			nb.events = a.events
+			a.events = nil
+		}
+		a.mu.Unlock()
+		if nb.ident != nil || len(nb.buckets) > 0 || len(nb.events) > 0 {
+			out = append(out, nb)
+		}
+	}
+	return out
+}
+
+// Commit makes everything recorded so far durable together with seqs (node
+// id → highest applied sequence) in one transaction, and keeps the cost
+// ledger accrued. If it fails, what it drained is written by the next
+// Commit.
+func (s *Store) Commit(ctx context.Context, seqs map[string]uint64) error {
+	return s.commit(ctx, seqs, false)
+}
+
+// Flush commits what Record accumulated and accrues every node's ledger up to
+// the clock (Commit does that for the current hour only every LedgerEvery).
+func (s *Store) Flush(ctx context.Context) error {
+	return s.commit(ctx, nil, true)
+}
+
+func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) error {
+	if s.opts.ReadOnly {
+		return fmt.Errorf("commit: store is read-only")
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	batches := append(s.retry, s.drain()...)
+	s.retry = nil
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		s.retry = batches
+		return fmt.Errorf("commit: %w", err)
+	}
+	w := &writer{s: s, tx: tx, ctx: ctx}
+	ledger, err := w.write(batches, seqs, force)
+	if err != nil {
+		tx.Rollback()
+		s.retry = batches
+		return fmt.Errorf("commit: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		s.retry = batches
+		return fmt.Errorf("commit: %w", err)
+	}
+	w.done(ledger)
+	return nil
+}
+
+// writer holds one Commit's transaction and prepared statements.
+type writer struct {
+	s     *Store
+	tx    *sql.Tx
+	ctx   context.Context
+	stmts map[string]*sql.Stmt
+	// staged changes to Store.nodes, applied only once the transaction commits
+	staged map[string]*nodeState
+}
+
+func (w *writer) exec(q string, args ...any) error {
+	st, ok := w.stmts[q]
+	if !ok {
+		var err error
+		st, err = w.tx.PrepareContext(w.ctx, q)
+		if err != nil {
+			return err
+		}
+		if w.stmts == nil {
+			w.stmts = map[string]*sql.Stmt{}
+		}
+		w.stmts[q] = st
+	}
+	_, err := st.ExecContext(w.ctx, args...)
+	return err
+}
+
+// state returns a staged copy of node id's durable state, creating it.
+func (w *writer) state(id string) *nodeState {
+	if ns, ok := w.staged[id]; ok {
+		return ns
+	}
+	var ns *nodeState
+	if cur, ok := w.s.nodes[id]; ok {
+		c := *cur
+		c.versions = slices.Clone(cur.versions)
+		c.dirty = slices.Clone(cur.dirty)
+		ns = &c
+	} else {
+		ns = &nodeState{id: id}
+	}
+	if w.staged == nil {
+		w.staged = map[string]*nodeState{}
+	}
+	w.staged[id] = ns
+	return ns
+}
+
+const upsertMinute = `INSERT INTO rollup_minute (node_id, idx, minute_ms, samples, util_n, util_sum, util_max,
+	mem_n, mem_sum, power_n, power_sum, energy_j, temp_max, reported_ms, idle_ms, job, team)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+	CASE WHEN ?5 > 0 AND ?6 < ?17 * ?5 THEN ?14 ELSE 0 END, ?15, ?16)
+ON CONFLICT (minute_ms, node_id, idx) DO UPDATE SET
+	samples = samples + excluded.samples,
+	util_n = util_n + excluded.util_n,
+	util_sum = util_sum + excluded.util_sum,
+	util_max = CASE WHEN excluded.util_n > 0 AND (util_n = 0 OR excluded.util_max > util_max) THEN excluded.util_max ELSE util_max END,
+	mem_n = mem_n + excluded.mem_n,
+	mem_sum = mem_sum + excluded.mem_sum,
+	power_n = power_n + excluded.power_n,
+	power_sum = power_sum + excluded.power_sum,
+	energy_j = energy_j + excluded.energy_j,
+	temp_max = CASE WHEN excluded.temp_max IS NULL THEN temp_max WHEN temp_max IS NULL THEN excluded.temp_max
+		ELSE max(temp_max, excluded.temp_max) END,
+	reported_ms = reported_ms + excluded.reported_ms,
+	idle_ms = CASE WHEN util_n + excluded.util_n > 0 AND util_sum + excluded.util_sum < ?17 * (util_n + excluded.util_n)
+		THEN reported_ms + excluded.reported_ms ELSE 0 END,
+	job = excluded.job,
+	team = excluded.team`
+
+func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, force bool) (*ledgerPlan, error) {
+	for _, nb := range batches {
+		if err := w.writeNode(nb); err != nil {
+			return nil, fmt.Errorf("node %s: %w", nb.id, err)
+		}
+	}
+	for id, seq := range seqs {
+		if err := w.exec(`INSERT INTO nodes (id, last_seq) VALUES (?, ?)
+			ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq`, id, int64(seq)); err != nil {
+			return nil, fmt.Errorf("write seq of %s: %w", id, err)
+		}
+		w.state(id)
+	}
+	return w.accrue(batches, force)
+}
+
+func (w *writer) writeNode(nb *nodeBatch) error {
+	ns := w.state(nb.id)
+	if ns.firstMs == 0 || (nb.firstMs > 0 && nb.firstMs < ns.firstMs) {
+		ns.firstMs = nb.firstMs
+	}
+	if nb.ident != nil {
+		if err := w.writeIdent(ns, nb); err != nil {
+			return err
+		}
+	}
+	if nb.firstMs > 0 {
+		if err := w.exec(`INSERT INTO nodes (id, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3)
+			ON CONFLICT (id) DO UPDATE SET
+				first_seen_ms = CASE WHEN first_seen_ms = 0 OR excluded.first_seen_ms < first_seen_ms THEN excluded.first_seen_ms ELSE first_seen_ms END,
+				last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)`,
+			nb.id, nb.firstMs, nb.lastMs); err != nil {
+			return fmt.Errorf("write node times: %w", err)
+		}
+	}
+	thr := w.s.opts.IdleThreshold
+	for i := range nb.buckets {
+		b := &nb.buckets[i]
+		var temp any
+		if b.tempSet {
+			temp = b.tempMax
+		}
+		if err := w.exec(upsertMinute, nb.id, b.idx, b.minute, b.samples, b.utilN, b.utilSum, b.utilMax,
+			b.memN, b.memSum, b.powerN, b.powerSum, b.energy, temp, b.reportedMs, b.job, b.team, thr); err != nil {
+			return fmt.Errorf("write minute rollup: %w", err)
+		}
+		ns.touch(b.minute)
+	}
+	for _, e := range nb.events {
+		if err := w.exec(`INSERT INTO events (node_id, time_ms, kind, severity, device, code, message)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, nb.id, e.Time.UnixMilli(), string(e.Kind), string(e.Severity),
+			e.Device, e.Code, e.Message); err != nil {
+			return fmt.Errorf("write event: %w", err)
+		}
+	}
+	return nil
+}
+
+func (w *writer) writeIdent(ns *nodeState, nb *nodeBatch) error {
+	n := &nb.ident.node
+	labels, err := json.Marshal(n.Labels)
+	if err != nil {
+		return fmt.Errorf("encode labels: %w", err)
+	}
+	if n.Labels == nil {
+		labels = []byte("{}")
+	}
+	model := ""
+	if len(n.Devices) > 0 {
+		model = n.Devices[0].Model
+	}
+	if err := w.exec(`INSERT INTO nodes (id, hostname, region, site, provider, jurisdiction, labels, team, model, gpus)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+		ON CONFLICT (id) DO UPDATE SET hostname = ?2, region = ?3, site = ?4, provider = ?5,
+			jurisdiction = ?6, labels = ?7, team = ?8, model = ?9, gpus = ?10`,
+		n.ID, n.Hostname, n.Region, n.Site, n.Provider, n.Jurisdiction, string(labels), n.Labels["team"],
+		model, len(n.Devices)); err != nil {
+		return fmt.Errorf("write node: %w", err)
+	}
+	ns.team = n.Labels["team"]
+	if err := w.exec(`DELETE FROM devices WHERE node_id = ?`, n.ID); err != nil {
+		return fmt.Errorf("write devices: %w", err)
+	}
+	for _, d := range n.Devices {
+		if err := w.exec(`INSERT OR REPLACE INTO devices (node_id, idx, uuid, vendor, model, memory_total)
+			VALUES (?, ?, ?, ?, ?, ?)`, n.ID, d.Index, d.UUID, string(d.Vendor), d.Model, int64(d.MemoryTotal)); err != nil {
+			return fmt.Errorf("write devices: %w", err)
+		}
+	}
+	v := leaseVersion{
+		leaseID:  n.Lease.ID,
+		gpus:     len(n.Devices),
+		price:    nb.ident.price.Micros,
+		currency: nb.ident.price.Currency,
+		billing:  nb.ident.billing,
+		reserved: n.Lease.Reserved,
+	}
+	if !n.Lease.Start.IsZero() {
+		v.start = n.Lease.Start.UnixMilli()
+	}
+	if !n.Lease.End.IsZero() {
+		v.end = n.Lease.End.UnixMilli()
+	}
+	return w.writeLease(ns, v, nb.identAt)
+}
+
+// writeLease adds v as the node's newest lease version if it differs from
+// the current one. A change seen at t takes effect at the next whole
+// minute, so every minute has one price; the first version holds from the
+// beginning of time.
+func (w *writer) writeLease(ns *nodeState, v leaseVersion, seenMs int64) error {
+	if k := len(ns.versions); k > 0 {
+		last := ns.versions[k-1]
+		v.version, v.effective = last.version, last.effective
+		if v == last {
+			return nil
+		}
+		v.version = last.version + 1
+		v.effective = floorTo(seenMs+minuteMs-1, minuteMs)
+		if v.effective <= last.effective { // two changes within a minute: the later wins
+			v.version, v.effective = last.version, last.effective
+			ns.versions = ns.versions[:k-1]
+		}
+	} else {
+		v.version, v.effective = 1, 0
+	}
+	ns.versions = append(ns.versions, v)
+	if err := w.exec(`INSERT OR REPLACE INTO leases (node_id, version, effective_ms, lease_id, gpus, price_micros,
+		currency, billing, reserved, start_ms, end_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		ns.id, v.version, v.effective, v.leaseID, v.gpus, v.price, v.currency, string(v.billing),
+		v.reserved, v.start, v.end); err != nil {
+		return fmt.Errorf("write lease: %w", err)
+	}
+	return nil
+}
+
+// done publishes the staged node states after a successful commit.
+func (w *writer) done(p *ledgerPlan) {
+	for id, ns := range w.staged {
+		w.s.nodes[id] = ns
+	}
+	_ = p
+}

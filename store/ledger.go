@@ -1,0 +1,262 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleettop/fleettop/cost"
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// leaseVersion is one row of the leases table.
+type leaseVersion struct {
+	version   int
+	effective int64
+	leaseID   string
+	gpus      int
+	price     int64
+	currency  string
+	billing   fleet.Billing
+	reserved  bool
+	start     int64
+	end       int64
+}
+
+// nodeState is the durable state of a node that Commit keeps in memory.
+type nodeState struct {
+	id       string
+	firstMs  int64
+	team     string
+	versions []leaseVersion
+	ledgerTo int64   // ledger accrued up to (Unix ms)
+	ledgerAt int64   // clock (Unix ms) when the current hour was last accrued
+	dirty    []int64 // hours (Unix ms) with minute rollups newer than their ledger rows
+}
+
+func (ns *nodeState) touch(minute int64) {
+	h := floorTo(minute, hourMs)
+	if !slices.Contains(ns.dirty, h) {
+		ns.dirty = append(ns.dirty, h)
+	}
+}
+
+// origin is when the node's lease starts accruing: the lease's start, but
+// at most MaxBackfill before the node was first seen; the first sight when
+// the start is unknown.
+func (ns *nodeState) origin(backfill time.Duration) int64 {
+	if ns.firstMs == 0 {
+		return 0
+	}
+	o := ns.firstMs
+	if len(ns.versions) > 0 {
+		if st := ns.versions[0].start; st > 0 && st < o {
+			o = max(st, ns.firstMs-backfill.Milliseconds())
+		}
+	}
+	return o
+}
+
+func (ns *nodeState) costVersions() []cost.Version {
+	vs := make([]cost.Version, len(ns.versions))
+	for i, v := range ns.versions {
+		cv := cost.Version{
+			Price:   fleet.Money{Micros: v.price, Currency: v.currency},
+			GPUs:    v.gpus,
+			Billing: v.billing,
+		}
+		if i > 0 {
+			cv.From = time.UnixMilli(v.effective)
+		}
+		if v.start > 0 {
+			cv.Start = time.UnixMilli(v.start)
+		}
+		if v.end > 0 {
+			cv.End = time.UnixMilli(v.end)
+		}
+		vs[i] = cv
+	}
+	return vs
+}
+
+// load reads the durable node states at Open.
+func (s *Store) load(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, first_seen_ms, team, ledger_to_ms FROM nodes`)
+	if err != nil {
+		return fmt.Errorf("load nodes: %w", err)
+	}
+	for rows.Next() {
+		ns := &nodeState{}
+		if err := rows.Scan(&ns.id, &ns.firstMs, &ns.team, &ns.ledgerTo); err != nil {
+			rows.Close()
+			return fmt.Errorf("load nodes: %w", err)
+		}
+		s.nodes[ns.id] = ns
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load nodes: %w", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT node_id, version, effective_ms, lease_id, gpus, price_micros,
+		currency, billing, reserved, start_ms, end_ms FROM leases ORDER BY node_id, version`)
+	if err != nil {
+		return fmt.Errorf("load leases: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, billing string
+		var v leaseVersion
+		if err := rows.Scan(&id, &v.version, &v.effective, &v.leaseID, &v.gpus, &v.price, &v.currency,
+			&billing, &v.reserved, &v.start, &v.end); err != nil {
+			return fmt.Errorf("load leases: %w", err)
+		}
+		v.billing = fleet.Billing(billing)
+		if ns := s.nodes[id]; ns != nil {
+			ns.versions = append(ns.versions, v)
+		}
+	}
+	return rows.Err()
+}
+
+// ledgerPlan is what one Commit accrued, applied to memory after it commits.
+type ledgerPlan struct{}
+
+// accrue recomputes the ledger rows that are due: every closed hour not yet
+// accrued (a dark node's too), closed hours that received late rollups, and
+// the current hour every LedgerEvery (always when force).
+func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
+	s := w.s
+	now := s.opts.Clock().UnixMilli()
+	curHour := floorTo(now, hourMs)
+	every := s.opts.LedgerEvery.Milliseconds()
+	ids := make([]string, 0, len(s.nodes)+len(w.staged))
+	for id := range s.nodes {
+		ids = append(ids, id)
+	}
+	for id := range w.staged {
+		if _, ok := s.nodes[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		ns := s.nodes[id]
+		if st, ok := w.staged[id]; ok {
+			ns = st
+		}
+		origin := ns.origin(s.opts.MaxBackfill)
+		if origin == 0 || len(ns.versions) == 0 {
+			continue
+		}
+		var due []int64
+		from := floorTo(max(ns.ledgerTo, origin), hourMs)
+		if ns.ledgerTo >= now {
+			from = curHour + hourMs
+		}
+		for h := from; h < now; h += hourMs {
+			if h+hourMs <= now || force || now-ns.ledgerAt >= every || ns.ledgerTo == 0 {
+				due = append(due, h)
+			}
+		}
+		for _, h := range ns.dirty {
+			if h+hourMs <= now && h < from && h >= floorTo(origin, hourMs) {
+				due = append(due, h)
+			}
+		}
+		if len(due) == 0 {
+			continue
+		}
+		ns = w.state(id)
+		slices.Sort(due)
+		due = slices.Compact(due)
+		for _, h := range due {
+			upto := min(h+hourMs, now)
+			if err := w.accrueHour(ns, h, upto, origin); err != nil {
+				return nil, fmt.Errorf("ledger of %s at %s: %w", id, time.UnixMilli(h).UTC().Format(time.RFC3339), err)
+			}
+			ns.ledgerTo = max(ns.ledgerTo, upto)
+			if h == curHour {
+				ns.ledgerAt = now
+			}
+			ns.dirty = slices.DeleteFunc(ns.dirty, func(d int64) bool { return d == h })
+		}
+		if err := w.exec(`UPDATE nodes SET ledger_to_ms = ? WHERE id = ?`, ns.ledgerTo, id); err != nil {
+			return nil, fmt.Errorf("ledger of %s: %w", id, err)
+		}
+	}
+	return &ledgerPlan{}, nil
+}
+
+// minuteRow is what the ledger needs of one GPU-minute.
+type minuteRow struct {
+	idx       int
+	minute    int64
+	reported  int64
+	idle      int64
+	job, team string
+}
+
+var minuteQuery = func() string {
+	var b strings.Builder
+	b.WriteString(`SELECT idx, minute_ms, reported_ms, idle_ms, job, team FROM rollup_minute WHERE node_id = ?1 AND minute_ms IN (`)
+	for i := range 60 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "?%d", i+2)
+	}
+	b.WriteString(`)`)
+	return b.String()
+}()
+
+func (w *writer) minutes(id string, hour int64) ([]minuteRow, error) {
+	args := make([]any, 61)
+	args[0] = id
+	for i := range 60 {
+		args[i+1] = hour + int64(i)*minuteMs
+	}
+	rows, err := w.tx.QueryContext(w.ctx, minuteQuery, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []minuteRow
+	for rows.Next() {
+		var m minuteRow
+		if err := rows.Scan(&m.idx, &m.minute, &m.reported, &m.idle, &m.job, &m.team); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (w *writer) accrueHour(ns *nodeState, hour, upto, origin int64) error {
+	mins, err := w.minutes(ns.id, hour)
+	if err != nil {
+		return err
+	}
+	lines := cost.Ledger(ns.costVersions(), time.UnixMilli(origin), time.UnixMilli(hour), time.UnixMilli(upto), mins2(mins), ns.team)
+	if err := w.exec(`DELETE FROM ledger WHERE hour_ms = ? AND node_id = ?`, hour, ns.id); err != nil {
+		return err
+	}
+	for _, l := range lines {
+		if err := w.exec(`INSERT INTO ledger (node_id, hour_ms, currency, job, team, upto_ms, leased_gpu_ms,
+			reported_gpu_ms, idle_gpu_ms, dark_gpu_ms, spend_micros, spend_rem, idle_micros, idle_rem,
+			dark_micros, dark_rem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			ns.id, hour, l.Currency, l.Job, l.Team, upto, l.LeasedGPUms, l.ReportedGPUms, l.IdleGPUms,
+			l.DarkGPUms, l.Spend.Micros, l.Spend.Rem, l.Idle.Micros, l.Idle.Rem, l.Dark.Micros, l.Dark.Rem); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func mins2(m []minuteRow) []cost.GPUMinute {
+	out := make([]cost.GPUMinute, len(m))
+	for i, r := range m {
+		out[i] = cost.GPUMinute{Device: r.idx, Minute: time.UnixMilli(r.minute), ReportedMs: r.reported, IdleMs: r.idle, Job: r.job, Team: r.team}
+	}
+	return out
+}

@@ -1,0 +1,277 @@
+package store
+
+import (
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+const minuteMs = int64(time.Minute / time.Millisecond)
+const hourMs = int64(time.Hour / time.Millisecond)
+
+// floorTo returns t rounded down to a multiple of step (t ≥ 0 in practice).
+func floorTo(t, step int64) int64 {
+	r := t % step
+	if r < 0 {
+		r += step
+	}
+	return t - r
+}
+
+// ident is the copy of a node's identity the store keeps; Record compares
+// the live node with it and snapshots a new one only when it changed.
+type ident struct {
+	node    fleet.Node // Labels and Devices are private copies
+	price   fleet.Money
+	billing fleet.Billing
+}
+
+func (id *ident) matches(n *fleet.Node) bool {
+	o := &id.node
+	if o.Hostname != n.Hostname || o.Region != n.Region || o.Site != n.Site ||
+		o.Provider != n.Provider || o.Jurisdiction != n.Jurisdiction ||
+		o.Lease.ID != n.Lease.ID || o.Lease.PricePerGPUHour != n.Lease.PricePerGPUHour ||
+		o.Lease.Billing != n.Lease.Billing || o.Lease.Reserved != n.Lease.Reserved ||
+		!o.Lease.Start.Equal(n.Lease.Start) || !o.Lease.End.Equal(n.Lease.End) ||
+		len(o.Labels) != len(n.Labels) || len(o.Devices) != len(n.Devices) {
+		return false
+	}
+	for k, v := range n.Labels {
+		if w, ok := o.Labels[k]; !ok || w != v {
+			return false
+		}
+	}
+	for i := range n.Devices {
+		if o.Devices[i] != n.Devices[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) snapshot(n *fleet.Node) ident {
+	c := *n
+	c.Labels = maps.Clone(n.Labels)
+	c.Devices = append([]fleet.Device(nil), n.Devices...)
+	id := ident{node: c, price: n.Lease.PricePerGPUHour, billing: n.Lease.Billing}
+	if id.price.Micros == 0 && s.opts.Price != nil {
+		if p, ok := s.opts.Price(n); ok {
+			id.price = p
+		}
+	}
+	if id.billing != fleet.BillPerStartedHour {
+		id.billing = fleet.BillPerSecond
+	}
+	return id
+}
+
+// bucket accumulates one GPU's samples of one minute: what arrived since
+// the last Commit (Commit adds it to the stored row and resets it).
+type bucket struct {
+	idx        int
+	minute     int64 // Unix ms
+	samples    int64
+	utilN      int64
+	utilSum    float64
+	utilMax    float64
+	memN       int64
+	memSum     float64
+	powerN     int64
+	powerSum   float64
+	energy     float64
+	tempMax    float64
+	tempSet    bool
+	reportedMs int64
+	job, team  string
+}
+
+func (b *bucket) reset(minute int64) {
+	*b = bucket{idx: b.idx, minute: minute, job: b.job, team: b.team}
+}
+
+func (b *bucket) add(d *fleet.DeviceSample, coveredMs int64) {
+	b.samples++
+	b.reportedMs += coveredMs
+	if v, ok := d.Get(fleet.MetricUtil); ok {
+		b.utilN++
+		b.utilSum += v
+		if b.utilN == 1 || v > b.utilMax {
+			b.utilMax = v
+		}
+	}
+	if v, ok := d.Get(fleet.MetricMemUsed); ok {
+		b.memN++
+		b.memSum += v
+	}
+	if v, ok := d.Get(fleet.MetricPower); ok {
+		b.powerN++
+		b.powerSum += v
+		b.energy += v * float64(coveredMs) / 1000
+	}
+	if v, ok := d.Get(fleet.MetricTemp); ok {
+		if !b.tempSet || v > b.tempMax {
+			b.tempMax = v
+			b.tempSet = true
+		}
+	}
+}
+
+type bkey struct {
+	idx    int
+	minute int64
+}
+
+type jobRef struct{ job, team string }
+
+// nodeAcc is one node's in-memory accumulator, filled by Record and drained
+// by Commit.
+type nodeAcc struct {
+	id         string
+	mu         sync.Mutex
+	ident      ident
+	identDirty bool
+	identAt    int64 // sample time (ms) the current identity was first seen
+	firstMs    int64
+	lastMs     int64
+	jobs       map[int]jobRef
+	cur        []*bucket        // open bucket per device
+	old        map[bkey]*bucket // buckets of earlier minutes not yet written
+	events     []fleet.Event
+}
+
+func (s *Store) acc(id string) *nodeAcc {
+	s.accMu.RLock()
+	a := s.accs[id]
+	s.accMu.RUnlock()
+	if a != nil {
+		return a
+	}
+	s.accMu.Lock()
+	defer s.accMu.Unlock()
+	if a = s.accs[id]; a == nil {
+		a = &nodeAcc{id: id, jobs: map[int]jobRef{}, old: map[bkey]*bucket{}}
+		s.accs[id] = a
+	}
+	return a
+}
+
+// Record folds one applied sample of node n into the in-memory minute
+// buckets. It never blocks on I/O and keeps nothing of n or smp.
+func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
+	if n == nil || smp == nil || s.opts.ReadOnly {
+		return
+	}
+	a := s.acc(n.ID)
+	t := smp.Time.UnixMilli()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.identAt == 0 || !a.ident.matches(n) {
+		a.ident = s.snapshot(n)
+		a.identDirty = true
+		a.identAt = t
+	}
+	interval := s.opts.Interval.Milliseconds()
+	covered := interval
+	if a.lastMs > 0 && t > a.lastMs && t-a.lastMs <= 5*interval {
+		covered = t - a.lastMs
+	}
+	if t > a.lastMs {
+		a.lastMs = t
+	}
+	if a.firstMs == 0 || t < a.firstMs {
+		a.firstMs = t
+	}
+	if smp.ProcsSet {
+		clear(a.jobs)
+		for i := range smp.Procs {
+			p := &smp.Procs[i]
+			if p.Job.ID == "" {
+				continue
+			}
+			if _, ok := a.jobs[p.Device]; !ok {
+				a.jobs[p.Device] = jobRef{job: p.Job.ID, team: p.Job.Team}
+			}
+		}
+	}
+	minute := floorTo(t, minuteMs)
+	for i := range smp.Devices {
+		d := &smp.Devices[i]
+		b := a.bucketFor(d.Index, minute)
+		jr := a.jobs[d.Index]
+		b.job = jr.job
+		b.team = jr.team
+		if b.team == "" {
+			b.team = a.ident.node.Labels["team"]
+		}
+		b.add(d, covered)
+	}
+	for _, e := range smp.Events {
+		a.events = append(a.events, e)
+	}
+}
+
+// bucketFor returns the bucket collecting device idx's samples of minute.
+func (a *nodeAcc) bucketFor(idx int, minute int64) *bucket {
+	var b *bucket
+	for _, c := range a.cur {
+		if c.idx == idx {
+			b = c
+			break
+		}
+	}
+	if b == nil {
+		b = &bucket{idx: idx, minute: minute}
+		a.cur = append(a.cur, b)
+		return b
+	}
+	switch {
+	case b.minute == minute:
+		return b
+	case minute > b.minute:
+		if b.samples > 0 {
+			old := *b
+			a.park(&old)
+		}
+		b.reset(minute)
+		return b
+	default: // a late sample of an earlier minute
+		k := bkey{idx, minute}
+		o := a.old[k]
+		if o == nil {
+			o = &bucket{idx: idx, minute: minute, job: b.job, team: b.team}
+			a.old[k] = o
+		}
+		return o
+	}
+}
+
+func (a *nodeAcc) park(b *bucket) {
+	k := bkey{b.idx, b.minute}
+	if o := a.old[k]; o != nil {
+		o.merge(b)
+		return
+	}
+	a.old[k] = b
+}
+
+// merge adds c's deltas to b.
+func (b *bucket) merge(c *bucket) {
+	b.samples += c.samples
+	b.utilSum += c.utilSum
+	if c.utilN > 0 && (b.utilN == 0 || c.utilMax > b.utilMax) {
+		b.utilMax = c.utilMax
+	}
+	b.utilN += c.utilN
+	b.memN += c.memN
+	b.memSum += c.memSum
+	b.powerN += c.powerN
+	b.powerSum += c.powerSum
+	b.energy += c.energy
+	if c.tempSet && (!b.tempSet || c.tempMax > b.tempMax) {
+		b.tempMax, b.tempSet = c.tempMax, true
+	}
+	b.reportedMs += c.reportedMs
+	b.job, b.team = c.job, c.team
+}

@@ -1,0 +1,268 @@
+// Package store keeps fleettop's history in an embedded SQLite database
+// (modernc.org/sqlite, WAL): nodes, devices, lease versions, per-GPU minute
+// and hour rollups, events, alerts and the cost ledger.
+//
+// The aggregator hands every applied sample to Record, which only folds it
+// into in-memory minute buckets, and calls Commit about once a second with
+// the nodes' sequence numbers; Commit writes the buckets and the sequences in
+// one transaction (synchronous=FULL), so whatever the aggregator acked after
+// Commit survives a kill -9 or a power cut.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // driver "sqlite"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// Defaults for Options.
+const (
+	DefaultIdleThreshold   = 0.05
+	DefaultMinuteRetention = 30 * 24 * time.Hour
+	DefaultHourRetention   = 2 * 365 * 24 * time.Hour
+	DefaultInterval        = time.Second
+	DefaultLedgerEvery     = time.Minute
+	DefaultMaxBackfill     = 24 * time.Hour
+)
+
+// FileName is the database's name inside a data directory.
+const FileName = "fleettop.db"
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// ReadOnly opens the database for queries only (reports); it works
+	// while an aggregator writes it (WAL).
+	ReadOnly bool
+	// IdleThreshold: a GPU-minute whose mean utilisation is under it is
+	// idle (default 0.05).
+	IdleThreshold float64
+	// MinuteRetention and HourRetention bound how long rollups are kept
+	// (defaults 30 days and 2 years). The ledger is kept as long as hourly
+	// rollups.
+	MinuteRetention time.Duration
+	HourRetention   time.Duration
+	// Interval is the collectors' sampling interval (default 1s): a sample
+	// with no predecessor counts for this long; a sample counts for the time
+	// since the previous one of its node, up to 5 intervals.
+	Interval time.Duration
+	// LedgerEvery is how often the current hour's ledger rows of a node are
+	// recomputed (default 1m); closed hours are finalised at the first
+	// Commit after they end, and Close accrues up to the clock.
+	LedgerEvery time.Duration
+	// MaxBackfill bounds how far before a node was first seen its lease
+	// accrues (a lease that started last year on a node first seen today
+	// accrues from a day before today; default 24h).
+	MaxBackfill time.Duration
+	// Price supplies a node's lease price when the node's own lease labels
+	// carry none (the aggregator's price table). Optional.
+	Price func(n *fleet.Node) (fleet.Money, bool)
+	// Clock is the time source (default time.Now).
+	Clock  func() time.Time
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.IdleThreshold <= 0 {
+		o.IdleThreshold = DefaultIdleThreshold
+	}
+	if o.MinuteRetention <= 0 {
+		o.MinuteRetention = DefaultMinuteRetention
+	}
+	if o.HourRetention <= 0 {
+		o.HourRetention = DefaultHourRetention
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.LedgerEvery <= 0 {
+		o.LedgerEvery = DefaultLedgerEvery
+	}
+	if o.MaxBackfill <= 0 {
+		o.MaxBackfill = DefaultMaxBackfill
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Store is the SQLite history. Its methods are safe for concurrent use.
+type Store struct {
+	db   *sql.DB
+	opts Options
+	path string
+
+	accMu sync.RWMutex
+	accs  map[string]*nodeAcc // node id → in-memory accumulator
+
+	commitMu  sync.Mutex            // one Commit at a time
+	retry     []*nodeBatch          // drained by a Commit that failed; written by the next
+	nodes     map[string]*nodeState // durable per-node state, owned by Commit
+	lastPrune time.Time
+}
+
+// Open opens (creating if needed) the database at path and migrates it to
+// the current schema. A directory path means path/fleettop.db.
+func Open(path string, o Options) (*Store, error) {
+	o.defaults()
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, FileName)
+	}
+	if !o.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	if o.ReadOnly {
+		q.Add("mode", "ro")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		// FULL: a committed transaction survives a power cut, not only a
+		// process crash; the aggregator commits about once a second.
+		q.Add("_pragma", "synchronous(FULL)")
+		q.Add("_txlock", "immediate")
+	}
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if !o.ReadOnly {
+		// One writer connection: SQLite serialises writers anyway, and one
+		// connection keeps prepared statements and the page cache warm.
+		db.SetMaxOpenConns(1)
+	}
+	s := &Store{db: db, opts: o, path: path, accs: map[string]*nodeAcc{}, nodes: map[string]*nodeState{}}
+	ctx := context.Background()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if o.ReadOnly {
+		v, err := s.schemaVersion(ctx)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		if v != len(migrations) {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: schema version %d, this fleettop reads %d", path, v, len(migrations))
+		}
+		return s, nil
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.load(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// DB returns the underlying database for read-only queries by exporters.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close writes what Record accumulated and accrues the ledger up to the
+// clock, then closes the database. A read-only store just closes.
+func (s *Store) Close() error {
+	var err error
+	if !s.opts.ReadOnly {
+		err = s.Flush(context.Background())
+	}
+	return errors.Join(err, s.db.Close())
+}
+
+func (s *Store) schemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+		version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	v, err := s.schemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("migrate: database schema version %d is newer than this fleettop (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied_ms) VALUES (?, ?)`,
+			i+1, s.opts.Clock().UnixMilli()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// LastSeqs returns the durable last applied sequence of every known node.
+func (s *Store) LastSeqs(ctx context.Context) (map[string]uint64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, last_seq FROM nodes`)
+	if err != nil {
+		return nil, fmt.Errorf("read last seqs: %w", err)
+	}
+	defer rows.Close()
+	m := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			return nil, fmt.Errorf("read last seqs: %w", err)
+		}
+		m[id] = uint64(seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read last seqs: %w", err)
+	}
+	return m, nil
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok").
+func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
+	var r string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&r); err != nil {
+		return "", fmt.Errorf("integrity check: %w", err)
+	}
+	return r, nil
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/aggregator"
+	"github.com/fleettop/fleettop/fleet"
+)
+
+var _ aggregator.Recorder = (*Store)(nil)
+
+// fakeClock is a settable clock for tests.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.t }
+
+func testNode(id string, gpus int) *fleet.Node {
+	n := &fleet.Node{ID: id, Hostname: id, Region: "Singapore", Provider: "acme", Jurisdiction: "SG",
+		Labels: map[string]string{"team": "vision"},
+		Lease: fleet.Lease{ID: "l-" + id, PricePerGPUHour: fleet.Money{Micros: 2_500_000, Currency: "USD"},
+			Billing: fleet.BillPerSecond}}
+	for i := range gpus {
+		n.Devices = append(n.Devices, fleet.Device{Index: i, UUID: id + "-gpu" + string(rune('0'+i)),
+			Vendor: fleet.VendorNVIDIA, Model: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 << 30})
+	}
+	return n
+}
+
+func testSample(seq uint64, t time.Time, gpus int, util float64) *fleet.Sample {
+	s := &fleet.Sample{Seq: seq, Time: t}
+	for i := range gpus {
+		var d fleet.DeviceSample
+		d.Index = i
+		d.Set(fleet.MetricUtil, util)
+		d.Set(fleet.MetricPower, 300)
+		d.Set(fleet.MetricTemp, 60+float64(i))
+		d.Set(fleet.MetricMemUsed, 1<<30)
+		s.Devices = append(s.Devices, d)
+	}
+	return s
+}
+
+func TestCommitLastSeqsReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fleettop.db")
+	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	st, err := Open(path, Options{Clock: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testNode("n1", 2)
+	for i := 1; i <= 90; i++ {
+		st.Record(n, testSample(uint64(i), clk.t, 2, 0.5))
+		clk.t = clk.t.Add(time.Second)
+		if i%10 == 0 {
+			if err := st.Commit(ctx, map[string]uint64{"n1": uint64(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = Open(path, Options{Clock: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seqs, err := st.LastSeqs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seqs["n1"] != 90 {
+		t.Fatalf("LastSeqs = %v, want n1:90", seqs)
+	}
+	var samples, reported int64
+	if err := st.DB().QueryRow(`SELECT SUM(samples), SUM(reported_ms) FROM rollup_minute WHERE node_id = 'n1'`).Scan(&samples, &reported); err != nil {
+		t.Fatal(err)
+	}
+	if samples != 180 || reported != 180_000 {
+		t.Fatalf("rollups: %d samples, %d ms reported; want 180, 180000", samples, reported)
+	}
+	var leased, spend int64
+	if err := st.DB().QueryRow(`SELECT SUM(leased_gpu_ms), SUM(spend_micros) FROM ledger WHERE node_id = 'n1'`).Scan(&leased, &spend); err != nil {
+		t.Fatal(err)
+	}
+	// 90 s of 2 GPUs at 2.5 USD per GPU-hour = 0.125 USD
+	if leased != 180_000 || spend != 125_000 {
+		t.Fatalf("ledger: %d GPU-ms, %d micros; want 180000, 125000", leased, spend)
+	}
+}
