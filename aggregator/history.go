@@ -11,11 +11,11 @@ import (
 const historyLen = 1024
 
 // Quantisation of history points. Each point costs 6 bytes: utilisation in
-// 1/250 steps and temperature in whole °C (one byte each), power in 0.1 W
+// half-percent steps and temperature in whole °C (one byte each), power in 0.1 W
 // and used memory in 16 MiB steps (two bytes each). The largest value of each
 // type marks an absent metric.
 const (
-	utilScale  = 250
+	utilScale  = 200
 	absent8    = math.MaxUint8
 	absent16   = math.MaxUint16
 	powerScale = 10
