@@ -1,0 +1,169 @@
+package mock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fleettop/fleettop/collector"
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// AgentFunc runs one collector agent for node (identity with devices left
+// for the sources to fill) on srcs, spooling under spoolDir, until ctx ends.
+// The command supplies it (a real collector.Agent); tests supply fakes.
+type AgentFunc func(ctx context.Context, node fleet.Node, srcs []collector.Source, spoolDir string) error
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	Scenario *Scenario
+	Clock    *Clock // simulated time; nil: the wall clock
+	// SpoolRoot is the directory under which every node gets its own spool
+	// directory (SpoolRoot/<node id>).
+	SpoolRoot string
+	Agent     AgentFunc
+	// Outages makes nodes go dark as the scenario says: their agent stops,
+	// and a fresh one (a new boot, the same spool) starts when they return.
+	Outages bool
+	// Stagger spreads the agents' first connections over this much wall time,
+	// so thousands of them do not dial in the same millisecond.
+	Stagger time.Duration
+	Logger  *slog.Logger
+}
+
+// Runner runs one collector agent per simulated node.
+type Runner struct {
+	cfg    RunnerConfig
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	restarts int
+	errs     []error
+}
+
+// NewRunner checks cfg and returns a runner; Start starts it.
+func NewRunner(cfg RunnerConfig) (*Runner, error) {
+	if cfg.Scenario == nil || cfg.Agent == nil || cfg.SpoolRoot == "" {
+		return nil, errors.New("mock runner: scenario, agent and spool root are required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = NewClock(time.Now(), 1)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{cfg: cfg}, nil
+}
+
+// Start starts every node's agent; they run until Close.
+func (r *Runner) Start(ctx context.Context) error {
+	if err := os.MkdirAll(r.cfg.SpoolRoot, 0o700); err != nil {
+		return fmt.Errorf("mock runner: spool root: %w", err)
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	nodes := r.cfg.Scenario.Nodes
+	for i, n := range nodes {
+		var delay time.Duration
+		if r.cfg.Stagger > 0 && len(nodes) > 1 {
+			delay = r.cfg.Stagger * time.Duration(i) / time.Duration(len(nodes))
+		}
+		r.wg.Add(1)
+		go r.node(ctx, n, delay)
+	}
+	return nil
+}
+
+// Close stops every agent and waits for them.
+func (r *Runner) Close(ctx context.Context) error {
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("mock runner: close: %w", ctx.Err())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return errors.Join(r.errs...)
+}
+
+// Restarts returns how many times nodes came back from an outage.
+func (r *Runner) Restarts() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restarts
+}
+
+// node supervises one node: its agent runs while the node is up.
+func (r *Runner) node(ctx context.Context, n *Node, delay time.Duration) {
+	defer r.wg.Done()
+	if !sleep(ctx, delay) {
+		return
+	}
+	spool := filepath.Join(r.cfg.SpoolRoot, n.Info.ID)
+	clock := r.cfg.Clock
+	for boot := 0; ; boot++ {
+		now := clock.Now()
+		if r.cfg.Outages && n.Dark(now) {
+			r.cfg.Logger.Info("mock: node dark", "node", n.Info.ID)
+			if !sleep(ctx, clock.Real(n.NextChange(now).Sub(now))) {
+				return
+			}
+			continue
+		}
+		runCtx, stop := ctx, context.CancelFunc(func() {})
+		if r.cfg.Outages {
+			if next := n.NextChange(now); !next.IsZero() {
+				runCtx, stop = context.WithTimeout(ctx, clock.Real(next.Sub(now)))
+			}
+		}
+		info := n.Info
+		info.Devices = nil
+		if boot > 0 {
+			k := hash2(n.key, uint64(boot)+0xb007)
+			info.BootID = fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", uint32(k), uint16(k>>32), uint16(k>>48), uint16(k>>8), k>>16&0xffffffffffff)
+			r.mu.Lock()
+			r.restarts++
+			r.mu.Unlock()
+		}
+		srcs := []collector.Source{NewSource(n, SourceOptions{Now: clock.Now})}
+		err := r.cfg.Agent(runCtx, info, srcs, spool)
+		stop()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			r.mu.Lock()
+			r.errs = append(r.errs, fmt.Errorf("node %s: %w", n.Info.ID, err))
+			r.mu.Unlock()
+			r.cfg.Logger.Warn("mock: agent stopped", "node", n.Info.ID, "error", err)
+			if !sleep(ctx, time.Second) {
+				return
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
