@@ -778,7 +778,7 @@ func decodeValues(r *reader, outPresent *uint32, out []float64, prevPresent *uin
 	for c := uint32(changed); c != 0; c &= c - 1 {
 		m := bits.TrailingZeros32(c)
 		v := prevQ[m] + r.varint()
-		if v > maxSteps || v < -maxSteps {
+		if lim := maxSteps(scales[m]); v > lim || v < -lim {
 			r.fail(ErrMalformed, "%s out of range", metricName(all, m))
 			return
 		}
@@ -938,7 +938,7 @@ func decodeHello(r *reader, h *Hello) {
 		d.MemoryTotal = r.uvarint()
 		pl := r.varint()
 		df := r.byte()
-		if r.err == nil && (pl > maxSteps || pl < -maxSteps) {
+		if r.err == nil && (pl > maxFracSteps || pl < -maxFracSteps) {
 			r.fail(ErrMalformed, "power limit out of range")
 		}
 		if r.err == nil && df&^deviceMIG != 0 {

@@ -25,8 +25,10 @@ import (
 // limits in Hello use 1e-3 W.
 //
 // A decoded value equals Quantize of the value that was encoded, exactly.
-// A quantised value must lie within ±2^53 steps (so it is exact in float64);
-// NaN, ±Inf and values beyond that range are refused by the encoder.
+// A quantised value must lie within ±2^62 steps for whole-unit metrics (bytes,
+// counts) and ±2^50 steps for fractional resolutions (see maxFracSteps);
+// NaN, ±Inf and values beyond that range are refused by the encoder and the
+// decoder.
 
 // metricScale is the number of steps per canonical unit of each metric.
 var metricScale = [fleet.NumMetrics]float64{
@@ -65,9 +67,21 @@ var hostScale = [fleet.NumHostMetrics]float64{
 // powerLimitScale is the resolution of Device.PowerLimit in Hello (mW).
 const powerLimitScale = 1e3
 
-// maxSteps bounds a quantised value: every integer up to 2^53 is exact in a
-// float64, so quantised values round-trip exactly.
-const maxSteps = 1 << 53
+// Bounds on a quantised value. A whole-unit value (resolution 1) is exact in
+// an int64 up to 2^62. A value with a fractional resolution must stay within
+// ±2^50 steps, where Quantize is exactly idempotent (x/scale*scale rounds
+// back to x); that is 1.1e12 W or J, or 1.1e11 as a ratio.
+const (
+	maxWholeSteps = 1 << 62
+	maxFracSteps  = 1 << 50
+)
+
+func maxSteps(scale float64) int64 {
+	if scale == 1 {
+		return maxWholeSteps
+	}
+	return maxFracSteps
+}
 
 const (
 	allMetrics     = uint32(1)<<fleet.NumMetrics - 1
@@ -163,10 +177,10 @@ func quant(v, scale float64) float64 {
 }
 
 // steps converts v to an integer number of steps; ok is false for NaN, ±Inf
-// and values beyond ±2^53 steps.
+// and values beyond maxSteps.
 func steps(v, scale float64) (int64, bool) {
 	r := math.Round(v * scale)
-	if !(r >= -maxSteps && r <= maxSteps) { // also catches NaN
+	if lim := float64(maxSteps(scale)); !(r >= -lim && r <= lim) { // also catches NaN
 		return 0, false
 	}
 	return int64(r), true

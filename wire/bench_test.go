@@ -1,0 +1,95 @@
+package wire_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+	"github.com/fleettop/fleettop/wire/wiretest"
+)
+
+const benchGPUs = 8
+
+// benchStream returns n one-record Samples frames of a steady 1 Hz 8-GPU
+// node (15 metrics per GPU plus a host sample, processes in the first).
+func benchStream(n int) []wire.Samples {
+	st := wiretest.NewStream(42, "bench-node", benchGPUs)
+	frames := make([]wire.Samples, n)
+	for i := range frames {
+		frames[i].Samples = []fleet.Sample{st.Next(t0.Add(time.Duration(i) * time.Second))}
+	}
+	return frames
+}
+
+func BenchmarkEncode8GPU(b *testing.B) {
+	frames := benchStream(3600)
+	enc := wire.NewEncoder()
+	var buf []byte
+	total := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		j := i % len(frames)
+		if j == 0 {
+			enc = wire.NewEncoder()
+		}
+		var err error
+		buf, err = enc.AppendFrame(buf[:0], &frames[j])
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += len(buf)
+	}
+	b.ReportMetric(float64(total)/float64(b.N*benchGPUs), "B/gpu-sample")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchGPUs), "ns/gpu-sample")
+}
+
+func BenchmarkDecode8GPU(b *testing.B) {
+	frames := benchStream(3600)
+	enc := wire.NewEncoder()
+	encoded := make([][]byte, len(frames))
+	total := 0
+	for i := range frames {
+		var err error
+		if encoded[i], err = enc.AppendFrame(nil, &frames[i]); err != nil {
+			b.Fatal(err)
+		}
+		total += len(encoded[i])
+	}
+	dec := wire.NewDecoder()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		j := i % len(encoded)
+		if j == 0 {
+			dec = wire.NewDecoder()
+		}
+		if _, err := dec.Decode(encoded[j]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(total)/float64(len(frames)*benchGPUs), "B/gpu-sample")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchGPUs), "ns/gpu-sample")
+}
+
+func BenchmarkRecord8GPU(b *testing.B) {
+	frames := benchStream(64)
+	var buf []byte
+	var s fleet.Sample
+	total := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var err error
+		if buf, err = wire.AppendRecord(buf[:0], &frames[i%len(frames)].Samples[0]); err != nil {
+			b.Fatal(err)
+		}
+		if err := wire.DecodeRecord(buf, &s); err != nil {
+			b.Fatal(err)
+		}
+		total += len(buf)
+	}
+	b.ReportMetric(float64(total)/float64(b.N*benchGPUs), "B/gpu-sample")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchGPUs), "ns/gpu-sample")
+}
