@@ -19,6 +19,9 @@ var commands []func() *cobra.Command
 
 func register(c func() *cobra.Command) { commands = append(commands, c) }
 
+// rootRun, when set (by tui.go), runs for plain `fleettop` with no subcommand.
+var rootRun func(cmd *cobra.Command, args []string) error
+
 // usageError marks a mistake in how fleettop was called (bad flag, bad
 // config): it is printed as one sentence and exits 2.
 type usageError struct{ err error }
@@ -39,6 +42,9 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
+	if rootRun != nil {
+		root.RunE = rootRun
+	}
 	for _, c := range commands {
 		root.AddCommand(c())
 	}

@@ -1,0 +1,516 @@
+// Package tui is fleettop's terminal UI: a Bubble Tea v2 program that shows
+// a fleet merged from one or more aggregators' watch streams — utilisation,
+// cost and where every job runs — and stays calm over slow SSH links: it
+// redraws from data at most once a second, draws only visible rows, and
+// changes only what changed.
+package tui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+)
+
+// Options configures Run.
+type Options struct {
+	Aggregators []Endpoint
+	// Currency is the display currency ("" = what the aggregators use).
+	Currency string
+	// Rates converts other currencies into Currency: units of Currency per
+	// unit, as decimal strings ("SGD": "0.74").
+	Rates   map[string]string
+	NoColor bool
+	// IdleThreshold is the utilisation below which a GPU counts as idle
+	// (default 0.05).
+	IdleThreshold float64
+	// Refresh is the redraw period for data (default 1s).
+	Refresh time.Duration
+	Logger  *slog.Logger
+	// Input and Output default to the terminal.
+	Input  io.Reader
+	Output io.Writer
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+
+	plain bool // tests: no escape codes at all
+}
+
+func (o Options) withDefaults() Options {
+	if o.IdleThreshold <= 0 {
+		o.IdleThreshold = 0.05
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return o
+}
+
+// Run shows the fleet of o.Aggregators until the user quits or ctx ends.
+func Run(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	if len(o.Aggregators) == 0 {
+		return errors.New("no aggregator to watch: pass --aggregator URL")
+	}
+	for _, a := range o.Aggregators {
+		if _, err := endpointURL(a.URL, "", true); err != nil {
+			return err
+		}
+	}
+	src := NewWatchSource(o)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	src.Start(sctx)
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer ccancel()
+		_ = src.Close(cctx)
+	}()
+	popts := []tea.ProgramOption{tea.WithContext(ctx)}
+	if o.Input != nil {
+		popts = append(popts, tea.WithInput(o.Input))
+	}
+	if o.Output != nil {
+		popts = append(popts, tea.WithOutput(o.Output))
+	}
+	_, err := tea.NewProgram(NewApp(o, src), popts...).Run()
+	if err != nil && ctx.Err() != nil && errors.Is(err, tea.ErrProgramKilled) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("run tui: %w", err)
+	}
+	return nil
+}
+
+// Messages into the program.
+type (
+	snapshotMsg  struct{ s *Snapshot }
+	sourceEndMsg struct{}
+	tickMsg      time.Time
+	historyMsg   struct {
+		node string
+		h    *History
+		err  error
+	}
+)
+
+// App is the root model: it owns the pages and the chrome (tabs, link
+// state, filter line, key help).
+type App struct {
+	o         Options
+	sh        *shared
+	km        KeyMap
+	help      help.Model
+	src       Source
+	pages     [numPages]page
+	node      *nodePage
+	active    int
+	stack     []int
+	w, h      int
+	filtering bool
+	input     textinput.Model
+	showHelp  bool
+	histBusy  bool
+	histAt    time.Time
+	histErr   string
+}
+
+// NewApp builds the root model reading from src.
+func NewApp(o Options, src Source) *App {
+	o = o.withDefaults()
+	mode := StyleColor
+	if o.NoColor || os.Getenv("NO_COLOR") != "" {
+		mode = StyleNoColor
+	}
+	if o.plain {
+		mode = StylePlain
+	}
+	st := NewStyles(mode)
+	a := &App{o: o, sh: &shared{st: st, now: o.Clock()}, km: DefaultKeyMap(), src: src, w: 80, h: 24}
+	a.help = help.New()
+	a.help.Styles = st.Help
+	a.node = newNodePage(a.sh)
+	a.pages = [numPages]page{newFleetPage(a.sh), newNodesPage(a.sh), a.node, newJobsPage(a.sh), newCostPage(a.sh), newAlertsPage(a.sh)}
+	a.input = textinput.New()
+	a.input.Prompt = "/"
+	a.input.Placeholder = "filter"
+	a.resize()
+	return a
+}
+
+// Init implements tea.Model.
+func (a *App) Init() tea.Cmd {
+	return tea.Batch(a.waitSnapshot(), a.tick())
+}
+
+func (a *App) waitSnapshot() tea.Cmd {
+	if a.src == nil {
+		return nil
+	}
+	ch := a.src.Snapshots()
+	return func() tea.Msg {
+		s, ok := <-ch
+		if !ok {
+			return sourceEndMsg{}
+		}
+		return snapshotMsg{s}
+	}
+}
+
+func (a *App) tick() tea.Cmd {
+	return tea.Tick(a.o.Refresh, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+// SetSnapshot feeds a snapshot to every page (the program does this on
+// snapshotMsg; tests call it directly).
+func (a *App) SetSnapshot(s *Snapshot) {
+	a.sh.snap = s
+	for _, p := range a.pages {
+		p.SetData(s)
+	}
+}
+
+func (a *App) bodyHeight() int { return max(a.h-3, 1) }
+
+func (a *App) resize() {
+	a.help.SetWidth(a.w)
+	a.input.SetWidth(max(a.w-20, 10))
+	for _, p := range a.pages {
+		p.SetSize(a.w, a.bodyHeight())
+	}
+}
+
+// Update implements tea.Model. It never blocks: I/O happens in commands.
+func (a *App) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		a.w, a.h = max(msg.Width, 20), max(msg.Height, 5)
+		a.resize()
+		return a, nil
+	case snapshotMsg:
+		a.sh.now = a.o.Clock()
+		a.SetSnapshot(msg.s)
+		return a, a.waitSnapshot()
+	case sourceEndMsg:
+		return a, nil
+	case tickMsg:
+		a.sh.now = a.o.Clock()
+		return a, tea.Batch(a.tick(), a.maybeFetchHistory())
+	case historyMsg:
+		a.histBusy = false
+		if msg.err != nil {
+			a.histErr = msg.err.Error()
+		} else {
+			a.histErr = ""
+			a.node.SetHistory(msg.node, msg.h)
+		}
+		return a, nil
+	case navMsg:
+		a.open(msg.page)
+		if msg.node != "" {
+			a.node.SetNode(msg.node)
+			a.histAt = time.Time{}
+			return a, a.maybeFetchHistory()
+		}
+		if f, ok := a.pages[msg.page].(filterable); ok && msg.filter != "" {
+			f.SetFilter(msg.filter)
+		}
+		return a, nil
+	case tea.MouseWheelMsg:
+		return a, a.pages[a.active].Update(msg, &a.km)
+	case tea.KeyPressMsg:
+		return a, a.key(msg)
+	}
+	if a.filtering {
+		var cmd tea.Cmd
+		a.input, cmd = a.input.Update(msg)
+		return a, cmd
+	}
+	return a, nil
+}
+
+func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
+	km := &a.km
+	if msg.String() == "ctrl+c" {
+		return tea.Quit
+	}
+	if a.filtering {
+		f, _ := a.pages[a.active].(filterable)
+		switch msg.String() {
+		case "esc":
+			a.filtering = false
+			a.input.Blur()
+			if f != nil {
+				f.SetFilter("")
+			}
+			return nil
+		case "enter":
+			a.filtering = false
+			a.input.Blur()
+			return nil
+		}
+		var cmd tea.Cmd
+		a.input, cmd = a.input.Update(msg)
+		if f != nil {
+			f.SetFilter(a.input.Value())
+		}
+		return cmd
+	}
+	if a.showHelp {
+		if key.Matches(msg, km.Quit) {
+			return tea.Quit
+		}
+		a.showHelp = false
+		return nil
+	}
+	switch {
+	case key.Matches(msg, km.Quit):
+		return tea.Quit
+	case key.Matches(msg, km.Help):
+		a.showHelp = true
+	case key.Matches(msg, km.Fleet):
+		a.open(pageFleet)
+	case key.Matches(msg, km.Nodes):
+		a.open(pageNodes)
+	case key.Matches(msg, km.Node):
+		a.open(pageNode)
+		return a.maybeFetchHistory()
+	case key.Matches(msg, km.Jobs):
+		a.open(pageJobs)
+	case key.Matches(msg, km.Cost):
+		a.open(pageCost)
+	case key.Matches(msg, km.Alerts):
+		a.open(pageAlerts)
+	case key.Matches(msg, km.NextView):
+		a.open((a.active + 1) % numPages)
+	case key.Matches(msg, km.PrevView):
+		a.open((a.active + numPages - 1) % numPages)
+	case key.Matches(msg, km.Filter):
+		if f, ok := a.pages[a.active].(filterable); ok {
+			a.filtering = true
+			a.input.SetValue(f.Filter())
+			a.input.CursorEnd()
+			return a.input.Focus()
+		}
+	case key.Matches(msg, km.Sort):
+		if s, ok := a.pages[a.active].(sortable); ok {
+			s.CycleSort()
+		}
+	case key.Matches(msg, km.Reverse):
+		if s, ok := a.pages[a.active].(sortable); ok {
+			s.ReverseSort()
+		}
+	case key.Matches(msg, km.Back):
+		if f, ok := a.pages[a.active].(filterable); ok && f.Filter() != "" {
+			f.SetFilter("")
+			return nil
+		}
+		if n := len(a.stack); n > 0 {
+			a.active = a.stack[n-1]
+			a.stack = a.stack[:n-1]
+		}
+	default:
+		return a.pages[a.active].Update(msg, km)
+	}
+	return nil
+}
+
+// open switches to page p, remembering the current one for esc.
+func (a *App) open(p int) {
+	if p == a.active {
+		return
+	}
+	a.stack = append(a.stack, a.active)
+	if len(a.stack) > 32 {
+		a.stack = a.stack[1:]
+	}
+	a.active = p
+}
+
+// maybeFetchHistory fetches the shown node's history every few seconds
+// while the Node view is open.
+func (a *App) maybeFetchHistory() tea.Cmd {
+	if a.active != pageNode || a.histBusy || a.src == nil {
+		return nil
+	}
+	agg, id, ok := a.node.Target()
+	if !ok {
+		return nil
+	}
+	now := a.o.Clock()
+	if now.Sub(a.histAt) < 2*a.o.Refresh {
+		return nil
+	}
+	a.histBusy, a.histAt = true, now
+	src := a.src
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h, err := src.History(ctx, agg, id)
+		return historyMsg{node: id, h: h, err: err}
+	}
+}
+
+// View implements tea.Model.
+func (a *App) View() tea.View {
+	v := tea.NewView(a.Render())
+	v.AltScreen = true
+	v.MouseMode = tea.MouseModeCellMotion
+	v.WindowTitle = "fleettop"
+	return v
+}
+
+// Render draws the whole screen as a string of exactly a.h lines.
+func (a *App) Render() string {
+	st := a.sh.st
+	var b strings.Builder
+	b.Grow(a.w * a.h * 2)
+
+	// Tabs and link state.
+	var tabs strings.Builder
+	tabs.WriteString(st.Brand.Render("fleettop") + " ")
+	for i, p := range a.pages {
+		t := " " + strconv.Itoa(i+1) + " " + p.Title() + " "
+		if i == a.active {
+			tabs.WriteString(st.TabActive.Render(t))
+		} else {
+			tabs.WriteString(st.TabInactive.Render(t))
+		}
+	}
+	right := a.linkState()
+	tw, rw := cellWidth(tabs.String()), cellWidth(right)
+	if tw+1+rw <= a.w {
+		b.WriteString(tabs.String() + strings.Repeat(" ", a.w-tw-rw) + right)
+	} else {
+		b.WriteString(Fit(tabs.String(), a.w))
+	}
+	b.WriteByte('\n')
+
+	// Body.
+	bh := a.bodyHeight()
+	var body string
+	switch {
+	case a.showHelp:
+		body = a.helpView()
+	case a.sh.snap == nil:
+		body = st.Dim.Render(a.waitingText())
+	default:
+		body = a.pages[a.active].View()
+	}
+	lines := strings.Split(body, "\n")
+	for i := range bh {
+		if i < len(lines) {
+			b.WriteString(Fit(lines[i], a.w))
+		} else {
+			b.WriteString(strings.Repeat(" ", a.w))
+		}
+		b.WriteByte('\n')
+	}
+
+	// Status line: the filter being typed, the filter in force, or a link problem.
+	b.WriteString(Fit(a.statusLine(), a.w))
+	b.WriteByte('\n')
+	b.WriteString(Fit(a.help.ShortHelpView(a.km.ShortHelp()), a.w))
+	return b.String()
+}
+
+func (a *App) waitingText() string {
+	var urls []string
+	for _, e := range a.o.Aggregators {
+		urls = append(urls, e.URL)
+	}
+	if len(urls) == 0 {
+		return "Waiting for data…"
+	}
+	return "Connecting to " + strings.Join(urls, ", ") + " …"
+}
+
+// linkState is the right side of the tab line: how many aggregators are
+// live and, only when it matters, how old the data is.
+func (a *App) linkState() string {
+	st := a.sh.st
+	s := a.sh.snap
+	if s == nil {
+		return st.Warn.Render("◌ connecting")
+	}
+	live := 0
+	for _, c := range s.Conns {
+		if c.State == ConnLive {
+			live++
+		}
+	}
+	var out string
+	switch {
+	case live == len(s.Conns) && len(s.Conns) == 1:
+		out = st.OK.Render("● live")
+	case live == len(s.Conns):
+		out = st.OK.Render("● " + strconv.Itoa(live) + "/" + strconv.Itoa(len(s.Conns)) + " live")
+	case live == 0:
+		out = st.Crit.Render("✕ disconnected")
+	default:
+		out = st.Warn.Render("● " + strconv.Itoa(live) + "/" + strconv.Itoa(len(s.Conns)) + " live")
+	}
+	if last := s.LastData(); !last.IsZero() {
+		if age := a.sh.now.Sub(last); age > 3*a.o.Refresh {
+			out += " " + st.Warn.Render("STALE "+Duration(age))
+		}
+	}
+	return out
+}
+
+func (a *App) statusLine() string {
+	st := a.sh.st
+	if a.filtering {
+		return a.input.View()
+	}
+	if f, ok := a.pages[a.active].(filterable); ok && f.Filter() != "" {
+		n, tot := f.Counts()
+		return st.Warn.Render("filter “"+f.Filter()+"”") + st.Dim.Render(" "+strconv.Itoa(n)+" of "+strconv.Itoa(tot)+" · esc clears")
+	}
+	if s := a.sh.snap; s != nil {
+		var down []string
+		for _, c := range s.Conns {
+			if c.State != ConnLive {
+				d := c.Name + " " + c.State.String()
+				if c.Err != "" {
+					d += ": " + c.Err
+				}
+				down = append(down, d)
+			}
+		}
+		if len(down) > 0 {
+			return st.Warn.Render(strings.Join(down, "; ") + " (retrying)")
+		}
+	}
+	if a.active == pageNode && a.histErr != "" {
+		return st.Dim.Render("history unavailable: " + a.histErr)
+	}
+	return ""
+}
+
+func (a *App) helpView() string {
+	st := a.sh.st
+	var b strings.Builder
+	b.WriteString(st.Section.Render("Keys") + "\n\n")
+	b.WriteString(a.help.FullHelpView(a.km.FullHelp()))
+	b.WriteString("\n\n" + st.Dim.Render("Views: 1 fleet by region · 2 every node · 3 one node's GPUs · 4 jobs and residency · 5 cost · 6 alerts"))
+	b.WriteString("\n" + st.Dim.Render("Press any key to close this help; q to quit."))
+	return b.String()
+}

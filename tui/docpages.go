@@ -1,0 +1,454 @@
+package tui
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// doc is a vertically scrolling document of pre-rendered lines.
+type doc struct {
+	w, h   int
+	offset int
+	lines  int
+}
+
+func (d *doc) update(msg tea.Msg, km *KeyMap) {
+	switch msg := msg.(type) {
+	case tea.KeyPressMsg:
+		switch {
+		case key.Matches(msg, km.Up):
+			d.offset--
+		case key.Matches(msg, km.Down):
+			d.offset++
+		case key.Matches(msg, km.PageUp):
+			d.offset -= max(d.h-1, 1)
+		case key.Matches(msg, km.PageDown):
+			d.offset += max(d.h-1, 1)
+		case key.Matches(msg, km.Top):
+			d.offset = 0
+		case key.Matches(msg, km.Bottom):
+			d.offset = d.lines
+		}
+	case tea.MouseWheelMsg:
+		switch msg.Button {
+		case tea.MouseWheelUp:
+			d.offset -= 3
+		case tea.MouseWheelDown:
+			d.offset += 3
+		}
+	}
+	d.clamp()
+}
+
+func (d *doc) clamp() {
+	d.offset = max(0, min(d.offset, d.lines-d.h))
+}
+
+// window returns the visible part of lines.
+func (d *doc) window(lines []string) string {
+	d.lines = len(lines)
+	d.clamp()
+	end := min(d.offset+d.h, len(lines))
+	return strings.Join(lines[d.offset:end], "\n")
+}
+
+// ---- Node ----
+
+type nodePage struct {
+	sh      *shared
+	doc     doc
+	id      string
+	row     *NodeRow
+	hist    *History
+	histFor string
+}
+
+func newNodePage(sh *shared) *nodePage { return &nodePage{sh: sh} }
+
+func (p *nodePage) Title() string       { return "Node" }
+func (p *nodePage) SetSize(w, h int)    { p.doc.w, p.doc.h = w, h }
+func (p *nodePage) Keys() []key.Binding { return nil }
+func (p *nodePage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
+	p.doc.update(msg, km)
+	return nil
+}
+
+// SetNode selects the node to show.
+func (p *nodePage) SetNode(id string) {
+	if id != p.id {
+		p.doc.offset = 0
+	}
+	p.id = id
+	p.SetData(p.sh.snap)
+}
+
+// Target is the node shown and its aggregator; ok is false when none.
+func (p *nodePage) Target() (agg int, id string, ok bool) {
+	if p.row == nil {
+		return 0, "", false
+	}
+	return p.row.Agg, p.row.View.ID, true
+}
+
+// SetHistory stores fetched history for the node it belongs to.
+func (p *nodePage) SetHistory(id string, h *History) {
+	p.hist, p.histFor = h, id
+}
+
+func (p *nodePage) SetData(s *Snapshot) {
+	if s == nil {
+		return
+	}
+	if p.id == "" && len(s.Nodes) > 0 {
+		p.id = s.Nodes[0].View.ID // nothing chosen yet: the first node
+	}
+	p.row = s.Node(p.id)
+}
+
+func (p *nodePage) View() string {
+	st := p.sh.st
+	w := p.doc.w
+	if p.row == nil {
+		if p.id == "" {
+			return st.Dim.Render("No node yet. Pick one in Nodes (2) and press enter.")
+		}
+		return st.Warn.Render("Node " + p.id + " is no longer reported by any aggregator.")
+	}
+	r := p.row
+	v := r.View
+	cur := p.sh.snap.Currency
+	var lines []string
+	add := func(s string) { lines = append(lines, Fit(s, w)) }
+	lbl := func(l string) string { return st.Label.Render(l) }
+
+	stc := stateText(p.sh, v)
+	title := st.Value.Render(orDash(v.Hostname)) + " " + st.Dim.Render("("+v.ID+")") + "  " +
+		v.Region + "/" + v.Jurisdiction + "  " + v.Provider
+	if v.Site != "" {
+		title += " " + v.Site
+	}
+	title += "  " + stc.style.Render(stc.text)
+	add(title)
+	lease := lbl("Lease ") + orDash(v.Lease.ID)
+	if v.Lease.PricePerGPUHour.Micros != 0 {
+		lease += "  " + Money(v.Lease.PricePerGPUHour.Micros, v.Lease.PricePerGPUHour.Currency) + "/GPU-h"
+	}
+	if v.Lease.Billing != "" {
+		lease += " per " + string(v.Lease.Billing)
+	}
+	if v.Lease.Reserved {
+		lease += " reserved"
+	}
+	if !v.Lease.End.IsZero() {
+		lease += "  ends " + v.Lease.End.Format("2006-01-02")
+		if !p.sh.now.IsZero() && v.Lease.End.After(p.sh.now) {
+			lease += " (in " + Duration(v.Lease.End.Sub(p.sh.now)) + ")"
+		}
+	}
+	lease += "   " + lbl("Burn ") + Money(r.Burn, cur) + "/h  " + lbl("Idle ") + Money(r.IdleBurn, cur) + "/h"
+	add(lease)
+	host := []string{}
+	if x, ok := v.Host["cpu_util"]; ok {
+		host = append(host, lbl("CPU ")+Percent(x))
+	}
+	if x, ok := v.Host["load1"]; ok {
+		host = append(host, lbl("load ")+strconv.FormatFloat(x, 'f', 1, 64))
+	}
+	if u, ok := v.Host["mem_used"]; ok {
+		host = append(host, lbl("RAM ")+memString(u, v.Host["mem_total"]))
+	}
+	host = append(host, lbl("seq ")+strconv.FormatUint(v.Seq, 10), lbl("gaps ")+strconv.FormatUint(v.Gaps, 10))
+	add(strings.Join(host, "  "))
+	add("")
+
+	// Devices.
+	var hist map[int]DeviceHistory
+	if p.hist != nil && p.histFor == v.ID {
+		hist = p.hist.Devices
+	}
+	spark := max(0, min(30, (w-86)/2))
+	clocks := w >= 96
+	hdr := "GPU Model       Utilisation         Memory        Power      Temp"
+	if clocks {
+		hdr += "   SM MHz  Mem MHz"
+	}
+	if spark > 4 {
+		hdr += "  " + Fit("Util history", spark) + "  " + Fit("Power history", spark)
+	}
+	add(st.TableHeader.Render(Fit(hdr, w)))
+	for i := range v.Devices {
+		d := &v.Devices[i]
+		m := d.Metrics
+		var b strings.Builder
+		b.WriteString(FitRight(strconv.Itoa(d.Index), 3) + " " + Fit(ShortModel(d.Model), 11) + " ")
+		if u, ok := deviceUtil(d); ok {
+			b.WriteString(st.bar(u, 12) + " " + FitRight(Percent(u), 6))
+		} else {
+			b.WriteString(FitRight("-", 19))
+		}
+		b.WriteString(" " + FitRight(memString(m["mem_used"], float64(d.MemoryTotal)), 13))
+		pw := "-"
+		if x, ok := m["power"]; ok {
+			pw = Watts(x)
+			if d.PowerLimit > 0 {
+				pw += "/" + Watts(d.PowerLimit)
+			}
+		}
+		b.WriteString(" " + FitRight(pw, 10))
+		tmp := "-"
+		if x, ok := m["temp"]; ok {
+			tmp = strconv.Itoa(int(math.Round(x))) + "°C"
+		}
+		tcell := FitRight(tmp, 6)
+		if x, ok := m["temp"]; ok && x >= 85 {
+			tcell = st.Crit.Render(tcell)
+		}
+		b.WriteString(" " + tcell)
+		if clocks {
+			b.WriteString(" " + FitRight(metricInt(m, "sm_clock"), 8) + " " + FitRight(metricInt(m, "mem_clock"), 8))
+		}
+		if spark > 4 {
+			h := hist[d.Index]
+			b.WriteString("  " + st.Spark.Render(Sparkline(h.Util, 0, 1, spark)))
+			b.WriteString("  " + st.Spark.Render(Sparkline(h.Power, 0, math.Max(d.PowerLimit, 1), spark)))
+		}
+		add(b.String())
+	}
+	add("")
+
+	// Processes and their jobs.
+	add(st.Section.Render("Processes"))
+	if len(v.Procs) == 0 {
+		add(st.Dim.Render("  no compute processes"))
+	} else {
+		add(st.TableHeader.Render(Fit("GPU      PID Name             Memory Job          Team      Data class", w)))
+		procs := slices.Clone(v.Procs)
+		slices.SortFunc(procs, func(a, b fleet.Process) int {
+			if c := cmp.Compare(a.Device, b.Device); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.PID, b.PID)
+		})
+		for _, pr := range procs {
+			add(FitRight(strconv.Itoa(pr.Device), 3) + " " + FitRight(strconv.FormatUint(uint64(pr.PID), 10), 8) + " " +
+				Fit(orDash(pr.Name), 16) + " " + FitRight(Bytes(float64(pr.UsedMemory)), 6) + " " +
+				Fit(orDash(pr.Job.ID), 12) + " " + Fit(orDash(pr.Job.Team), 9) + " " + orDash(pr.Job.DataClass))
+		}
+	}
+	add("")
+
+	// Recent events, newest first.
+	add(st.Section.Render("Events"))
+	if len(v.Events) == 0 {
+		add(st.Dim.Render("  none recently"))
+	}
+	for i := len(v.Events) - 1; i >= 0; i-- {
+		e := v.Events[i]
+		sev := Fit(string(e.Severity), 8)
+		switch e.Severity {
+		case fleet.SevCritical:
+			sev = st.Crit.Render(sev)
+		case fleet.SevWarning:
+			sev = st.Warn.Render(sev)
+		}
+		dev := "node"
+		if e.Device >= 0 {
+			dev = "GPU " + strconv.Itoa(e.Device)
+		}
+		add(e.Time.Local().Format("01-02 15:04:05") + " " + sev + " " + Fit(string(e.Kind), 9) + " " + Fit(dev, 6) + " " + e.Message)
+	}
+	return p.doc.window(lines)
+}
+
+func metricInt(m map[string]float64, name string) string {
+	if x, ok := m[name]; ok {
+		return strconv.Itoa(int(math.Round(x)))
+	}
+	return "-"
+}
+
+// ---- Cost ----
+
+type costPage struct {
+	sh    *shared
+	doc   doc
+	lines []string
+}
+
+func newCostPage(sh *shared) *costPage { return &costPage{sh: sh} }
+
+func (p *costPage) Title() string       { return "Cost" }
+func (p *costPage) Keys() []key.Binding { return nil }
+func (p *costPage) SetSize(w, h int) {
+	p.doc.w, p.doc.h = w, h
+	p.SetData(p.sh.snap)
+}
+func (p *costPage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
+	p.doc.update(msg, km)
+	return nil
+}
+func (p *costPage) View() string { return p.doc.window(p.lines) }
+
+// SetData lays the cost document out once per snapshot.
+func (p *costPage) SetData(s *Snapshot) {
+	if s == nil {
+		p.lines = nil
+		return
+	}
+	st := p.sh.st
+	w := p.doc.w
+	cur := s.Currency
+	var lines []string
+	add := func(x string) { lines = append(lines, Fit(x, w)) }
+	sm := &s.Summary
+	add(st.Label.Render("Burn ") + Money(sm.BurnPerHour.Micros, cur) + "/h   " +
+		st.Label.Render("Idle burn ") + Money(sm.IdleBurnPerHour.Micros, cur) + "/h   " +
+		st.Label.Render("Today ") + Money(sm.SpendToday.Micros, cur) + "   " +
+		st.Label.Render("Month-to-date ") + Money(sm.SpendMonth.Micros, cur) + "   " +
+		st.Label.Render("Projected ") + Money(sm.ProjectedMonth.Micros, cur))
+	if s.Unconverted {
+		add(st.Warn.Render("* some amounts are in currencies without a rate and are left out"))
+	}
+	by := map[string][]wire.CostLine{}
+	for _, c := range s.Costs {
+		by[c.By] = append(by[c.By], c)
+	}
+	fallback := fallbackCosts(s)
+	for _, group := range []string{"region", "provider", "model", "team"} {
+		rows := by[group]
+		derived := len(rows) == 0
+		if derived {
+			rows = fallback[group]
+		}
+		add("")
+		add(st.Section.Render("By " + group + " (" + cur + ")"))
+		add(st.TableHeader.Render(Fit(Fit(strings.ToUpper(group[:1])+group[1:], 16)+
+			"  GPUs     Burn/h     Idle/h      Today      Month  Idle month     Budget", w)))
+		if len(rows) == 0 {
+			add(st.Dim.Render("  no data"))
+		}
+		for _, c := range rows {
+			budget := "-"
+			if c.Budget.Micros != 0 {
+				budget = AmountShort(c.Budget.Micros)
+			}
+			today, month, idleMonth := AmountShort(c.SpendToday.Micros), AmountShort(c.SpendMonth.Micros), AmountShort(c.IdleSpend.Micros)
+			if derived { // live burn only: spend needs the cost engine
+				today, idleMonth = "-", "-"
+				if c.SpendMonth.Micros == 0 {
+					month = "-"
+				}
+			}
+			add(Fit(c.Group, 16) + " " + FitRight(strconv.Itoa(c.GPUs), 5) + " " +
+				FitRight(AmountShort(c.BurnPerHour.Micros), 10) + " " + FitRight(AmountShort(c.IdleBurn.Micros), 10) + " " +
+				FitRight(today, 10) + " " + FitRight(month, 10) + " " + FitRight(idleMonth, 11) + " " + FitRight(budget, 10))
+		}
+	}
+
+	// Idle waste: nodes ranked by what their idle GPUs burn.
+	add("")
+	add(st.Section.Render("Idle waste, ranked (" + cur + "/h)"))
+	idle := make([]*NodeRow, 0, 16)
+	for _, n := range s.Nodes {
+		if n.IdleBurn > 0 {
+			idle = append(idle, n)
+		}
+	}
+	slices.SortFunc(idle, func(a, b *NodeRow) int {
+		if c := cmp.Compare(b.IdleBurn, a.IdleBurn); c != 0 {
+			return c
+		}
+		return strings.Compare(a.View.ID, b.View.ID)
+	})
+	if len(idle) == 0 {
+		add(st.Dim.Render("  no idle GPUs"))
+	} else {
+		add(st.TableHeader.Render(Fit("Node             Region       Provider     Idle GPUs     Idle/h   Util", w)))
+	}
+	const topIdle = 10
+	for i, n := range idle {
+		if i == topIdle {
+			add(st.Dim.Render("  … " + strconv.Itoa(len(idle)-topIdle) + " more"))
+			break
+		}
+		add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
+			FitRight(strconv.Itoa(n.IdleGPUs)+"/"+strconv.Itoa(n.GPUs), 9) + " " + FitRight(AmountShort(n.IdleBurn), 10) + " " +
+			FitRight(Percent(n.Util), 6))
+	}
+
+	add("")
+	add(st.Section.Render("Leases ending soon"))
+	if len(s.Leases) == 0 {
+		add(st.Dim.Render("  none within the horizon"))
+	} else {
+		add(st.TableHeader.Render(Fit("Node             Lease            GPUs  Ends        In", w)))
+	}
+	for _, l := range s.Leases {
+		in := "-"
+		if l.End.After(s.Built) {
+			in = Duration(l.End.Sub(s.Built))
+		} else {
+			in = st.Crit.Render("ended")
+		}
+		add(Fit(l.Node, 16) + " " + Fit(orDash(l.Lease), 16) + " " + FitRight(strconv.Itoa(l.GPUs), 4) + "  " +
+			l.End.Format("2006-01-02") + "  " + in)
+	}
+	p.lines = lines
+}
+
+// fallbackCosts derives burn by region, provider, model and team from the
+// nodes and jobs when the aggregator sends no cost breakdown.
+func fallbackCosts(s *Snapshot) map[string][]wire.CostLine {
+	acc := map[[2]string]*wire.CostLine{}
+	addLine := func(by, g string, gpus int, burn, idle int64) {
+		k := [2]string{by, g}
+		c := acc[k]
+		if c == nil {
+			c = &wire.CostLine{By: by, Group: g}
+			acc[k] = c
+		}
+		c.GPUs += gpus
+		c.BurnPerHour.Micros += burn
+		c.IdleBurn.Micros += idle
+	}
+	for _, n := range s.Nodes {
+		addLine("region", n.View.Region, n.GPUs, n.Burn, n.IdleBurn)
+		addLine("provider", n.View.Provider, n.GPUs, n.Burn, n.IdleBurn)
+		if n.GPUs > 0 {
+			per := map[string]int{}
+			for i := range n.View.Devices {
+				per[ShortModel(n.View.Devices[i].Model)]++
+			}
+			for m, k := range per {
+				addLine("model", m, k, n.Burn*int64(k)/int64(n.GPUs), n.IdleBurn*int64(k)/int64(n.GPUs))
+			}
+		}
+	}
+	for _, j := range s.Jobs {
+		addLine("team", orDash(j.Team), j.GPUs, j.BurnMicros, 0)
+		k := [2]string{"team", orDash(j.Team)}
+		acc[k].SpendMonth.Micros += j.SpendMicros
+	}
+	out := map[string][]wire.CostLine{}
+	for _, c := range acc {
+		out[c.By] = append(out[c.By], *c)
+	}
+	for _, rows := range out {
+		slices.SortFunc(rows, func(a, b wire.CostLine) int {
+			if c := cmp.Compare(b.BurnPerHour.Micros, a.BurnPerHour.Micros); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Group, b.Group)
+		})
+	}
+	return out
+}

@@ -1,0 +1,592 @@
+package tui
+
+import (
+	"cmp"
+	"math"
+	"math/bits"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// ConnState is the state of the link to one aggregator.
+type ConnState int
+
+// Link states.
+const (
+	ConnConnecting ConnState = iota
+	ConnLive
+	ConnDown
+)
+
+func (c ConnState) String() string {
+	switch c {
+	case ConnLive:
+		return "live"
+	case ConnDown:
+		return "down"
+	default:
+		return "connecting"
+	}
+}
+
+// ConnStatus is what the viewer knows about one aggregator link.
+type ConnStatus struct {
+	Name     string // the aggregator's name once known, else its URL
+	URL      string
+	State    ConnState
+	Err      string    // last error, "" when none
+	Since    time.Time // when State was entered
+	LastData time.Time // local time of the last message
+}
+
+// NodeRow is one node with the figures the tables need, derived once when
+// the node's view arrives (never in View).
+type NodeRow struct {
+	View     *wire.NodeView
+	Agg      int // index of the aggregator that reports it
+	GPUs     int
+	Util     float64 // mean over devices that report it; NaN when none do
+	MemUsed  float64
+	MemTotal float64
+	Power    float64
+	Hottest  float64 // °C; NaN when unknown
+	Models   string  // "H100×8"
+	Jobs     []string
+	IdleGPUs int
+	Burn     int64 // display currency micros per hour (converted)
+	IdleBurn int64
+	search   string // lower-case text the filter matches against
+}
+
+// RegionRow is one region of the Fleet view.
+type RegionRow struct {
+	Region, Jurisdiction string
+	Providers            string
+	Nodes, GPUs          int
+	Online, Stale, Off   int // nodes by state
+	Models               string
+	Util                 float64
+	MemUsed, MemTotal    float64
+	Power                float64
+	Burn, IdleBurn       int64
+	Alerts               int
+	search               string
+}
+
+// JobRow is a job merged over every aggregator that sees it.
+type JobRow struct {
+	wire.JobView
+	BurnMicros, SpendMicros int64 // display currency
+	search                  string
+}
+
+// Snapshot is an immutable picture of the merged fleet, built at most once a
+// second off the UI goroutine. Pages keep their own sorted indices into it.
+type Snapshot struct {
+	Built    time.Time // local time it was built
+	Currency string    // display currency code
+	// Unconverted is true when some amounts were in a currency without a
+	// configured rate and were left out of the totals.
+	Unconverted bool
+	Summary     wire.Summary // merged; money in Currency
+	Nodes       []*NodeRow   // by region, then hostname
+	Regions     []RegionRow  // by region name
+	Jobs        []JobRow     // by id
+	Alerts      []fleet.Alert
+	Costs       []wire.CostLine
+	Leases      []wire.LeaseEnding
+	Conns       []ConnStatus
+	nodeByID    map[string]*NodeRow
+}
+
+// Node returns the row of node id, or nil.
+func (s *Snapshot) Node(id string) *NodeRow {
+	if s == nil {
+		return nil
+	}
+	return s.nodeByID[id]
+}
+
+// LastData is the newest local time any aggregator sent data.
+func (s *Snapshot) LastData() time.Time {
+	var t time.Time
+	for _, c := range s.Conns {
+		if c.LastData.After(t) {
+			t = c.LastData
+		}
+	}
+	return t
+}
+
+// Fleet merges the watch streams of several aggregators. It is owned by one
+// goroutine (the source's merger, or a test).
+type Fleet struct {
+	display string
+	rates   map[string]int64 // currency → display-currency micros per unit
+	idle    float64
+	aggs    []*aggState
+	changed bool
+}
+
+type aggState struct {
+	conn    ConnStatus
+	nodes   map[string]*NodeRow
+	summary wire.Summary
+	jobs    []wire.JobView
+	alerts  []fleet.Alert
+}
+
+// NewFleet returns an empty fleet for the given aggregators. display is the
+// display currency ("" = the first aggregator's); rates converts other
+// currencies into it (units of display currency per unit, as decimal
+// strings, e.g. "SGD": "0.74"); idle is the utilisation below which a
+// GPU counts as idle.
+func NewFleet(endpoints []Endpoint, display string, rates map[string]string, idle float64) *Fleet {
+	f := &Fleet{display: display, rates: map[string]int64{}, idle: idle}
+	for code, r := range rates {
+		if v, err := strconv.ParseFloat(r, 64); err == nil && v > 0 {
+			f.rates[strings.ToUpper(code)] = int64(math.Round(v * 1e6))
+		}
+	}
+	for _, e := range endpoints {
+		f.aggs = append(f.aggs, &aggState{
+			conn:  ConnStatus{Name: e.URL, URL: e.URL},
+			nodes: map[string]*NodeRow{},
+		})
+	}
+	f.changed = true
+	return f
+}
+
+// SetConn records a link state change.
+func (f *Fleet) SetConn(agg int, st ConnState, err error, now time.Time) {
+	c := &f.aggs[agg].conn
+	if c.State != st {
+		c.Since = now
+	}
+	c.State = st
+	c.Err = ""
+	if err != nil {
+		c.Err = err.Error()
+	}
+	f.changed = true
+}
+
+// Apply merges one watch message from aggregator agg.
+func (f *Fleet) Apply(agg int, m *wire.WatchMsg, now time.Time) {
+	a := f.aggs[agg]
+	if m.Aggregator != "" {
+		a.conn.Name = m.Aggregator
+	}
+	a.conn.LastData = now
+	if m.Kind == wire.WatchSnapshot {
+		clear(a.nodes)
+	}
+	for i := range m.Nodes {
+		nv := m.Nodes[i]
+		a.nodes[nv.ID] = f.nodeRow(&nv, agg)
+	}
+	for _, id := range m.Removed {
+		delete(a.nodes, id)
+	}
+	a.summary = m.Summary
+	a.jobs = m.Jobs
+	a.alerts = m.Alerts
+	f.changed = true
+}
+
+// Changed reports whether anything arrived since the last Snapshot.
+func (f *Fleet) Changed() bool { return f.changed }
+
+// convert turns m into display-currency micros; ok is false when no rate is
+// known for its currency.
+func (f *Fleet) convert(m fleet.Money, display string) (int64, bool) {
+	if m.Micros == 0 || m.Currency == "" || strings.EqualFold(m.Currency, display) {
+		return m.Micros, true
+	}
+	r, ok := f.rates[strings.ToUpper(m.Currency)]
+	if !ok {
+		return 0, false
+	}
+	neg := m.Micros < 0
+	v := uint64(m.Micros)
+	if neg {
+		v = uint64(-m.Micros)
+	}
+	hi, lo := bits.Mul64(v, uint64(r))
+	if hi >= 1_000_000 {
+		return 0, false // overflow: far beyond any real amount
+	}
+	q, _ := bits.Div64(hi, lo, 1_000_000)
+	if neg {
+		return -int64(q), true
+	}
+	return int64(q), true
+}
+
+func (f *Fleet) displayCurrency() string {
+	if f.display != "" {
+		return strings.ToUpper(f.display)
+	}
+	for _, a := range f.aggs {
+		if a.summary.Currency != "" {
+			return a.summary.Currency
+		}
+	}
+	for _, a := range f.aggs {
+		for _, n := range a.nodes {
+			if c := n.View.BurnPerHour.Currency; c != "" {
+				return c
+			}
+		}
+	}
+	return "USD"
+}
+
+func (f *Fleet) nodeRow(nv *wire.NodeView, agg int) *NodeRow {
+	r := &NodeRow{View: nv, Agg: agg, GPUs: len(nv.Devices), Util: math.NaN(), Hottest: math.NaN()}
+	var usum float64
+	var un int
+	models := map[string]int{}
+	for i := range nv.Devices {
+		d := &nv.Devices[i]
+		models[ShortModel(d.Model)]++
+		u, ok := deviceUtil(d)
+		if ok {
+			usum += u
+			un++
+			if u < f.idle {
+				r.IdleGPUs++
+			}
+		}
+		if v, ok := d.Metrics["mem_used"]; ok {
+			r.MemUsed += v
+		}
+		total := float64(d.MemoryTotal)
+		if v, ok := d.Metrics["mem_total"]; ok && v > 0 {
+			total = v
+		}
+		r.MemTotal += total
+		if v, ok := d.Metrics["power"]; ok {
+			r.Power += v
+		}
+		if v, ok := d.Metrics["temp"]; ok && (math.IsNaN(r.Hottest) || v > r.Hottest) {
+			r.Hottest = v
+		}
+	}
+	if un > 0 {
+		r.Util = usum / float64(un)
+	}
+	r.Models = modelsString(models)
+	seen := map[string]bool{}
+	for _, p := range nv.Procs {
+		if p.Job.ID != "" && !seen[p.Job.ID] {
+			seen[p.Job.ID] = true
+			r.Jobs = append(r.Jobs, p.Job.ID)
+		}
+	}
+	slices.Sort(r.Jobs)
+	r.search = strings.ToLower(strings.Join([]string{nv.ID, nv.Hostname, nv.Region, nv.Site,
+		nv.Jurisdiction, nv.Provider, nv.State, r.Models, strings.Join(r.Jobs, " "), nv.Lease.ID}, " "))
+	return r
+}
+
+func deviceUtil(d *wire.DeviceView) (float64, bool) {
+	if d.Util != nil {
+		return *d.Util, true
+	}
+	v, ok := d.Metrics["util"]
+	return v, ok
+}
+
+// modelsString writes "H100×8 910B×16", most numerous first.
+func modelsString(models map[string]int) string {
+	type mc struct {
+		m string
+		n int
+	}
+	list := make([]mc, 0, len(models))
+	for m, n := range models {
+		list = append(list, mc{m, n})
+	}
+	slices.SortFunc(list, func(a, b mc) int {
+		if c := cmp.Compare(b.n, a.n); c != 0 {
+			return c
+		}
+		return strings.Compare(a.m, b.m)
+	})
+	parts := make([]string, len(list))
+	for i, x := range list {
+		parts[i] = x.m + "×" + strconv.Itoa(x.n)
+	}
+	return strings.Join(parts, " ")
+}
+
+// Snapshot builds the merged picture. Its cost is linear in the fleet (plus
+// one sort of the nodes); the source calls it at most once a second.
+func (f *Fleet) Snapshot(now time.Time) *Snapshot {
+	f.changed = false
+	cur := f.displayCurrency()
+	s := &Snapshot{Built: now, Currency: cur, nodeByID: map[string]*NodeRow{}}
+	s.Summary.Currency = cur
+	money := func(m fleet.Money) int64 {
+		v, ok := f.convert(m, cur)
+		if !ok {
+			s.Unconverted = true
+		}
+		return v
+	}
+	var utilW float64
+	costs := map[[2]string]*wire.CostLine{}
+	jobs := map[string]*JobRow{}
+	for ai, a := range f.aggs {
+		s.Conns = append(s.Conns, a.conn)
+		sm := &a.summary
+		s.Summary.GPUsOnline += sm.GPUsOnline
+		s.Summary.GPUsStale += sm.GPUsStale
+		s.Summary.GPUsOffline += sm.GPUsOffline
+		s.Summary.NodesOnline += sm.NodesOnline
+		s.Summary.NodesStale += sm.NodesStale
+		s.Summary.NodesOffline += sm.NodesOffline
+		s.Summary.AlertsOpen += sm.AlertsOpen
+		utilW += sm.Util * float64(sm.GPUsOnline)
+		add := func(dst *fleet.Money, m fleet.Money) {
+			if m.Currency == "" {
+				m.Currency = sm.Currency
+			}
+			dst.Micros += money(m)
+			dst.Currency = cur
+		}
+		add(&s.Summary.BurnPerHour, sm.BurnPerHour)
+		add(&s.Summary.IdleBurnPerHour, sm.IdleBurnPerHour)
+		add(&s.Summary.SpendToday, sm.SpendToday)
+		add(&s.Summary.SpendMonth, sm.SpendMonth)
+		add(&s.Summary.ProjectedMonth, sm.ProjectedMonth)
+		for _, c := range sm.Costs {
+			k := [2]string{c.By, c.Group}
+			dst := costs[k]
+			if dst == nil {
+				dst = &wire.CostLine{By: c.By, Group: c.Group}
+				costs[k] = dst
+			}
+			dst.GPUs += c.GPUs
+			add(&dst.BurnPerHour, c.BurnPerHour)
+			add(&dst.IdleBurn, c.IdleBurn)
+			add(&dst.SpendToday, c.SpendToday)
+			add(&dst.SpendMonth, c.SpendMonth)
+			add(&dst.IdleSpend, c.IdleSpend)
+			add(&dst.Budget, c.Budget)
+		}
+		s.Leases = append(s.Leases, sm.LeasesEnding...)
+		for _, j := range a.jobs {
+			burn, spend := j.BurnPerHour, j.Spend
+			if burn.Currency == "" {
+				burn.Currency = sm.Currency
+			}
+			if spend.Currency == "" {
+				spend.Currency = sm.Currency
+			}
+			jr := jobs[j.ID]
+			if jr == nil {
+				jr = &JobRow{JobView: j}
+				jr.Regions = slices.Clone(j.Regions)
+				jr.Jurisdictions = slices.Clone(j.Jurisdictions)
+				jr.Nodes = slices.Clone(j.Nodes)
+				jr.BurnMicros, jr.SpendMicros = money(burn), money(spend)
+				jobs[j.ID] = jr
+				continue
+			}
+			// The same job seen by two aggregators spans jurisdictions.
+			tot := jr.GPUs + j.GPUs
+			if tot > 0 {
+				jr.Util = (jr.Util*float64(jr.GPUs) + j.Util*float64(j.GPUs)) / float64(tot)
+			}
+			jr.GPUs = tot
+			jr.Regions = union(jr.Regions, j.Regions)
+			jr.Jurisdictions = union(jr.Jurisdictions, j.Jurisdictions)
+			jr.Nodes = union(jr.Nodes, j.Nodes)
+			jr.BurnMicros += money(burn)
+			jr.SpendMicros += money(spend)
+			if !j.Allowed {
+				jr.Allowed = false
+				if jr.Violation == "" {
+					jr.Violation = j.Violation
+				} else if j.Violation != "" && !strings.Contains(jr.Violation, j.Violation) {
+					jr.Violation += "; " + j.Violation
+				}
+			}
+		}
+		s.Alerts = append(s.Alerts, a.alerts...)
+		for _, n := range a.nodes {
+			n.Agg = ai
+			bm := n.View.BurnPerHour
+			n.Burn = money(bm)
+			if n.GPUs > 0 {
+				n.IdleBurn = n.Burn * int64(n.IdleGPUs) / int64(n.GPUs)
+			}
+			s.Nodes = append(s.Nodes, n)
+			s.nodeByID[n.View.ID] = n
+		}
+	}
+	if s.Summary.GPUsOnline > 0 {
+		s.Summary.Util = utilW / float64(s.Summary.GPUsOnline)
+	}
+	slices.SortFunc(s.Nodes, func(a, b *NodeRow) int {
+		if c := strings.Compare(a.View.Region, b.View.Region); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.View.Hostname, b.View.Hostname); c != 0 {
+			return c
+		}
+		return strings.Compare(a.View.ID, b.View.ID)
+	})
+	for _, c := range costs {
+		s.Costs = append(s.Costs, *c)
+	}
+	slices.SortFunc(s.Costs, func(a, b wire.CostLine) int {
+		if c := strings.Compare(a.By, b.By); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.BurnPerHour.Micros, a.BurnPerHour.Micros); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Group, b.Group)
+	})
+	for _, j := range jobs {
+		j.BurnPerHour = fleet.Money{Micros: j.BurnMicros, Currency: cur}
+		j.Spend = fleet.Money{Micros: j.SpendMicros, Currency: cur}
+		j.search = strings.ToLower(strings.Join([]string{j.ID, j.Team, j.DataClass,
+			strings.Join(j.Regions, " "), strings.Join(j.Jurisdictions, " "), strings.Join(j.Nodes, " "), j.Violation}, " "))
+		if !j.Allowed {
+			j.search += " violation"
+		}
+		s.Jobs = append(s.Jobs, *j)
+	}
+	slices.SortFunc(s.Jobs, func(a, b JobRow) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(s.Alerts, alertOrder)
+	slices.SortFunc(s.Leases, func(a, b wire.LeaseEnding) int { return a.End.Compare(b.End) })
+	s.Regions = buildRegions(s)
+	return s
+}
+
+func union(a, b []string) []string {
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			a = append(a, x)
+		}
+	}
+	slices.Sort(a)
+	return a
+}
+
+var sevRank = map[fleet.Severity]int{fleet.SevCritical: 0, fleet.SevWarning: 1, fleet.SevInfo: 2}
+
+// alertOrder puts open alerts first, then by severity, then newest first.
+func alertOrder(a, b fleet.Alert) int {
+	if ao, bo := a.Open(), b.Open(); ao != bo {
+		if ao {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]); c != 0 {
+		return c
+	}
+	if c := b.Start.Compare(a.Start); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+func buildRegions(s *Snapshot) []RegionRow {
+	type acc struct {
+		row       RegionRow
+		providers map[string]bool
+		models    map[string]int
+		usum      float64
+		un        int
+	}
+	byRegion := map[string]*acc{}
+	var order []string
+	for _, n := range s.Nodes {
+		v := n.View
+		a := byRegion[v.Region]
+		if a == nil {
+			a = &acc{row: RegionRow{Region: v.Region, Jurisdiction: v.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
+			byRegion[v.Region] = a
+			order = append(order, v.Region)
+		}
+		r := &a.row
+		r.Nodes++
+		r.GPUs += n.GPUs
+		switch v.State {
+		case wire.StateOnline:
+			r.Online++
+		case wire.StateStale:
+			r.Stale++
+		default:
+			r.Off++
+		}
+		a.providers[v.Provider] = true
+		for i := range v.Devices {
+			a.models[ShortModel(v.Devices[i].Model)]++
+		}
+		if !math.IsNaN(n.Util) && v.State != wire.StateOffline {
+			a.usum += n.Util * float64(n.GPUs)
+			a.un += n.GPUs
+		}
+		r.MemUsed += n.MemUsed
+		r.MemTotal += n.MemTotal
+		r.Power += n.Power
+		r.Burn += n.Burn
+		r.IdleBurn += n.IdleBurn
+	}
+	for _, al := range s.Alerts {
+		if !al.Open() {
+			continue
+		}
+		reg := al.Region
+		if reg == "" {
+			if n := s.nodeByID[al.Node]; n != nil {
+				reg = n.View.Region
+			}
+		}
+		if a := byRegion[reg]; a != nil {
+			a.row.Alerts++
+		}
+	}
+	// The cost engine's per-region figures, when present, are authoritative.
+	for _, c := range s.Costs {
+		if c.By != "region" {
+			continue
+		}
+		if a := byRegion[c.Group]; a != nil {
+			a.row.Burn = c.BurnPerHour.Micros
+			a.row.IdleBurn = c.IdleBurn.Micros
+		}
+	}
+	slices.Sort(order)
+	out := make([]RegionRow, 0, len(order))
+	for _, name := range order {
+		a := byRegion[name]
+		a.row.Util = math.NaN()
+		if a.un > 0 {
+			a.row.Util = a.usum / float64(a.un)
+		}
+		ps := make([]string, 0, len(a.providers))
+		for p := range a.providers {
+			ps = append(ps, p)
+		}
+		slices.Sort(ps)
+		a.row.Providers = strings.Join(ps, ",")
+		a.row.Models = modelsString(a.models)
+		a.row.search = strings.ToLower(a.row.Region + " " + a.row.Jurisdiction + " " + a.row.Providers + " " + a.row.Models)
+		out = append(out, a.row)
+	}
+	return out
+}

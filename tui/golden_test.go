@@ -1,0 +1,77 @@
+package tui
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestMain(m *testing.M) {
+	time.Local = time.UTC
+	os.Exit(m.Run())
+}
+
+// newTestApp is an App with plain styles, a fixed clock and the fixture.
+func newTestApp(w, h int) *App {
+	a := NewApp(Options{plain: true, Clock: func() time.Time { return fixedNow.Add(1500 * time.Millisecond) }}, nil)
+	a.Update(tea.WindowSizeMsg{Width: w, Height: h})
+	a.SetSnapshot(fixtureSnapshot())
+	return a
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./tui -run Golden -update)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the golden file:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
+	}
+}
+
+func TestGoldenScreens(t *testing.T) {
+	views := []struct {
+		name string
+		keys string
+	}{
+		{"fleet", ""}, {"nodes", "2"}, {"node", "3"}, {"jobs", "4"}, {"cost", "5"}, {"alerts", "6"}, {"help", "?"},
+	}
+	for _, size := range [][2]int{{80, 24}, {160, 48}} {
+		for _, v := range views {
+			name := fmt.Sprintf("%s_%dx%d", v.name, size[0], size[1])
+			t.Run(name, func(t *testing.T) {
+				a := newTestApp(size[0], size[1])
+				for _, k := range v.keys {
+					a.Update(tea.KeyPressMsg{Code: k, Text: string(k)})
+				}
+				got := a.Render()
+				lines := strings.Split(got, "\n")
+				if len(lines) != size[1] {
+					t.Errorf("%d lines, want %d", len(lines), size[1])
+				}
+				for i, l := range lines {
+					if w := cellWidth(l); w != size[0] {
+						t.Errorf("line %d is %d cells wide, want %d: %q", i, w, size[0], l)
+					}
+				}
+				golden(t, name, got)
+			})
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package tui
+
+import "charm.land/bubbles/v2/key"
+
+// KeyMap is every key the TUI answers to, with its help text.
+type KeyMap struct {
+	Fleet, Nodes, Node, Jobs, Cost, Alerts  key.Binding
+	NextView, PrevView                      key.Binding
+	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
+	Enter, Back                             key.Binding
+	Filter, Sort, Reverse                   key.Binding
+	Help, Quit                              key.Binding
+}
+
+// DefaultKeyMap returns the standard bindings.
+func DefaultKeyMap() KeyMap {
+	b := func(keys []string, k, desc string) key.Binding {
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(k, desc))
+	}
+	return KeyMap{
+		Fleet:    b([]string{"1"}, "1", "fleet"),
+		Nodes:    b([]string{"2"}, "2", "nodes"),
+		Node:     b([]string{"3"}, "3", "node"),
+		Jobs:     b([]string{"4"}, "4", "jobs"),
+		Cost:     b([]string{"5"}, "5", "cost"),
+		Alerts:   b([]string{"6"}, "6", "alerts"),
+		NextView: b([]string{"tab"}, "tab", "view"),
+		PrevView: b([]string{"shift+tab"}, "shift+tab", "previous view"),
+		Up:       b([]string{"up", "k"}, "↑/k", "up"),
+		Down:     b([]string{"down", "j"}, "↓/j", "down"),
+		PageUp:   b([]string{"pgup", "ctrl+u"}, "pgup", "page up"),
+		PageDown: b([]string{"pgdown", "ctrl+d", "space"}, "pgdn", "page down"),
+		Top:      b([]string{"home", "g"}, "g", "top"),
+		Bottom:   b([]string{"end", "G"}, "G", "bottom"),
+		Enter:    b([]string{"enter"}, "enter", "open"),
+		Back:     b([]string{"esc", "backspace"}, "esc", "back"),
+		Filter:   b([]string{"/"}, "/", "filter"),
+		Sort:     b([]string{"s"}, "s", "sort"),
+		Reverse:  b([]string{"S"}, "S", "reverse sort"),
+		Help:     b([]string{"?"}, "?", "help"),
+		Quit:     b([]string{"q", "ctrl+c"}, "q", "quit"),
+	}
+}
+
+// ShortHelp is the footer line.
+func (k KeyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.NextView, k.Enter, k.Back, k.Filter, k.Sort, k.Help, k.Quit}
+}
+
+// FullHelp is the ? screen, one column per group.
+func (k KeyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{
+		{k.Fleet, k.Nodes, k.Node, k.Jobs, k.Cost, k.Alerts, k.NextView, k.PrevView},
+		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
+		{k.Enter, k.Back, k.Filter, k.Sort, k.Reverse, k.Help, k.Quit},
+	}
+}

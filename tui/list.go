@@ -1,0 +1,200 @@
+package tui
+
+import (
+	"slices"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+)
+
+// page is one view of the TUI: a component the root model sizes, feeds and
+// draws.
+type page interface {
+	Title() string
+	SetSize(w, h int)
+	SetData(s *Snapshot)
+	// Update handles the keys and mouse events the root does not.
+	Update(msg tea.Msg, km *KeyMap) tea.Cmd
+	// View draws the page into at most h lines of w cells.
+	View() string
+	// Keys lists the page's own bindings for the help screen.
+	Keys() []key.Binding
+}
+
+// filterable pages answer to "/".
+type filterable interface {
+	SetFilter(q string)
+	Filter() string
+	Counts() (shown, total int)
+}
+
+// sortable pages answer to "s" and "S".
+type sortable interface {
+	CycleSort()
+	ReverseSort()
+}
+
+// sortKey orders rows by one column.
+type sortKey[R any] struct {
+	col  int
+	desc bool // natural direction is descending (busiest, costliest first)
+	cmp  func(a, b *R) int
+}
+
+// listPage is a filterable, sortable table over rows of type R. The sorted,
+// filtered index is rebuilt when data, filter or sort change — never in
+// View, which only formats the visible rows.
+type listPage[R any] struct {
+	title   string
+	st      *Styles
+	t       table
+	all     []R
+	idx     []int
+	filter  string
+	sorts   []sortKey[R]
+	sortI   int
+	desc    bool
+	get     func(*Snapshot) []R
+	id      func(*R) string
+	search  func(*R) string
+	cells   func(*R, []cell) []cell
+	enter   func(*R) tea.Cmd
+	headerH int                      // lines above the table
+	header  func(b *strings.Builder) // draws headerH lines
+	w, h    int
+}
+
+func (p *listPage[R]) Title() string { return p.title }
+
+func (p *listPage[R]) SetSize(w, h int) {
+	p.w, p.h = w, h
+	p.t.setSize(w, h-p.headerH)
+}
+
+func (p *listPage[R]) SetData(s *Snapshot) {
+	var keep string
+	if p.id != nil && p.t.cursor < len(p.idx) {
+		keep = p.id(&p.all[p.idx[p.t.cursor]])
+	}
+	p.all = p.get(s)
+	p.rebuild(keep)
+}
+
+// rebuild filters and sorts, keeping the row with id keep under the cursor.
+func (p *listPage[R]) rebuild(keep string) {
+	p.idx = p.idx[:0]
+	q := strings.ToLower(p.filter)
+	for i := range p.all {
+		if q == "" || strings.Contains(p.search(&p.all[i]), q) {
+			p.idx = append(p.idx, i)
+		}
+	}
+	if len(p.sorts) > 0 {
+		k := p.sorts[p.sortI]
+		desc := k.desc != p.desc
+		slices.SortStableFunc(p.idx, func(a, b int) int {
+			c := k.cmp(&p.all[a], &p.all[b])
+			if desc {
+				c = -c
+			}
+			return c
+		})
+		p.t.sortCol = k.col
+		p.t.desc = desc
+	}
+	p.t.setRows(len(p.idx))
+	if keep != "" && p.id != nil {
+		for pos, i := range p.idx {
+			if p.id(&p.all[i]) == keep {
+				p.t.cursor = pos
+				p.t.clamp()
+				break
+			}
+		}
+	}
+}
+
+func (p *listPage[R]) current() string {
+	if p.id != nil && p.t.cursor < len(p.idx) {
+		return p.id(&p.all[p.idx[p.t.cursor]])
+	}
+	return ""
+}
+
+func (p *listPage[R]) SetFilter(q string) {
+	p.filter = q
+	keep := p.current()
+	p.rebuild(keep)
+}
+
+func (p *listPage[R]) Filter() string { return p.filter }
+
+func (p *listPage[R]) Counts() (int, int) { return len(p.idx), len(p.all) }
+
+func (p *listPage[R]) CycleSort() {
+	if len(p.sorts) == 0 {
+		return
+	}
+	p.sortI = (p.sortI + 1) % len(p.sorts)
+	p.desc = false
+	p.rebuild(p.current())
+}
+
+func (p *listPage[R]) ReverseSort() {
+	p.desc = !p.desc
+	p.rebuild(p.current())
+}
+
+func (p *listPage[R]) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
+	switch msg := msg.(type) {
+	case tea.KeyPressMsg:
+		switch {
+		case key.Matches(msg, km.Up):
+			p.t.move(-1)
+		case key.Matches(msg, km.Down):
+			p.t.move(1)
+		case key.Matches(msg, km.PageUp):
+			p.t.move(-max(p.t.height-1, 1))
+		case key.Matches(msg, km.PageDown):
+			p.t.move(max(p.t.height-1, 1))
+		case key.Matches(msg, km.Top):
+			p.t.move(-p.t.n)
+		case key.Matches(msg, km.Bottom):
+			p.t.move(p.t.n)
+		case key.Matches(msg, km.Enter):
+			if p.enter != nil && p.t.cursor < len(p.idx) {
+				return p.enter(&p.all[p.idx[p.t.cursor]])
+			}
+		}
+	case tea.MouseWheelMsg:
+		switch msg.Button {
+		case tea.MouseWheelUp:
+			p.t.scroll(-3)
+		case tea.MouseWheelDown:
+			p.t.scroll(3)
+		}
+	}
+	return nil
+}
+
+func (p *listPage[R]) View() string {
+	var b strings.Builder
+	if p.header != nil {
+		p.header(&b)
+	}
+	p.t.view(&b, func(i int, cells []cell) []cell {
+		return p.cells(&p.all[p.idx[i]], cells)
+	})
+	if len(p.idx) == 0 {
+		b.WriteString("\n")
+		if len(p.all) == 0 {
+			b.WriteString(p.st.Dim.Render("  nothing to show yet"))
+		} else {
+			b.WriteString(p.st.Dim.Render("  no row matches the filter " + `"` + p.filter + `"`))
+		}
+	}
+	return b.String()
+}
+
+func (p *listPage[R]) Keys() []key.Binding { return nil }

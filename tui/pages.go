@@ -1,0 +1,388 @@
+package tui
+
+import (
+	"cmp"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// Page numbers, in tab order.
+const (
+	pageFleet = iota
+	pageNodes
+	pageNode
+	pageJobs
+	pageCost
+	pageAlerts
+	numPages
+)
+
+// shared is what every page reads besides its own rows: styles, the latest
+// snapshot and the current time (updated once a second).
+type shared struct {
+	st   *Styles
+	snap *Snapshot
+	now  time.Time
+}
+
+// navMsg asks the root to open a page (pushing the current one for esc).
+type navMsg struct {
+	page   int
+	node   string // pageNode: which node
+	filter string // list pages: filter to apply
+}
+
+func nav(m navMsg) tea.Cmd { return func() tea.Msg { return m } }
+
+func cmpFloat(a, b float64) int {
+	// NaN (unknown) sorts last in ascending order.
+	switch an, bn := math.IsNaN(a), math.IsNaN(b); {
+	case an && bn:
+		return 0
+	case an:
+		return -1
+	case bn:
+		return 1
+	}
+	return cmp.Compare(a, b)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func memString(used, total float64) string {
+	if total <= 0 {
+		return "-"
+	}
+	return Bytes(used) + "/" + Bytes(total)
+}
+
+// stateText shows a node's state; offline nodes say since when.
+func stateText(sh *shared, v *wire.NodeView) cell {
+	switch v.State {
+	case wire.StateOnline:
+		return cell{text: "online", style: &sh.st.OK}
+	case wire.StateStale:
+		return cell{text: "stale", style: &sh.st.Warn}
+	default:
+		t := "offline"
+		if !v.LastSeen.IsZero() && !sh.now.IsZero() {
+			t += " " + Duration(sh.now.Sub(v.LastSeen))
+		}
+		return cell{text: t, style: &sh.st.Crit}
+	}
+}
+
+// ---- Fleet ----
+
+func newFleetPage(sh *shared) *listPage[RegionRow] {
+	st := sh.st
+	p := &listPage[RegionRow]{
+		title: "Fleet",
+		st:    st,
+		t: newTable(st, []column{
+			{title: "Region", width: 12, flex: 1},
+			{title: "Jur", width: 3},
+			{title: "Providers", width: 10, flex: 1, drop: 6},
+			{title: "Nodes", width: 5, right: true},
+			{title: "GPUs", width: 5, right: true, drop: 5},
+			{title: "Accelerators", width: 14, flex: 2, drop: 2},
+			{title: "Utilisation", width: 15, flex: 1, util: true},
+			{title: "Memory", width: 11, right: true, drop: 4},
+			{title: "Power", width: 7, right: true, drop: 7},
+			{title: "Burn/h", width: 9, right: true},
+			{title: "Idle/h", width: 9, right: true, drop: 3},
+			{title: "Alerts", width: 6, right: true},
+		}),
+		get:    func(s *Snapshot) []RegionRow { return s.Regions },
+		id:     func(r *RegionRow) string { return r.Region },
+		search: func(r *RegionRow) string { return r.search },
+		cells: func(r *RegionRow, c []cell) []cell {
+			alerts := cell{text: strconv.Itoa(r.Alerts)}
+			if r.Alerts > 0 {
+				alerts.style = &st.Crit
+			}
+			return append(c,
+				cell{text: r.Region}, cell{text: r.Jurisdiction}, cell{text: r.Providers},
+				cell{text: strconv.Itoa(r.Nodes)}, cell{text: strconv.Itoa(r.GPUs)}, cell{text: r.Models},
+				cell{ratio: r.Util}, cell{text: memString(r.MemUsed, r.MemTotal)}, cell{text: Watts(r.Power)},
+				cell{text: AmountShort(r.Burn)}, cell{text: AmountShort(r.IdleBurn)}, alerts)
+		},
+		enter: func(r *RegionRow) tea.Cmd {
+			return nav(navMsg{page: pageNodes, filter: strings.ToLower(r.Region)})
+		},
+	}
+	p.sorts = []sortKey[RegionRow]{
+		{col: 0, cmp: func(a, b *RegionRow) int { return strings.Compare(a.Region, b.Region) }},
+		{col: 6, desc: true, cmp: func(a, b *RegionRow) int { return cmpFloat(a.Util, b.Util) }},
+		{col: 9, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.Burn, b.Burn) }},
+		{col: 10, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.IdleBurn, b.IdleBurn) }},
+		{col: 4, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.GPUs, b.GPUs) }},
+		{col: 11, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.Alerts, b.Alerts) }},
+	}
+	p.headerH = 4
+	p.header = func(b *strings.Builder) { fleetHeader(b, sh, p.w, p.headerH-1) }
+	return p
+}
+
+// fleetHeader draws the fleet at a glance in lines lines, flowing the
+// figures to the width, then a blank line.
+func fleetHeader(b *strings.Builder, sh *shared, w, lines int) {
+	st := sh.st
+	s := sh.snap
+	if s == nil {
+		s = &Snapshot{}
+	}
+	sm := &s.Summary
+	cur := s.Currency
+	star := ""
+	if s.Unconverted {
+		star = "*"
+	}
+	money := func(m int64) string { return Money(m, cur) + star }
+	lbl := func(l string) string { return st.Label.Render(l) }
+	val := func(v string) string { return st.Value.Render(v) }
+	stale := strconv.Itoa(sm.GPUsStale) + " stale"
+	if sm.GPUsStale > 0 {
+		stale = st.Warn.Render(stale)
+	}
+	off := strconv.Itoa(sm.GPUsOffline) + " offline"
+	if sm.GPUsOffline > 0 {
+		off = st.Crit.Render(off)
+	}
+	alerts := strconv.Itoa(sm.AlertsOpen) + " open"
+	if sm.AlertsOpen > 0 {
+		alerts = st.Crit.Render(alerts)
+	} else {
+		alerts = val(alerts)
+	}
+	chips := []string{
+		lbl("GPUs ") + val(group(int64(sm.GPUsOnline))+" online") + " · " + stale + " · " + off,
+		lbl("Util ") + val(Percent(sm.Util)) + " " + st.bar(sm.Util, 10),
+		lbl("Alerts ") + alerts,
+		lbl("Burn ") + val(money(sm.BurnPerHour.Micros)+"/h"),
+		lbl("Idle burn ") + val(money(sm.IdleBurnPerHour.Micros)+"/h"),
+		lbl("Today ") + val(money(sm.SpendToday.Micros)),
+		lbl("Month-to-date ") + val(money(sm.SpendMonth.Micros)),
+		lbl("Projected ") + val(money(sm.ProjectedMonth.Micros)),
+	}
+	flow(b, chips, w, lines, "   ")
+	b.WriteString("\n")
+}
+
+// flow writes chips separated by sep, wrapping at w, in exactly lines lines
+// (chips that do not fit are left out); each line ends with "\n".
+func flow(b *strings.Builder, chips []string, w, lines int, sep string) {
+	line, lw, n := "", 0, 0
+	for _, c := range chips {
+		cw := cellWidth(c)
+		if lw > 0 && lw+len(sep)+cw > w {
+			if n < lines {
+				b.WriteString(Fit(line, w))
+				b.WriteString("\n")
+				n++
+			}
+			line, lw = "", 0
+		}
+		if lw > 0 {
+			line += sep
+			lw += len(sep)
+		}
+		line += c
+		lw += cw
+	}
+	if lw > 0 && n < lines {
+		b.WriteString(Fit(line, w))
+		b.WriteString("\n")
+		n++
+	}
+	for ; n < lines; n++ {
+		b.WriteString("\n")
+	}
+}
+
+// ---- Nodes ----
+
+func newNodesPage(sh *shared) *listPage[*NodeRow] {
+	st := sh.st
+	p := &listPage[*NodeRow]{
+		title: "Nodes",
+		st:    st,
+		t: newTable(st, []column{
+			{title: "Node", width: 14, flex: 2},
+			{title: "Region", width: 10, flex: 1, drop: 3},
+			{title: "Provider", width: 10, flex: 1, drop: 6},
+			{title: "Accel", width: 9, drop: 4},
+			{title: "Utilisation", width: 14, flex: 1, util: true},
+			{title: "Memory", width: 11, right: true, drop: 5},
+			{title: "Hot", width: 4, right: true, drop: 7},
+			{title: "Power", width: 6, right: true, drop: 8},
+			{title: "Burn/h", width: 8, right: true},
+			{title: "Jobs", width: 8, flex: 1, drop: 2},
+			{title: "State", width: 11},
+		}),
+		get:    func(s *Snapshot) []*NodeRow { return s.Nodes },
+		id:     func(r **NodeRow) string { return (*r).View.ID },
+		search: func(r **NodeRow) string { return (*r).search },
+		cells: func(rp **NodeRow, c []cell) []cell {
+			r := *rp
+			v := r.View
+			hot := "-"
+			if !math.IsNaN(r.Hottest) {
+				hot = strconv.Itoa(int(math.Round(r.Hottest))) + "°"
+			}
+			jobs := strings.Join(r.Jobs, ",")
+			return append(c,
+				cell{text: orDash(v.Hostname)}, cell{text: v.Region}, cell{text: v.Provider}, cell{text: r.Models},
+				cell{ratio: r.Util}, cell{text: memString(r.MemUsed, r.MemTotal)}, cell{text: hot},
+				cell{text: Watts(r.Power)}, cell{text: AmountShort(r.Burn)}, cell{text: orDash(jobs)},
+				stateText(sh, v))
+		},
+		enter: func(r **NodeRow) tea.Cmd { return nav(navMsg{page: pageNode, node: (*r).View.ID}) },
+	}
+	p.sorts = []sortKey[*NodeRow]{
+		{col: 1, cmp: func(a, b **NodeRow) int { return 0 }}, // snapshot order: region, hostname
+		{col: 0, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.Hostname, (*b).View.Hostname) }},
+		{col: 4, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Util, (*b).Util) }},
+		{col: 8, desc: true, cmp: func(a, b **NodeRow) int { return cmp.Compare((*a).Burn, (*b).Burn) }},
+		{col: 6, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Hottest, (*b).Hottest) }},
+		{col: 10, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.State, (*b).View.State) }},
+	}
+	return p
+}
+
+// ---- Jobs ----
+
+func newJobsPage(sh *shared) *listPage[JobRow] {
+	st := sh.st
+	p := &listPage[JobRow]{
+		title: "Jobs",
+		st:    st,
+		t: newTable(st, []column{
+			{title: "Job", width: 12, flex: 1},
+			{title: "Team", width: 8, drop: 5},
+			{title: "Data class", width: 11, drop: 4},
+			{title: "Regions", width: 12, flex: 1, drop: 3},
+			{title: "Nodes", width: 5, right: true, drop: 6},
+			{title: "GPUs", width: 5, right: true},
+			{title: "Utilisation", width: 14, flex: 1, util: true},
+			{title: "Burn/h", width: 8, right: true},
+			{title: "Spend", width: 9, right: true, drop: 2},
+			{title: "Residency", width: 10, flex: 1},
+		}),
+		get:    func(s *Snapshot) []JobRow { return s.Jobs },
+		id:     func(r *JobRow) string { return r.ID },
+		search: func(r *JobRow) string { return r.search },
+		cells: func(r *JobRow, c []cell) []cell {
+			res := cell{text: "allowed", style: &st.OK}
+			if !r.Allowed {
+				res = cell{text: "VIOLATION", style: &st.Crit}
+				if r.Violation != "" {
+					res.text += ": " + r.Violation
+				}
+			}
+			return append(c,
+				cell{text: r.ID}, cell{text: orDash(r.Team)}, cell{text: orDash(r.DataClass)},
+				cell{text: strings.Join(r.Regions, ",")}, cell{text: strconv.Itoa(len(r.Nodes))},
+				cell{text: strconv.Itoa(r.GPUs)}, cell{ratio: r.Util}, cell{text: AmountShort(r.BurnMicros)},
+				cell{text: AmountShort(r.SpendMicros)}, res)
+		},
+		enter: func(r *JobRow) tea.Cmd {
+			if len(r.Nodes) == 0 {
+				return nil
+			}
+			return nav(navMsg{page: pageNode, node: r.Nodes[0]})
+		},
+	}
+	p.sorts = []sortKey[JobRow]{
+		{col: 0, cmp: func(a, b *JobRow) int { return 0 }},
+		{col: 7, desc: true, cmp: func(a, b *JobRow) int { return cmp.Compare(a.BurnMicros, b.BurnMicros) }},
+		{col: 6, desc: true, cmp: func(a, b *JobRow) int { return cmpFloat(a.Util, b.Util) }},
+		{col: 5, desc: true, cmp: func(a, b *JobRow) int { return cmp.Compare(a.GPUs, b.GPUs) }},
+		{col: 1, cmp: func(a, b *JobRow) int { return strings.Compare(a.Team, b.Team) }},
+		{col: 9, cmp: func(a, b *JobRow) int {
+			return cmp.Compare(boolInt(a.Allowed), boolInt(b.Allowed))
+		}},
+	}
+	return p
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ---- Alerts ----
+
+func newAlertsPage(sh *shared) *listPage[fleet.Alert] {
+	st := sh.st
+	p := &listPage[fleet.Alert]{
+		title: "Alerts",
+		st:    st,
+		t: newTable(st, []column{
+			{title: "Severity", width: 9},
+			{title: "Kind", width: 9},
+			{title: "Node", width: 12, flex: 1},
+			{title: "Region", width: 10, drop: 3},
+			{title: "Job", width: 8, drop: 2},
+			{title: "Message", width: 20, flex: 3},
+			{title: "Since", width: 12},
+		}),
+		get: func(s *Snapshot) []fleet.Alert { return s.Alerts },
+		id:  func(a *fleet.Alert) string { return a.ID },
+		search: func(a *fleet.Alert) string {
+			return strings.ToLower(string(a.Severity) + " " + string(a.Kind) + " " + a.Node + " " + a.Region + " " + a.Job + " " + a.Message)
+		},
+		cells: func(a *fleet.Alert, c []cell) []cell {
+			sev := cell{text: string(a.Severity)}
+			switch a.Severity {
+			case fleet.SevCritical:
+				sev.style = &st.Crit
+			case fleet.SevWarning:
+				sev.style = &st.Warn
+			}
+			since := "-"
+			if a.Open() {
+				if !a.Start.IsZero() && !sh.now.IsZero() {
+					since = "open " + Duration(sh.now.Sub(a.Start))
+				}
+			} else {
+				sev.style = &st.Dim
+				since = "ended " + Duration(sh.now.Sub(a.End))
+			}
+			dev := ""
+			if a.Device >= 0 && a.Node != "" {
+				dev = " GPU" + strconv.Itoa(a.Device)
+			}
+			return append(c, sev, cell{text: string(a.Kind)}, cell{text: orDash(a.Node) + dev},
+				cell{text: orDash(a.Region)}, cell{text: orDash(a.Job)}, cell{text: a.Message}, cell{text: since})
+		},
+		enter: func(a *fleet.Alert) tea.Cmd {
+			if a.Node == "" {
+				return nil
+			}
+			return nav(navMsg{page: pageNode, node: a.Node})
+		},
+	}
+	p.sorts = []sortKey[fleet.Alert]{
+		{col: 0, cmp: func(a, b *fleet.Alert) int { return 0 }}, // open, severity, newest
+		{col: 1, cmp: func(a, b *fleet.Alert) int { return strings.Compare(string(a.Kind), string(b.Kind)) }},
+		{col: 2, cmp: func(a, b *fleet.Alert) int { return strings.Compare(a.Node, b.Node) }},
+		{col: 3, cmp: func(a, b *fleet.Alert) int { return strings.Compare(a.Region, b.Region) }},
+		{col: 6, desc: true, cmp: func(a, b *fleet.Alert) int { return a.Start.Compare(b.Start) }},
+	}
+	return p
+}

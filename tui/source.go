@@ -1,0 +1,311 @@
+package tui
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/fleettop/fleettop/wire"
+)
+
+// Endpoint is one aggregator to watch: its base URL (http, https, ws or wss)
+// and a viewer token.
+type Endpoint struct{ URL, Token string }
+
+// Source delivers merged fleet snapshots to the program.
+type Source interface {
+	// Snapshots is where fresh snapshots arrive, at most one a second (latest
+	// wins); it is closed when the source stops.
+	Snapshots() <-chan *Snapshot
+	// History fetches a node's recent per-device history from aggregator agg.
+	// It does I/O: call it from a tea.Cmd, never from Update.
+	History(ctx context.Context, agg int, node string) (*History, error)
+}
+
+// History is a node's recent per-device history, as /api/v1/nodes/{id}
+// serves it.
+type History struct {
+	Node    wire.NodeView         `json:"node"`
+	Devices map[int]DeviceHistory `json:"history"`
+	StepS   float64               `json:"step_s"`
+}
+
+// DeviceHistory is one device's recent series, oldest first.
+type DeviceHistory struct {
+	Util    []float64 `json:"util"`
+	Power   []float64 `json:"power"`
+	Temp    []float64 `json:"temp"`
+	MemUsed []float64 `json:"mem_used"`
+}
+
+// WatchSource is the production Source: one websocket client per aggregator
+// (each reconnecting with backoff), merged into one Fleet by a single
+// goroutine that publishes a snapshot at most once per Interval.
+type WatchSource struct {
+	eps      []Endpoint
+	fleet    *Fleet
+	interval time.Duration
+	log      *slog.Logger
+	client   *http.Client
+	events   chan sourceEvent
+	out      chan *Snapshot
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+type sourceEvent struct {
+	agg   int
+	state ConnState
+	err   error
+	msg   *wire.WatchMsg // nil for a link state change
+}
+
+var _ Source = (*WatchSource)(nil)
+
+// maxWatchMessage bounds one watch message (a 100,000-GPU snapshot is a few
+// tens of MB of JSON).
+const maxWatchMessage = 512 << 20
+
+// NewWatchSource prepares clients for o.Aggregators; Start runs them.
+func NewWatchSource(o Options) *WatchSource {
+	o = o.withDefaults()
+	return &WatchSource{
+		eps:      o.Aggregators,
+		fleet:    NewFleet(o.Aggregators, o.Currency, o.Rates, o.IdleThreshold),
+		interval: o.Refresh,
+		log:      o.Logger,
+		client:   &http.Client{Timeout: 10 * time.Second},
+		events:   make(chan sourceEvent, 64),
+		out:      make(chan *Snapshot, 1),
+	}
+}
+
+// Start connects to every aggregator and starts merging; Close stops it.
+func (w *WatchSource) Start(ctx context.Context) {
+	ctx, w.cancel = context.WithCancel(ctx)
+	var readers sync.WaitGroup
+	for i := range w.eps {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			w.watch(ctx, i)
+		}()
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.merge(ctx)
+	}()
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		readers.Wait()
+	}()
+}
+
+// Close stops the clients and waits for them, or for ctx.
+func (w *WatchSource) Close(ctx context.Context) error {
+	if w.cancel != nil {
+		w.cancel()
+	}
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close watch source: %w", ctx.Err())
+	}
+}
+
+// Snapshots implements Source.
+func (w *WatchSource) Snapshots() <-chan *Snapshot { return w.out }
+
+// merge owns the Fleet: it applies events as they come and publishes a
+// snapshot at most once per interval (the first data at once).
+func (w *WatchSource) merge(ctx context.Context) {
+	defer close(w.out)
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	published := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-w.events:
+			now := time.Now()
+			if ev.msg != nil {
+				w.fleet.Apply(ev.agg, ev.msg, now)
+			} else {
+				w.fleet.SetConn(ev.agg, ev.state, ev.err, now)
+			}
+			if !published && ev.msg != nil {
+				w.publish(w.fleet.Snapshot(now))
+				published = true
+			}
+		case now := <-t.C:
+			if w.fleet.Changed() {
+				w.publish(w.fleet.Snapshot(now))
+			}
+		}
+	}
+}
+
+func (w *WatchSource) publish(s *Snapshot) {
+	select { // latest wins: drop a snapshot the program has not taken yet
+	case <-w.out:
+	default:
+	}
+	w.out <- s
+}
+
+func (w *WatchSource) send(ctx context.Context, ev sourceEvent) bool {
+	select {
+	case w.events <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// watch keeps one aggregator's stream open, reconnecting with capped,
+// jittered exponential backoff.
+func (w *WatchSource) watch(ctx context.Context, agg int) {
+	const minBackoff, maxBackoff = 250 * time.Millisecond, 15 * time.Second
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		if !w.send(ctx, sourceEvent{agg: agg, state: ConnConnecting}) {
+			return
+		}
+		got, err := w.stream(ctx, agg)
+		if ctx.Err() != nil {
+			return
+		}
+		if got {
+			backoff = minBackoff // it worked for a while: retry soon
+		}
+		w.log.Debug("watch stream ended", "aggregator", w.eps[agg].URL, "err", err)
+		if !w.send(ctx, sourceEvent{agg: agg, state: ConnDown, err: err}) {
+			return
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// stream runs one connection until it fails; got reports whether any
+// message arrived.
+func (w *WatchSource) stream(ctx context.Context, agg int) (got bool, err error) {
+	ep := w.eps[agg]
+	u, err := endpointURL(ep.URL, "/v1/watch", true)
+	if err != nil {
+		return false, err
+	}
+	h := http.Header{}
+	if ep.Token != "" {
+		h.Set("Authorization", "Bearer "+ep.Token)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPHeader: h})
+	cancel()
+	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			return false, fmt.Errorf("aggregator refused the viewer token (HTTP %d)", resp.StatusCode)
+		}
+		return false, fmt.Errorf("dial aggregator: %w", err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(maxWatchMessage)
+	if !w.send(ctx, sourceEvent{agg: agg, state: ConnLive}) {
+		return false, ctx.Err()
+	}
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return got, fmt.Errorf("read watch stream: %w", err)
+		}
+		m := new(wire.WatchMsg)
+		if err := json.Unmarshal(data, m); err != nil {
+			return got, fmt.Errorf("decode watch message: %w", err)
+		}
+		if m.Version > wire.WatchVersion {
+			return got, fmt.Errorf("watch stream version %d is newer than this viewer's %d: upgrade fleettop", m.Version, wire.WatchVersion)
+		}
+		got = true
+		if !w.send(ctx, sourceEvent{agg: agg, msg: m}) {
+			return got, ctx.Err()
+		}
+	}
+}
+
+// History implements Source.
+func (w *WatchSource) History(ctx context.Context, agg int, node string) (*History, error) {
+	if agg < 0 || agg >= len(w.eps) {
+		return nil, fmt.Errorf("node history: no aggregator %d", agg)
+	}
+	ep := w.eps[agg]
+	u, err := endpointURL(ep.URL, "/api/v1/nodes/"+node, false)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("node history: %w", err)
+	}
+	if ep.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+ep.Token)
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("node history: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("node history: %s", resp.Status)
+	}
+	h := new(History)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(h); err != nil {
+		return nil, fmt.Errorf("node history: decode: %w", err)
+	}
+	return h, nil
+}
+
+// endpointURL joins an aggregator base URL and a path; ws selects the
+// websocket scheme, else plain HTTP(S).
+func endpointURL(base, path string, ws bool) (string, error) {
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return "", errors.New("aggregator URL " + base + " is not a valid URL (want e.g. https://agg.example:8443)")
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = map[bool]string{true: "ws", false: "http"}[ws]
+	case "https", "wss":
+		u.Scheme = map[bool]string{true: "wss", false: "https"}[ws]
+	default:
+		return "", errors.New("aggregator URL " + base + " must start with http://, https://, ws:// or wss://")
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawPath = ""
+	return u.String(), nil
+}
