@@ -55,7 +55,7 @@ func (ts *Tokens) Len() int { return len(ts.list) }
 func LoadTokens(p string) (*Tokens, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("open token file: %w", err)
+		return nil, fmt.Errorf("read token file: %w", err)
 	}
 	defer f.Close()
 	return ParseTokens(f, p)

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	cryptotls "crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/fleettop/fleettop/aggregator"
+	"github.com/fleettop/fleettop/aggregator/insight"
+	promexp "github.com/fleettop/fleettop/exporters/prometheus"
+	"github.com/fleettop/fleettop/store"
+	"github.com/fleettop/fleettop/wire"
+)
+
+func init() { register(newAggregatorCmd) }
+
+// aggregatorOptions configure startAggregator; `fleettop aggregator` fills
+// them from flags, `fleettop demo` from its own setup.
+type aggregatorOptions struct {
+	DataDir    string             // required: the SQLite store lives in DataDir/fleettop.db
+	TokensFile string             // token file; ignored when Tokens is set
+	Tokens     *aggregator.Tokens // tokens built in-process (demo)
+	ConfigFile string             // aggregator.yaml for insights and exporters; "" = defaults
+	TLSCert    string             // with TLSKey: serve wss://
+	TLSKey     string             //
+	Insecure   bool               // allow plain ws:// on non-loopback listeners
+	// MetricsPublic serves /metrics without a token.
+	MetricsPublic bool
+	Name          string        // shown to viewers; default: the listen address
+	Interval      time.Duration // expected collector interval; 0: 1s
+	Logger        *slog.Logger
+}
+
+func newAggregatorCmd() *cobra.Command {
+	var (
+		o      aggregatorOptions
+		listen string
+	)
+	c := &cobra.Command{
+		Use:   "aggregator --listen ADDR --data-dir DIR --tokens FILE",
+		Short: "Run the aggregator: collector ingest, live fleet, viewers, API and metrics",
+		Long: `Run the aggregator on the jump host. Collectors push samples to /v1/collect,
+viewers watch /v1/watch, and /api/v1/fleet, /api/v1/nodes/{id} and /metrics serve
+the live fleet. Plain ws:// is accepted only on loopback unless --insecure;
+give --tls-cert and --tls-key to serve wss://.
+
+Token file: one token per line, "ROLE NAME SECRET [NODE-GLOB]" with ROLE
+collector or viewer; a collector token may only send for node ids matching
+its glob (default *); "#" starts a comment.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if listen == "" {
+				return usagef("give --listen ADDR, e.g. --listen 127.0.0.1:7070")
+			}
+			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return usagef("cannot listen on %s: %v", listen, err)
+			}
+			if o.Name == "" {
+				o.Name = listen
+			}
+			ctx := cmd.Context()
+			_, stop, err := startAggregator(ctx, o, ln)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			o.Logger.Info("aggregator listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "data_dir", o.DataDir)
+			<-ctx.Done()
+			o.Logger.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			return stop(sctx)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:7070", "address to listen on (host:port)")
+	f.StringVar(&o.DataDir, "data-dir", "", "directory of the aggregator's database (fleettop.db)")
+	f.StringVar(&o.TokensFile, "tokens", "", "token file: ROLE NAME SECRET [NODE-GLOB] per line")
+	f.StringVar(&o.ConfigFile, "config", "", "aggregator.yaml: currency, prices, budgets, residency and alert rules")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate file (PEM): serve wss://")
+	f.StringVar(&o.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	f.BoolVar(&o.Insecure, "insecure", false, "allow plain ws:// on a non-loopback address (trusted networks only)")
+	f.BoolVar(&o.MetricsPublic, "metrics-public", false, "serve /metrics without a token")
+	f.StringVar(&o.Name, "name", "", "name shown to viewers (default: the listen address)")
+	f.DurationVar(&o.Interval, "interval", time.Second, "collectors' sampling interval; stale and offline derive from it")
+	return c
+}
+
+// startAggregator opens the store in o.DataDir, builds insights and
+// exporters from o.ConfigFile ("" = defaults), and serves on ln until ctx
+// ends or the returned stop function is called. stop commits, closes every
+// session with "going away" and closes the store; it is safe to call twice.
+func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) (*aggregator.Server, func(context.Context) error, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.DataDir == "" {
+		return nil, nil, usagef("give --data-dir DIR, the directory for the aggregator's database")
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, nil, usagef("give both --tls-cert and --tls-key, or neither")
+	}
+	tls := o.TLSCert != ""
+	if tls {
+		if _, err := cryptotls.LoadX509KeyPair(o.TLSCert, o.TLSKey); err != nil {
+			return nil, nil, usagef("cannot load the TLS certificate and key: %v", err)
+		}
+	}
+	if !tls && !aggregator.IsLoopback(ln.Addr()) && !o.Insecure {
+		return nil, nil, usagef("refusing plain ws:// on %s, which is not loopback: give --tls-cert and --tls-key, or --insecure on a trusted network", ln.Addr())
+	}
+	tokens := o.Tokens
+	if tokens == nil {
+		if o.TokensFile == "" {
+			return nil, nil, usagef("give --tokens FILE (one \"ROLE NAME SECRET [NODE-GLOB]\" per line); without it nobody can connect")
+		}
+		t, err := aggregator.LoadTokens(o.TokensFile)
+		if err != nil {
+			return nil, nil, usagef("%v", err)
+		}
+		tokens = t
+	}
+	// The cost/policy engine and the exporters come from the config file.
+	cfg, err := insight.LoadConfig(o.ConfigFile)
+	if err != nil {
+		return nil, nil, usagef("config: %v", err)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+		return nil, nil, usagef("cannot create data directory %s: %v", o.DataDir, err)
+	}
+	st, err := store.Open(filepath.Join(o.DataDir, "fleettop.db"), store.Options{})
+	if err != nil {
+		return nil, nil, usagef("cannot open the database in %s: %v", o.DataDir, err)
+	}
+	eng, err := insight.New(cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, nil, usagef("config: %v", err)
+	}
+	var live atomic.Pointer[aggregator.Server] // set before serving: scrapes come later
+	nodes := func() []wire.NodeView {
+		if s := live.Load(); s != nil {
+			return s.Nodes()
+		}
+		return nil
+	}
+	closers := []func(context.Context) error{eng.Close}
+	srv, err := aggregator.New(aggregator.Config{
+		Tokens:        tokens,
+		Recorder:      st,
+		Insights:      eng,
+		Name:          o.Name,
+		Interval:      o.Interval,
+		MetricsPublic: o.MetricsPublic,
+		Insecure:      o.Insecure,
+		Collectors:    []prometheus.Collector{promexp.NewCollector(nodes, eng)},
+		Logger:        log,
+	})
+	if err != nil {
+		_ = eng.Close(ctx)
+		st.Close()
+		return nil, nil, fmt.Errorf("start aggregator: %w", err)
+	}
+	live.Store(srv)
+	var (
+		once    sync.Once
+		stopErr error
+		served  = make(chan struct{})
+	)
+	stop := func(ctx context.Context) error {
+		once.Do(func() {
+			errs := []error{srv.Close(ctx)}
+			<-served
+			for _, c := range closers {
+				errs = append(errs, c(ctx))
+			}
+			errs = append(errs, st.Close())
+			stopErr = errors.Join(errs...)
+		})
+		return stopErr
+	}
+	go func() {
+		defer close(served)
+		var err error
+		if tls {
+			err = srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil {
+			log.Error("aggregator stopped serving", "err", err)
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_ = stop(sctx)
+		case <-served:
+		}
+	}()
+	return srv, stop, nil
+}
