@@ -25,7 +25,7 @@ const DefaultNodes = 40
 type Config struct {
 	Nodes int       // number of nodes; 0 means DefaultNodes
 	Seed  int64     // same seed, same fleet and values
-	Start time.Time // simulated time at which the scenario starts; zero: now, to the second
+	Start time.Time // simulated time at which the scenario starts; zero: now
 }
 
 // Scenario is a simulated fleet.
@@ -120,7 +120,7 @@ func New(cfg Config) (*Scenario, error) {
 	}
 	start := cfg.Start
 	if start.IsZero() {
-		start = time.Now().Truncate(time.Second)
+		start = time.Now().Round(0)
 	}
 	regions := map[string]Region{}
 	for _, r := range Regions {
