@@ -25,7 +25,7 @@ type session struct {
 	conn   *websocket.Conn
 	tok    *Token
 	remote string
-	node   *nodeState
+	node   atomic.Pointer[nodeState] // set once, at Hello
 
 	rbuf []byte // reader only
 
@@ -34,6 +34,7 @@ type session struct {
 	wbuf  []byte
 
 	ackSeq  atomic.Uint64 // highest committed sequence to ack
+	ackSent atomic.Uint64 // highest sequence acked
 	ackCh   chan struct{} // cap 1: an ack is pending
 	stopped atomic.Bool   // apply nothing more
 	ready   chan struct{} // closed once Welcome is sent: acks may follow
@@ -146,10 +147,10 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ss *session) nodeID() string {
-	if ss.node == nil {
-		return ""
+	if n := ss.node.Load(); n != nil {
+		return n.id
 	}
-	return ss.node.id
+	return ""
 }
 
 // readMsg reads one binary message into the session's buffer, refusing
@@ -229,7 +230,7 @@ func (ss *session) run() error {
 	}
 	old := n.sess
 	n.sess = ss
-	ss.node = n
+	ss.node.Store(n)
 	n.setNode(nd)
 	n.lastSeen = now
 	resume := n.committed.Load() + 1
@@ -277,7 +278,7 @@ func (ss *session) run() error {
 // observed.
 func (ss *session) apply(recs []fleet.Sample) error {
 	s := ss.s
-	n := ss.node
+	n := ss.node.Load()
 	now := s.clock()
 	var applied, gpus, dups, gaps uint64
 	n.mu.Lock()
@@ -358,29 +359,50 @@ func (ss *session) ackLoop() {
 		return
 	case <-ss.ready:
 	}
-	var sent uint64
 	for {
 		select {
 		case <-ss.done:
 			return
 		case <-ss.ackCh:
 		}
-		seq := ss.ackSeq.Load()
-		if seq <= sent || ss.stopped.Load() {
-			continue
-		}
-		if err := ss.send(&wire.Ack{Seq: seq}); err != nil {
+		if err := ss.sendAck(); err != nil {
 			ss.s.log.Debug("send ack", "node", ss.nodeID(), "err", err)
 			ss.conn.CloseNow()
 			return
 		}
-		sent = seq
 	}
 }
 
-// stop makes the session apply nothing more.
+// sendAck sends the pending ack, if any.
+func (ss *session) sendAck() error {
+	seq := ss.ackSeq.Load()
+	if seq <= ss.ackSent.Load() {
+		return nil
+	}
+	if err := ss.send(&wire.Ack{Seq: seq}); err != nil {
+		return err
+	}
+	for {
+		cur := ss.ackSent.Load()
+		if seq <= cur || ss.ackSent.CompareAndSwap(cur, seq) {
+			return nil
+		}
+	}
+}
+
+// halt makes the session apply nothing more but leaves it the node's live
+// session, so that a final commit still acks it.
+func (ss *session) halt() {
+	if n := ss.node.Load(); n != nil {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+	}
+	ss.stopped.Store(true)
+}
+
+// stop makes the session apply nothing more and detaches it from its node.
 func (ss *session) stop() {
-	n := ss.node
+	n := ss.node.Load()
 	if n == nil {
 		ss.stopped.Store(true)
 		return
@@ -400,6 +422,11 @@ func (ss *session) closeWith(code wire.CloseCode, reason string) {
 		ss.stop()
 		if len(reason) > 120 { // websocket close reasons are at most 123 bytes
 			reason = reason[:120]
+		}
+		select {
+		case <-ss.ready: // after Welcome: ack what the last commit made durable
+			_ = ss.sendAck()
+		default:
 		}
 		if code != wire.CloseNormal || reason != "" {
 			_ = ss.send(&wire.Close{Code: code, Reason: reason})

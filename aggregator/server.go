@@ -306,7 +306,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.sessMu.Unlock()
 	for _, ss := range sessions {
-		ss.stop()
+		ss.halt()
 	}
 	if err := s.flush(ctx); err != nil {
 		errs = append(errs, err)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/policy"
 	"github.com/fleettop/fleettop/wire"
@@ -96,42 +97,18 @@ func (e *Engine) shard(id string) *shard {
 	return &e.shards[maphash.String(e.seed, id)%numShards]
 }
 
-// leaseSpan is one lease of a node seen this month, with its resolved price.
-type leaseSpan struct {
-	id      string
-	perGPU  fleet.Money // per GPU-hour
-	billing fleet.Billing
-	gpus    int
-	start   time.Time // when this span starts accruing
-	// leaseStart is the lease's own start (zero when it does not say).
-	leaseStart time.Time
-	end        time.Time // zero: open
-	fromConf   bool      // price came from the price table
-}
-
-// acc accumulates sampled money exactly: micros plus a remainder in
-// micro-unit·nanoseconds per hour.
-type acc struct {
-	micros int64
-	rem    int64
-}
-
-func (a *acc) add(perHour int64, d time.Duration) {
-	if perHour <= 0 || d <= 0 {
-		return
+// addTime adds price per GPU-hour × d of one GPU to e, exactly.
+func addTime(e *cost.Exact, perHour int64, d time.Duration) {
+	if perHour > 0 && d > 0 {
+		*e = e.Add(cost.PriceTimes(perHour, d.Milliseconds()))
 	}
-	const hour = int64(time.Hour)
-	// perHour ≤ ~1e10 micros and d ≤ maxSampleGap (6e10 ns) keep this in int64.
-	p := perHour*int64(d) + a.rem
-	a.micros += p / hour
-	a.rem = p % hour
 }
 
 // period holds sampled figures of one node for a day or a month.
 type period struct {
 	key   int // yyyymmdd or yyyymm
-	idle  acc
-	teams map[string]*acc
+	idle  cost.Exact
+	teams map[string]*cost.Exact
 }
 
 func (p *period) roll(key int) {
@@ -140,13 +117,13 @@ func (p *period) roll(key int) {
 	}
 }
 
-func (p *period) team(t string) *acc {
+func (p *period) team(t string) *cost.Exact {
 	if p.teams == nil {
-		p.teams = make(map[string]*acc)
+		p.teams = make(map[string]*cost.Exact)
 	}
 	a := p.teams[t]
 	if a == nil {
-		a = &acc{}
+		a = &cost.Exact{}
 		p.teams[t] = a
 	}
 	return a
@@ -161,20 +138,20 @@ type devLive struct {
 
 // nodeState is everything the engine keeps about one node, under its shard lock.
 type nodeState struct {
-	info      policy.NodeInfo
-	provider  string
-	model     string // model of the first device, for the by-model lines
-	lease     fleet.Lease
-	spans     []leaseSpan // this month's leases, oldest first
-	devs      []devLive
-	state     string
-	tracker   policy.NodeTracker
-	active    []policy.Condition
-	last      time.Time // newest sample time
-	day       period
-	month     period
-	jobs      map[string]*acc // job id → spend while observed (this aggregator run)
-	firstSeen time.Time
+	info     policy.NodeInfo
+	provider string
+	model    string // model of the first device, for the by-model lines
+	leaseID  string
+	versions []cost.Version // the lease terms seen, oldest first
+	origin   time.Time      // when this engine started accounting for the node
+	devs     []devLive
+	state    string
+	tracker  policy.NodeTracker
+	active   []policy.Condition
+	last     time.Time // newest sample time
+	day      period
+	month    period
+	jobs     map[string]*cost.Exact // job id → spend while observed (this aggregator run)
 }
 
 func dayKey(t time.Time) int {
@@ -234,30 +211,30 @@ func (e *Engine) identify(ns *nodeState, n *fleet.Node, t time.Time) {
 	for i, d := range n.Devices {
 		ns.devs[i].index, ns.devs[i].model = d.Index, d.Model
 	}
-	price, billing, fromConf := e.resolve(n)
-	gpus := len(n.Devices)
-	start := n.Lease.Start
-	if start.IsZero() {
-		start = t // the lease does not say: accrue from when we first saw it
-	}
-	if k := len(ns.spans); k > 0 {
-		cur := &ns.spans[k-1]
-		if cur.id == n.Lease.ID && cur.perGPU == price && cur.billing == billing && cur.gpus == gpus &&
-			cur.leaseStart.Equal(n.Lease.Start) && cur.end.Equal(n.Lease.End) {
+	price, billing, _ := e.resolve(n)
+	v := cost.Version{From: t, Price: price, GPUs: len(n.Devices), Billing: billing, Start: n.Lease.Start, End: n.Lease.End}
+	if k := len(ns.versions); k > 0 {
+		last := ns.versions[k-1]
+		if last.Price == v.Price && last.GPUs == v.GPUs && last.Billing == v.Billing &&
+			last.Start.Equal(v.Start) && last.End.Equal(v.End) && ns.leaseID == n.Lease.ID {
 			return
 		}
-		// The lease changed: the old terms stop accruing now, and the new
-		// ones never accrue over time already paid under the old.
-		if cur.end.IsZero() || cur.end.After(t) {
-			cur.end = t
-		}
-		if start.Before(cur.end) {
-			start = cur.end
-		}
 	}
-	ns.lease = n.Lease
-	ns.spans = append(ns.spans, leaseSpan{id: n.Lease.ID, perGPU: price, billing: billing, gpus: gpus,
-		leaseStart: n.Lease.Start, start: start, end: n.Lease.End, fromConf: fromConf})
+	ns.leaseID = n.Lease.ID
+	ns.versions = append(ns.versions, v)
+}
+
+// terms returns the lease terms in effect at t, if the node is leased then.
+func (ns *nodeState) terms(t time.Time) (cost.Version, bool) {
+	k := len(ns.versions)
+	if k == 0 {
+		return cost.Version{}, false
+	}
+	v := ns.versions[k-1]
+	if v.Price.Micros <= 0 || t.Before(ns.origin) || !v.Start.IsZero() && t.Before(v.Start) || !v.End.IsZero() && !t.Before(v.End) {
+		return v, false
+	}
+	return v, true
 }
 
 // Observe implements aggregator.Insights.
@@ -266,7 +243,7 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 	sh.mu.Lock()
 	ns := sh.nodes[n.ID]
 	if ns == nil {
-		ns = &nodeState{firstSeen: s.Time, state: wire.StateOnline}
+		ns = &nodeState{origin: s.Time, state: wire.StateOnline}
 		sh.nodes[n.ID] = ns
 	}
 	e.identify(ns, n, s.Time)
@@ -300,23 +277,23 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
 	ns.day.roll(dayKey(t))
 	ns.month.roll(monthKey(t))
-	if prev.IsZero() || !t.After(prev) || len(ns.spans) == 0 {
+	if prev.IsZero() || !t.After(prev) {
 		return
 	}
 	dt := t.Sub(prev)
 	if dt > maxSampleGap {
 		return
 	}
-	span := ns.spans[len(ns.spans)-1]
-	if !span.active(t) {
+	v, ok := ns.terms(t)
+	if !ok {
 		return
 	}
-	per := span.perGPU.Micros
+	per := v.Price.Micros
 	procs := ns.tracker.Procs()
 	for _, d := range ns.devs {
 		if !d.hasUtil || d.util < e.cfg.Rules.IdleThreshold {
-			ns.day.idle.add(per, dt)
-			ns.month.idle.add(per, dt)
+			addTime(&ns.day.idle, per, dt)
+			addTime(&ns.month.idle, per, dt)
 		}
 		team, job := noGroup, ""
 		for _, p := range procs {
@@ -328,32 +305,25 @@ func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
 				break
 			}
 		}
-		ns.day.team(team).add(per, dt)
-		ns.month.team(team).add(per, dt)
+		addTime(ns.day.team(team), per, dt)
+		addTime(ns.month.team(team), per, dt)
 		if job != "" {
 			if ns.jobs == nil {
-				ns.jobs = make(map[string]*acc)
+				ns.jobs = make(map[string]*cost.Exact)
 			}
 			a := ns.jobs[job]
 			if a == nil {
-				a = &acc{}
+				a = &cost.Exact{}
 				ns.jobs[job] = a
 			}
-			a.add(per, dt)
+			addTime(a, per, dt)
 		}
 	}
 }
 
-func (sp *leaseSpan) active(t time.Time) bool {
-	return !t.Before(sp.start) && (sp.end.IsZero() || t.Before(sp.end))
-}
-
 func (ns *nodeState) leasedAt(t time.Time) bool {
-	if k := len(ns.spans); k > 0 {
-		sp := &ns.spans[k-1]
-		return sp.perGPU.Micros > 0 && (sp.end.IsZero() || t.Before(sp.end))
-	}
-	return false
+	_, ok := ns.terms(t)
+	return ok
 }
 
 // NodeState implements aggregator.Insights.
@@ -363,7 +333,7 @@ func (e *Engine) NodeState(n *fleet.Node, state string, t time.Time) {
 	defer sh.mu.Unlock()
 	ns := sh.nodes[n.ID]
 	if ns == nil {
-		ns = &nodeState{firstSeen: t}
+		ns = &nodeState{origin: t}
 		sh.nodes[n.ID] = ns
 		e.identify(ns, n, t)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"math/bits"
 	"strings"
-	"time"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -107,22 +106,4 @@ func pow10(n uint8) uint64 {
 		p *= 10
 	}
 	return p
-}
-
-// accrued returns what gpus GPUs at perHour micro-units per GPU-hour cost from
-// origin (the lease start) until t, with the billing granularity: cumulative,
-// so that the cost of [a, b) is accrued(b) − accrued(a) and sums never drift.
-func accrued(perHour int64, gpus int, b fleet.Billing, origin, t time.Time) int64 {
-	if !t.After(origin) || perHour <= 0 || gpus <= 0 {
-		return 0
-	}
-	d := t.Sub(origin)
-	rate := perHour * int64(gpus)
-	if b == fleet.BillPerStartedHour {
-		hours := int64((d + time.Hour - 1) / time.Hour)
-		return rate * hours
-	}
-	hi, lo := bits.Mul64(uint64(rate), uint64(d))
-	q, _ := bits.Div64(hi, lo, uint64(time.Hour))
-	return int64(q)
 }

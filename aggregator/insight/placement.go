@@ -53,17 +53,12 @@ func (e *Engine) Placements(now time.Time) []Placement {
 				accs[k] = a
 			}
 			a.gpus += len(ns.devs)
-			for _, sp := range ns.spans {
-				a.spend.add(sp.spendBetween(ms, now), sp.perGPU.Currency)
+			a.spend.merge(ns.accrue(ms, now))
+			if v, ok := ns.terms(now); ok {
+				a.burn.addMicros(v.Price.Micros*int64(len(ns.devs)), v.Price.Currency)
 			}
-			if k := len(ns.spans); k > 0 {
-				sp := &ns.spans[k-1]
-				if sp.active(now) {
-					a.burn.add(sp.perGPU.Micros*int64(len(ns.devs)), sp.perGPU.Currency)
-				}
-				if ns.month.key == mk {
-					a.idle.add(ns.month.idle.micros, sp.perGPU.Currency)
-				}
+			if k := len(ns.versions); k > 0 && ns.month.key == mk {
+				a.idle.add(ns.month.idle, ns.versions[k-1].Price.Currency)
 			}
 			for _, c := range ns.active {
 				if c.Kind == fleet.EventResidency {

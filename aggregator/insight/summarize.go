@@ -5,18 +5,44 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/policy"
 	"github.com/fleettop/fleettop/wire"
 )
 
-// multi sums money in several currencies; it is converted once, at the end.
-type multi map[string]int64
+// multi sums exact money in several currencies; it is rounded and converted
+// once, at the end.
+type multi map[string]cost.Exact
 
-func (m multi) add(micros int64, currency string) {
-	if micros != 0 {
-		m[currency] += micros
+func (m multi) add(e cost.Exact, currency string) {
+	if !e.IsZero() {
+		m[currency] = m[currency].Add(e)
 	}
+}
+
+func (m multi) addMicros(micros int64, currency string) {
+	if micros != 0 {
+		m.add(cost.MakeExact(micros, 0), currency)
+	}
+}
+
+func (m multi) merge(o multi) {
+	for c, e := range o {
+		m.add(e, c)
+	}
+}
+
+// accrue returns what the node's lease charges over [from, to).
+func (ns *nodeState) accrue(from, to time.Time) multi {
+	m := multi{}
+	if len(ns.versions) == 0 || !to.After(from) {
+		return m
+	}
+	for _, a := range cost.Accrue(ns.versions, ns.origin, from, to) {
+		m.add(a.Charge, a.Currency)
+	}
+	return m
 }
 
 // line accumulates one CostLine.
@@ -50,7 +76,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	thr := e.cfg.Rules.IdleThreshold
 
 	var sum wire.Summary
-	burn, idleBurn, today, month, proj, idleMon := multi{}, multi{}, multi{}, multi{}, multi{}, multi{}
+	burn, idleBurn, today, month, proj := multi{}, multi{}, multi{}, multi{}, multi{}
 	groups := map[[2]string]*line{}
 	group := func(by, g string) *line {
 		if g == "" {
@@ -87,30 +113,19 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				sum.GPUsOnline += gpus
 			}
 			online := ns.state == "" || ns.state == wire.StateOnline
-			// Drop leases that ended before this month.
-			ns.spans = slices.DeleteFunc(ns.spans, func(sp leaseSpan) bool { return !sp.end.IsZero() && !sp.end.After(ms) })
-
-			lines := [4]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
-			var nodeToday, nodeMonth fleet.Money
-			for _, sp := range ns.spans {
-				cur := sp.perGPU.Currency
-				t := sp.spend(ds, now)
-				m := sp.spend(ms, now)
-				p := sp.spendBetween(now, me)
-				today.add(t, cur)
-				month.add(m, cur)
-				proj.add(m+p, cur)
-				nodeToday.Micros += t
-				nodeMonth.Micros += m
-				nodeToday.Currency, nodeMonth.Currency = cur, cur
+			lines := [3]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
+			nodeToday, nodeMonth := ns.accrue(ds, now), ns.accrue(ms, now)
+			today.merge(nodeToday)
+			month.merge(nodeMonth)
+			proj.merge(nodeMonth)
+			proj.merge(ns.accrue(now, me))
+			per, leased := ns.terms(now)
+			if !leased {
+				per.Price.Micros = 0
+			} else if end := per.End; !end.IsZero() && end.Sub(now) <= e.cfg.LeasesEndingWithin {
+				ending = append(ending, wire.LeaseEnding{Node: id, Lease: ns.leaseID, GPUs: gpus, End: end})
 			}
-			var per fleet.Money
-			if k := len(ns.spans); k > 0 && ns.spans[k-1].active(now) {
-				per = ns.spans[k-1].perGPU
-				if end := ns.spans[k-1].end; !end.IsZero() && end.Sub(now) <= e.cfg.LeasesEndingWithin {
-					ending = append(ending, wire.LeaseEnding{Node: id, Lease: ns.spans[k-1].id, GPUs: gpus, End: end})
-				}
-			}
+			cur := per.Price.Currency
 			idleGPUs := 0
 			for _, d := range ns.devs {
 				if online && d.hasUtil {
@@ -121,32 +136,31 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 					idleGPUs++
 				}
 			}
-			nodeBurn := per.Micros * int64(gpus)
-			nodeIdle := per.Micros * int64(idleGPUs)
-			burn.add(nodeBurn, per.Currency)
-			idleBurn.add(nodeIdle, per.Currency)
-			var idleM int64
+			nodeBurn := per.Price.Micros * int64(gpus)
+			nodeIdle := per.Price.Micros * int64(idleGPUs)
+			burn.addMicros(nodeBurn, cur)
+			idleBurn.addMicros(nodeIdle, cur)
+			var idleM cost.Exact
 			if ns.month.key == mk {
-				idleM = ns.month.idle.micros
+				idleM = ns.month.idle
 			}
-			idleMon.add(idleM, per.Currency)
-			for _, l := range lines[:3] {
+			for _, l := range lines {
 				l.gpus += gpus
-				l.burn.add(nodeBurn, per.Currency)
-				l.idleBurn.add(nodeIdle, per.Currency)
-				l.today.add(nodeToday.Micros, nodeToday.Currency)
-				l.month.add(nodeMonth.Micros, nodeMonth.Currency)
-				l.idleMon.add(idleM, per.Currency)
+				l.burn.addMicros(nodeBurn, cur)
+				l.idleBurn.addMicros(nodeIdle, cur)
+				l.today.merge(nodeToday)
+				l.month.merge(nodeMonth)
+				l.idleMon.add(idleM, cur)
 			}
 			// Teams: sampled spend, and the burn of the GPUs their jobs hold now.
 			if ns.day.key == dk {
 				for t, a := range ns.day.teams {
-					group("team", t).today.add(a.micros, per.Currency)
+					group("team", t).today.add(*a, cur)
 				}
 			}
 			if ns.month.key == mk {
 				for t, a := range ns.month.teams {
-					group("team", t).month.add(a.micros, per.Currency)
+					group("team", t).month.add(*a, cur)
 				}
 			}
 			procs := ns.tracker.Procs()
@@ -163,9 +177,9 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				}
 				l := group("team", team)
 				l.gpus++
-				l.burn.add(per.Micros, per.Currency)
+				l.burn.addMicros(per.Price.Micros, cur)
 				if !online || !d.hasUtil || d.util < thr {
-					l.idleBurn.add(per.Micros, per.Currency)
+					l.idleBurn.addMicros(per.Price.Micros, cur)
 				}
 				if job.ID == "" {
 					continue
@@ -181,14 +195,14 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				if _, seen := ja.nodes[id]; !seen {
 					ja.nodes[id] = struct{}{}
 					if a := ns.jobs[job.ID]; a != nil {
-						ja.spend.add(a.micros, per.Currency)
+						ja.spend.add(*a, cur)
 					}
 				}
 				if d.hasUtil {
 					ja.utilSum += d.util
 					ja.utilN++
 				}
-				ja.burn.add(per.Micros, per.Currency)
+				ja.burn.addMicros(per.Price.Micros, cur)
 				if ja.viol == "" {
 					if v := e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction); v != "" {
 						ja.viol = v
@@ -247,7 +261,6 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		sum.Costs = append(sum.Costs, cl)
 	}
 	trs = append(trs, e.book.Sync("budget", budget, now)...)
-	_ = idleMon
 
 	slices.SortFunc(ending, func(a, b wire.LeaseEnding) int {
 		if c := a.End.Compare(b.End); c != 0 {
@@ -291,7 +304,7 @@ func byOrder(by string) string {
 func (e *Engine) conv(m multi) fleet.Money {
 	out := fleet.Money{Currency: e.cfg.Currency}
 	for c, v := range m {
-		x, ok := convert(fleet.Money{Micros: v, Currency: c}, e.cfg.Currency, e.cfg.Rates)
+		x, ok := convert(fleet.Money{Micros: v.Round(), Currency: c}, e.cfg.Currency, e.cfg.Rates)
 		if !ok {
 			e.warnRate(c)
 			continue
@@ -308,24 +321,4 @@ func (e *Engine) warnRate(c string) {
 		e.warned[c] = true
 		e.log.Warn("no exchange rate: leave it out of the totals; add it under rates: in the config", "currency", c, "display", e.cfg.Currency)
 	}
-}
-
-// spend returns what the span accrues from from to to (clamped to the span).
-func (sp *leaseSpan) spend(from, to time.Time) int64 { return sp.spendBetween(from, to) }
-
-func (sp *leaseSpan) spendBetween(from, to time.Time) int64 {
-	if from.Before(sp.start) {
-		from = sp.start
-	}
-	if !sp.end.IsZero() && to.After(sp.end) {
-		to = sp.end
-	}
-	if !to.After(from) {
-		return 0
-	}
-	origin := sp.start
-	if !sp.leaseStart.IsZero() && sp.leaseStart.Before(origin) {
-		origin = sp.leaseStart // started hours count from the lease's start
-	}
-	return accrued(sp.perGPU.Micros, sp.gpus, sp.billing, origin, to) - accrued(sp.perGPU.Micros, sp.gpus, sp.billing, origin, from)
 }
