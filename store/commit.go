@@ -111,6 +111,7 @@ type writer struct {
 	stmts map[string]*sql.Stmt
 	// staged changes to Store.nodes, applied only once the transaction commits
 	staged map[string]*nodeState
+	pruned bool
 }
 
 func (w *writer) exec(q string, args ...any) error {
@@ -186,7 +187,11 @@ func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, force bool)
 		}
 		w.state(id)
 	}
-	return w.accrue(batches, force)
+	p, err := w.accrue(batches, force)
+	if err != nil {
+		return nil, err
+	}
+	return p, w.prune()
 }
 
 func (w *writer) writeNode(nb *nodeBatch) error {
@@ -315,4 +320,7 @@ func (w *writer) done(p *ledgerPlan) {
 		w.s.nodes[id] = ns
 	}
 	_ = p
+	if w.pruned {
+		w.s.lastPrune = w.s.opts.Clock()
+	}
 }

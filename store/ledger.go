@@ -197,18 +197,20 @@ type minuteRow struct {
 	job, team string
 }
 
-var minuteQuery = func() string {
+var minuteQuery = `SELECT idx, minute_ms, reported_ms, idle_ms, job, team FROM rollup_minute
+	WHERE node_id = ?1 AND minute_ms IN (` + placeholders(2, 60) + `)`
+
+// placeholders returns "?first, ?first+1, …" n times.
+func placeholders(first, n int) string {
 	var b strings.Builder
-	b.WriteString(`SELECT idx, minute_ms, reported_ms, idle_ms, job, team FROM rollup_minute WHERE node_id = ?1 AND minute_ms IN (`)
-	for i := range 60 {
+	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "?%d", i+2)
+		fmt.Fprintf(&b, "?%d", first+i)
 	}
-	b.WriteString(`)`)
 	return b.String()
-}()
+}
 
 func (w *writer) minutes(id string, hour int64) ([]minuteRow, error) {
 	args := make([]any, 61)
@@ -241,6 +243,11 @@ func (w *writer) accrueHour(ns *nodeState, hour, upto, origin int64) error {
 	if err := w.exec(`DELETE FROM ledger WHERE hour_ms = ? AND node_id = ?`, hour, ns.id); err != nil {
 		return err
 	}
+	if upto == hour+hourMs {
+		if err := w.rollHour(ns.id, hour); err != nil {
+			return err
+		}
+	}
 	for _, l := range lines {
 		if err := w.exec(`INSERT INTO ledger (node_id, hour_ms, currency, job, team, upto_ms, leased_gpu_ms,
 			reported_gpu_ms, idle_gpu_ms, dark_gpu_ms, spend_micros, spend_rem, idle_micros, idle_rem,
@@ -259,4 +266,51 @@ func mins2(m []minuteRow) []cost.GPUMinute {
 		out[i] = cost.GPUMinute{Device: r.idx, Minute: time.UnixMilli(r.minute), ReportedMs: r.reported, IdleMs: r.idle, Job: r.job, Team: r.team}
 	}
 	return out
+}
+
+var hourQuery = `INSERT OR REPLACE INTO rollup_hour (node_id, idx, hour_ms, samples, util_n, util_sum, util_max,
+		mem_n, mem_sum, power_n, power_sum, energy_j, temp_max, reported_ms, idle_ms)
+	SELECT node_id, idx, ?62, SUM(samples), SUM(util_n), SUM(util_sum), MAX(util_max), SUM(mem_n), SUM(mem_sum),
+		SUM(power_n), SUM(power_sum), SUM(energy_j), MAX(temp_max), SUM(reported_ms), SUM(idle_ms)
+	FROM rollup_minute WHERE node_id = ?1 AND minute_ms IN (` + placeholders(2, 60) + `) GROUP BY idx`
+
+// rollHour (re)writes a closed hour's hourly rollups from its minutes.
+func (w *writer) rollHour(id string, hour int64) error {
+	args := make([]any, 62)
+	args[0] = id
+	for i := range 60 {
+		args[i+1] = hour + int64(i)*minuteMs
+	}
+	args[61] = hour
+	if err := w.exec(hourQuery, args...); err != nil {
+		return fmt.Errorf("hourly rollup: %w", err)
+	}
+	return nil
+}
+
+// prune deletes what is older than the retention, at most every ten minutes.
+func (w *writer) prune() error {
+	s := w.s
+	now := s.opts.Clock()
+	if now.Sub(s.lastPrune) < 10*time.Minute {
+		return nil
+	}
+	minCut := now.Add(-s.opts.MinuteRetention).UnixMilli()
+	hourCut := now.Add(-s.opts.HourRetention).UnixMilli()
+	for _, q := range []struct {
+		sql string
+		cut int64
+	}{
+		{`DELETE FROM rollup_minute WHERE minute_ms < ?`, minCut},
+		{`DELETE FROM rollup_hour WHERE hour_ms < ?`, hourCut},
+		{`DELETE FROM ledger WHERE hour_ms < ?`, hourCut},
+		{`DELETE FROM events WHERE time_ms < ?`, hourCut},
+		{`DELETE FROM alerts WHERE end_ms > 0 AND end_ms < ?`, hourCut},
+	} {
+		if err := w.exec(q.sql, q.cut); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+	}
+	w.pruned = true
+	return nil
 }

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleettop/fleettop/aggregator/insight"
+	"github.com/fleettop/fleettop/cost"
+	"github.com/fleettop/fleettop/exporters/report"
+	"github.com/fleettop/fleettop/store"
+)
+
+func init() { register(newReportCmd) }
+
+type reportOptions struct {
+	dataDir, since, until, by, format, currency, config string
+}
+
+func newReportCmd() *cobra.Command {
+	var o reportOptions
+	c := &cobra.Command{
+		Use:   "report --data-dir DIR --since 7d --by region|provider|model|team|job --format csv|md|json",
+		Short: "Report GPU-hours and spend from the aggregator's ledger",
+		Long: `Report, per group, GPU-hours leased and used, spend, idle spend, spend on
+leased GPUs that did not report ("paid but dark") and the effective price per
+used GPU-hour, from the cost ledger in the aggregator's data directory. It
+reads the database read-only, also while the aggregator runs.
+
+The ledger is kept per UTC hour: --since and --until are rounded down to
+the hour. Money is converted into the display currency with the rates of
+--config (the aggregator's config file), or else those the aggregator last
+ran with; without rates, each currency gets its own lines.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runReport(c, o) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.dataDir, "data-dir", "", "the aggregator's data directory (holding fleettop.db)")
+	f.StringVar(&o.since, "since", "7d", "start: a duration back from --until (7d, 36h) or a time (2026-03-01, RFC 3339)")
+	f.StringVar(&o.until, "until", "", "end: a time (2026-03-31, RFC 3339) or a duration back from now; default now")
+	f.StringVar(&o.by, "by", "region", "group by region, provider, model, team, job or node")
+	f.StringVar(&o.format, "format", "csv", "output format: csv, md or json")
+	f.StringVar(&o.currency, "currency", "", "display currency (default: the config's or the aggregator's)")
+	f.StringVar(&o.config, "config", "", "the aggregator's config file, for its display currency and rates")
+	return c
+}
+
+func runReport(c *cobra.Command, o reportOptions) error {
+	if o.dataDir == "" {
+		return usagef("give --data-dir DIR, the aggregator's data directory")
+	}
+	if !slices.Contains(store.GroupKeys(), o.by) {
+		return usagef("--by %q is not one of %s", o.by, strings.Join(store.GroupKeys(), ", "))
+	}
+	if !slices.Contains(report.Formats, o.format) {
+		return usagef("--format %q is not one of %s", o.format, strings.Join(report.Formats, ", "))
+	}
+	now := time.Now()
+	until := now
+	if o.until != "" {
+		t, err := parseWhen(o.until, now)
+		if err != nil {
+			return usagef("--until %q: %v", o.until, err)
+		}
+		until = t
+	}
+	since, err := parseWhen(o.since, until)
+	if err != nil {
+		return usagef("--since %q: %v", o.since, err)
+	}
+	from, to := store.HourFloor(since), store.HourFloor(until)
+	if until.After(to) {
+		to = to.Add(time.Hour) // the hour in progress counts up to now
+	}
+	if !from.Before(to) {
+		return usagef("--since must be before --until")
+	}
+	path := filepath.Join(o.dataDir, store.FileName)
+	if _, err := os.Stat(path); err != nil {
+		return usagef("no fleettop database in %s: give the aggregator's --data-dir", o.dataDir)
+	}
+	st, err := store.Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer st.Close()
+	ctx := c.Context()
+	rates, err := reportRates(c, st, o)
+	if err != nil {
+		return err
+	}
+	us, err := st.Usage(ctx, o.by, from, to)
+	if err != nil {
+		return err
+	}
+	r, err := report.Build(o.by, from, to, us, rates)
+	if err != nil {
+		var mr *cost.MissingRateError
+		if errors.As(err, &mr) {
+			return usagef("%v: give --config with the aggregator's rates table, or leave out --currency", err)
+		}
+		return err
+	}
+	return report.Write(c.OutOrStdout(), r, o.format)
+}
+
+// reportRates picks the rate table: --config's, else the one the aggregator
+// stored; --currency rebases it. nil: report each currency on its own.
+func reportRates(c *cobra.Command, st *store.Store, o reportOptions) (*cost.Rates, error) {
+	var display string
+	decimals := map[string]string{}
+	if o.config != "" {
+		cfg, err := insight.LoadConfig(o.config)
+		if err != nil {
+			return nil, usagef("config: %v", err)
+		}
+		display = cfg.Currency
+		for cur, r := range cfg.Rates {
+			decimals[cur] = rateDecimal(r.Coef, int(r.Scale))
+		}
+	} else {
+		d, ok, err := st.Display(c.Context())
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			display, decimals = d.Currency, d.Rates
+		}
+	}
+	if display == "" && o.currency == "" {
+		return nil, nil
+	}
+	if display == "" {
+		display = o.currency
+	}
+	rates, err := cost.ParseRates(display, decimals)
+	if err != nil {
+		return nil, usagef("rates: %v", err)
+	}
+	if o.currency != "" {
+		if rates, err = rates.Rebase(o.currency); err != nil {
+			return nil, usagef("--currency %s: %v", o.currency, err)
+		}
+	}
+	return &rates, nil
+}
+
+// rateDecimal formats coef × 10^-scale as a decimal string.
+func rateDecimal(coef int64, scale int) string {
+	s := strconv.FormatInt(coef, 10)
+	if scale == 0 {
+		return s
+	}
+	if len(s) <= scale {
+		s = strings.Repeat("0", scale-len(s)+1) + s
+	}
+	return s[:len(s)-scale] + "." + s[len(s)-scale:]
+}
+
+// parseWhen reads a time (2006-01-02, RFC 3339) or a duration back from ref
+// (7d, 2w, 36h).
+func parseWhen(s string, ref time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	mult := time.Duration(0)
+	switch {
+	case strings.HasSuffix(s, "d"):
+		mult = 24 * time.Hour
+	case strings.HasSuffix(s, "w"):
+		mult = 7 * 24 * time.Hour
+	}
+	if mult > 0 {
+		n, err := strconv.ParseUint(s[:len(s)-1], 10, 16)
+		if err != nil {
+			return time.Time{}, errors.New("want a time (2026-03-01) or a duration such as 7d, 2w or 36h")
+		}
+		return ref.Add(-time.Duration(n) * mult), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, errors.New("want a time (2026-03-01) or a duration such as 7d, 2w or 36h")
+	}
+	return ref.Add(-d), nil
+}

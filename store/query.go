@@ -1,0 +1,130 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fleettop/fleettop/cost"
+)
+
+// Group-by keys for Usage.
+var groupColumns = map[string]string{
+	"region":   "n.region",
+	"provider": "n.provider",
+	"model":    "n.model",
+	"team":     "l.team",
+	"job":      "l.job",
+	"node":     "l.node_id",
+}
+
+// GroupKeys returns the keys Usage can group by.
+func GroupKeys() []string { return []string{"region", "provider", "model", "team", "job", "node"} }
+
+// Usage is one group's ledger totals in one currency.
+type Usage struct {
+	Group         string
+	Currency      string
+	LeasedGPUms   int64
+	ReportedGPUms int64
+	IdleGPUms     int64
+	DarkGPUms     int64
+	Spend         cost.Exact
+	Idle          cost.Exact
+	Dark          cost.Exact
+}
+
+// UsedGPUms is GPU-time reported and not idle within the lease.
+func (u Usage) UsedGPUms() int64 { return u.ReportedGPUms - u.IdleGPUms }
+
+// Add adds o's figures to u (same currency).
+func (u *Usage) Add(o Usage) {
+	u.LeasedGPUms += o.LeasedGPUms
+	u.ReportedGPUms += o.ReportedGPUms
+	u.IdleGPUms += o.IdleGPUms
+	u.DarkGPUms += o.DarkGPUms
+	u.Spend = u.Spend.Add(o.Spend)
+	u.Idle = u.Idle.Add(o.Idle)
+	u.Dark = u.Dark.Add(o.Dark)
+}
+
+// HourFloor returns t rounded down to its UTC hour: the ledger's grain.
+func HourFloor(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
+
+// Usage sums the ledger rows of the hours that start in [from, to), grouped
+// by by (region, provider, model, team, job, node) and currency, sorted by
+// group then currency. The sums are exact.
+func (s *Store) Usage(ctx context.Context, by string, from, to time.Time) ([]Usage, error) {
+	col, ok := groupColumns[by]
+	if !ok {
+		return nil, fmt.Errorf("usage: unknown group %q", by)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+col+` AS g, l.currency,
+		SUM(l.leased_gpu_ms), SUM(l.reported_gpu_ms), SUM(l.idle_gpu_ms), SUM(l.dark_gpu_ms),
+		SUM(l.spend_micros), SUM(l.spend_rem), SUM(l.idle_micros), SUM(l.idle_rem), SUM(l.dark_micros), SUM(l.dark_rem)
+		FROM ledger l LEFT JOIN nodes n ON n.id = l.node_id
+		WHERE l.hour_ms >= ? AND l.hour_ms < ?
+		GROUP BY g, l.currency ORDER BY g, l.currency`, from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	defer rows.Close()
+	var out []Usage
+	for rows.Next() {
+		var u Usage
+		var g *string
+		var sm, sr, im, ir, dm, dr int64
+		if err := rows.Scan(&g, &u.Currency, &u.LeasedGPUms, &u.ReportedGPUms, &u.IdleGPUms, &u.DarkGPUms,
+			&sm, &sr, &im, &ir, &dm, &dr); err != nil {
+			return nil, fmt.Errorf("usage: %w", err)
+		}
+		if g != nil {
+			u.Group = *g
+		}
+		u.Spend, u.Idle, u.Dark = cost.MakeExact(sm, sr), cost.MakeExact(im, ir), cost.MakeExact(dm, dr)
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	return out, nil
+}
+
+// Display is the display currency and exchange rates (decimal strings: the
+// value of one unit of each currency in the display currency) the
+// aggregator last ran with; reports use them by default.
+type Display struct {
+	Currency string            `json:"currency"`
+	Rates    map[string]string `json:"rates"`
+}
+
+// SetDisplay records the display currency and rates in the database.
+func (s *Store) SetDisplay(ctx context.Context, d Display) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("set display currency: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES ('display', ?)`, string(b)); err != nil {
+		return fmt.Errorf("set display currency: %w", err)
+	}
+	return nil
+}
+
+// Display returns what SetDisplay recorded; ok is false when nothing was.
+func (s *Store) Display(ctx context.Context) (d Display, ok bool, err error) {
+	var v string
+	err = s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'display'`).Scan(&v)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Display{}, false, nil
+		}
+		return Display{}, false, fmt.Errorf("read display currency: %w", err)
+	}
+	if err := json.Unmarshal([]byte(v), &d); err != nil {
+		return Display{}, false, fmt.Errorf("read display currency: %w", err)
+	}
+	return d, true, nil
+}
