@@ -95,8 +95,9 @@ func (w *Webhook) Stats() (sent, dropped, failed uint64) {
 	return w.sent.Load(), w.dropped.Load(), w.failed.Load()
 }
 
-// Close stops the sender after it has delivered what is queued, or when ctx
-// ends (then what is left is dropped).
+// Close stops the sender after it has delivered (or given up on) what is
+// queued; when ctx ends first, the request in flight is aborted and what is
+// left fails at once.
 func (w *Webhook) Close(ctx context.Context) error {
 	w.closeOnce.Do(func() { close(w.stop) })
 	done := make(chan struct{})
@@ -150,15 +151,12 @@ func (w *Webhook) deliver(ctx context.Context, ev WebhookEvent) {
 			w.log.Warn("alert webhook gave up", "alert", ev.Alert.ID, "attempts", attempt+1, "err", err)
 			return
 		}
+		t := time.NewTimer(delay)
 		select {
-		case <-time.After(delay):
-		case <-w.stop:
-			// Closing: one more immediate try is all we allow.
-			if w.post(ctx, body) == nil {
-				w.sent.Add(1)
-			} else {
-				w.failed.Add(1)
-			}
+		case <-t.C:
+		case <-ctx.Done(): // Close gave up waiting
+			t.Stop()
+			w.failed.Add(1)
 			return
 		}
 		delay = min(delay*2, time.Minute)
