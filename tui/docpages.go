@@ -218,8 +218,8 @@ func (p *nodePage) View() string {
 		}
 		if spark > 4 {
 			h := hist[d.Index]
-			b.WriteString("  " + st.Spark.Render(Sparkline(h.Util, 0, 1, spark)))
-			b.WriteString("  " + st.Spark.Render(Sparkline(h.Power, 0, math.Max(d.PowerLimit, 1), spark)))
+			b.WriteString("  " + st.Spark.Render(Sparkline(points(h.Util), 0, 1, spark)))
+			b.WriteString("  " + st.Spark.Render(Sparkline(points(h.Power), 0, math.Max(d.PowerLimit, 1), spark)))
 		}
 		add(b.String())
 	}

@@ -154,3 +154,5 @@ func fixtureSnapshot() *Snapshot {
 	}
 	return f.Snapshot(fixedNow)
 }
+
+func fleetMoney(micros int64, cur string) fleet.Money { return fleet.Money{Micros: micros, Currency: cur} }

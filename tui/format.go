@@ -111,7 +111,7 @@ func AmountShort(micros int64) string {
 		return Amount(micros)
 	case a < 100_000:
 		return sign(units) + group(int64(math.Round(a)))
-	case a < 100_000_000:
+	case a < 1_000_000:
 		return sign(units) + strconv.FormatFloat(a/1e3, 'f', 1, 64) + "k"
 	default:
 		return sign(units) + strconv.FormatFloat(a/1e6, 'f', 1, 64) + "M"

@@ -12,7 +12,12 @@ import (
 	tea "charm.land/bubbletea/v2"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+// updating reports -update (the flag is defined by teatest's golden package,
+// which this test binary links).
+func updating() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 func TestMain(m *testing.M) {
 	time.Local = time.UTC
@@ -30,7 +35,7 @@ func newTestApp(w, h int) *App {
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if updating() {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}

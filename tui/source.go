@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -41,12 +42,26 @@ type History struct {
 	StepS   float64               `json:"step_s"`
 }
 
-// DeviceHistory is one device's recent series, oldest first.
+// DeviceHistory is one device's recent series, oldest first; nil points
+// are absent.
 type DeviceHistory struct {
-	Util    []float64 `json:"util"`
-	Power   []float64 `json:"power"`
-	Temp    []float64 `json:"temp"`
-	MemUsed []float64 `json:"mem_used"`
+	Util    []*float64 `json:"util"`
+	Power   []*float64 `json:"power"`
+	Temp    []*float64 `json:"temp"`
+	MemUsed []*float64 `json:"mem_used"`
+}
+
+// points turns a series with gaps into floats, NaN for a gap.
+func points(p []*float64) []float64 {
+	out := make([]float64, len(p))
+	for i, v := range p {
+		if v == nil {
+			out[i] = math.NaN()
+		} else {
+			out[i] = *v
+		}
+	}
+	return out
 }
 
 // WatchSource is the production Source: one websocket client per aggregator

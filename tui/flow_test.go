@@ -1,0 +1,129 @@
+package tui
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+)
+
+// fakeSource hands the program fixed snapshots and history.
+type fakeSource struct {
+	ch      chan *Snapshot
+	history int // History calls
+}
+
+var _ Source = (*fakeSource)(nil)
+
+func (f *fakeSource) Snapshots() <-chan *Snapshot { return f.ch }
+func (f *fakeSource) History(_ context.Context, _ int, node string) (*History, error) {
+	f.history++
+	u1, u2 := 0.2, 0.9
+	return &History{StepS: 1, Devices: map[int]DeviceHistory{0: {Util: []*float64{&u1, &u2, &u1}}}}, nil
+}
+
+func newFlowModel(t *testing.T) (*teatest.TestModel, *App) {
+	src := &fakeSource{ch: make(chan *Snapshot, 1)}
+	src.ch <- fixtureSnapshot()
+	app := NewApp(Options{plain: true, Clock: func() time.Time { return fixedNow }}, src)
+	tm := teatest.NewTestModel(t, app, teatest.WithInitialTermSize(120, 40))
+	return tm, app
+}
+
+func waitOut(t *testing.T, tm *teatest.TestModel, what string) {
+	t.Helper()
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte(what)) },
+		teatest.WithDuration(5*time.Second), teatest.WithCheckInterval(10*time.Millisecond))
+}
+
+func press(tm *teatest.TestModel, code rune) {
+	tm.Send(tea.KeyPressMsg{Code: code})
+}
+
+func final(t *testing.T, tm *teatest.TestModel) *App {
+	t.Helper()
+	tm.Type("q")
+	return tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(*App)
+}
+
+func TestFlowSwitchViews(t *testing.T) {
+	tm, _ := newFlowModel(t)
+	waitOut(t, tm, "Singapore")
+	tm.Type("2")
+	waitOut(t, tm, "sin-h100-01")
+	press(tm, tea.KeyTab)
+	tm.Type("6")
+	waitOut(t, tm, "fallen off the bus")
+	press(tm, tea.KeyEscape) // back to where we came from (Node, via tab)
+	a := final(t, tm)
+	if a.active != pageNode {
+		t.Errorf("after 2, tab, 6, esc: page %d, want Node (%d)", a.active, pageNode)
+	}
+}
+
+func TestFlowDrillDownFilterSortBack(t *testing.T) {
+	tm, _ := newFlowModel(t)
+	waitOut(t, tm, "Singapore")
+	// Fleet → cursor to Johor → enter: Nodes filtered by the region.
+	press(tm, tea.KeyDown)
+	press(tm, tea.KeyDown)
+	press(tm, tea.KeyEnter)
+	waitOut(t, tm, "jhb-h20-01")
+	// Sort by hostname, then drill into the first row.
+	tm.Type("s")
+	press(tm, tea.KeyEnter)
+	waitOut(t, tm, "Processes")
+	press(tm, tea.KeyEscape)
+	// Replace the filter by typing one.
+	tm.Type("/")
+	press(tm, tea.KeyBackspace)
+	press(tm, tea.KeyBackspace)
+	press(tm, tea.KeyBackspace)
+	press(tm, tea.KeyBackspace)
+	press(tm, tea.KeyBackspace)
+	tm.Type("dubai")
+	press(tm, tea.KeyEnter)
+	waitOut(t, tm, "dxb-h100-02")
+	a := final(t, tm)
+	nodes := a.pages[pageNodes].(*listPage[*NodeRow])
+	if a.active != pageNodes || nodes.Filter() != "dubai" {
+		t.Fatalf("page %d filter %q, want Nodes filtered by dubai", a.active, nodes.Filter())
+	}
+	if n, tot := nodes.Counts(); n != 2 || tot != 8 {
+		t.Errorf("filter shows %d of %d, want 2 of 8", n, tot)
+	}
+	if nodes.t.sortCol != 0 {
+		t.Errorf("sort column %d, want 0 (Node)", nodes.t.sortCol)
+	}
+	if got := a.node.id; got != "my-j2" {
+		t.Errorf("drilled into %q, want my-j2 (jhb-a100-01, first by hostname)", got)
+	}
+}
+
+func TestFlowHelpAndQuit(t *testing.T) {
+	tm, _ := newFlowModel(t)
+	waitOut(t, tm, "Singapore")
+	tm.Type("?")
+	waitOut(t, tm, "reverse sort")
+	a := final(t, tm)
+	if !a.showHelp {
+		t.Error("help not shown")
+	}
+}
+
+func TestFlowNodeHistoryFetched(t *testing.T) {
+	src := &fakeSource{ch: make(chan *Snapshot, 1)}
+	src.ch <- fixtureSnapshot()
+	app := NewApp(Options{plain: true, Clock: func() time.Time { return fixedNow }}, src)
+	tm := teatest.NewTestModel(t, app, teatest.WithInitialTermSize(160, 40))
+	waitOut(t, tm, "Singapore")
+	tm.Type("3")
+	waitOut(t, tm, "▂▇▂")
+	final(t, tm)
+	if src.history == 0 {
+		t.Error("no history fetched for the Node view")
+	}
+}
