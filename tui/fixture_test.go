@@ -155,4 +155,6 @@ func fixtureSnapshot() *Snapshot {
 	return f.Snapshot(fixedNow)
 }
 
-func fleetMoney(micros int64, cur string) fleet.Money { return fleet.Money{Micros: micros, Currency: cur} }
+func fleetMoney(micros int64, cur string) fleet.Money {
+	return fleet.Money{Micros: micros, Currency: cur}
+}

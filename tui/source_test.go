@@ -254,7 +254,7 @@ func pushNode(t *testing.T, addr, id string, from uint64, util float64) {
 		}
 	}
 	node := fleet.Node{ID: id, Hostname: id + "-host", Region: "Singapore", Jurisdiction: "SG", Provider: "Equinix",
-		Lease: fleet.Lease{ID: "L1", PricePerGPUHour: fleet.Money{Micros: 2_500_000, Currency: "USD"}},
+		Lease:   fleet.Lease{ID: "L1", PricePerGPUHour: fleet.Money{Micros: 2_500_000, Currency: "USD"}},
 		Devices: []fleet.Device{{Index: 0, UUID: "GPU-" + id, Vendor: fleet.VendorNVIDIA, Model: "NVIDIA H100 80GB HBM3", MemoryTotal: 80 << 30}}}
 	send(&wire.Hello{Proto: wire.Version, Node: node})
 	_, b, err := c.Read(ctx)
