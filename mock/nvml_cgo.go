@@ -8,6 +8,8 @@ package mock
 // simulation, and XID errors arrive through an NVML event set.
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -285,8 +287,8 @@ func (s *NVMLServer) nextXID() (fleet.Event, bool) {
 }
 
 // collectorSources reads an NVIDIA node through the real NVML source over
-// the bridge, with a companion for host, jobs and non-XID events; an Ascend
-// node through the simulated source.
+// the bridge, completed with the simulated host, jobs and non-XID events; an
+// Ascend node through the simulated source.
 func collectorSources(n *Node) ([]collector.Source, error) {
 	if n.Model.Vendor != fleet.VendorNVIDIA {
 		return []collector.Source{NewSource(n, SourceOptions{})}, nil
@@ -295,8 +297,35 @@ func collectorSources(n *Node) ([]collector.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []collector.Source{
-		nvmlsource.New(srv, nvmlsource.Options{}),
-		NewSource(n, SourceOptions{DevicesElsewhere: true}),
-	}, nil
+	return []collector.Source{&withCompanion{
+		Source: nvmlsource.New(srv, nvmlsource.Options{}),
+		comp:   NewSource(n, SourceOptions{DevicesElsewhere: true}),
+	}}, nil
 }
+
+// withCompanion is the NVML source followed, in the same Collect, by the
+// simulated companion, which names the processes NVML found, attaches their
+// jobs and adds the host sample and the non-XID events. One source, so the
+// agent does not shift the companion's device indexes past NVML's devices.
+type withCompanion struct {
+	collector.Source
+	comp *Source
+}
+
+func (w *withCompanion) Start(ctx context.Context) (collector.Inventory, error) {
+	inv, err := w.Source.Start(ctx)
+	if err != nil {
+		return inv, err
+	}
+	if _, err := w.comp.Start(ctx); err != nil {
+		return inv, err
+	}
+	return inv, nil
+}
+
+func (w *withCompanion) Collect(ctx context.Context, s *fleet.Sample) error {
+	err := w.Source.Collect(ctx, s)
+	return errors.Join(err, w.comp.Collect(ctx, s))
+}
+
+func (w *withCompanion) Close() error { return errors.Join(w.Source.Close(), w.comp.Close()) }
