@@ -1,0 +1,550 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// AgentConfig configures an Agent.
+type AgentConfig struct {
+	// Node is the identity, placement and lease labels; Devices, Driver and
+	// CUDA are filled from the sources.
+	Node    fleet.Node
+	Sources []Source
+	// Interval between samples (default 1 s).
+	Interval time.Duration
+	// SpoolDir is the durable spool directory; "" keeps the spool in memory
+	// (simulated collectors).
+	SpoolDir      string
+	SpoolMaxBytes int64
+	// URL is the aggregator's ws:// or wss:// base URL; the agent appends
+	// /v1/collect. "" samples into the spool only.
+	URL    string
+	Token  string
+	Logger *slog.Logger
+	Clock  func() time.Time
+	// Notify, when set, is called after every sample with a one-line status
+	// such as "8 GPUs, connected, spool 0 B" (the systemd STATUS; the first
+	// call means ready).
+	Notify func(state string)
+
+	// AgentVersion is sent in Hello (Node.AgentVersion when empty).
+	AgentVersion string
+	// Jobs, when set, attributes every process to its job before the
+	// sample is spooled (collector/jobs.Resolver).
+	Jobs interface{ Attribute([]fleet.Process) }
+	// SpoolSyncEvery groups the spool's fsyncs (default 5 s).
+	SpoolSyncEvery time.Duration
+	// HTTPClient dials the aggregator (default http.DefaultClient).
+	HTTPClient *http.Client
+	// PingEvery is the websocket ping interval (default 20 s).
+	PingEvery time.Duration
+	// MaxBackoff caps the reconnect backoff (default 30 s).
+	MaxBackoff time.Duration
+}
+
+type agentSource struct {
+	src     Source
+	offset  int // added to the source's device indexes
+	lastErr string
+}
+
+// Agent samples its sources on a ticker, spools every record, and streams
+// the spool to the aggregator. Run it once.
+type Agent struct {
+	cfg   AgentConfig
+	log   *slog.Logger
+	spool *Spool
+	srcs  []*agentSource
+	node  fleet.Node
+	// Status for the sources that could not start, by name.
+	unavailable map[string]error
+
+	wake       chan struct{}
+	connected  atomic.Bool
+	forceProcs atomic.Bool
+
+	// Sampling state, owned by the sampling loop.
+	smp       fleet.Sample
+	rec       []byte
+	lastProcs []fleet.Process
+	appendErr string
+
+	everConnected bool // owned by the uplink goroutine
+}
+
+// NewAgent checks cfg and returns an agent; nothing runs until Run.
+func NewAgent(cfg AgentConfig) (*Agent, error) {
+	if cfg.Node.ID == "" {
+		return nil, errors.New("agent: node id is empty")
+	}
+	if cfg.URL != "" && !strings.HasPrefix(cfg.URL, "ws://") && !strings.HasPrefix(cfg.URL, "wss://") {
+		return nil, fmt.Errorf("agent: aggregator URL %q must start with ws:// or wss://", cfg.URL)
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.PingEvery <= 0 {
+		cfg.PingEvery = 20 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	return &Agent{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.Node.ID),
+		wake: make(chan struct{}, 1), unavailable: map[string]error{},
+	}, nil
+}
+
+// Run starts the sources, then samples, spools and uplinks until ctx ends.
+// It returns nil when ctx ends, or an error if the spool cannot be opened.
+func (a *Agent) Run(ctx context.Context) error {
+	sp, err := OpenSpool(a.cfg.SpoolDir, SpoolOptions{
+		MaxBytes: a.cfg.SpoolMaxBytes, SyncEvery: a.cfg.SpoolSyncEvery, Clock: a.cfg.Clock, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	a.spool = sp
+	a.startSources(ctx)
+	defer a.closeSources()
+
+	var wg sync.WaitGroup
+	if a.cfg.URL != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.uplink(ctx) }()
+	}
+	a.sampleLoop(ctx)
+	wg.Wait()
+	if err := sp.Close(); err != nil {
+		return fmt.Errorf("close spool: %w", err)
+	}
+	return nil
+}
+
+// Node returns the node as introduced to the aggregator (valid once Run has
+// started the sources).
+func (a *Agent) Node() fleet.Node { return a.node }
+
+func (a *Agent) startSources(ctx context.Context) {
+	n := a.cfg.Node
+	n.Devices = nil
+	if a.cfg.AgentVersion != "" {
+		n.AgentVersion = a.cfg.AgentVersion
+	}
+	for _, s := range a.cfg.Sources {
+		inv, err := s.Start(ctx)
+		if err != nil {
+			a.unavailable[s.Name()] = err
+			if errors.Is(err, ErrNoData) {
+				a.log.Info("source not available; running without it", "source", s.Name(), "reason", err.Error())
+			} else {
+				a.log.Warn("source failed to start; running without it", "source", s.Name(), "error", err.Error())
+			}
+			s.Close()
+			continue
+		}
+		as := &agentSource{src: s, offset: len(n.Devices)}
+		for _, d := range inv.Devices {
+			d.Index += as.offset
+			n.Devices = append(n.Devices, d)
+		}
+		if n.Driver == "" {
+			n.Driver = inv.Driver
+		}
+		if n.CUDA == "" {
+			n.CUDA = inv.CUDA
+		}
+		if b, ok := s.(interface{ BootID() string }); ok && n.BootID == "" {
+			n.BootID = b.BootID()
+		}
+		a.srcs = append(a.srcs, as)
+	}
+	a.node = n
+}
+
+func (a *Agent) closeSources() {
+	for _, s := range a.srcs {
+		if err := s.src.Close(); err != nil {
+			a.log.Warn("close source", "source", s.src.Name(), "error", err.Error())
+		}
+	}
+}
+
+// sampleLoop samples at once, then on every tick; a slow sample makes the
+// ticker drop ticks rather than overlap.
+func (a *Agent) sampleLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		a.sampleOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CollectSample takes one sample from every started source into s (indexes
+// made unique across sources, jobs attributed) and returns each source's
+// error by name. Used by Run and by `fleettop collector --once`.
+func (a *Agent) CollectSample(ctx context.Context, s *fleet.Sample) map[string]error {
+	var errs map[string]error
+	for _, as := range a.srcs {
+		d0, p0, e0 := len(s.Devices), len(s.Procs), len(s.Events)
+		if err := as.src.Collect(ctx, s); err != nil {
+			if errs == nil {
+				errs = map[string]error{}
+			}
+			errs[as.src.Name()] = err
+		}
+		if as.offset != 0 {
+			for i := d0; i < len(s.Devices); i++ {
+				s.Devices[i].Index += as.offset
+			}
+			for i := p0; i < len(s.Procs); i++ {
+				s.Procs[i].Device += as.offset
+			}
+			for i := e0; i < len(s.Events); i++ {
+				if s.Events[i].Device >= 0 {
+					s.Events[i].Device += as.offset
+				}
+			}
+		}
+	}
+	if a.cfg.Jobs != nil && len(s.Procs) > 0 {
+		a.cfg.Jobs.Attribute(s.Procs)
+	}
+	return errs
+}
+
+// Start starts the sources without running the loop (for one-shot use);
+// Close releases them.
+func (a *Agent) Start(ctx context.Context) { a.startSources(ctx) }
+
+// Close closes the sources started by Start.
+func (a *Agent) Close() { a.closeSources() }
+
+// Unavailable returns the sources that did not start, with why.
+func (a *Agent) Unavailable() map[string]error { return a.unavailable }
+
+func (a *Agent) sampleOnce(ctx context.Context) {
+	s := &a.smp
+	s.Devices, s.Procs, s.Events, s.Host, s.ProcsSet = s.Devices[:0], s.Procs[:0], s.Events[:0], nil, false
+	s.Time = a.cfg.Clock()
+	s.Seq = a.spool.NextSeq()
+	errs := a.CollectSample(ctx, s)
+	for _, as := range a.srcs {
+		msg := ""
+		if err := errs[as.src.Name()]; err != nil {
+			msg = err.Error()
+		}
+		if msg != as.lastErr {
+			if msg != "" {
+				a.log.Warn("source failed to collect", "source", as.src.Name(), "error", msg)
+			} else {
+				a.log.Info("source collecting again", "source", as.src.Name())
+			}
+			as.lastErr = msg
+		}
+	}
+	if a.forceProcs.Swap(false) || !slices.Equal(s.Procs, a.lastProcs) {
+		s.ProcsSet = true
+		a.lastProcs = append(a.lastProcs[:0], s.Procs...)
+	} else {
+		s.Procs = s.Procs[:0]
+	}
+	if len(s.Events) > wire.MaxEvents {
+		s.Events = s.Events[:wire.MaxEvents]
+	}
+	var err error
+	a.rec, err = wire.AppendRecord(a.rec[:0], s)
+	if err == nil {
+		err = a.spool.Append(s.Seq, a.rec)
+	}
+	a.noteAppend(err)
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	if a.cfg.Notify != nil {
+		a.cfg.Notify(a.statusLine())
+	}
+}
+
+func (a *Agent) noteAppend(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != a.appendErr {
+		if msg != "" {
+			a.log.Error("cannot spool samples; they are being lost", "error", msg)
+		} else {
+			a.log.Info("spooling samples again")
+		}
+		a.appendErr = msg
+	}
+}
+
+func (a *Agent) statusLine() string {
+	st := a.spool.Stats()
+	conn := "disconnected"
+	if a.connected.Load() {
+		conn = "connected"
+	} else if a.cfg.URL == "" {
+		conn = "no aggregator"
+	}
+	kind := "GPUs"
+	if len(a.node.Devices) == 1 {
+		kind = "GPU"
+	}
+	return fmt.Sprintf("%d %s, %s, spool %s (%d unacked)", len(a.node.Devices), kind, conn, HumanBytes(st.Bytes), st.Unacked)
+}
+
+// HumanBytes formats n as "0 B", "12.3 KiB", "4.0 MiB".
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Spool returns the agent's spool (nil before Run).
+func (a *Agent) Spool() *Spool { return a.spool }
+
+// Connected reports whether a session with the aggregator is up.
+func (a *Agent) Connected() bool { return a.connected.Load() }
+
+// uplink keeps a session with the aggregator, reconnecting with jittered
+// exponential backoff, and logs once per state change.
+func (a *Agent) uplink(ctx context.Context) {
+	const base = 500 * time.Millisecond
+	backoff := base
+	reportedDown := false
+	for ctx.Err() == nil {
+		up, err := a.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if up {
+			a.log.Info("disconnected from aggregator; sampling into the spool", "reason", err.Error())
+			backoff, reportedDown = base, true
+		} else if !reportedDown {
+			a.log.Warn("cannot reach aggregator; sampling into the spool and retrying", "url", a.cfg.URL, "error", err.Error())
+			reportedDown = true
+		}
+		// Jitter in [backoff/2, backoff], so a fleet does not reconnect in step.
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, a.cfg.MaxBackoff)
+	}
+}
+
+// errClosedByPeer carries the aggregator's Close frame.
+type errClosedByPeer struct {
+	code   wire.CloseCode
+	reason string
+}
+
+func (e *errClosedByPeer) Error() string {
+	return fmt.Sprintf("aggregator closed the session (%d): %s", e.code, e.reason)
+}
+
+// session runs one connection; up reports whether it got as far as Welcome.
+func (a *Agent) session(ctx context.Context) (up bool, err error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	h := http.Header{}
+	if a.cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+a.cfg.Token)
+	}
+	url := strings.TrimSuffix(a.cfg.URL, "/") + "/v1/collect"
+	conn, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: h, HTTPClient: a.cfg.HTTPClient})
+	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			return false, fmt.Errorf("dial aggregator: token refused (HTTP %d)", resp.StatusCode)
+		}
+		return false, fmt.Errorf("dial aggregator: %w", err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(wire.MaxFrameSize)
+	enc := wire.NewEncoder()
+	var out []byte
+	send := func(f wire.Frame) error {
+		var err error
+		if out, err = enc.AppendFrame(out[:0], f); err != nil {
+			return fmt.Errorf("encode %T: %w", f, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return conn.Write(wctx, websocket.MessageBinary, out)
+	}
+	if err := send(&wire.Hello{Proto: wire.Version, Node: a.node}); err != nil {
+		return false, fmt.Errorf("send hello: %w", err)
+	}
+	dec := wire.NewDecoder()
+	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
+	_, msg, err := conn.Read(rctx)
+	rcancel()
+	if err != nil {
+		return false, fmt.Errorf("await welcome: %w", err)
+	}
+	f, err := dec.Decode(msg)
+	if err != nil {
+		return false, fmt.Errorf("decode welcome: %w", err)
+	}
+	var resume uint64
+	switch w := f.(type) {
+	case *wire.Welcome:
+		resume = max(w.ResumeFrom, 1)
+	case *wire.Close:
+		return false, &errClosedByPeer{w.Code, w.Reason}
+	default:
+		return false, fmt.Errorf("expected welcome, got frame type %d", f.Type())
+	}
+	if next := a.spool.NextSeq(); resume > next {
+		// The aggregator holds sequences we never wrote (our state was
+		// wiped): continue from where it is.
+		a.log.Warn("aggregator is ahead of the spool; continuing from its sequence", "spool_next", next, "resume_from", resume)
+		if err := a.spool.Reset(resume); err != nil {
+			return false, err
+		}
+	}
+	a.forceProcs.Store(true)
+	a.connected.Store(true)
+	defer a.connected.Store(false)
+	if a.everConnected {
+		a.log.Info("reconnected to aggregator", "url", a.cfg.URL, "resume_from", resume)
+	} else {
+		a.log.Info("connected to aggregator", "url", a.cfg.URL, "resume_from", resume)
+	}
+	a.everConnected = true
+
+	// The reader: acks trim the spool; the first error ends the session.
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	rerr := make(chan error, 1)
+	var rwg sync.WaitGroup
+	rwg.Add(1)
+	go func() {
+		defer rwg.Done()
+		rerr <- a.readLoop(sctx, conn, dec)
+	}()
+	defer rwg.Wait()
+	defer scancel()
+
+	cursor := resume
+	batch := make([]fleet.Sample, 0, 16)
+	ping := time.NewTicker(a.cfg.PingEvery)
+	defer ping.Stop()
+	for {
+		for cursor < a.spool.NextSeq() {
+			batch = batch[:0]
+			size := 0
+			var derr error
+			next, err := a.spool.ReadFrom(cursor, wire.MaxSamples, func(seq uint64, p []byte) error {
+				if size+len(p) > wire.MaxFrameSize/2 && len(batch) > 0 {
+					return errBatchFull
+				}
+				size += len(p)
+				if len(batch) < cap(batch) {
+					batch = batch[:len(batch)+1] // reuse its Devices and Host
+				} else {
+					batch = append(batch, fleet.Sample{})
+				}
+				smp := &batch[len(batch)-1]
+				if derr = wire.DecodeRecord(p, smp); derr != nil {
+					batch = batch[:len(batch)-1]
+					a.log.Warn("skipping an undecodable spool record", "seq", seq, "error", derr.Error())
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errBatchFull) {
+				return true, err
+			}
+			if next == cursor {
+				break // nothing more held at or after cursor
+			}
+			if len(batch) > 0 {
+				if err := send(&wire.Samples{Samples: batch}); err != nil {
+					return true, fmt.Errorf("send samples: %w", err)
+				}
+			}
+			cursor = next
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close(websocket.StatusGoingAway, "collector stopping")
+			return true, ctx.Err()
+		case err := <-rerr:
+			return true, err
+		case <-a.wake:
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return true, fmt.Errorf("ping: %w", err)
+			}
+		}
+	}
+}
+
+var errBatchFull = errors.New("batch full")
+
+func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn, dec *wire.Decoder) error {
+	for {
+		_, msg, err := conn.Read(ctx)
+		if err != nil {
+			if st := websocket.CloseStatus(err); st != -1 {
+				return fmt.Errorf("closed by aggregator (%d)", st)
+			}
+			return err
+		}
+		f, err := dec.Decode(msg)
+		if err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		switch f := f.(type) {
+		case *wire.Ack:
+			a.spool.Ack(f.Seq)
+		case *wire.Close:
+			return &errClosedByPeer{f.Code, f.Reason}
+		}
+	}
+}
