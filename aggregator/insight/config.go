@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/policy"
 )
@@ -22,8 +23,11 @@ import (
 type Config struct {
 	// Currency is the display currency (ISO 4217) of every summed figure.
 	Currency string
-	// Rates maps a currency to the value of one unit of it in Currency.
-	Rates map[string]Rate
+	// Rates converts into Currency; RateTable is the same as written in the
+	// file (currency → value of one unit in Currency, decimal strings), kept
+	// for the store so reports use the same rates.
+	Rates     cost.Rates
+	RateTable map[string]string
 	// Prices is the price table, used for nodes whose lease label has no
 	// price. The most specific matching entry wins.
 	Prices []Price
@@ -63,7 +67,8 @@ type WebhookConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Currency:           "USD",
-		Rates:              map[string]Rate{},
+		Rates:              cost.Rates{Display: "USD"},
+		RateTable:          map[string]string{},
 		Rules:              policy.DefaultRules(),
 		RegionBudgets:      map[string]int64{},
 		TeamBudgets:        map[string]int64{},
@@ -205,12 +210,17 @@ func (c *checker) build(fc *fileConfig) Config {
 			c.failf(path, "rate key %q is not an ISO 4217 code; write three capital letters, e.g. SGD", code)
 			continue
 		}
-		r, err := ParseRate(fc.Rates[code])
-		if err != nil {
-			c.failf(path, "rate %q for %s: %v; write the value of one %s in %s as a decimal string, e.g. \"0.74\"", fc.Rates[code], code, err, code, cfg.Currency)
+		v, err := cost.ParseDecimal(fc.Rates[code])
+		if err != nil || v.Sign() <= 0 {
+			c.failf(path, "rate %q for %s is not a positive decimal; write the value of one %s in %s as a decimal string, e.g. \"0.74\"", fc.Rates[code], code, code, cfg.Currency)
 			continue
 		}
-		cfg.Rates[code] = r
+		cfg.RateTable[code] = fc.Rates[code]
+	}
+	if r, err := cost.ParseRates(cfg.Currency, cfg.RateTable); err != nil {
+		c.failf("$.rates", "rates: %v", err)
+	} else {
+		cfg.Rates = r
 	}
 	for i, fp := range fc.Prices {
 		path := fmt.Sprintf("$.prices[%d]", i)
@@ -225,7 +235,7 @@ func (c *checker) build(fc *fileConfig) Config {
 			c.failf(path, "price entry has no price; add e.g. price: \"2.85\" (per GPU-hour)")
 			continue
 		}
-		m, err := ParseMicros(fp.Price)
+		m, err := parseMicros(fp.Price)
 		if err != nil || m < 0 {
 			c.failf(path+".price", "price %q is not a decimal amount; write it like \"2.85\" (per GPU-hour, up to 6 decimals)", fp.Price)
 			continue
@@ -322,7 +332,7 @@ func (c *checker) build(fc *fileConfig) Config {
 }
 
 func (c *checker) budget(path, v, currency string) int64 {
-	m, err := ParseMicros(v)
+	m, err := parseMicros(v)
 	if err != nil || m <= 0 {
 		c.failf(path, "budget %q is not a positive decimal amount; write the monthly budget in %s like \"50000\"", v, currency)
 	}

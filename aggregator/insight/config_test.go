@@ -36,8 +36,8 @@ webhook: {url: "https://hooks.example/x", timeout: 2s, queue: 10}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Rates["CNY"] != (Rate{Coef: 128765432101, Scale: 12}) || cfg.Rates["USD"] != (Rate{925, 3}) {
-		t.Errorf("rates %+v", cfg.Rates)
+	if got, _ := cfg.Rates.Convert(fleet.Money{Micros: 1_000_000_000_000, Currency: "CNY"}); got != (fleet.Money{Micros: 128_765_432_101, Currency: "EUR"}) {
+		t.Errorf("CNY rate: %v", got)
 	}
 	p, ok := cfg.price("acme", "x", "NVIDIA H100 80GB HBM3")
 	if !ok || p.PerGPU != (fleet.Money{Micros: 2_500_000, Currency: "USD"}) || p.Billing != fleet.BillPerStartedHour {
@@ -77,23 +77,15 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 	}
 }
 
-func TestConvert(t *testing.T) {
-	rates := map[string]Rate{"SGD": {74, 2}, "JPY": {6667, 6}}
+func TestParseMicros(t *testing.T) {
 	for _, tc := range []struct {
-		in   fleet.Money
+		in   string
 		want int64
 		ok   bool
-	}{
-		{fleet.Money{Micros: 4_000_000, Currency: "SGD"}, 2_960_000, true},
-		{fleet.Money{Micros: 1, Currency: "SGD"}, 1, true},  // 0.74 rounds up
-		{fleet.Money{Micros: -3, Currency: "JPY"}, 0, true}, // −0.00002 rounds to 0
-		{fleet.Money{Micros: 150_000_000, Currency: "JPY"}, 1_000_050, true},
-		{fleet.Money{Micros: 5, Currency: "USD"}, 5, true},
-		{fleet.Money{Micros: 5, Currency: "EUR"}, 0, false},
-	} {
-		got, ok := convert(tc.in, "USD", rates)
-		if got.Micros != tc.want || ok != tc.ok || got.Currency != "USD" {
-			t.Errorf("convert(%v) = %v %v, want %d %v", tc.in, got.Micros, ok, tc.want, tc.ok)
+	}{{"2.85", 2_850_000, true}, {"50000", 50_000_000_000, true}, {"0.000001", 1, true}, {"0.0000001", 0, false}, {"1e3", 0, false}} {
+		got, err := parseMicros(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("parseMicros(%q) = %d, %v", tc.in, got, err)
 		}
 	}
 }

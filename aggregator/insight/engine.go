@@ -8,6 +8,7 @@ package insight
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/policy"
+	"github.com/fleettop/fleettop/store"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -50,9 +52,13 @@ type shard struct {
 	nodes map[string]*nodeState
 }
 
-// New builds the engine. st may be nil (no ledger: spend starts from the
-// leases alone); log nil discards logs.
-func New(cfg Config, st Ledger, log *slog.Logger) (*Engine, error) {
+// New builds the engine. When st is not nil, the display currency and rates
+// are recorded in it so that reports convert as the live view does. st may
+// be nil (tests); log nil discards logs.
+//
+// Live spend counts from when this engine first sees each node (the lease's
+// accrual origin); the store's ledger keeps the history across restarts.
+func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -74,13 +80,15 @@ func New(cfg Config, st Ledger, log *slog.Logger) (*Engine, error) {
 	if cfg.Webhook.URL != "" {
 		e.hook = NewWebhook(cfg.Webhook, log)
 	}
-	_ = st
+	if st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := st.SetDisplay(ctx, store.Display{Currency: cfg.Currency, Rates: cfg.RateTable}); err != nil {
+			return nil, fmt.Errorf("record display currency: %w", err)
+		}
+	}
 	return e, nil
 }
-
-// Ledger is what the engine reads from the store. Placeholder until the
-// store's API lands.
-type Ledger interface{}
 
 // Close stops the webhook sender, delivering what it can until ctx ends.
 func (e *Engine) Close(ctx context.Context) error {

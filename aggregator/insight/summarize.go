@@ -299,17 +299,18 @@ func byOrder(by string) string {
 	return "3" + by
 }
 
-// conv converts a multi-currency sum to the display currency. A currency
-// without a rate is left out and logged once.
+// conv converts a multi-currency sum to the display currency, rounding once.
+// A currency without a rate is left out and logged once.
 func (e *Engine) conv(m multi) fleet.Money {
-	out := fleet.Money{Currency: e.cfg.Currency}
-	for c, v := range m {
-		x, ok := convert(fleet.Money{Micros: v.Round(), Currency: c}, e.cfg.Currency, e.cfg.Rates)
-		if !ok {
+	for c := range m {
+		if _, ok := e.cfg.Rates.Rate(c); !ok {
 			e.warnRate(c)
-			continue
+			delete(m, c)
 		}
-		out.Micros += x.Micros
+	}
+	out, err := e.cfg.Rates.Sum(m)
+	if err != nil { // unreachable: every currency left has a rate
+		return fleet.Money{Currency: e.cfg.Currency}
 	}
 	return out
 }

@@ -122,8 +122,8 @@ func reportRates(c *cobra.Command, st *store.Store, o reportOptions) (*cost.Rate
 			return nil, usagef("config: %v", err)
 		}
 		display = cfg.Currency
-		for cur, r := range cfg.Rates {
-			decimals[cur] = rateDecimal(r.Coef, int(r.Scale))
+		for cur, r := range cfg.RateTable {
+			decimals[cur] = r
 		}
 	} else {
 		d, ok, err := st.Display(c.Context())
