@@ -259,12 +259,36 @@ func FitRight(s string, width int) string {
 	return Fit(s, width)
 }
 
-// cellWidth is the display width of s; plain ASCII takes the fast path.
+// cellWidth is the display width of s. It skips CSI escape sequences and
+// counts runes below U+1100 (Latin, box drawing, blocks, "·", "°", "…") as one
+// cell; anything else (wide or combining characters) takes the exact,
+// slower grapheme path.
 func cellWidth(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf || s[i] == 0x1b {
+	w := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c == 0x1b {
+				if i+1 < len(s) && s[i+1] == '[' {
+					j := i + 2
+					for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+						j++
+					}
+					i = j + 1
+					continue
+				}
+				return ansi.StringWidth(s)
+			}
+			w++
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r >= 0x1100 || (r >= 0x300 && r < 0x370) {
 			return ansi.StringWidth(s)
 		}
+		w++
+		i += n
 	}
-	return len(s)
+	return w
 }

@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"strings"
+
 	"charm.land/bubbles/v2/help"
 	"charm.land/lipgloss/v2"
 )
@@ -29,6 +31,33 @@ type Styles struct {
 	Spark       lipgloss.Style
 	Footer      lipgloss.Style
 	Help        help.Styles
+	paints      map[*lipgloss.Style][2]string
+}
+
+// paint styles one line of text with st using escape codes worked out once
+// in NewStyles (lipgloss's Render is too slow to call per cell).
+func (s *Styles) paint(st *lipgloss.Style, text string) string {
+	if p, ok := s.paints[st]; ok {
+		if p[0] == "" && p[1] == "" {
+			return text
+		}
+		return p[0] + text + p[1]
+	}
+	return st.Render(text)
+}
+
+// cachePaints records the prefix and suffix each style wraps text in.
+func (s *Styles) cachePaints() *Styles {
+	s.paints = map[*lipgloss.Style][2]string{}
+	for _, p := range []*lipgloss.Style{&s.App, &s.Brand, &s.TabActive, &s.TabInactive, &s.Label, &s.Value,
+		&s.Section, &s.TableHeader, &s.Selected, &s.Dim, &s.OK, &s.Warn, &s.Crit, &s.BarLow, &s.BarMid,
+		&s.BarHigh, &s.Spark, &s.Footer} {
+		out := p.Render("\x00")
+		if i := strings.IndexByte(out, 0); i >= 0 && strings.Count(out, "\x00") == 1 {
+			s.paints[p] = [2]string{out[:i], out[i+1:]}
+		}
+	}
+	return s
 }
 
 // StyleMode picks how styles are built.
@@ -54,7 +83,7 @@ func NewStyles(mode StyleMode) *Styles {
 		}
 		s.Help = help.Styles{Ellipsis: n(), ShortKey: n(), ShortDesc: n(), ShortSeparator: n(),
 			FullKey: n(), FullDesc: n(), FullSeparator: n()}
-		return s
+		return s.cachePaints()
 	case StyleNoColor:
 		s.App, s.Label, s.Value, s.Dim, s.OK, s.BarLow, s.BarMid, s.BarHigh, s.Spark, s.Footer =
 			n(), n(), n(), n(), n(), n(), n(), n(), n(), n()
@@ -68,7 +97,7 @@ func NewStyles(mode StyleMode) *Styles {
 		s.Crit = n().Bold(true).Reverse(true)
 		s.Help = help.Styles{Ellipsis: n(), ShortKey: n().Bold(true), ShortDesc: n(), ShortSeparator: n(),
 			FullKey: n().Bold(true), FullDesc: n(), FullSeparator: n()}
-		return s
+		return s.cachePaints()
 	}
 	c := lipgloss.Color
 	s.App = n()
@@ -95,7 +124,7 @@ func NewStyles(mode StyleMode) *Styles {
 		FullKey: n().Foreground(c("7")).Bold(true), FullDesc: n().Foreground(c("8")),
 		FullSeparator: n().Foreground(c("8")),
 	}
-	return s
+	return s.cachePaints()
 }
 
 // bar styles a utilisation bar by how busy it is: blue idle, green busy,
@@ -104,10 +133,10 @@ func (s *Styles) bar(ratio float64, width int) string {
 	b := Bar(ratio, width)
 	switch {
 	case ratio < 0.2 || ratio != ratio:
-		return s.BarLow.Render(b)
+		return s.paint(&s.BarLow, b)
 	case ratio < 0.9:
-		return s.BarMid.Render(b)
+		return s.paint(&s.BarMid, b)
 	default:
-		return s.BarHigh.Render(b)
+		return s.paint(&s.BarHigh, b)
 	}
 }

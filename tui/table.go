@@ -157,7 +157,7 @@ func (t *table) view(b *strings.Builder, row func(i int, cells []cell) []cell) {
 			hb.WriteString(Fit(title, t.widths[k]))
 		}
 	}
-	b.WriteString(t.st.TableHeader.Render(Fit(hb.String(), t.width)))
+	b.WriteString(t.st.paint(&t.st.TableHeader, Fit(hb.String(), t.width)))
 	end := min(t.offset+t.height, t.n)
 	for r := t.offset; r < end; r++ {
 		b.WriteByte('\n')
@@ -184,7 +184,7 @@ func (t *table) view(b *strings.Builder, row func(i int, cells []cell) []cell) {
 				} else {
 					s = Fit(s, w)
 				}
-				lb.WriteString(c.style.Render(s))
+				lb.WriteString(t.st.paint(c.style, s))
 			case col.right:
 				lb.WriteString(FitRight(c.text, w))
 			default:
@@ -193,7 +193,7 @@ func (t *table) view(b *strings.Builder, row func(i int, cells []cell) []cell) {
 		}
 		line := lb.String()
 		if sel {
-			line = t.st.Selected.Render(Fit(line, t.width))
+			line = t.st.paint(&t.st.Selected, Fit(line, t.width))
 		}
 		b.WriteString(line)
 	}
