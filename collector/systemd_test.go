@@ -1,0 +1,47 @@
+package collector
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Skip("no unixgram sockets:", err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "2000000")
+	t.Setenv("WATCHDOG_PID", "")
+	s := NewSystemd(nil, time.Second)
+	now := time.Unix(100, 0)
+	s.clock = func() time.Time { return now }
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 512)
+		n, err := conn.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b[:n])
+	}
+	s.Notify("8 GPUs, connected, spool 0 B")
+	if m := read(); !strings.Contains(m, "READY=1") || !strings.Contains(m, "STATUS=8 GPUs, connected, spool 0 B") || !strings.Contains(m, "WATCHDOG=1") {
+		t.Fatalf("first message %q", m)
+	}
+	now = now.Add(500 * time.Millisecond)
+	s.Notify("8 GPUs, disconnected, spool 1 KiB")
+	if m := read(); strings.Contains(m, "READY") || strings.Contains(m, "WATCHDOG") || !strings.Contains(m, "STATUS=8 GPUs, disconnected") {
+		t.Fatalf("second message %q", m)
+	}
+	now = now.Add(time.Second) // half of the 2 s watchdog
+	s.Notify("8 GPUs, disconnected, spool 1 KiB")
+	if m := read(); m != "WATCHDOG=1\n" {
+		t.Fatalf("third message %q", m)
+	}
+}
