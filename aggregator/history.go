@@ -7,8 +7,9 @@ import (
 )
 
 // historyLen is the number of points each device's sparkline ring keeps:
-// a little over 17 minutes at one sample a second.
-const historyLen = 1024
+// 17 minutes at one sample a second. With its two uint16 cursors a ring is
+// 6,124 bytes, just inside the allocator's 6,144-byte size class.
+const historyLen = 1020
 
 // Quantisation of history points. Each point costs 6 bytes: utilisation in
 // half-percent steps and temperature in whole °C (one byte each), power in 0.1 W
@@ -24,8 +25,8 @@ const (
 
 // history is a device's ring of recent points, oldest first from start.
 type history struct {
-	n     int // valid points, ≤ historyLen
-	next  int // where the next point goes
+	n     uint16 // valid points, ≤ historyLen
+	next  uint16 // where the next point goes
 	util  [historyLen]uint8
 	temp  [historyLen]uint8
 	power [historyLen]uint16
@@ -62,7 +63,7 @@ func quant16(v float64, ok bool, scale float64) uint16 {
 
 // push appends the point of one device sample, overwriting the oldest when full.
 func (h *history) push(d *fleet.DeviceSample) {
-	i := h.next
+	i := int(h.next)
 	u, uok := d.Get(fleet.MetricUtil)
 	t, tok := d.Get(fleet.MetricTemp)
 	p, pok := d.Get(fleet.MetricPower)
@@ -71,7 +72,7 @@ func (h *history) push(d *fleet.DeviceSample) {
 	h.temp[i] = quant8(t, tok, 1)
 	h.power[i] = quant16(p, pok, powerScale)
 	h.mem[i] = quant16(m, mok, 1.0/memUnit)
-	h.next = (i + 1) % historyLen
+	h.next = uint16((i + 1) % historyLen)
 	if h.n < historyLen {
 		h.n++
 	}
@@ -88,7 +89,7 @@ type HistoryView struct {
 
 // view expands the ring, keeping at most last points (0: all).
 func (h *history) view(last int) HistoryView {
-	n := h.n
+	n := int(h.n)
 	if last > 0 && last < n {
 		n = last
 	}
@@ -97,7 +98,7 @@ func (h *history) view(last int) HistoryView {
 		Util: make([]*float64, n), Power: make([]*float64, n),
 		Temp: make([]*float64, n), MemUsed: make([]*float64, n),
 	}
-	start := (h.next - n + historyLen) % historyLen
+	start := (int(h.next) - n + historyLen) % historyLen
 	for k := 0; k < n; k++ {
 		i := (start + k) % historyLen
 		if q := h.util[i]; q != absent8 {

@@ -45,7 +45,7 @@ type deviceState struct {
 	dev    fleet.Device
 	latest fleet.DeviceSample
 	seen   bool
-	hist   history
+	hist   *history // allocated on its own: a ring fills one size class exactly
 }
 
 func newNodeState(id string) *nodeState {
@@ -76,6 +76,7 @@ func (n *nodeState) setNode(node fleet.Node) {
 	n.devs = make([]deviceState, len(node.Devices))
 	for i, d := range node.Devices {
 		n.devs[i].dev = d
+		n.devs[i].hist = new(history)
 		n.slot[d.Index] = int8(i)
 	}
 }
