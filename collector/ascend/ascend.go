@@ -92,13 +92,13 @@ func (s *Source) Start(ctx context.Context) (collector.Inventory, error) {
 	out, err := s.run(ctx, "info")
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-			return collector.Inventory{}, fmt.Errorf("Ascend not available: %s not found: %w", s.o.Path, collector.ErrNoData)
+			return collector.Inventory{}, collector.NoData("Ascend not available: %s not found", s.o.Path)
 		}
-		return collector.Inventory{}, fmt.Errorf("Ascend not available: %v: %w", err, collector.ErrNoData)
+		return collector.Inventory{}, collector.NoData("Ascend not available: %v", err)
 	}
 	info := ParseInfo(out)
 	if len(info.Chips) == 0 {
-		return collector.Inventory{}, fmt.Errorf("Ascend not available: npu-smi lists no chips: %w", collector.ErrNoData)
+		return collector.Inventory{}, collector.NoData("Ascend not available: npu-smi lists no chips")
 	}
 	s.chips = make(map[key]*chipState, len(info.Chips))
 	inv := collector.Inventory{Driver: info.Version}
@@ -137,7 +137,7 @@ func (s *Source) Start(ctx context.Context) (collector.Inventory, error) {
 // per-chip queries (once each, remembered when unsupported).
 func (s *Source) Collect(ctx context.Context, out *fleet.Sample) error {
 	if s.chips == nil {
-		return fmt.Errorf("Ascend not available: %w", collector.ErrNoData)
+		return collector.NoData("Ascend not available")
 	}
 	b, err := s.run(ctx, "info")
 	if err != nil {

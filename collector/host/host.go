@@ -4,7 +4,6 @@ package host
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,7 +53,7 @@ func (s *Source) Name() string { return "host" }
 // Start takes the first CPU reading, so the first Collect has a delta.
 func (s *Source) Start(context.Context) (collector.Inventory, error) {
 	if _, err := os.Stat(filepath.Join(s.proc, "stat")); err != nil {
-		return collector.Inventory{}, fmt.Errorf("host: no proc filesystem at %s: %w", s.proc, collector.ErrNoData)
+		return collector.Inventory{}, collector.NoData("host: no proc filesystem at %s", s.proc)
 	}
 	if t, err := cpu.TimesWithContext(s.ctx, false); err == nil && len(t) > 0 {
 		s.prev, s.have = t[0], true

@@ -124,7 +124,7 @@ func (s *Source) Start(ctx context.Context) (collector.Inventory, error) {
 	s.started = true
 	if ret := safe(s.lib.Init); ret != nvml.SUCCESS {
 		// Nothing else may be called on lib now, not even ErrorString.
-		s.initErr = fmt.Errorf("NVML not available: %s: %w", retText(ret), collector.ErrNoData)
+		s.initErr = collector.NoData("NVML not available: %s", initReason(ret))
 		return collector.Inventory{}, s.initErr
 	}
 	inv, err := s.discover()
@@ -147,10 +147,10 @@ func (s *Source) discover() (collector.Inventory, error) {
 	var inv collector.Inventory
 	n, ret := s.lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
-		return inv, fmt.Errorf("NVML not available: device count: %s: %w", retText(ret), collector.ErrNoData)
+		return inv, collector.NoData("NVML not available: device count: %s", retText(ret))
 	}
 	if n == 0 {
-		return inv, fmt.Errorf("NVML not available: no GPUs: %w", collector.ErrNoData)
+		return inv, collector.NoData("NVML not available: the driver reports no GPUs")
 	}
 	if v, ret := s.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
 		inv.Driver = v
@@ -192,7 +192,7 @@ func (s *Source) discover() (collector.Inventory, error) {
 		s.byH[h] = idx
 	}
 	if len(s.devs) == 0 {
-		return inv, fmt.Errorf("NVML not available: no usable GPU handle: %w", collector.ErrNoData)
+		return inv, collector.NoData("NVML not available: no usable GPU handle")
 	}
 	return inv, nil
 }
@@ -391,6 +391,19 @@ func xidSeverity(code uint64) fleet.Severity {
 		return fleet.SevCritical
 	}
 	return fleet.SevWarning
+}
+
+// initReason explains the common Init failures in words.
+func initReason(r nvml.Return) string {
+	switch r {
+	case nvml.ERROR_LIBRARY_NOT_FOUND:
+		return "libnvidia-ml.so.1 not found (no NVIDIA driver on this machine)"
+	case nvml.ERROR_DRIVER_NOT_LOADED:
+		return "the NVIDIA kernel driver is not loaded"
+	case nvml.ERROR_NO_PERMISSION:
+		return "no permission to open /dev/nvidia* (run as root or add the user to the video group)"
+	}
+	return retText(r)
 }
 
 func retText(r nvml.Return) string {

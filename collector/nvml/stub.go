@@ -6,7 +6,6 @@ package nvml
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -28,7 +27,7 @@ type Source struct{}
 
 var _ collector.Source = (*Source)(nil)
 
-var errNoCgo = fmt.Errorf("NVML not available: built without cgo: %w", collector.ErrNoData)
+var errNoCgo = collector.NoData("NVML not available: built without cgo")
 
 // New returns the unavailable source. Without cgo go-nvml does not build, so
 // lib is untyped here; it is never used.
