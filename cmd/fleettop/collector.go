@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -293,6 +294,7 @@ func collectOnce(ctx context.Context, stdout io.Writer, acfg collector.AgentConf
 	for _, d := range node.Devices {
 		inv[d.Index] = d
 	}
+	slices.SortFunc(s.Devices, func(a, b fleet.DeviceSample) int { return a.Index - b.Index })
 	for _, d := range s.Devices {
 		od := onceDevice{Index: d.Index, UUID: inv[d.Index].UUID, Vendor: inv[d.Index].Vendor, Model: inv[d.Index].Model, Metrics: map[string]float64{}, Absent: []string{}}
 		for m := range fleet.NumMetrics {

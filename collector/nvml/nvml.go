@@ -57,6 +57,7 @@ type Source struct {
 
 	round   uint64
 	done    chan doneMsg
+	got     []bool // answered this round, by device
 	skipped atomic.Uint64
 
 	evMu      sync.Mutex
@@ -135,6 +136,7 @@ func (s *Source) Start(ctx context.Context) (collector.Inventory, error) {
 	}
 	s.inv = inv
 	s.done = make(chan doneMsg, 2*len(s.devs))
+	s.got = make([]bool, len(s.devs))
 	for _, d := range s.devs {
 		s.wg.Add(1)
 		go s.worker(d)
@@ -230,6 +232,7 @@ func (s *Source) Collect(ctx context.Context, out *fleet.Sample) error {
 		return errors.New("nvml: Collect before Start")
 	}
 	s.round++
+	clear(s.got)
 	want := 0
 	for _, d := range s.devs {
 		if !d.busy.CompareAndSwap(false, true) {
@@ -248,13 +251,19 @@ func (s *Source) Collect(ctx context.Context, out *fleet.Sample) error {
 				continue // a late answer from a device that hung earlier
 			}
 			want--
-			d := s.devs[m.dev]
-			out.Devices = append(out.Devices, d.sample)
-			out.Procs = append(out.Procs, d.procs...)
+			s.got[m.dev] = true
 		case <-timer.C:
 			want = 0
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+	// In index order, so the record's device layout is the same every tick.
+	for i, d := range s.devs {
+		if s.got[i] {
+			out.Devices = append(out.Devices, d.sample)
+			out.Procs = append(out.Procs, d.procs...)
+			s.got[i] = false
 		}
 	}
 	s.evMu.Lock()

@@ -125,6 +125,11 @@ func TestNormalValues(t *testing.T) {
 				t.Fatalf("device 0 %+v", d0)
 			}
 			smp := collect(t, s)
+			for i, d := range smp.Devices {
+				if d.Index != i {
+					t.Fatalf("device %d at position %d: not in index order", d.Index, i)
+				}
+			}
 			devs := byIndex(smp)
 			if len(devs) != 8 || len(smp.Procs) != 8 {
 				t.Fatalf("got %d devices, %d procs", len(devs), len(smp.Procs))
