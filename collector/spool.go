@@ -33,10 +33,11 @@ const (
 	spoolSegSuffix   = ".seg"
 	spoolAckFile     = "ack"
 	defaultSyncEvery = 5 * time.Second
-	// DefaultSpoolMaxBytes bounds the spool by default. An 8-GPU node at 1 Hz
-	// writes about 1.3 KiB per record with a process list change every few
-	// records (see docs/BENCHMARKS.md, "Collector"); 64 MiB holds well over
-	// 2 hours of it (about 13 hours at the measured record size).
+	// DefaultSpoolMaxBytes bounds the spool by default. Measured
+	// (BenchmarkAgentSample, docs/BENCHMARKS.md "Collector"): an 8-GPU record
+	// is 397 B (813 B when it carries the process list), plus 16 B of
+	// framing; 2 hours at 1 Hz is 7,200 records, 2.8 MiB (5.7 MiB if every
+	// record carried processes). 64 MiB holds about 45 hours (at least 22).
 	DefaultSpoolMaxBytes = 64 << 20
 	// memCacheBytes bounds the in-memory copy of recent records that a
 	// disk spool keeps so that live streaming does not read files back.
