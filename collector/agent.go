@@ -278,6 +278,9 @@ func (a *Agent) sampleOnce(ctx context.Context) {
 	} else {
 		s.Procs = s.Procs[:0]
 	}
+	if len(s.Procs) > wire.MaxProcs {
+		s.Procs = s.Procs[:wire.MaxProcs] // the wire's bound; the rest would lose the whole record
+	}
 	if len(s.Events) > wire.MaxEvents {
 		s.Events = s.Events[:wire.MaxEvents]
 	}
