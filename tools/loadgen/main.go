@@ -55,6 +55,8 @@ type options struct {
 	dialers   int
 	senders   int
 	keep      bool
+	perf      string
+	gctrace   bool
 }
 
 func main() {
@@ -70,6 +72,8 @@ func main() {
 	flag.IntVar(&o.dialers, "dialers", 32, "concurrent connection attempts while ramping up")
 	flag.IntVar(&o.senders, "senders", 32, "sending goroutines (each paces its nodes evenly over the second)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, database)")
+	flag.StringVar(&o.perf, "perf", "", "record a CPU profile of the aggregator over the measured interval with perf(1) into this file")
+	flag.BoolVar(&o.gctrace, "gctrace", false, "run the aggregator with GODEBUG=gctrace=1 and print its last GC line (live heap)")
 	flag.Parse()
 	for _, s := range strings.Split(gpus, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -199,6 +203,9 @@ func startAggregator(ctx context.Context, o options, dir string) (*aggregator, s
 	a.cmd = exec.Command(o.bin, "aggregator", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--data-dir", filepath.Join(dir, "data"), "--tokens", filepath.Join(dir, "tokens"))
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	if o.gctrace {
+		a.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	}
 	if err := a.cmd.Start(); err != nil {
 		logf.Close()
 		return nil, "", fmt.Errorf("start aggregator: %w", err)
@@ -237,20 +244,19 @@ func (a *aggregator) stop() error {
 			return fmt.Errorf("aggregator exit: %w: %s", err, tail(a.logf))
 		}
 		return nil
-	case <-time.After(60 * time.Second):
+	case <-time.After(120 * time.Second):
 		_ = a.cmd.Process.Kill()
 		<-a.done
-		return errors.New("aggregator did not exit within 60s of SIGTERM")
+		return fmt.Errorf("aggregator did not exit within 120s of SIGTERM (killed): %s", tail(a.logf))
 	}
 }
 
 type snapshot struct {
-	at      time.Time
-	cpu     time.Duration // aggregator utime+stime
-	rss     int64         // aggregator VmRSS, bytes
-	self    time.Duration // loadgen's own CPU
-	metrics map[string]float64
-	sent    uint64 // GPU-samples the generator sent
+	at   time.Time
+	cpu  time.Duration // aggregator utime+stime
+	rss  int64         // aggregator VmRSS, bytes
+	self time.Duration // loadgen's own CPU
+	sent uint64        // GPU-samples the generator sent
 }
 
 func (a *aggregator) snapshot(ctx context.Context, sent uint64) (snapshot, error) {
@@ -267,8 +273,7 @@ func (a *aggregator) snapshot(ctx context.Context, sent uint64) (snapshot, error
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	s.metrics, err = a.scrape(ctx)
-	return s, err
+	return s, nil
 }
 
 func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus int) error {
@@ -300,49 +305,77 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 	}
 	fmt.Printf("connected %d nodes in %s (%d failed)\n", g.connected.Load(), time.Since(t0).Round(time.Millisecond), g.dialFailed.Load())
 	var wg sync.WaitGroup
-	g.startSenders(runCtx, &wg)
+	sendCtx, cancelSend := context.WithCancel(runCtx)
+	defer cancelSend()
+	g.startSenders(sendCtx, runCtx, &wg)
 	sleep(ctx, o.warmup)
 	s0, err := a.snapshot(ctx, g.sentGPU.Load())
 	if err != nil {
 		return err
 	}
+	var perf *exec.Cmd
+	if o.perf != "" {
+		perf = exec.CommandContext(ctx, "perf", "record", "-F", "499", "-g", "-o", o.perf,
+			"-p", strconv.Itoa(a.cmd.Process.Pid), "--", "sleep", strconv.Itoa(int(o.duration.Seconds())))
+		perf.Stderr = os.Stderr
+		if err := perf.Start(); err != nil {
+			return fmt.Errorf("perf: %w", err)
+		}
+	}
 	sleep(ctx, o.duration)
 	s1, err := a.snapshot(ctx, g.sentGPU.Load())
+	if perf != nil {
+		_ = perf.Wait()
+	}
+	lagging := g.ackLag()
+	// Stop sending and let the last frames land, so the aggregator's
+	// counters can be compared with what was sent.
+	cancelSend()
+	wg.Wait()
+	time.Sleep(2 * time.Second)
+	// /metrics is read only now: a scrape renders every GPU's exporter
+	// series, and its garbage would otherwise count as ingest memory.
+	scrapeStart := time.Now()
+	metrics, err := a.scrape(ctx)
 	if err != nil {
 		return err
 	}
-	lagging := g.ackLag()
-	cancel()
-	wg.Wait()
+	scrapeTook := time.Since(scrapeStart)
+	afterScrape, _ := procRSS(a.cmd.Process.Pid)
 	g.closeAll()
+	cancel()
 	stopped = true
+	stopStart := time.Now()
 	stopErr := a.stop()
+	stopTook := time.Since(stopStart)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	report(o, gpus, base, s0, s1, g, lagging)
+	report(o, gpus, base, s0, s1, g, lagging, metrics)
+	fmt.Printf("after the senders stopped: sent %d GPU-samples in all, the aggregator counts %.0f ingested\n", g.sentGPU.Load(), metrics["fleettop_ingest_gpu_samples_total"])
+	fmt.Printf("one /metrics scrape (all exporter series) took %s; RSS after it %.1f MiB\n", scrapeTook.Round(time.Millisecond), mib(afterScrape))
+	if o.gctrace {
+		fmt.Println("last GC before exit:", lastGC(a.logf))
+	}
 	if stopErr != nil {
 		return stopErr
 	}
-	fmt.Println("aggregator exited 0 on SIGTERM")
+	fmt.Printf("aggregator exited 0 on SIGTERM after %s\n", stopTook.Round(time.Millisecond))
 	return nil
 }
 
-func report(o options, gpus int, base, s0, s1 snapshot, g *generator, lagging int) {
+func report(o options, gpus int, base, s0, s1 snapshot, g *generator, lagging int, m map[string]float64) {
 	secs := s1.at.Sub(s0.at).Seconds()
-	ingested := s1.metrics["fleettop_ingest_gpu_samples_total"] - s0.metrics["fleettop_ingest_gpu_samples_total"]
 	sent := float64(s1.sent - s0.sent)
 	cpu := (s1.cpu - s0.cpu).Seconds()
-	fmt.Printf("measured %.1f s: sent %.0f GPU-samples/s, aggregator ingested %.0f GPU-samples/s (target %d/s)\n",
-		secs, sent/secs, ingested/secs, gpus)
-	if ingested > 0 {
-		fmt.Printf("aggregator CPU: %.2f cores, %.2f µs per GPU-sample (target ≤ 5)\n", cpu/secs, cpu*1e6/ingested)
+	fmt.Printf("measured %.1f s: sent %.0f GPU-samples/s (target %d/s)\n", secs, sent/secs, gpus)
+	if sent > 0 {
+		fmt.Printf("aggregator CPU: %.2f cores, %.2f µs per GPU-sample (target ≤ 5)\n", cpu/secs, cpu*1e6/sent)
 	}
 	fmt.Printf("loadgen CPU: %.2f cores\n", (s1.self-s0.self).Seconds()/secs)
 	per := float64(s1.rss-base.rss) / float64(gpus)
 	fmt.Printf("aggregator RSS: %.1f MiB (baseline %.1f MiB): %.0f B per GPU beyond the baseline\n", mib(s1.rss), mib(base.rss), per)
 	fmt.Printf("  history ring: %d B per GPU (aggregator/history.go: 1020 points × 6 B, one 6 KiB size class); beyond it %.0f B per GPU (target ≤ 2048)\n", historyRingBytes, per-historyRingBytes)
-	m := s1.metrics
 	fmt.Printf("aggregator /metrics: gpu_samples_total %.0f, records_total %.0f, bytes_total %.0f, seq_gaps_total %.0f, duplicates_total %.0f, collectors_connected %.0f, commit_errors_total %.0f\n",
 		m["fleettop_ingest_gpu_samples_total"], m["fleettop_ingest_records_total"], m["fleettop_ingest_bytes_total"],
 		m["fleettop_ingest_seq_gaps_total"], m["fleettop_ingest_duplicates_total"], m["fleettop_collectors_connected"], m["fleettop_commit_errors_total"])
@@ -356,7 +389,7 @@ func report(o options, gpus int, base, s0, s1 snapshot, g *generator, lagging in
 		rejects = []string{"none"}
 	}
 	fmt.Printf("  rejected: %s\n", strings.Join(rejects, ", "))
-	fmt.Printf("loadgen: %d sessions lost, %d closed by the aggregator, %d nodes more than 5 s behind on acks at the end\n",
+	fmt.Printf("loadgen: %d sessions lost, %d closed by the aggregator, %d nodes more than 5 s behind on acks at the end of the measured interval\n",
 		g.lost.Load(), g.closedByPeer.Load(), lagging)
 }
 
@@ -506,8 +539,9 @@ func (g *generator) readAcks(nd *node, dec *wire.Decoder) {
 	}
 }
 
-// startSenders paces every node at one frame a second, spread evenly.
-func (g *generator) startSenders(ctx context.Context, wg *sync.WaitGroup) {
+// startSenders paces every node at one frame a second, spread evenly, until
+// ctx ends; writes use writeCtx, so stopping the senders never cuts a frame.
+func (g *generator) startSenders(ctx, writeCtx context.Context, wg *sync.WaitGroup) {
 	for w := range g.o.senders {
 		var mine []*node
 		for i := w; i < len(g.nodes); i += g.o.senders {
@@ -535,7 +569,7 @@ func (g *generator) startSenders(ctx context.Context, wg *sync.WaitGroup) {
 					if ctx.Err() != nil {
 						return
 					}
-					g.send(ctx, nd)
+					g.send(writeCtx, nd)
 				}
 			}
 		}()
@@ -681,6 +715,22 @@ func secret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// lastGC returns the last gctrace line the aggregator logged before it
+// began shutting down.
+func lastGC(path string) string {
+	b, _ := os.ReadFile(path)
+	last := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "shutting down") {
+			break
+		}
+		if strings.HasPrefix(l, "gc ") {
+			last = l
+		}
+	}
+	return last
 }
 
 func tail(path string) string {
