@@ -83,6 +83,10 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	defer s.commitMu.Unlock()
 	batches := append(s.retry, s.drain()...)
 	s.retry = nil
+	if err := s.prepare(ctx); err != nil {
+		s.retry = batches
+		return fmt.Errorf("commit: %w", err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		s.retry = batches
@@ -105,29 +109,47 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 
 // writer holds one Commit's transaction and prepared statements.
 type writer struct {
-	s     *Store
-	tx    *sql.Tx
-	ctx   context.Context
-	stmts map[string]*sql.Stmt
+	s   *Store
+	tx  *sql.Tx
+	ctx context.Context
 	// staged changes to Store.nodes, applied only once the transaction commits
 	staged map[string]*nodeState
 	pruned bool
 }
 
-func (w *writer) exec(q string, args ...any) error {
-	st, ok := w.stmts[q]
-	if !ok {
-		var err error
-		st, err = w.tx.PrepareContext(w.ctx, q)
+// stmt returns q prepared for this transaction. The store has one
+// connection, which the transaction holds: a statement seen for the first
+// time is prepared on the transaction and queued, to be prepared on the
+// database before the next Commit begins; from then on the transaction
+// reuses it without preparing again.
+func (w *writer) stmt(q string) (*sql.Stmt, error) {
+	if st, ok := w.s.stmts[q]; ok {
+		return w.tx.StmtContext(w.ctx, st), nil
+	}
+	w.s.unprepared[q] = true
+	return w.tx.PrepareContext(w.ctx, q)
+}
+
+// prepare prepares the statements queued by stmt; called outside any
+// transaction.
+func (s *Store) prepare(ctx context.Context) error {
+	for q := range s.unprepared {
+		st, err := s.db.PrepareContext(ctx, q)
 		if err != nil {
 			return err
 		}
-		if w.stmts == nil {
-			w.stmts = map[string]*sql.Stmt{}
-		}
-		w.stmts[q] = st
+		s.stmts[q] = st
+		delete(s.unprepared, q)
 	}
-	_, err := st.ExecContext(w.ctx, args...)
+	return nil
+}
+
+func (w *writer) exec(q string, args ...any) error {
+	st, err := w.stmt(q)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(w.ctx, args...)
 	return err
 }
 

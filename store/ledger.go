@@ -218,7 +218,11 @@ func (w *writer) minutes(id string, hour int64) ([]minuteRow, error) {
 	for i := range 60 {
 		args[i+1] = hour + int64(i)*minuteMs
 	}
-	rows, err := w.tx.QueryContext(w.ctx, minuteQuery, args...)
+	st, err := w.stmt(minuteQuery)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(w.ctx, args...)
 	if err != nil {
 		return nil, err
 	}

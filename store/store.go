@@ -67,7 +67,12 @@ type Options struct {
 	// Price supplies a node's lease price when the node's own lease labels
 	// carry none (the aggregator's price table). Optional.
 	Price func(n *fleet.Node) (fleet.Money, bool)
-	// Clock is the time source (default time.Now).
+	// SyncNormal trades the power-cut guarantee for speed (synchronous=NORMAL:
+	// a committed transaction survives a process crash, kill -9 included,
+	// but may be lost with the machine's power). Tests and benchmarks.
+	SyncNormal bool
+	// Clock is the time source (default time.Now). fleettop demo passes its
+	// simulated clock, so that leases accrue in simulated time.
 	Clock  func() time.Time
 	Logger *slog.Logger
 }
@@ -108,10 +113,12 @@ type Store struct {
 	accMu sync.RWMutex
 	accs  map[string]*nodeAcc // node id → in-memory accumulator
 
-	commitMu  sync.Mutex            // one Commit at a time
-	retry     []*nodeBatch          // drained by a Commit that failed; written by the next
-	nodes     map[string]*nodeState // durable per-node state, owned by Commit
-	lastPrune time.Time
+	commitMu   sync.Mutex            // one Commit at a time
+	stmts      map[string]*sql.Stmt  // prepared once, used by every Commit
+	unprepared map[string]bool       // statements to prepare before the next Commit
+	retry      []*nodeBatch          // drained by a Commit that failed; written by the next
+	nodes      map[string]*nodeState // durable per-node state, owned by Commit
+	lastPrune  time.Time
 }
 
 // Open opens (creating if needed) the database at path and migrates it to
@@ -136,7 +143,11 @@ func Open(path string, o Options) (*Store, error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 		// FULL: a committed transaction survives a power cut, not only a
 		// process crash; the aggregator commits about once a second.
-		q.Add("_pragma", "synchronous(FULL)")
+		if o.SyncNormal {
+			q.Add("_pragma", "synchronous(NORMAL)")
+		} else {
+			q.Add("_pragma", "synchronous(FULL)")
+		}
 		q.Add("_txlock", "immediate")
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
@@ -149,7 +160,7 @@ func Open(path string, o Options) (*Store, error) {
 		// connection keeps prepared statements and the page cache warm.
 		db.SetMaxOpenConns(1)
 	}
-	s := &Store{db: db, opts: o, path: path, accs: map[string]*nodeAcc{}, nodes: map[string]*nodeState{}}
+	s := &Store{db: db, opts: o, path: path, accs: map[string]*nodeAcc{}, nodes: map[string]*nodeState{}, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{}}
 	ctx := context.Background()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -190,6 +201,12 @@ func (s *Store) Close() error {
 	var err error
 	if !s.opts.ReadOnly {
 		err = s.Flush(context.Background())
+		s.commitMu.Lock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		clear(s.stmts)
+		s.commitMu.Unlock()
 	}
 	return errors.Join(err, s.db.Close())
 }

@@ -152,18 +152,6 @@ func reportRates(c *cobra.Command, st *store.Store, o reportOptions) (*cost.Rate
 	return &rates, nil
 }
 
-// rateDecimal formats coef × 10^-scale as a decimal string.
-func rateDecimal(coef int64, scale int) string {
-	s := strconv.FormatInt(coef, 10)
-	if scale == 0 {
-		return s
-	}
-	if len(s) <= scale {
-		s = strings.Repeat("0", scale-len(s)+1) + s
-	}
-	return s[:len(s)-scale] + "." + s[len(s)-scale:]
-}
-
 // parseWhen reads a time (2006-01-02, RFC 3339) or a duration back from ref
 // (7d, 2w, 36h).
 func parseWhen(s string, ref time.Time) (time.Time, error) {
