@@ -69,7 +69,11 @@ func Ledger(vs []Version, origin, from, to time.Time, mins []GPUMinute, team str
 			continue
 		}
 		idle := min(m.IdleMs, r)
-		p := priced{key{vs[vi].Price.Currency, m.Job, m.Team}, vs[vi].Price.Micros}
+		mt := m.Team
+		if m.Job == "" && mt == "" {
+			mt = team // job-less GPU-time without a team is the node's
+		}
+		p := priced{key{vs[vi].Price.Currency, m.Job, mt}, vs[vi].Price.Micros}
 		u := used[p]
 		if u == nil {
 			u = new([2]int64)

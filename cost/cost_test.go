@@ -1,0 +1,268 @@
+package cost
+
+import (
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+var t0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+func at(h, m, s int) time.Time {
+	return t0.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second)
+}
+
+func usd(micros int64) fleet.Money { return fleet.Money{Micros: micros, Currency: "USD"} }
+
+func TestPriceTimesAndRound(t *testing.T) {
+	for _, c := range []struct {
+		price, ms int64
+		want      Exact
+		round     int64
+	}{
+		{2_500_000, 3_600_000, Exact{2_500_000, 0}, 2_500_000},
+		{2_500_000, 1_000, Exact{694, 1_600_000}, 694},             // 694.444…
+		{1_000_001, 1_800_000, Exact{500_000, 1_800_000}, 500_000}, // 500000.5 → even
+		{1_000_003, 1_800_000, Exact{500_001, 1_800_000}, 500_002}, // 500001.5 → even
+		{3, 3_000_000, Exact{2, 1_800_000}, 2},                     // 2.5 → 2
+		{-2_500_000, 1_000, Exact{-695, 2_000_000}, -694},          // −694.44…
+		{0, 1_000, Exact{}, 0},
+	} {
+		got := PriceTimes(c.price, c.ms)
+		if got != c.want || got.Round() != c.round {
+			t.Errorf("PriceTimes(%d, %d) = %v (rounds %d), want %v (%d)", c.price, c.ms, got, got.Round(), c.want, c.round)
+		}
+		if RoundRat(got.Rat()) != c.round {
+			t.Errorf("RoundRat(%v) = %d, want %d", got, RoundRat(got.Rat()), c.round)
+		}
+	}
+	// 1e12 micros/h × 1e10 ms would need more than 64 bits of micro-units
+	defer func() {
+		if recover() == nil {
+			t.Error("PriceTimes did not refuse an overflow")
+		}
+	}()
+	PriceTimes(1<<62, 1<<40)
+}
+
+func TestExactAddSub(t *testing.T) {
+	a := MakeExact(5, 3_000_000)
+	b := MakeExact(1, 1_000_000)
+	if got := a.Add(b); got != (Exact{7, 400_000}) {
+		t.Errorf("Add = %v", got)
+	}
+	if got := b.Sub(a); got != (Exact{-5, 1_600_000}) {
+		t.Errorf("Sub = %v", got)
+	}
+	if got := MakeExact(0, -1); got != (Exact{-1, RemDen - 1}) {
+		t.Errorf("MakeExact(0,-1) = %v", got)
+	}
+}
+
+func TestAccrue(t *testing.T) {
+	perSec := func(price int64, gpus int, start, end time.Time) Version {
+		return Version{Price: usd(price), GPUs: gpus, Billing: fleet.BillPerSecond, Start: start, End: end}
+	}
+	perHour := func(price int64, gpus int, start, end time.Time) Version {
+		v := perSec(price, gpus, start, end)
+		v.Billing = fleet.BillPerStartedHour
+		return v
+	}
+	withFrom := func(v Version, from time.Time) Version { v.From = from; return v }
+	for _, c := range []struct {
+		name             string
+		vs               []Version
+		origin, from, to time.Time
+		leasedMs         int64
+		basis, charge    Exact
+	}{
+		{"per second, one hour, 8 GPUs", []Version{perSec(2_000_000, 8, t0, time.Time{})}, t0, at(1, 0, 0), at(2, 0, 0),
+			8 * 3_600_000, Exact{16_000_000, 0}, Exact{16_000_000, 0}},
+		{"clipped by lease start and end", []Version{perSec(3_600_000, 1, at(1, 30, 0), at(1, 40, 0))}, t0, t0, at(3, 0, 0),
+			600_000, Exact{600_000, 0}, Exact{600_000, 0}},
+		{"clipped by origin", []Version{perSec(3_600_000, 1, t0, time.Time{})}, at(0, 59, 0), t0, at(1, 0, 0),
+			60_000, Exact{60_000, 0}, Exact{60_000, 0}},
+		{"price change mid-interval", []Version{perSec(1_000_000, 2, t0, time.Time{}), withFrom(perSec(2_000_000, 2, t0, time.Time{}), at(0, 30, 0))},
+			t0, t0, at(1, 0, 0), 2 * 3_600_000, Exact{3_000_000, 0}, Exact{3_000_000, 0}},
+		{"per started hour: 90 minutes are two hours", []Version{perHour(2_000_000, 1, at(0, 10, 0), at(1, 40, 0))}, t0, t0, at(5, 0, 0),
+			5_400_000, Exact{3_000_000, 0}, Exact{4_000_000, 0}},
+		{"per started hour: charged where the hour starts", []Version{perHour(2_000_000, 1, at(0, 10, 0), time.Time{})}, t0, at(1, 0, 0), at(2, 0, 0),
+			3_600_000, Exact{2_000_000, 0}, Exact{2_000_000, 0}},
+		{"per started hour: none starts in [0:20, 1:05)", []Version{perHour(2_000_000, 1, at(0, 10, 0), time.Time{})}, t0, at(0, 20, 0), at(1, 5, 0),
+			2_700_000, Exact{1_500_000, 0}, Exact{}},
+		{"per started hour at the price when it starts", []Version{perHour(1_000_000, 1, t0, time.Time{}), withFrom(perHour(3_000_000, 1, t0, time.Time{}), at(0, 30, 0))},
+			t0, t0, at(2, 0, 0), 7_200_000, Exact{5_000_000, 0}, Exact{4_000_000, 0}},
+		{"per started hour: hour in progress at origin", []Version{perHour(1_000_000, 1, at(0, 10, 0), time.Time{})}, at(0, 40, 0), t0, at(1, 20, 0),
+			2_400_000, MakeExact(666_666, 2_400_000), Exact{2_000_000, 0}},
+		{"nothing before the lease", []Version{perSec(1_000_000, 1, at(5, 0, 0), time.Time{})}, t0, t0, at(5, 0, 0),
+			0, Exact{}, Exact{}},
+	} {
+		got := Accrue(c.vs, c.origin, c.from, c.to)
+		var a Accrual
+		if len(got) > 0 {
+			a = got[0]
+		}
+		if len(got) > 1 || a.LeasedGPUms != c.leasedMs || a.Basis != c.basis || a.Charge != c.charge {
+			t.Errorf("%s: got %+v, want leased %d basis %v charge %v", c.name, got, c.leasedMs, c.basis, c.charge)
+		}
+	}
+}
+
+func TestLedgerSplitsAmongJobs(t *testing.T) {
+	vs := []Version{{Price: usd(3_600_000), GPUs: 2, Billing: fleet.BillPerSecond, Start: t0}}
+	mins := []GPUMinute{
+		{Device: 0, Minute: at(0, 0, 0), ReportedMs: 60_000, Job: "j1", Team: "a"},
+		{Device: 0, Minute: at(0, 1, 0), ReportedMs: 60_000, IdleMs: 60_000, Job: "j1", Team: "a"},
+		{Device: 1, Minute: at(0, 0, 0), ReportedMs: 60_000, IdleMs: 60_000},
+	}
+	lines := Ledger(vs, t0, t0, at(0, 3, 0), mins, "ops")
+	want := []Line{
+		{Currency: "USD", Job: "", Team: "ops", LeasedGPUms: 240_000, ReportedGPUms: 60_000, IdleGPUms: 60_000, DarkGPUms: 180_000,
+			Spend: Exact{240_000, 0}, Idle: Exact{60_000, 0}, Dark: Exact{180_000, 0}},
+		{Currency: "USD", Job: "j1", Team: "a", LeasedGPUms: 120_000, ReportedGPUms: 120_000, IdleGPUms: 60_000,
+			Spend: Exact{120_000, 0}, Idle: Exact{60_000, 0}},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("lines = %+v", lines)
+	}
+	for i := range want {
+		if lines[i] != want[i] {
+			t.Errorf("line %d = %+v\nwant %+v", i, lines[i], want[i])
+		}
+	}
+}
+
+func TestRates(t *testing.T) {
+	r, err := ParseRates("usd", map[string]string{"SGD": "0.7412", "AED": "0.2723"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		in   fleet.Money
+		want int64
+	}{
+		{fleet.Money{Micros: 1_000_000, Currency: "SGD"}, 741_200},
+		{fleet.Money{Micros: 5, Currency: "SGD"}, 4},   // 3.706 → 4
+		{fleet.Money{Micros: 50, Currency: "AED"}, 14}, // 13.615 → 14
+		{fleet.Money{Micros: 7, Currency: "USD"}, 7},
+	} {
+		got, err := r.Convert(c.in)
+		if err != nil || got.Micros != c.want || got.Currency != "USD" {
+			t.Errorf("Convert(%v) = %v, %v; want %d USD", c.in, got, err, c.want)
+		}
+	}
+	if _, err := r.Convert(fleet.Money{Micros: 1, Currency: "EUR"}); err == nil {
+		t.Error("Convert without a rate succeeded")
+	}
+	// one rounding per line: 3 × 0.5 micro SGD-equivalents would round to 0
+	// each, but sum to 1.5 → 2.
+	sum, err := r.Sum(map[string]Exact{"USD": MakeExact(0, RemDen/2), "SGD": {Micros: 1}})
+	if err != nil || sum.Micros != 1 { // 0.5 + 0.7412 = 1.2412 → 1
+		t.Errorf("Sum = %v, %v; want 1", sum, err)
+	}
+	sg, err := r.Rebase("SGD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sg.Convert(fleet.Money{Micros: 741_200, Currency: "USD"}); got.Micros != 1_000_000 || got.Currency != "SGD" {
+		t.Errorf("rebased Convert = %v, want 1 SGD", got)
+	}
+	for _, bad := range []string{"", "1/3", "1e3", "abc", "0", "-1"} {
+		if _, err := ParseRates("USD", map[string]string{"SGD": bad}); err == nil {
+			t.Errorf("ParseRates accepted %q", bad)
+		}
+	}
+}
+
+func TestPeriodsAndProjection(t *testing.T) {
+	sgt := time.FixedZone("SGT", 8*3600)
+	now := time.Date(2026, 3, 31, 20, 0, 0, 0, time.UTC) // 1 April 04:00 in Singapore
+	day, month, end := Periods(now, sgt)
+	if !day.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, sgt)) || !month.Equal(day) || !end.Equal(time.Date(2026, 5, 1, 0, 0, 0, 0, sgt)) {
+		t.Errorf("Periods = %v %v %v", day, month, end)
+	}
+	// 10 USD spent, 1 USD/h burn, 2 hours left in March UTC
+	now = time.Date(2026, 3, 31, 22, 0, 0, 0, time.UTC)
+	if got := Project(Exact{10_000_000, 0}, 1_000_000, now, time.UTC); got != (Exact{12_000_000, 0}) {
+		t.Errorf("Project = %v, want 12 USD", got)
+	}
+	vs := []Version{{Price: usd(1_000_000), GPUs: 1, Billing: fleet.BillPerSecond, Start: t0}}
+	if got := Spend(vs, t0, t0, at(1, 30, 0), "USD"); got != (Exact{1_500_000, 0}) {
+		t.Errorf("Spend = %v", got)
+	}
+	if got, ok := EffectivePricePerUsedHour(Exact{3_000_000, 0}, 90*time.Minute); !ok || got != 2_000_000 {
+		t.Errorf("EffectivePricePerUsedHour = %d, %v", got, ok)
+	}
+	if _, ok := EffectivePricePerUsedHour(Exact{3_000_000, 0}, 0); ok {
+		t.Error("effective price with nothing used")
+	}
+	if got := IdleSpend(2_000_000, 30*time.Minute); got != (Exact{1_000_000, 0}) {
+		t.Errorf("IdleSpend = %v", got)
+	}
+	if got := DarkSpend(2_000_000, time.Second); got != MakeExact(555, 2_000_000) {
+		t.Errorf("DarkSpend = %v", got)
+	}
+	if got := Burn(usd(2_500_000), 8); got != usd(20_000_000) {
+		t.Errorf("Burn = %v", got)
+	}
+}
+
+func TestBudgets(t *testing.T) {
+	for _, c := range []struct {
+		limit, spent int64
+		want         BudgetLevel
+	}{
+		{100, 0, BudgetOK},
+		{100, 79, BudgetOK},
+		{100, 80, BudgetWarn},
+		{1_000_000, 799_999, BudgetOK},
+		{1_000_000, 800_000, BudgetWarn},
+		{1_000_000, 999_999, BudgetWarn},
+		{1_000_000, 1_000_000, BudgetExceeded},
+		{0, 1, BudgetExceeded},
+		{0, 0, BudgetOK},
+	} {
+		if got := CheckBudget(Budget{Limit: c.limit}, c.spent); got.Level != c.want {
+			t.Errorf("CheckBudget(%d of %d) = %v, want %v", c.spent, c.limit, got.Level, c.want)
+		}
+	}
+	st := CheckBudgets([]Budget{{"team", "vision", 100}, {"region", "Singapore", 100}},
+		map[string]int64{"region/Singapore": 85, "team/vision": 120})
+	if len(st) != 2 || st[0].Name != "Singapore" || st[0].Level != BudgetWarn || st[1].Level != BudgetExceeded ||
+		st[0].Percent.Cmp(big.NewRat(85, 1)) != 0 {
+		t.Errorf("CheckBudgets = %+v", st)
+	}
+}
+
+func TestLeasesEnding(t *testing.T) {
+	now := t0
+	ls := []NodeLease{
+		{"a", fleet.Lease{End: now.Add(72 * time.Hour)}},
+		{"b", fleet.Lease{End: now.Add(24 * time.Hour)}},
+		{"c", fleet.Lease{}},                                 // open-ended
+		{"d", fleet.Lease{End: now.Add(-time.Hour)}},         // over
+		{"e", fleet.Lease{End: now.Add(8 * 24 * time.Hour)}}, // beyond 7 days
+		{"f", fleet.Lease{End: now.Add(7 * 24 * time.Hour)}}, // exactly 7 days
+	}
+	got := LeasesEnding(ls, now, 7*24*time.Hour)
+	var names []string
+	for _, e := range got {
+		names = append(names, e.Node)
+	}
+	if want := "b a f"; join(names) != want {
+		t.Errorf("LeasesEnding = %q, want %q", join(names), want)
+	}
+}
+
+func join(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out
+}
