@@ -19,6 +19,7 @@ type nodeBatch struct {
 	lastMs  int64
 	buckets []bucket
 	events  []fleet.Event
+	alerts  []fleet.Alert
 }
 
 // drain takes everything Record accumulated since the last drain.
@@ -83,6 +84,9 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	defer s.commitMu.Unlock()
 	batches := append(s.retry, s.drain()...)
 	s.retry = nil
+	if alerts := s.takeAlerts(); len(alerts) > 0 {
+		batches = append(batches, &nodeBatch{alerts: alerts})
+	}
 	if err := s.prepare(ctx); err != nil {
 		s.retry = batches
 		return fmt.Errorf("commit: %w", err)
@@ -198,6 +202,12 @@ ON CONFLICT (minute_ms, node_id, idx) DO UPDATE SET
 
 func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, force bool) (*ledgerPlan, error) {
 	for _, nb := range batches {
+		if nb.id == "" {
+			if err := w.writeAlerts(nb.alerts); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := w.writeNode(nb); err != nil {
 			return nil, fmt.Errorf("node %s: %w", nb.id, err)
 		}
@@ -345,4 +355,38 @@ func (w *writer) done(p *ledgerPlan) {
 	if w.pruned {
 		w.s.lastPrune = w.s.opts.Clock()
 	}
+}
+
+// RecordAlert queues an alert's start or end (the same ID and Start again
+// with End set) for the next Commit. It does no I/O.
+func (s *Store) RecordAlert(a fleet.Alert) {
+	s.alertMu.Lock()
+	s.alerts = append(s.alerts, a)
+	s.alertMu.Unlock()
+}
+
+func (s *Store) takeAlerts() []fleet.Alert {
+	s.alertMu.Lock()
+	defer s.alertMu.Unlock()
+	a := s.alerts
+	s.alerts = nil
+	return a
+}
+
+func (w *writer) writeAlerts(as []fleet.Alert) error {
+	for _, a := range as {
+		var end int64
+		if !a.End.IsZero() {
+			end = a.End.UnixMilli()
+		}
+		if err := w.exec(`INSERT INTO alerts (id, start_ms, end_ms, kind, severity, node_id, region, device, job, message)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id, start_ms) DO UPDATE SET end_ms = excluded.end_ms, severity = excluded.severity,
+				message = excluded.message`,
+			a.ID, a.Start.UnixMilli(), end, string(a.Kind), string(a.Severity), a.Node, a.Region, a.Device, a.Job,
+			a.Message); err != nil {
+			return fmt.Errorf("write alert: %w", err)
+		}
+	}
+	return nil
 }

@@ -113,6 +113,9 @@ type Store struct {
 	accMu sync.RWMutex
 	accs  map[string]*nodeAcc // node id → in-memory accumulator
 
+	alertMu sync.Mutex
+	alerts  []fleet.Alert // queued by RecordAlert
+
 	commitMu   sync.Mutex            // one Commit at a time
 	stmts      map[string]*sql.Stmt  // prepared once, used by every Commit
 	unprepared map[string]bool       // statements to prepare before the next Commit

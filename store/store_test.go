@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,5 +92,110 @@ func TestCommitLastSeqsReopen(t *testing.T) {
 	// 90 s of 2 GPUs at 2.5 USD per GPU-hour = 0.125 USD
 	if leased != 180_000 || spend != 125_000 {
 		t.Fatalf("ledger: %d GPU-ms, %d micros; want 180000, 125000", leased, spend)
+	}
+}
+
+// TestConcurrentRecord records from many goroutines while commits run, as the
+// aggregator's sessions do; nothing may be lost or counted twice.
+func TestConcurrentRecord(t *testing.T) {
+	ctx := context.Background()
+	clk := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: func() time.Time { return clk }, SyncNormal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nodes, samples = 8, 150
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := testNode(fmt.Sprintf("n%d", i), 2)
+			for s := 1; s <= samples; s++ {
+				st.Record(n, testSample(uint64(s), clk.Add(time.Duration(s)*time.Second), 2, 0.3))
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	for loop := true; loop; {
+		select {
+		case <-done:
+			loop = false
+		default:
+		}
+		if err := st.Commit(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.RecordAlert(fleet.Alert{ID: "idle/n1", Kind: fleet.EventIdle, Severity: fleet.SevWarning, Node: "n1", Device: -1,
+		Message: "idle", Start: clk})
+	if err := st.Commit(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.RecordAlert(fleet.Alert{ID: "idle/n1", Kind: fleet.EventIdle, Severity: fleet.SevWarning, Node: "n1", Device: -1,
+		Message: "idle", Start: clk, End: clk.Add(time.Hour)})
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(st.Path(), Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var total int64
+	if err := ro.DB().QueryRow(`SELECT SUM(samples) FROM rollup_minute`).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if total != nodes*samples*2 {
+		t.Fatalf("%d GPU-samples stored, want %d", total, nodes*samples*2)
+	}
+	as, err := ro.Alerts(ctx, clk, clk.Add(2*time.Hour))
+	if err != nil || len(as) != 1 || !as[0].End.Equal(clk.Add(time.Hour)) {
+		t.Fatalf("alerts = %+v, %v; want one, ended after an hour", as, err)
+	}
+}
+
+// TestReadOnlyWhileWriting opens the database read-only (as fleettop report
+// does) while a writer holds it open and keeps committing.
+func TestReadOnlyWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	path := filepath.Join(t.TempDir(), "fleettop.db")
+	st, err := Open(path, Options{Clock: clk.Now, SyncNormal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := testNode("n1", 1)
+	for i := 1; i <= 120; i++ {
+		st.Record(n, testSample(uint64(i), clk.t, 1, 0.9))
+		clk.t = clk.t.Add(time.Second)
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	us, err := ro.Usage(ctx, "region", clk.t.Add(-time.Hour), clk.t.Add(time.Hour))
+	if err != nil || len(us) != 1 || us[0].LeasedGPUms != 120_000 {
+		t.Fatalf("usage = %+v, %v; want 120 s leased", us, err)
+	}
+	for i := 121; i <= 180; i++ {
+		st.Record(n, testSample(uint64(i), clk.t, 1, 0.9))
+		clk.t = clk.t.Add(time.Second)
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	us, err = ro.Usage(ctx, "region", clk.t.Add(-time.Hour), clk.t.Add(time.Hour))
+	if err != nil || len(us) != 1 || us[0].LeasedGPUms != 180_000 {
+		t.Fatalf("usage after more commits = %+v, %v; want 180 s leased", us, err)
+	}
+	if err := ro.Commit(ctx, nil); err == nil {
+		t.Fatal("a read-only store committed")
 	}
 }
