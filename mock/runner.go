@@ -26,7 +26,10 @@ type RunnerConfig struct {
 	// SpoolRoot is the directory under which every node gets its own spool
 	// directory (SpoolRoot/<node id>).
 	SpoolRoot string
-	Agent     AgentFunc
+	// MemorySpool gives every agent an in-memory spool (spoolDir "")
+	// instead of a directory under SpoolRoot.
+	MemorySpool bool
+	Agent       AgentFunc
 	// Outages makes nodes go dark as the scenario says: their agent stops,
 	// and a fresh one (a new boot, the same spool) starts when they return.
 	Outages bool
@@ -49,7 +52,7 @@ type Runner struct {
 
 // NewRunner checks cfg and returns a runner; Start starts it.
 func NewRunner(cfg RunnerConfig) (*Runner, error) {
-	if cfg.Scenario == nil || cfg.Agent == nil || cfg.SpoolRoot == "" {
+	if cfg.Scenario == nil || cfg.Agent == nil || (cfg.SpoolRoot == "" && !cfg.MemorySpool) {
 		return nil, errors.New("mock runner: scenario, agent and spool root are required")
 	}
 	if cfg.Clock == nil {
@@ -63,8 +66,10 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 
 // Start starts every node's agent; they run until Close.
 func (r *Runner) Start(ctx context.Context) error {
-	if err := os.MkdirAll(r.cfg.SpoolRoot, 0o700); err != nil {
-		return fmt.Errorf("mock runner: spool root: %w", err)
+	if !r.cfg.MemorySpool {
+		if err := os.MkdirAll(r.cfg.SpoolRoot, 0o700); err != nil {
+			return fmt.Errorf("mock runner: spool root: %w", err)
+		}
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	nodes := r.cfg.Scenario.Nodes
@@ -111,6 +116,9 @@ func (r *Runner) node(ctx context.Context, n *Node, delay time.Duration) {
 		return
 	}
 	spool := filepath.Join(r.cfg.SpoolRoot, n.Info.ID)
+	if r.cfg.MemorySpool {
+		spool = ""
+	}
 	clock := r.cfg.Clock
 	for boot := 0; ; boot++ {
 		now := clock.Now()

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleettop/fleettop/aggregator"
+	"github.com/fleettop/fleettop/mock"
+	"github.com/fleettop/fleettop/tui"
+)
+
+func init() { register(newDemoCmd) }
+
+// demoOptions configure `fleettop demo`.
+type demoOptions struct {
+	Nodes    int
+	Seed     int64
+	Speed    float64
+	Headless bool
+	Listen   string
+	Tokens   string
+	DataDir  string
+	Interval time.Duration
+	NoColor  bool
+}
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	c := &cobra.Command{
+		Use:   "demo [--nodes N] [--seed S] [--speed X] [--headless]",
+		Short: "Run a simulated multi-region fleet, an aggregator and the TUI in one process",
+		Long: "demo simulates a leased fleet across Singapore, Johor, Dubai, Riyadh and home sites in\n" +
+			"Hangzhou and Beijing, runs a real collector agent per node against a real aggregator on\n" +
+			"a loopback port, and opens the TUI on it. --headless prints the aggregator URL and a\n" +
+			"viewer token instead, so another `fleettop tui`, a scraper or a test can attach.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.Nodes, "nodes", mock.DefaultNodes, "number of simulated nodes")
+	f.Int64Var(&o.Seed, "seed", 1, "scenario seed: the same seed gives the same fleet and values")
+	f.Float64Var(&o.Speed, "speed", 1, "simulated seconds per wall-clock second (cost and history build up faster)")
+	f.BoolVar(&o.Headless, "headless", false, "no TUI: print the aggregator URL and a viewer token, run until interrupted")
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:0", "aggregator listen address (loopback)")
+	f.StringVar(&o.Tokens, "tokens", "", "token file in the aggregator's format (default: generated tokens)")
+	f.StringVar(&o.DataDir, "data-dir", "", "aggregator data directory (default: a temporary directory, removed at exit)")
+	f.DurationVar(&o.Interval, "interval", time.Second, "sampling interval of the simulated collectors")
+	f.BoolVar(&o.NoColor, "no-color", false, "TUI without colour")
+	return c
+}
+
+// demoTokens are the tokens the demo's aggregator accepts and the secrets its
+// own collectors and viewer use.
+type demoTokens struct {
+	tokens    *aggregator.Tokens
+	collector string
+	viewer    string
+	generated bool
+}
+
+// loadDemoTokens reads a token file, or generates a collector and a viewer
+// token when file is "".
+func loadDemoTokens(file string) (demoTokens, error) {
+	if file == "" {
+		c, v := secret(), secret()
+		ts, err := aggregator.ParseTokens(strings.NewReader(fmt.Sprintf("collector demo %s *\nviewer demo %s\n", c, v)), "demo tokens")
+		return demoTokens{tokens: ts, collector: c, viewer: v, generated: true}, err
+	}
+	ts, err := aggregator.LoadTokens(file)
+	if err != nil {
+		return demoTokens{}, usagef("token file: %v", err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return demoTokens{}, usagef("token file: %v", err)
+	}
+	defer f.Close()
+	d := demoTokens{tokens: ts}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		fs := strings.Fields(line)
+		switch {
+		case len(fs) < 3:
+		case fs[0] == string(aggregator.RoleCollector) && d.collector == "" && (len(fs) == 3 || fs[3] == "*"):
+			d.collector = fs[2]
+		case fs[0] == string(aggregator.RoleViewer) && d.viewer == "":
+			d.viewer = fs[2]
+		}
+	}
+	if d.collector == "" || d.viewer == "" {
+		return demoTokens{}, usagef("token file %s needs a collector token for every node (glob *) and a viewer token", file)
+	}
+	return d, nil
+}
+
+func secret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
+	return hex.EncodeToString(b)
+}
+
+func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
+	if o.Nodes <= 0 {
+		return usagef("--nodes must be at least 1")
+	}
+	if o.Speed <= 0 {
+		return usagef("--speed must be positive")
+	}
+	if o.Interval < 10*time.Millisecond {
+		return usagef("--interval %v is too short (at least 10ms)", o.Interval)
+	}
+	toks, err := loadDemoTokens(o.Tokens)
+	if err != nil {
+		return err
+	}
+	dataDir := o.DataDir
+	if dataDir == "" {
+		dataDir, err = os.MkdirTemp("", "fleettop-demo-")
+		if err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		defer os.RemoveAll(dataDir)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return usagef("cannot create data directory %s: %v", dataDir, err)
+	}
+	// Logs go to stderr when headless; under the TUI they would tear the
+	// screen, so they go to a file in the data directory.
+	logOut := stderr
+	if !o.Headless {
+		lf, err := os.OpenFile(filepath.Join(dataDir, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("demo log: %w", err)
+		}
+		defer lf.Close()
+		logOut = lf
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return usagef("cannot listen on %s: %v", o.Listen, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, stopAgg, err := startAggregator(ctx, aggregatorOptions{
+		DataDir:  dataDir,
+		Tokens:   toks.tokens,
+		Name:     "demo",
+		Interval: o.Interval,
+		Logger:   log,
+	}, ln)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 20*time.Second)
+		defer c()
+		_ = stopAgg(sctx)
+	}()
+	addr := ln.Addr().String()
+
+	sc, err := mock.New(mock.Config{Nodes: o.Nodes, Seed: o.Seed})
+	if err != nil {
+		return err
+	}
+	clock := mock.NewClock(sc.Start, o.Speed)
+	r, err := mock.NewRunner(mock.RunnerConfig{
+		Scenario:  sc,
+		Clock:     clock,
+		SpoolRoot: filepath.Join(dataDir, "spool"),
+		Agent:     agentFunc("ws://"+addr, toks.collector, o.Interval, clock, log),
+		Outages:   true,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 20*time.Second)
+		defer c()
+		_ = r.Close(sctx)
+	}()
+
+	if o.Headless {
+		fmt.Fprintf(stdout, "aggregator: http://%s\n", addr)
+		if toks.generated {
+			fmt.Fprintf(stdout, "viewer token: %s\n", toks.viewer)
+		} else {
+			fmt.Fprintf(stdout, "viewer token: the viewer token of %s\n", o.Tokens)
+		}
+		fmt.Fprintf(stdout, "data dir: %s\nattach with: fleettop tui --aggregator http://%s --token-file FILE\n", dataDir, addr)
+		<-ctx.Done()
+		return nil
+	}
+	return tui.Run(ctx, tui.Options{
+		Aggregators: []tui.Endpoint{{URL: "http://" + addr, Token: toks.viewer}},
+		NoColor:     o.NoColor,
+	})
+}

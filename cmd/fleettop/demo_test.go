@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/wire"
+)
+
+// fetchFleet reads /api/v1/fleet with a viewer token.
+func fetchFleet(t *testing.T, base, token string) []wire.NodeView {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/fleet", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	var body struct {
+		Nodes []wire.NodeView `json:"nodes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("decode fleet: %v", err)
+	}
+	return body.Nodes
+}
+
+// waitFleet polls until ok accepts the fleet or the deadline passes.
+func waitFleet(t *testing.T, base, token string, within time.Duration, ok func([]wire.NodeView) string) []wire.NodeView {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var why string
+	for {
+		nodes := fetchFleet(t, base, token)
+		if why = ok(nodes); why == "" {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet never became right: %s", why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestDemoHeadless runs `fleettop demo --headless` in-process and reads the
+// fleet through the aggregator's API with the printed viewer token.
+func TestDemoHeadless(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- runDemo(ctx, demoOptions{Nodes: 40, Seed: 1, Speed: 1, Headless: true,
+			Listen: "127.0.0.1:0", DataDir: t.TempDir(), Interval: 500 * time.Millisecond}, pw, io.Discard)
+		pw.Close()
+	}()
+	var base, token string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() && (base == "" || token == "") {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "aggregator: "); ok {
+			base = v
+		}
+		if v, ok := strings.CutPrefix(line, "viewer token: "); ok {
+			token = v
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if base == "" || token == "" {
+		t.Fatalf("demo printed no URL or token (err %v)", <-done)
+	}
+	nodes := waitFleet(t, base, token, 30*time.Second, func(ns []wire.NodeView) string {
+		regions, jur, vendors, devs, online := map[string]bool{}, map[string]bool{}, map[string]bool{}, 0, 0
+		for _, n := range ns {
+			regions[n.Region] = true
+			jur[n.Jurisdiction] = true
+			if n.State == wire.StateOnline {
+				online++
+			}
+			for _, d := range n.Devices {
+				vendors[string(d.Vendor)] = true
+				devs++
+			}
+		}
+		if len(regions) < 5 || !jur["SG"] || !jur["MY"] || !jur["CN"] || !vendors["nvidia"] || !vendors["ascend"] || devs < 200 || online < 40 {
+			return fmt.Sprintf("%d nodes (%d online), %d regions, jurisdictions %v, vendors %v, %d devices", len(ns), online, len(regions), jur, vendors, devs)
+		}
+		return ""
+	})
+	for _, n := range nodes {
+		if n.Lease.PricePerGPUHour.Micros == 0 || n.Provider == "" {
+			t.Errorf("node %s lacks a lease price or provider", n.ID)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop after cancel")
+	}
+}
+
+// TestDemoTokensFile: with --tokens the demo uses the file's tokens.
+func TestDemoTokensFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tokens")
+	os.WriteFile(f, []byte("# t\ncollector fleet c0llector-secret *\nviewer ops v1ewer-secret\n"), 0o600)
+	d, err := loadDemoTokens(f)
+	if err != nil || d.collector != "c0llector-secret" || d.viewer != "v1ewer-secret" || d.generated {
+		t.Fatalf("loadDemoTokens = %+v, %v", d, err)
+	}
+	os.WriteFile(f, []byte("viewer ops v1ewer-secret\n"), 0o600)
+	if _, err := loadDemoTokens(f); err == nil {
+		t.Fatal("a token file without a collector token was accepted")
+	}
+}
+
+// TestMockAgainstAggregator runs `fleettop mock` with a few hundred nodes
+// against a real aggregator: all online, no sequence gaps.
+func TestMockAgainstAggregator(t *testing.T) {
+	const nodes = 300
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "tokens")
+	os.WriteFile(tokFile, []byte("collector fleet c0llector-secret *\nviewer ops v1ewer-secret\n"), 0o600)
+	os.WriteFile(tokFile+".collector", []byte("c0llector-secret\n"), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop, err := startAggregator(ctx, aggregatorOptions{DataDir: filepath.Join(dir, "agg"), TokensFile: tokFile,
+		Logger: slog.New(slog.DiscardHandler)}, ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 20*time.Second)
+		defer c()
+		if err := stop(sctx); err != nil {
+			t.Errorf("stop aggregator: %v", err)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- runMock(ctx, mockOptions{URL: "ws://" + ln.Addr().String(), Nodes: nodes, TokenFile: tokFile + ".collector",
+			Seed: 1, Interval: 500 * time.Millisecond, Speed: 1}, io.Discard)
+	}()
+	base := "http://" + ln.Addr().String()
+	all := func(ns []wire.NodeView) string {
+		online, gaps := 0, uint64(0)
+		for _, n := range ns {
+			if n.State == wire.StateOnline {
+				online++
+			}
+			gaps += n.Gaps
+		}
+		if len(ns) < nodes || online < nodes || gaps != 0 {
+			return fmt.Sprintf("%d nodes, %d online, %d gaps", len(ns), online, gaps)
+		}
+		return ""
+	}
+	waitFleet(t, base, "v1ewer-secret", 60*time.Second, all)
+	// A few more intervals: still all online, sequences keep advancing, no gaps.
+	first := fetchFleet(t, base, "v1ewer-secret")
+	time.Sleep(2 * time.Second)
+	last := waitFleet(t, base, "v1ewer-secret", 10*time.Second, all)
+	seqs := map[string]uint64{}
+	for _, n := range first {
+		seqs[n.ID] = n.Seq
+	}
+	for _, n := range last {
+		if n.Seq <= seqs[n.ID] {
+			t.Errorf("node %s stuck at seq %d", n.ID, n.Seq)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("mock: %v", err)
+	}
+}
