@@ -328,6 +328,7 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 		_ = perf.Wait()
 	}
 	lagging := g.ackLag()
+	st, _ := procStatus(a.cmd.Process.Pid)
 	// Stop sending and let the last frames land, so the aggregator's
 	// counters can be compared with what was sent.
 	cancelSend()
@@ -352,6 +353,7 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 		return ctx.Err()
 	}
 	report(o, gpus, base, s0, s1, g, lagging, metrics)
+	fmt.Printf("  RSS split: anonymous %.1f MiB, file-backed %.1f MiB, shared memory %.1f MiB\n", mib(st["RssAnon"]), mib(st["RssFile"]), mib(st["RssShmem"]))
 	fmt.Printf("after the senders stopped: sent %d GPU-samples in all, the aggregator counts %.0f ingested\n", g.sentGPU.Load(), metrics["fleettop_ingest_gpu_samples_total"])
 	fmt.Printf("one /metrics scrape (all exporter series) took %s; RSS after it %.1f MiB\n", scrapeTook.Round(time.Millisecond), mib(afterScrape))
 	if o.gctrace {
@@ -687,19 +689,37 @@ func procCPU(pid int) (time.Duration, error) {
 
 // procRSS returns a process's resident set size from /proc/PID/status.
 func procRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := procStatus(pid)
 	if err != nil {
 		return 0, err
 	}
+	rss, ok := m["VmRSS"]
+	if !ok {
+		return 0, errors.New("no VmRSS in /proc/PID/status")
+	}
+	return rss, nil
+}
+
+// procStatus returns the kB fields of /proc/PID/status, in bytes.
+func procStatus(pid int) (map[string]int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
 	defer f.Close()
+	m := map[string]int64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		v, isKB := strings.CutSuffix(strings.TrimSpace(v), " kB")
+		if !ok || !isKB {
+			continue
+		}
+		if kb, err := strconv.ParseInt(v, 10, 64); err == nil {
+			m[k] = kb << 10
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc/PID/status")
+	return m, sc.Err()
 }
 
 func freePort() (int, error) {
