@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -22,44 +23,78 @@ type nodeBatch struct {
 	alerts  []fleet.Alert
 }
 
-// drain takes everything Record accumulated since the last drain.
-func (s *Store) drain() []*nodeBatch {
+// drain takes everything Record accumulated since the last drain: sample
+// deltas go straight into the pending set and, encoded, into jbuf (the
+// journal entry, one record per node that changed, its sequence included);
+// identities and events come back as batches. It copies no bucket.
+func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte) {
 	s.accMu.RLock()
 	accs := make([]*nodeAcc, 0, len(s.accs))
 	for _, a := range s.accs {
 		accs = append(accs, a)
 	}
 	s.accMu.RUnlock()
-	var out []*nodeBatch
+	var metas []*nodeBatch
+	journaled := make(map[string]bool, len(seqs))
 	for _, a := range accs {
-		a.mu.Lock()
-		nb := &nodeBatch{id: a.id, firstMs: a.firstMs, lastMs: a.lastMs}
-		if a.identDirty {
-			id := a.ident
-			nb.ident = &id
-			nb.identAt = a.identAt
-			a.identDirty = false
+		if a.pend == nil {
+			a.pend = s.pend.node(a.id)
 		}
+		pn := a.pend
+		a.mu.Lock()
+		if a.identDirty || len(a.events) > 0 {
+			nb := &nodeBatch{id: a.id, firstMs: a.firstMs, lastMs: a.lastMs, events: a.events}
+			if a.identDirty {
+				id := a.ident
+				nb.ident = &id
+				nb.identAt = a.identAt
+				a.identDirty = false
+			}
+			a.events = nil
+			metas = append(metas, nb)
+		}
+		n := len(a.old)
+		for _, b := range a.cur {
+			if b.samples > 0 {
+				n++
+			}
+		}
+		if n == 0 {
+			a.mu.Unlock()
+			continue
+		}
+		seq, ok := seqs[a.id]
+		if ok {
+			journaled[a.id] = true
+		}
+		jbuf = appendString(jbuf, a.id)
+		jbuf = binary.AppendUvarint(jbuf, seq)
+		jbuf = binary.AppendVarint(jbuf, a.firstMs)
+		jbuf = binary.AppendVarint(jbuf, a.lastMs)
+		jbuf = binary.AppendUvarint(jbuf, uint64(n))
+		pn.addTimes(a.firstMs, a.lastMs)
 		for k, b := range a.old {
-			nb.buckets = append(nb.buckets, *b)
+			jbuf = appendBucket(jbuf, b)
+			pn.addBucket(b)
 			delete(a.old, k)
 		}
 		for _, b := range a.cur {
 			if b.samples > 0 {
-				nb.buckets = append(nb.buckets, *b)
+				jbuf = appendBucket(jbuf, b)
+				pn.addBucket(b)
 				b.reset(b.minute)
 			}
 		}
-		if len(a.events) > 0 {
-			nb.events = a.events
-			a.events = nil
-		}
 		a.mu.Unlock()
-		if nb.ident != nil || len(nb.buckets) > 0 || len(nb.events) > 0 {
-			out = append(out, nb)
+	}
+	for id, seq := range seqs {
+		if !journaled[id] {
+			jbuf = appendString(jbuf, id)
+			jbuf = binary.AppendUvarint(jbuf, seq)
+			jbuf = append(jbuf, 0, 0, 0) // no times, no buckets
 		}
 	}
-	return out
+	return metas, jbuf
 }
 
 // Commit makes everything recorded so far durable together with seqs (node
@@ -82,32 +117,51 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	batches := append(s.retry, s.drain()...)
+	metas, jbuf := s.drain(seqs, s.journalBuf[:0])
+	s.journalBuf = jbuf
+	batches := append(s.retry, metas...)
 	s.retry = nil
 	if alerts := s.takeAlerts(); len(alerts) > 0 {
 		batches = append(batches, &nodeBatch{alerts: alerts})
 	}
-	if err := s.prepare(ctx); err != nil {
-		s.retry = batches
+	// drain put every delta into the pending set at once, whatever becomes
+	// of this Commit: the journal entry below or the next fold writes it.
+	now := s.opts.Clock()
+	fold := force || s.mustFold || now.Sub(s.lastFold) >= s.opts.FoldEvery
+	fail := func(err error) error {
+		s.retry = batches // ident, events and alerts are written again
+		s.mustFold = true // what this Commit drained is only in memory now
 		return fmt.Errorf("commit: %w", err)
+	}
+	if err := s.prepare(ctx); err != nil {
+		return fail(err)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		s.retry = batches
-		return fmt.Errorf("commit: %w", err)
+		return fail(err)
 	}
 	w := &writer{s: s, tx: tx, ctx: ctx}
-	ledger, err := w.write(batches, seqs, force)
+	ledger, err := w.write(batches, seqs, fold, force)
 	if err != nil {
 		tx.Rollback()
-		s.retry = batches
-		return fmt.Errorf("commit: %w", err)
+		return fail(err)
 	}
 	if err := tx.Commit(); err != nil {
-		s.retry = batches
-		return fmt.Errorf("commit: %w", err)
+		return fail(err)
 	}
 	w.done(ledger)
+	if fold {
+		s.pend.reset()
+		s.lastFold = now
+		s.mustFold = false
+	} else {
+		for id, seq := range seqs {
+			s.pend.addSeq(id, seq)
+		}
+	}
+	for id, seq := range seqs {
+		s.durable[id] = seq
+	}
 	return nil
 }
 
@@ -119,6 +173,7 @@ type writer struct {
 	// staged changes to Store.nodes, applied only once the transaction commits
 	staged map[string]*nodeState
 	pruned bool
+	local  map[string]*sql.Stmt // statements prepared on this transaction
 }
 
 // stmt returns q prepared for this transaction. The store has one
@@ -130,8 +185,19 @@ func (w *writer) stmt(q string) (*sql.Stmt, error) {
 	if st, ok := w.s.stmts[q]; ok {
 		return w.tx.StmtContext(w.ctx, st), nil
 	}
+	if st, ok := w.local[q]; ok {
+		return st, nil
+	}
 	w.s.unprepared[q] = true
-	return w.tx.PrepareContext(w.ctx, q)
+	st, err := w.tx.PrepareContext(w.ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if w.local == nil {
+		w.local = map[string]*sql.Stmt{}
+	}
+	w.local[q] = st
+	return st, nil
 }
 
 // prepare prepares the statements queued by stmt; called outside any
@@ -178,10 +244,11 @@ func (w *writer) state(id string) *nodeState {
 	return ns
 }
 
+// upsertMinute adds a bucket to its minute's row; idle_ms is recomputed from
+// the merged mean (the last parameter is the idle threshold).
 const upsertMinute = `INSERT INTO rollup_minute (node_id, idx, minute_ms, samples, util_n, util_sum, util_max,
 	mem_n, mem_sum, power_n, power_sum, energy_j, temp_max, reported_ms, idle_ms, job, team)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-	CASE WHEN ?5 > 0 AND ?6 < ?17 * ?5 THEN ?14 ELSE 0 END, ?15, ?16)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (minute_ms, node_id, idx) DO UPDATE SET
 	samples = samples + excluded.samples,
 	util_n = util_n + excluded.util_n,
@@ -195,12 +262,21 @@ ON CONFLICT (minute_ms, node_id, idx) DO UPDATE SET
 	temp_max = CASE WHEN excluded.temp_max IS NULL THEN temp_max WHEN temp_max IS NULL THEN excluded.temp_max
 		ELSE max(temp_max, excluded.temp_max) END,
 	reported_ms = reported_ms + excluded.reported_ms,
-	idle_ms = CASE WHEN util_n + excluded.util_n > 0 AND util_sum + excluded.util_sum < ?17 * (util_n + excluded.util_n)
+	idle_ms = CASE WHEN util_n + excluded.util_n > 0 AND util_sum + excluded.util_sum < ? * (util_n + excluded.util_n)
 		THEN reported_ms + excluded.reported_ms ELSE 0 END,
 	job = excluded.job,
 	team = excluded.team`
 
-func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, force bool) (*ledgerPlan, error) {
+// idleMs is a fresh bucket's idle time: all of it when its mean utilisation
+// is under thr.
+func (b *bucket) idleMs(thr float64) int64 {
+	if b.utilN > 0 && b.utilSum < thr*float64(b.utilN) {
+		return b.reportedMs
+	}
+	return 0
+}
+
+func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force bool) (*ledgerPlan, error) {
 	for _, nb := range batches {
 		if nb.id == "" {
 			if err := w.writeAlerts(nb.alerts); err != nil {
@@ -208,16 +284,20 @@ func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, force bool)
 			}
 			continue
 		}
-		if err := w.writeNode(nb); err != nil {
+		if err := w.writeNodeMeta(nb); err != nil {
 			return nil, fmt.Errorf("node %s: %w", nb.id, err)
 		}
 	}
-	for id, seq := range seqs {
-		if err := w.exec(`INSERT INTO nodes (id, last_seq) VALUES (?, ?)
-			ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq`, id, int64(seq)); err != nil {
-			return nil, fmt.Errorf("write seq of %s: %w", id, err)
+	if !fold {
+		if len(w.s.journalBuf) > 0 {
+			if err := w.exec(`INSERT INTO journal (data) VALUES (?)`, w.s.journalBuf); err != nil {
+				return nil, fmt.Errorf("write journal: %w", err)
+			}
 		}
-		w.state(id)
+		return nil, nil
+	}
+	if err := w.fold(seqs); err != nil {
+		return nil, err
 	}
 	p, err := w.accrue(batches, force)
 	if err != nil {
@@ -226,37 +306,83 @@ func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, force bool)
 	return p, w.prune()
 }
 
-func (w *writer) writeNode(nb *nodeBatch) error {
+// fold writes everything pending into the rollups and the nodes table and
+// empties the journal.
+func (w *writer) fold(seqs map[string]uint64) error {
+	p := &w.s.pend
+	thr := w.s.opts.IdleThreshold
+	ids := make([]string, 0, len(p.nodes))
+	for id := range p.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // rows in key order: fewer B-tree pages touched
+	for _, id := range ids {
+		pn := p.nodes[id]
+		ns := w.state(id)
+		for i := range pn.buckets {
+			b := &pn.buckets[i]
+			var temp any
+			if b.tempSet {
+				temp = b.tempMax
+			}
+			if err := w.exec(upsertMinute, id, b.idx, b.minute, b.samples, b.utilN, b.utilSum, b.utilMax,
+				b.memN, b.memSum, b.powerN, b.powerSum, b.energy, temp, b.reportedMs, b.idleMs(thr), b.job, b.team,
+				thr); err != nil {
+				return fmt.Errorf("write minute rollup: %w", err)
+			}
+			ns.touch(b.minute)
+		}
+	}
+	write := func(id string, pn *pendNode) error {
+		return w.exec(`INSERT INTO nodes (id, first_seen_ms, last_seen_ms, last_seq) VALUES (?1, ?2, ?3, ?4)
+			ON CONFLICT (id) DO UPDATE SET
+				first_seen_ms = CASE WHEN first_seen_ms = 0 OR (excluded.first_seen_ms > 0 AND excluded.first_seen_ms < first_seen_ms)
+					THEN excluded.first_seen_ms ELSE first_seen_ms END,
+				last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
+				last_seq = CASE WHEN excluded.last_seq > 0 THEN excluded.last_seq ELSE last_seq END`,
+			id, pn.firstMs, pn.lastMs, int64(pn.seq))
+	}
+	for _, id := range ids {
+		n := *p.nodes[id]
+		if seq, ok := seqs[id]; ok {
+			n.seq = seq
+		}
+		if err := write(id, &n); err != nil {
+			return fmt.Errorf("write node %s: %w", id, err)
+		}
+	}
+	for id, seq := range seqs {
+		if _, ok := p.nodes[id]; !ok {
+			if err := write(id, &pendNode{seq: seq}); err != nil {
+				return fmt.Errorf("write node %s: %w", id, err)
+			}
+		}
+	}
+	if err := w.exec(`DELETE FROM journal`); err != nil {
+		return fmt.Errorf("empty journal: %w", err)
+	}
+	return nil
+}
+
+// writeNodeMeta writes what is rare (identity, lease, events) at once and
+// stages the node's first sight for the ledger.
+func (w *writer) writeNodeMeta(nb *nodeBatch) error {
+	cur := w.s.nodes[nb.id]
+	if st, ok := w.staged[nb.id]; ok {
+		cur = st
+	}
+	newFirst := nb.firstMs > 0 && (cur == nil || cur.firstMs == 0 || nb.firstMs < cur.firstMs)
+	if !newFirst && nb.ident == nil && len(nb.events) == 0 {
+		return nil // the common case: nothing but samples, which the journal or fold writes
+	}
 	ns := w.state(nb.id)
-	if ns.firstMs == 0 || (nb.firstMs > 0 && nb.firstMs < ns.firstMs) {
+	if newFirst {
 		ns.firstMs = nb.firstMs
 	}
 	if nb.ident != nil {
 		if err := w.writeIdent(ns, nb); err != nil {
 			return err
 		}
-	}
-	if nb.firstMs > 0 {
-		if err := w.exec(`INSERT INTO nodes (id, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3)
-			ON CONFLICT (id) DO UPDATE SET
-				first_seen_ms = CASE WHEN first_seen_ms = 0 OR excluded.first_seen_ms < first_seen_ms THEN excluded.first_seen_ms ELSE first_seen_ms END,
-				last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)`,
-			nb.id, nb.firstMs, nb.lastMs); err != nil {
-			return fmt.Errorf("write node times: %w", err)
-		}
-	}
-	thr := w.s.opts.IdleThreshold
-	for i := range nb.buckets {
-		b := &nb.buckets[i]
-		var temp any
-		if b.tempSet {
-			temp = b.tempMax
-		}
-		if err := w.exec(upsertMinute, nb.id, b.idx, b.minute, b.samples, b.utilN, b.utilSum, b.utilMax,
-			b.memN, b.memSum, b.powerN, b.powerSum, b.energy, temp, b.reportedMs, b.job, b.team, thr); err != nil {
-			return fmt.Errorf("write minute rollup: %w", err)
-		}
-		ns.touch(b.minute)
 	}
 	for _, e := range nb.events {
 		if err := w.exec(`INSERT INTO events (node_id, time_ms, kind, severity, device, code, message)

@@ -19,7 +19,8 @@ import (
 // and commits as fast as it can, and after each Commit writes the committed
 // sequences to its stdout; the parent SIGKILLs it at a random moment and
 // reopens the database. It must open cleanly, pass integrity_check, and hold
-// every sequence the child reported committed together with its rollups:
+// every sequence the child reported committed together with its rollups
+// (a journal left by the kill is replayed by Open):
 // each sequence is one sample per GPU, so a GPU's stored sample count equals
 // the node's durable sequence — nothing lost, nothing applied twice.
 
@@ -112,7 +113,8 @@ func TestKill9(t *testing.T) {
 func checkAfterCrash(t *testing.T, path string, want map[string]uint64) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := Open(path, Options{ReadOnly: true})
+	// Open as the restarted aggregator would: it replays the journal.
+	st, err := Open(path, Options{Clock: func() time.Time { return crashBase }})
 	if err != nil {
 		t.Fatalf("reopen after kill -9: %v", err)
 	}

@@ -129,6 +129,7 @@ type jobRef struct{ job, team string }
 // by Commit.
 type nodeAcc struct {
 	id         string
+	pend       *pendNode // its record in Store.pend; used by Commit only
 	mu         sync.Mutex
 	ident      ident
 	identDirty bool

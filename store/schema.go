@@ -154,5 +154,11 @@ CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
+`, // 2: the commit journal (see journal.go).
+	`
+CREATE TABLE journal (
+	id   INTEGER PRIMARY KEY,
+	data BLOB NOT NULL
+);
 `,
 }

@@ -32,7 +32,7 @@ const (
 	DefaultMinuteRetention = 30 * 24 * time.Hour
 	DefaultHourRetention   = 2 * 365 * 24 * time.Hour
 	DefaultInterval        = time.Second
-	DefaultLedgerEvery     = time.Minute
+	DefaultLedgerEvery     = 5 * time.Minute
 	DefaultMaxBackfill     = 24 * time.Hour
 )
 
@@ -57,9 +57,13 @@ type Options struct {
 	// since the previous one of its node, up to 5 intervals.
 	Interval time.Duration
 	// LedgerEvery is how often the current hour's ledger rows of a node are
-	// recomputed (default 1m); closed hours are finalised at the first
+	// recomputed (default 5m); closed hours are finalised at the first
 	// Commit after they end, and Close accrues up to the clock.
 	LedgerEvery time.Duration
+	// FoldEvery is how often Commit folds its journal into the minute
+	// rollups and accrues the ledger (default 1m); between folds a Commit
+	// appends one compact journal entry. Reports see data up to the last fold.
+	FoldEvery time.Duration
 	// MaxBackfill bounds how far before a node was first seen its lease
 	// accrues (a lease that started last year on a node first seen today
 	// accrues from a day before today; default 24h).
@@ -93,6 +97,9 @@ func (o *Options) defaults() {
 	if o.LedgerEvery <= 0 {
 		o.LedgerEvery = DefaultLedgerEvery
 	}
+	if o.FoldEvery <= 0 {
+		o.FoldEvery = time.Minute
+	}
 	if o.MaxBackfill <= 0 {
 		o.MaxBackfill = DefaultMaxBackfill
 	}
@@ -122,6 +129,11 @@ type Store struct {
 	retry      []*nodeBatch          // drained by a Commit that failed; written by the next
 	nodes      map[string]*nodeState // durable per-node state, owned by Commit
 	lastPrune  time.Time
+	pend       pending           // committed since the last fold (see journal.go)
+	mustFold   bool              // a Commit failed: the next one folds
+	lastFold   time.Time         // clock at the last fold
+	durable    map[string]uint64 // seqs committed since Open
+	journalBuf []byte
 }
 
 // Open opens (creating if needed) the database at path and migrates it to
@@ -163,7 +175,8 @@ func Open(path string, o Options) (*Store, error) {
 		// connection keeps prepared statements and the page cache warm.
 		db.SetMaxOpenConns(1)
 	}
-	s := &Store{db: db, opts: o, path: path, accs: map[string]*nodeAcc{}, nodes: map[string]*nodeState{}, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{}}
+	s := &Store{db: db, opts: o, path: path, accs: map[string]*nodeAcc{}, nodes: map[string]*nodeState{}, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{},
+		pend: newPending(), durable: map[string]uint64{}}
 	ctx := context.Background()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -186,6 +199,11 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, err
 	}
 	if err := s.load(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.lastFold = o.Clock()
+	if err := s.replayJournal(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -274,6 +292,13 @@ func (s *Store) LastSeqs(ctx context.Context) (map[string]uint64, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read last seqs: %w", err)
+	}
+	if !s.opts.ReadOnly {
+		s.commitMu.Lock()
+		for id, seq := range s.durable { // committed to the journal, not yet folded
+			m[id] = max(m[id], seq)
+		}
+		s.commitMu.Unlock()
 	}
 	return m, nil
 }

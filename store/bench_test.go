@@ -1,0 +1,69 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchRollups feeds a fleet of nodes×8 GPUs at 1 Hz through Record and
+// Commit (one Commit per second of data, as the aggregator does). One
+// iteration is one second of fleet data; "%core" is the CPU it costs as a
+// share of one core running in real time.
+func benchRollups(b *testing.B, nodes int) {
+	ctx := context.Background()
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	now := base
+	st, err := Open(filepath.Join(b.TempDir(), "fleettop.db"), Options{Clock: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ns := make([]*fleet.Node, nodes)
+	ss := make([]*fleet.Sample, nodes)
+	seqs := make(map[string]uint64, nodes)
+	for i := range ns {
+		ns[i] = testNode(fmt.Sprintf("node-%05d", i), 8)
+		ss[i] = testSample(0, base, 8, 0.5)
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for it := 0; it < b.N; it++ {
+		now = base.Add(time.Duration(it) * time.Second)
+		for i, n := range ns {
+			s := ss[i]
+			s.Seq++
+			s.Time = now
+			for d := range s.Devices {
+				s.Devices[d].Values[fleet.MetricUtil] = float64((it+i+d)%100) / 100
+			}
+			st.Record(n, s)
+			seqs[n.ID] = s.Seq
+		}
+		if err := st.Commit(ctx, seqs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	perSecond := float64(cpu) / float64(b.N) // CPU ns per second of data
+	b.ReportMetric(perSecond/1e9*100, "%core")
+	b.ReportMetric(perSecond/float64(nodes*8), "cpu-ns/gpu-sample")
+}
+
+func BenchmarkRollups1kGPUs(b *testing.B)   { benchRollups(b, 125) }
+func BenchmarkRollups10kGPUs(b *testing.B)  { benchRollups(b, 1250) }
+func BenchmarkRollups100kGPUs(b *testing.B) { benchRollups(b, 12500) }
