@@ -57,6 +57,7 @@ type options struct {
 	keep      bool
 	perf      string
 	gctrace   bool
+	leaseAge  time.Duration
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&o.senders, "senders", 32, "sending goroutines (each paces its nodes evenly over the second)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, database)")
 	flag.StringVar(&o.perf, "perf", "", "record a CPU profile of the aggregator over the measured interval with perf(1) into this file")
+	flag.DurationVar(&o.leaseAge, "lease-age", time.Hour, "how long ago the simulated leases started (the store accrues each lease's ledger from its start)")
 	flag.BoolVar(&o.gctrace, "gctrace", false, "run the aggregator with GODEBUG=gctrace=1 and print its last GC line (live heap)")
 	flag.Parse()
 	for _, s := range strings.Split(gpus, ",") {
@@ -296,7 +298,8 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 	}
 	fmt.Printf("baseline (no nodes): RSS %.1f MiB\n", mib(base.rss))
 
-	g := &generator{o: o, wsURL: "ws" + strings.TrimPrefix(a.url, "http") + "/v1/collect", secret: collectorSecret}
+	g := &generator{o: o, wsURL: "ws" + strings.TrimPrefix(a.url, "http") + "/v1/collect", secret: collectorSecret,
+		leaseStart: time.Now().Add(-o.leaseAge).Truncate(time.Second)}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	t0 := time.Now()
@@ -410,10 +413,11 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // generator drives the simulated nodes.
 type generator struct {
-	o      options
-	wsURL  string
-	secret string
-	nodes  []*node
+	o          options
+	wsURL      string
+	secret     string
+	leaseStart time.Time
+	nodes      []*node
 
 	connected, dialFailed atomic.Int64
 	lost, closedByPeer    atomic.Int64
@@ -486,6 +490,7 @@ func (g *generator) dial(ctx context.Context, nd *node) error {
 	enc, dec := wire.NewEncoder(), wire.NewDecoder()
 	hello := &wire.Hello{Proto: wire.Version, Node: nd.t.node}
 	hello.Node.ID, hello.Node.Hostname = nd.id, nd.id+".load"
+	hello.Node.Lease.Start = g.leaseStart
 	b, err := enc.AppendFrame(nil, hello)
 	if err == nil {
 		err = ws.Write(dctx, websocket.MessageBinary, b)
