@@ -1,6 +1,10 @@
 package mock
 
-import "github.com/fleettop/fleettop/fleet"
+import (
+	"strconv"
+
+	"github.com/fleettop/fleettop/fleet"
+)
 
 // Region is a place where the simulated fleet rents (or owns) machines.
 type Region struct {
@@ -130,4 +134,17 @@ var baseGroups = []group{
 	{"Hangzhou", "West Lake Colo", "CNY", "h20", 2, Inference, "cn-assist", "cn-support", "cn-customer", false, fleet.BillPerSecond},
 	{"Beijing", "Beijing Home DC", "CNY", "910b", 2, Inference, "cn-search", "cn-search", "cn-customer", true, fleet.BillPerSecond},
 	{"Beijing", "Haidian Colo", "CNY", "h20", 1, Notebook, "nb", "cn-research", "cn-customer", false, fleet.BillPerSecond},
+}
+
+// USDRates returns the value of one unit of each lease currency in US
+// dollars, as decimal strings: the rate table the demo's aggregator uses, so
+// its totals match the simulated market.
+func USDRates() map[string]string {
+	out := make(map[string]string, len(currencyPerUSD))
+	for c, per := range currencyPerUSD {
+		if c != "USD" {
+			out[c] = strconv.FormatFloat(1/per, 'f', 4, 64)
+		}
+	}
+	return out
 }

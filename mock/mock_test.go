@@ -319,3 +319,25 @@ func TestClock(t *testing.T) {
 		t.Errorf("Now = %v; want %v", got, want)
 	}
 }
+
+func TestCatchUpClock(t *testing.T) {
+	wall := testStart
+	c := newCatchUpClock(61, time.Minute, func() time.Time { return wall })
+	if got, want := c.Now(), testStart.Add(-time.Hour); !got.Equal(want) {
+		t.Fatalf("catch-up clock starts at %v; want an hour behind, %v", got, want)
+	}
+	wall = wall.Add(30 * time.Second)
+	if got, want := c.Now(), testStart.Add(-30*time.Minute+30*time.Second); !got.Equal(want) {
+		t.Errorf("half way: %v; want %v", got, want)
+	}
+	if got := c.CatchUpIn(); got != 30*time.Second {
+		t.Errorf("CatchUpIn = %v; want 30s", got)
+	}
+	wall = wall.Add(5 * time.Minute)
+	if got := c.Now(); !got.Equal(wall) {
+		t.Errorf("after catching up: %v; want the wall clock %v", got, wall)
+	}
+	if c.CatchUpIn() != 0 {
+		t.Error("CatchUpIn after catching up is not 0")
+	}
+}

@@ -36,7 +36,12 @@ type RunnerConfig struct {
 	// Stagger spreads the agents' first connections over this much wall time,
 	// so thousands of them do not dial in the same millisecond.
 	Stagger time.Duration
-	Logger  *slog.Logger
+	// RestartAfter, when positive, restarts every agent once after this much
+	// wall time (same spool and boot), so that an AgentFunc that chooses its
+	// sampling interval from the clock can slow down once a catch-up clock
+	// has caught up.
+	RestartAfter time.Duration
+	Logger       *slog.Logger
 }
 
 // Runner runs one collector agent per simulated node.
@@ -115,34 +120,54 @@ func (r *Runner) node(ctx context.Context, n *Node, delay time.Duration) {
 	if !sleep(ctx, delay) {
 		return
 	}
+	var restartAt time.Time
+	if r.cfg.RestartAfter > 0 {
+		restartAt = time.Now().Add(r.cfg.RestartAfter - delay)
+	}
 	spool := filepath.Join(r.cfg.SpoolRoot, n.Info.ID)
 	if r.cfg.MemorySpool {
 		spool = ""
 	}
 	clock := r.cfg.Clock
-	for boot := 0; ; boot++ {
+	boots, wasDark := 0, false
+	for {
 		now := clock.Now()
 		if r.cfg.Outages && n.Dark(now) {
-			r.cfg.Logger.Info("mock: node dark", "node", n.Info.ID)
-			if !sleep(ctx, clock.Real(n.NextChange(now).Sub(now))) {
+			if !wasDark {
+				r.cfg.Logger.Info("mock: node dark", "node", n.Info.ID)
+			}
+			wasDark = true
+			if !sleep(ctx, max(clock.Real(n.NextChange(now).Sub(now)), 10*time.Millisecond)) {
 				return
 			}
 			continue
 		}
-		runCtx, stop := ctx, context.CancelFunc(func() {})
-		if r.cfg.Outages {
-			if next := n.NextChange(now); !next.IsZero() {
-				runCtx, stop = context.WithTimeout(ctx, clock.Real(next.Sub(now)))
-			}
-		}
 		info := n.Info
 		info.Devices = nil
-		if boot > 0 {
-			k := hash2(n.key, uint64(boot)+0xb007)
-			info.BootID = fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", uint32(k), uint16(k>>32), uint16(k>>48), uint16(k>>8), k>>16&0xffffffffffff)
+		if wasDark {
+			// Back from the dark: a new boot, the same spool.
+			wasDark = false
+			boots++
 			r.mu.Lock()
 			r.restarts++
 			r.mu.Unlock()
+		}
+		if boots > 0 {
+			k := hash2(n.key, uint64(boots)+0xb007)
+			info.BootID = fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", uint32(k), uint16(k>>32), uint16(k>>48), uint16(k>>8), k>>16&0xffffffffffff)
+		}
+		var until time.Duration // wall time this run may last; 0: until ctx ends
+		if r.cfg.Outages {
+			if next := n.NextChange(now); !next.IsZero() {
+				until = max(clock.Real(next.Sub(now)), time.Millisecond)
+			}
+		}
+		if left := time.Until(restartAt); !restartAt.IsZero() && left > 0 && (until == 0 || left < until) {
+			until = left
+		}
+		runCtx, stop := ctx, context.CancelFunc(func() {})
+		if until > 0 {
+			runCtx, stop = context.WithTimeout(ctx, until)
 		}
 		srcs := []collector.Source{NewSource(n, SourceOptions{Now: clock.Now})}
 		err := r.cfg.Agent(runCtx, info, srcs, spool)

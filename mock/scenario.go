@@ -404,3 +404,14 @@ func (n *Node) hourPos(t time.Time) float64 {
 	el := n.elapsed(t)
 	return el - 3600*math.Floor(el/3600)
 }
+
+// MonthlyBurnUSD is what each region's leases cost in a 30-day month at list
+// price, in US dollars (for sizing demo budgets).
+func (sc *Scenario) MonthlyBurnUSD() map[string]float64 {
+	out := map[string]float64{}
+	for _, n := range sc.Nodes {
+		p := n.Info.Lease.PricePerGPUHour
+		out[n.Info.Region] += float64(p.Micros) / fleet.MicrosPerUnit / currencyPerUSD[p.Currency] * float64(len(n.Info.Devices)) * 24 * 30
+	}
+	return out
+}

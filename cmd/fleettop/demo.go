@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +26,10 @@ import (
 
 func init() { register(newDemoCmd) }
 
+// demoCatchUp is how long a --speed demo takes to replay its past and reach
+// the wall clock.
+const demoCatchUp = 10 * time.Minute
+
 // demoOptions configure `fleettop demo`.
 type demoOptions struct {
 	Nodes    int
@@ -34,6 +41,7 @@ type demoOptions struct {
 	DataDir  string
 	Interval time.Duration
 	NoColor  bool
+	Config   string
 }
 
 func newDemoCmd() *cobra.Command {
@@ -53,13 +61,14 @@ func newDemoCmd() *cobra.Command {
 	f := c.Flags()
 	f.IntVar(&o.Nodes, "nodes", mock.DefaultNodes, "number of simulated nodes")
 	f.Int64Var(&o.Seed, "seed", 1, "scenario seed: the same seed gives the same fleet and values")
-	f.Float64Var(&o.Speed, "speed", 1, "simulated seconds per wall-clock second (cost and history build up faster)")
+	f.Float64Var(&o.Speed, "speed", 1, "replay: simulated time starts (speed-1)×10 minutes ago and runs this many times faster until it reaches now, so cost and history build up fast")
 	f.BoolVar(&o.Headless, "headless", false, "no TUI: print the aggregator URL and a viewer token, run until interrupted")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:0", "aggregator listen address (loopback)")
 	f.StringVar(&o.Tokens, "tokens", "", "token file in the aggregator's format (default: generated tokens)")
 	f.StringVar(&o.DataDir, "data-dir", "", "aggregator data directory (default: a temporary directory, removed at exit)")
 	f.DurationVar(&o.Interval, "interval", time.Second, "sampling interval of the simulated collectors")
 	f.BoolVar(&o.NoColor, "no-color", false, "TUI without colour")
+	f.StringVar(&o.Config, "config", "", "aggregator config (default: one written for the simulated fleet: USD display, its exchange rates, cn-customer data kept in CN, regional budgets)")
 	return c
 }
 
@@ -155,6 +164,23 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
+	// --speed X: simulated time starts (X-1) × 10 minutes in the past and
+	// runs X times faster until it meets the wall clock, then keeps to it,
+	// so history and cost build up fast and no sample is ever stamped in the
+	// future of the aggregator.
+	clock := mock.NewCatchUpClock(o.Speed, demoCatchUp)
+	sc, err := mock.New(mock.Config{Nodes: o.Nodes, Seed: o.Seed, Start: clock.Start()})
+	if err != nil {
+		return err
+	}
+	cfgFile := o.Config
+	if cfgFile == "" {
+		cfgFile = filepath.Join(dataDir, "demo-aggregator.yaml")
+		if err := os.WriteFile(cfgFile, demoConfig(sc), 0o600); err != nil {
+			return fmt.Errorf("demo config: %w", err)
+		}
+	}
+
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return usagef("cannot listen on %s: %v", o.Listen, err)
@@ -162,11 +188,12 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	_, stopAgg, err := startAggregator(ctx, aggregatorOptions{
-		DataDir:  dataDir,
-		Tokens:   toks.tokens,
-		Name:     "demo",
-		Interval: o.Interval,
-		Logger:   log,
+		DataDir:    dataDir,
+		Tokens:     toks.tokens,
+		ConfigFile: cfgFile,
+		Name:       "demo",
+		Interval:   o.Interval,
+		Logger:     log,
 	}, ln)
 	if err != nil {
 		ln.Close()
@@ -179,18 +206,27 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	}()
 	addr := ln.Addr().String()
 
-	sc, err := mock.New(mock.Config{Nodes: o.Nodes, Seed: o.Seed})
-	if err != nil {
-		return err
+	// While simulated time runs fast, agents sample faster too, so samples
+	// stay about an interval of simulated time apart and the history has no
+	// holes (the store counts a gap of more than five intervals as dark
+	// time); at most 20 times a second, so past --speed 100 history thins
+	// out. Once caught up, the runner restarts them at the normal interval.
+	fast := max(time.Duration(float64(o.Interval)/o.Speed), min(o.Interval, 50*time.Millisecond))
+	agentInterval := func() time.Duration {
+		if clock.CatchUpIn() > 0 {
+			return fast
+		}
+		return o.Interval
 	}
-	clock := mock.NewClock(sc.Start, o.Speed)
 	r, err := mock.NewRunner(mock.RunnerConfig{
 		Scenario:  sc,
 		Clock:     clock,
 		SpoolRoot: filepath.Join(dataDir, "spool"),
-		Agent:     agentFunc("ws://"+addr, toks.collector, o.Interval, clock, log),
+		Agent:     agentFunc("ws://"+addr, toks.collector, agentInterval, clock, log),
 		Outages:   true,
 		Logger:    log,
+		// Restart the agents at the normal interval once caught up.
+		RestartAfter: clock.CatchUpIn() + time.Second,
 	})
 	if err != nil {
 		return err
@@ -219,4 +255,27 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Aggregators: []tui.Endpoint{{URL: "http://" + addr, Token: toks.viewer}},
 		NoColor:     o.NoColor,
 	})
+}
+
+// demoConfig is the aggregator config for the simulated fleet: totals in
+// USD at the simulation's exchange rates, customer data from China kept in
+// China, personal data kept in the Asian and Gulf regions it serves, and
+// monthly budgets by region, Singapore's set tight enough to warn.
+func demoConfig(sc *mock.Scenario) []byte {
+	var b strings.Builder
+	b.WriteString("# Written by fleettop demo for its simulated fleet.\ncurrency: USD\nrates:\n")
+	rates := mock.USDRates()
+	for _, c := range slices.Sorted(maps.Keys(rates)) {
+		fmt.Fprintf(&b, "  %s: \"%s\"\n", c, rates[c])
+	}
+	b.WriteString("residency:\n  cn-customer: [CN]\n  pii: [SG, MY, AE, SA]\nleases_ending_within: 7d\nbudgets:\n  regions:\n")
+	burn := sc.MonthlyBurnUSD()
+	for _, r := range slices.Sorted(maps.Keys(burn)) {
+		f := 1.25
+		if r == "Singapore" {
+			f = 0.9
+		}
+		fmt.Fprintf(&b, "    %s: \"%.0f\"\n", r, math.Ceil(burn[r]*f/1000)*1000)
+	}
+	return []byte(b.String())
 }

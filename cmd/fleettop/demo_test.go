@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleettop/fleettop/aggregator/insight"
+	"github.com/fleettop/fleettop/mock"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -195,5 +197,31 @@ func TestMockAgainstAggregator(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("mock: %v", err)
+	}
+}
+
+// TestDemoConfig: the generated config loads and covers every lease currency.
+func TestDemoConfig(t *testing.T) {
+	sc, err := mock.New(mock.Config{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "agg.yaml")
+	os.WriteFile(f, demoConfig(sc), 0o600)
+	cfg, err := insight.LoadConfig(f)
+	if err != nil {
+		t.Fatalf("demo config does not load: %v\n%s", err, demoConfig(sc))
+	}
+	for _, n := range sc.Nodes {
+		c := n.Info.Lease.PricePerGPUHour.Currency
+		if _, ok := cfg.RateTable[c]; !ok && c != cfg.Currency {
+			t.Errorf("no rate for %s", c)
+		}
+	}
+	if cfg.Rules.Allowed("cn-customer", "SG") || !cfg.Rules.Allowed("cn-customer", "CN") {
+		t.Error("cn-customer residency rule missing")
+	}
+	if len(cfg.RegionBudgets) != 6 {
+		t.Errorf("budgets for %d regions; want 6", len(cfg.RegionBudgets))
 	}
 }

@@ -57,7 +57,7 @@ func newMockCmd() *cobra.Command {
 	f.StringVar(&o.TokenFile, "token-file", "", "file holding the collector token (default: $FLEETTOP_TOKEN)")
 	f.Int64Var(&o.Seed, "seed", 1, "scenario seed: the same seed gives the same fleet and values")
 	f.DurationVar(&o.Interval, "interval", time.Second, "sampling interval of every agent")
-	f.Float64Var(&o.Speed, "speed", 1, "simulated seconds per wall-clock second")
+	f.Float64Var(&o.Speed, "speed", 1, "replay: simulated time starts (speed-1)×10 minutes ago and runs this many times faster until it reaches now")
 	f.StringVar(&o.SpoolDir, "spool-dir", "", "directory for the agents' spools (default: a temporary directory, removed at exit)")
 	f.DurationVar(&o.Stagger, "stagger", 0, "spread the agents' first connections over this long (default: 1ms a node, at most 10s)")
 	f.BoolVar(&o.Outages, "outages", false, "let the scenario's dark node go down and come back")
@@ -121,16 +121,18 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 	if o.Stagger == 0 {
 		o.Stagger = min(time.Duration(o.Nodes)*time.Millisecond, 10*time.Second)
 	}
-	sc, err := mock.New(mock.Config{Nodes: o.Nodes, Seed: o.Seed})
+	// As in the demo, a faster clock replays the recent past and never runs
+	// ahead of the aggregator's wall clock.
+	clock := mock.NewCatchUpClock(o.Speed, demoCatchUp)
+	sc, err := mock.New(mock.Config{Nodes: o.Nodes, Seed: o.Seed, Start: clock.Start()})
 	if err != nil {
 		return err
 	}
-	clock := mock.NewClock(sc.Start, o.Speed)
 	r, err := mock.NewRunner(mock.RunnerConfig{
 		Scenario:    sc,
 		Clock:       clock,
 		SpoolRoot:   spool,
-		Agent:       agentFunc(o.URL, token, o.Interval, clock, log),
+		Agent:       agentFunc(o.URL, token, func() time.Duration { return o.Interval }, clock, log),
 		Outages:     o.Outages,
 		MemorySpool: o.MemSpool,
 		Stagger:     o.Stagger,
@@ -168,13 +170,14 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 }
 
 // agentFunc runs a real collector agent for each simulated node.
-func agentFunc(url, token string, interval time.Duration, clock *mock.Clock, log *slog.Logger) mock.AgentFunc {
+// interval is asked at each agent start.
+func agentFunc(url, token string, interval func() time.Duration, clock *mock.Clock, log *slog.Logger) mock.AgentFunc {
 	return func(ctx context.Context, node fleet.Node, srcs []collector.Source, spoolDir string) error {
 		node.AgentVersion = agentVersion()
 		a, err := collector.NewAgent(collector.AgentConfig{
 			Node:     node,
 			Sources:  srcs,
-			Interval: interval,
+			Interval: interval(),
 			SpoolDir: spoolDir,
 			URL:      url,
 			Token:    token,
