@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// The pre-encoded frames must decode, after a live first record at any
+// resume point, into a stream whose sequence rises by one a second and whose
+// values come back to the first record's at every wrap.
+func TestTemplateFramesRepeatCleanly(t *testing.T) {
+	o := options{templates: 2, records: 5, perNode: 8}
+	tmpls, err := buildTemplates(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tm := range tmpls {
+		enc, dec := wire.NewEncoder(), wire.NewDecoder()
+		first := tm.first
+		first.Seq, first.Time = 1000, time.Unix(1_800_000_000, 0)
+		b, err := enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{first}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := dec.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append([]fleet.DeviceSample(nil), f.(*wire.Samples).Samples[0].Devices...)
+		for i := range 3 * len(tm.frames) {
+			f, err := dec.Decode(tm.frames[i%len(tm.frames)])
+			if err != nil {
+				t.Fatalf("frame %d: %v", i, err)
+			}
+			s := f.(*wire.Samples).Samples[0]
+			if s.Seq != first.Seq+uint64(i)+1 {
+				t.Fatalf("frame %d: seq %d, want %d", i, s.Seq, first.Seq+uint64(i)+1)
+			}
+			if wantT := first.Time.Add(time.Duration(i+1) * time.Second); !s.Time.Equal(wantT) {
+				t.Fatalf("frame %d: time %v, want %v", i, s.Time, wantT)
+			}
+			if i%len(tm.frames) == len(tm.frames)-1 && !reflect.DeepEqual(s.Devices, want) {
+				t.Fatalf("frame %d (wrap): devices differ from the first record's", i)
+			}
+		}
+	}
+}
+
+func TestProcReaders(t *testing.T) {
+	cpu, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu < 0 {
+		t.Fatalf("cpu %v", cpu)
+	}
+	st, err := procStatus(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["VmRSS"] <= 0 || st["RssAnon"] <= 0 {
+		t.Fatalf("status without VmRSS/RssAnon: %v", st)
+	}
+}
