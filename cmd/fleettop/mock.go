@@ -62,7 +62,7 @@ func newMockCmd() *cobra.Command {
 	f.DurationVar(&o.Stagger, "stagger", 0, "spread the agents' first connections over this long (default: 1ms a node, at most 10s)")
 	f.BoolVar(&o.Outages, "outages", false, "let the scenario's dark node go down and come back")
 	f.DurationVar(&o.Stats, "stats", 0, "print CPU use and agent count this often (0: never)")
-	f.BoolVar(&o.MemSpool, "memory-spool", false, "keep each agent's spool in memory instead of on disk")
+	f.BoolVar(&o.MemSpool, "memory-spool", false, "keep each agent's spool in memory instead of on disk (automatic when the open-file limit cannot hold a spool file and a socket per node)")
 	f.StringVar(&o.Profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	_ = f.MarkHidden("cpuprofile")
 	return c
@@ -117,6 +117,14 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 			return fmt.Errorf("spool directory: %w", err)
 		}
 		defer os.RemoveAll(spool)
+	}
+	if !o.MemSpool {
+		// Each agent holds a socket and a spool segment open.
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && uint64(2*o.Nodes+256) > lim.Cur {
+			fmt.Fprintf(stderr, "fleettop mock: %d nodes need more open files than the limit of %d allows with disk spools; keeping the spools in memory\n", o.Nodes, lim.Cur)
+			o.MemSpool = true
+		}
 	}
 	if o.Stagger == 0 {
 		o.Stagger = min(time.Duration(o.Nodes)*time.Millisecond, 10*time.Second)
