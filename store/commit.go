@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -35,7 +37,7 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 	}
 	s.accMu.RUnlock()
 	var metas []*nodeBatch
-	journaled := make(map[string]bool, len(seqs))
+	s.drains++
 	for _, a := range accs {
 		if a.pend == nil {
 			a.pend = s.pend.node(a.id)
@@ -54,8 +56,8 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 			metas = append(metas, nb)
 		}
 		n := len(a.old)
-		for _, b := range a.cur {
-			if b.samples > 0 {
+		for i := range a.cur {
+			if a.cur[i].samples > 0 {
 				n++
 			}
 		}
@@ -63,23 +65,23 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 			a.mu.Unlock()
 			continue
 		}
-		seq, ok := seqs[a.id]
-		if ok {
-			journaled[a.id] = true
-		}
+		seq := seqs[a.id]
+		a.drained = s.drains
 		jbuf = appendString(jbuf, a.id)
 		jbuf = binary.AppendUvarint(jbuf, seq)
 		jbuf = binary.AppendVarint(jbuf, a.firstMs)
 		jbuf = binary.AppendVarint(jbuf, a.lastMs)
 		jbuf = binary.AppendUvarint(jbuf, uint64(n))
 		pn.addTimes(a.firstMs, a.lastMs)
-		for k, b := range a.old {
-			jbuf = appendBucket(jbuf, b)
-			pn.addBucket(b)
-			delete(a.old, k)
+		if len(a.old) > 0 {
+			for k, b := range a.old {
+				jbuf = appendBucket(jbuf, b)
+				pn.addBucket(b)
+				delete(a.old, k)
+			}
 		}
-		for _, b := range a.cur {
-			if b.samples > 0 {
+		for i := range a.cur {
+			if b := &a.cur[i]; b.samples > 0 {
 				jbuf = appendBucket(jbuf, b)
 				pn.addBucket(b)
 				b.reset(b.minute)
@@ -88,7 +90,10 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 		a.mu.Unlock()
 	}
 	for id, seq := range seqs {
-		if !journaled[id] {
+		s.accMu.RLock()
+		a := s.accs[id]
+		s.accMu.RUnlock()
+		if a == nil || a.drained != s.drains {
 			jbuf = appendString(jbuf, id)
 			jbuf = binary.AppendUvarint(jbuf, seq)
 			jbuf = append(jbuf, 0, 0, 0) // no times, no buckets
@@ -244,11 +249,20 @@ func (w *writer) state(id string) *nodeState {
 	return ns
 }
 
-// upsertMinute adds a bucket to its minute's row; idle_ms is recomputed from
-// the merged mean (the last parameter is the idle threshold).
-const upsertMinute = `INSERT INTO rollup_minute (node_id, idx, minute_ms, samples, util_n, util_sum, util_max,
-	mem_n, mem_sum, power_n, power_sum, energy_j, temp_max, reported_ms, idle_ms, job, team)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+// upsertMinutes returns the statement that adds rows buckets to their
+// minutes' rows; idle_ms is recomputed from the merged mean. Many rows per
+// statement: the per-statement overhead dominates one small row.
+func upsertMinutes(rows int, thr float64) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO rollup_minute (node_id, idx, minute_ms, samples, util_n, util_sum, util_max,
+	mem_n, mem_sum, power_n, power_sum, energy_j, temp_max, reported_ms, idle_ms, job, team) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(`
 ON CONFLICT (minute_ms, node_id, idx) DO UPDATE SET
 	samples = samples + excluded.samples,
 	util_n = util_n + excluded.util_n,
@@ -262,10 +276,17 @@ ON CONFLICT (minute_ms, node_id, idx) DO UPDATE SET
 	temp_max = CASE WHEN excluded.temp_max IS NULL THEN temp_max WHEN temp_max IS NULL THEN excluded.temp_max
 		ELSE max(temp_max, excluded.temp_max) END,
 	reported_ms = reported_ms + excluded.reported_ms,
-	idle_ms = CASE WHEN util_n + excluded.util_n > 0 AND util_sum + excluded.util_sum < ? * (util_n + excluded.util_n)
+	idle_ms = CASE WHEN util_n + excluded.util_n > 0 AND util_sum + excluded.util_sum < `)
+	b.WriteString(strconv.FormatFloat(thr, 'g', -1, 64))
+	b.WriteString(` * (util_n + excluded.util_n)
 		THEN reported_ms + excluded.reported_ms ELSE 0 END,
 	job = excluded.job,
-	team = excluded.team`
+	team = excluded.team`)
+	return b.String()
+}
+
+// foldChunk is how many buckets one upsert statement carries.
+const foldChunk = 64
 
 // idleMs is a fresh bucket's idle time: all of it when its mean utilisation
 // is under thr.
@@ -316,8 +337,23 @@ func (w *writer) fold(seqs map[string]uint64) error {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids) // rows in key order: fewer B-tree pages touched
+	args := make([]any, 0, foldChunk*17)
+	rows := 0
+	flush := func() error {
+		if rows == 0 {
+			return nil
+		}
+		if err := w.exec(upsertMinutes(rows, thr), args...); err != nil {
+			return fmt.Errorf("write minute rollups: %w", err)
+		}
+		args, rows = args[:0], 0
+		return nil
+	}
 	for _, id := range ids {
 		pn := p.nodes[id]
+		if len(pn.buckets) == 0 {
+			continue
+		}
 		ns := w.state(id)
 		for i := range pn.buckets {
 			b := &pn.buckets[i]
@@ -325,13 +361,18 @@ func (w *writer) fold(seqs map[string]uint64) error {
 			if b.tempSet {
 				temp = b.tempMax
 			}
-			if err := w.exec(upsertMinute, id, b.idx, b.minute, b.samples, b.utilN, b.utilSum, b.utilMax,
-				b.memN, b.memSum, b.powerN, b.powerSum, b.energy, temp, b.reportedMs, b.idleMs(thr), b.job, b.team,
-				thr); err != nil {
-				return fmt.Errorf("write minute rollup: %w", err)
+			args = append(args, id, b.idx, b.minute, b.samples, b.utilN, b.utilSum, b.utilMax,
+				b.memN, b.memSum, b.powerN, b.powerSum, b.energy, temp, b.reportedMs, b.idleMs(thr), b.job, b.team)
+			if rows++; rows == foldChunk {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 			ns.touch(b.minute)
 		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	write := func(id string, pn *pendNode) error {
 		return w.exec(`INSERT INTO nodes (id, first_seen_ms, last_seen_ms, last_seq) VALUES (?1, ?2, ?3, ?4)

@@ -28,6 +28,15 @@ type ident struct {
 	billing fleet.Billing
 }
 
+func (id *ident) matchesScalars(n *fleet.Node) bool {
+	o := &id.node
+	return o.Hostname == n.Hostname && o.Region == n.Region && o.Site == n.Site &&
+		o.Provider == n.Provider && o.Jurisdiction == n.Jurisdiction && o.Lease.ID == n.Lease.ID &&
+		o.Lease.PricePerGPUHour == n.Lease.PricePerGPUHour && o.Lease.Billing == n.Lease.Billing &&
+		o.Lease.Reserved == n.Lease.Reserved && o.Lease.Start.Equal(n.Lease.Start) &&
+		o.Lease.End.Equal(n.Lease.End) && len(o.Labels) == len(n.Labels) && len(o.Devices) == len(n.Devices)
+}
+
 func (id *ident) matches(n *fleet.Node) bool {
 	o := &id.node
 	if o.Hostname != n.Hostname || o.Region != n.Region || o.Site != n.Site ||
@@ -130,6 +139,8 @@ type jobRef struct{ job, team string }
 type nodeAcc struct {
 	id         string
 	pend       *pendNode // its record in Store.pend; used by Commit only
+	drained    uint64    // Store.drains when its samples were last journaled
+	checks     uint64
 	mu         sync.Mutex
 	ident      ident
 	identDirty bool
@@ -137,7 +148,7 @@ type nodeAcc struct {
 	firstMs    int64
 	lastMs     int64
 	jobs       map[int]jobRef
-	cur        []*bucket        // open bucket per device
+	cur        []bucket         // open bucket per device
 	old        map[bkey]*bucket // buckets of earlier minutes not yet written
 	events     []fleet.Event
 }
@@ -168,14 +179,19 @@ func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
 	t := smp.Time.UnixMilli()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.identAt == 0 || !a.ident.matches(n) {
+	// The identity changes only when a collector reconnects: compare the
+	// scalar fields (placement, lease, counts) every sample, the labels and
+	// devices every 16th.
+	a.checks++
+	full := a.checks%16 == 1
+	if a.identAt == 0 || (full && !a.ident.matches(n)) || (!full && !a.ident.matchesScalars(n)) {
 		a.ident = s.snapshot(n)
 		a.identDirty = true
 		a.identAt = t
 	}
 	interval := s.opts.Interval.Milliseconds()
 	covered := interval
-	if a.lastMs > 0 && t > a.lastMs && t-a.lastMs <= 5*interval {
+	if a.lastMs > 0 && t > a.lastMs && t-a.lastMs <= max(5*interval, 15_000) {
 		covered = t - a.lastMs
 	}
 	if t > a.lastMs {
@@ -216,16 +232,15 @@ func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
 // bucketFor returns the bucket collecting device idx's samples of minute.
 func (a *nodeAcc) bucketFor(idx int, minute int64) *bucket {
 	var b *bucket
-	for _, c := range a.cur {
-		if c.idx == idx {
-			b = c
+	for i := range a.cur {
+		if a.cur[i].idx == idx {
+			b = &a.cur[i]
 			break
 		}
 	}
 	if b == nil {
-		b = &bucket{idx: idx, minute: minute}
-		a.cur = append(a.cur, b)
-		return b
+		a.cur = append(a.cur, bucket{idx: idx, minute: minute})
+		return &a.cur[len(a.cur)-1]
 	}
 	switch {
 	case b.minute == minute:

@@ -71,6 +71,14 @@ func TestCommitLastSeqsReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	var mode string
+	var pageSize int
+	if err := st.DB().QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	if err := st.DB().QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil || pageSize != 16384 {
+		t.Fatalf("page_size = %d, %v; want 16384", pageSize, err)
+	}
 	seqs, err := st.LastSeqs(ctx)
 	if err != nil {
 		t.Fatal(err)
