@@ -199,7 +199,10 @@ func decodeErr(err error) *rejectErr {
 func (ss *session) run() error {
 	s := ss.s
 	dec := wire.NewDecoder()
+	// A connection that never introduces itself does not hold a session.
+	helloTimer := time.AfterFunc(s.cfg.HelloTimeout, func() { ss.conn.CloseNow() })
 	b, err := ss.readMsg()
+	helloTimer.Stop()
 	if err != nil {
 		return err
 	}

@@ -412,3 +412,13 @@ func TestFleetAPI(t *testing.T) {
 		t.Fatalf("summary %+v", fr.Summary)
 	}
 }
+
+func TestNoHelloTimesOut(t *testing.T) {
+	ts := startServer(t, nil, func(c *Config) { c.HelloTimeout = 50 * time.Millisecond })
+	c := dialCollector(t, ts, secretAll)
+	waitFor(t, "session registered", func() bool { return counter(t, ts.Server, "collectors") == 1 })
+	if _, err := c.recv(); err == nil {
+		t.Fatal("silent connection got a frame")
+	}
+	waitFor(t, "silent session dropped", func() bool { return counter(t, ts.Server, "collectors") == 0 })
+}

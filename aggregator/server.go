@@ -47,6 +47,8 @@ type Config struct {
 	// WriteTimeout bounds every websocket write; a peer that does not take a
 	// message in time is dropped (default 5s).
 	WriteTimeout time.Duration
+	// HelloTimeout bounds the wait for a collector's Hello (default 10s).
+	HelloTimeout time.Duration
 }
 
 // Server is the aggregator: collector ingest, live fleet, viewers and API.
@@ -164,6 +166,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 5 * time.Second
+	}
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
