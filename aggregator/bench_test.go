@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -215,4 +216,44 @@ func BenchmarkLiveMemoryPerGPU(b *testing.B) {
 		runtime.KeepAlive(s)
 		s.Close(context.Background())
 	}
+}
+
+// BenchmarkWatchUpdate builds and encodes one viewer's update when all of
+// 1,000 8-GPU nodes changed (the worst case, once a second per viewer).
+func BenchmarkWatchUpdate(b *testing.B) {
+	const nodes = 1000
+	toks, _ := ParseTokens(strings.NewReader(testTokens), "tokens")
+	s, err := New(Config{Tokens: toks, Recorder: nopRecorder{}, FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	for i := range nodes {
+		st := wiretest.NewStream(uint64(i+1), fmt.Sprintf("watch-node-%05d", i), benchGPUs)
+		nd := st.Node()
+		n := s.getOrCreate(nd.ID)
+		ss := &session{s: s}
+		ss.node.Store(n)
+		n.mu.Lock()
+		n.setNode(cloneNode(&nd))
+		n.sess = ss
+		n.mu.Unlock()
+		rec := st.Next(time.Unix(1_770_000_000, 0))
+		if err := ss.apply([]fleet.Sample{rec}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var size int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		msg := s.watchMsg(wire.WatchUpdate, 0)
+		out, err := json.Marshal(msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(out)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nodes*benchGPUs), "ns/gpu")
+	b.ReportMetric(float64(size)/float64(nodes*benchGPUs), "json-B/gpu")
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"slices"
 	"testing"
@@ -421,4 +422,28 @@ func TestNoHelloTimesOut(t *testing.T) {
 		t.Fatal("silent connection got a frame")
 	}
 	waitFor(t, "silent session dropped", func() bool { return counter(t, ts.Server, "collectors") == 0 })
+}
+
+func TestNonFiniteValuesStayOutOfJSON(t *testing.T) {
+	// The codec refuses non-finite values; views guard anyway, since one NaN
+	// would make every watch message fail to encode.
+	ts := startServer(t, nil, nil)
+	node := testNode("n1", 1)
+	n := ts.getOrCreate("n1")
+	s := testSample(node, 1)
+	s.Devices[0].Set(fleet.MetricPower, math.Inf(1))
+	s.Devices[0].Set(fleet.MetricUtil, math.NaN())
+	s.Host = &fleet.HostSample{}
+	s.Host.Set(fleet.HostLoad1, math.NaN())
+	n.mu.Lock()
+	n.setNode(node)
+	n.applyRecord(&s, ts.clock())
+	v := ts.view(n, ts.clock())
+	n.mu.Unlock()
+	if _, err := json.Marshal(v); err != nil {
+		t.Fatalf("view does not encode: %v", err)
+	}
+	if v.Devices[0].Util != nil || v.Devices[0].Metrics["temp"] != 60 {
+		t.Fatalf("device view %+v", v.Devices[0])
+	}
 }

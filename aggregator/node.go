@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,9 @@ func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
 	return gpus
 }
 
+// finite reports whether x can be written as JSON (no NaN or ±Inf).
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
 // stateAt derives online/stale/offline from the last time the node was heard.
 func (s *Server) stateAt(n *nodeState, now time.Time) string {
 	age := now.Sub(n.lastSeen)
@@ -238,7 +242,7 @@ func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
 	if n.hasHost {
 		v.Host = map[string]float64{}
 		for m := fleet.HostMetric(0); m < fleet.NumHostMetrics; m++ {
-			if x, ok := n.host.Get(m); ok {
+			if x, ok := n.host.Get(m); ok && finite(x) {
 				v.Host[m.String()] = x
 			}
 		}
@@ -252,11 +256,11 @@ func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
 		}
 		if ds.seen {
 			for m := fleet.Metric(0); m < fleet.NumMetrics; m++ {
-				if x, ok := ds.latest.Get(m); ok {
+				if x, ok := ds.latest.Get(m); ok && finite(x) {
 					dv.Metrics[m.String()] = x
 				}
 			}
-			if u, ok := ds.latest.Get(fleet.MetricUtil); ok {
+			if u, ok := ds.latest.Get(fleet.MetricUtil); ok && finite(u) {
 				dv.Util = &u
 			}
 		}

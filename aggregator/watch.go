@@ -183,7 +183,7 @@ func (s *Server) basicSummary(now time.Time) wire.Summary {
 			sum.NodesOnline++
 			sum.GPUsOnline += ndev
 			for i := range n.devs {
-				if u, ok := n.devs[i].latest.Get(fleet.MetricUtil); ok && n.devs[i].seen {
+				if u, ok := n.devs[i].latest.Get(fleet.MetricUtil); ok && n.devs[i].seen && finite(u) {
 					utilSum += u
 					utilN++
 				}
