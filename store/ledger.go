@@ -238,7 +238,7 @@ func (w *writer) minutes(id string, hour int64) ([]minuteRow, error) {
 	return out, rows.Err()
 }
 
-func (w *writer) accrueHour(ns *nodeState, hour, upto, origin int64) error {
+func (w *writer) accrueHour(ns *nodeState, hour, upto, origin int64) (err error) {
 	mins, err := w.minutes(ns.id, hour)
 	if err != nil {
 		return err
@@ -252,6 +252,11 @@ func (w *writer) accrueHour(ns *nodeState, hour, upto, origin int64) error {
 			return err
 		}
 	}
+	defer func() {
+		if err == nil {
+			err = w.sumDay(ns.id, floorTo(hour, dayMs))
+		}
+	}()
 	for _, l := range lines {
 		if err := w.exec(`INSERT INTO ledger (node_id, hour_ms, currency, job, team, upto_ms, leased_gpu_ms,
 			reported_gpu_ms, idle_gpu_ms, dark_gpu_ms, spend_micros, spend_rem, idle_micros, idle_rem,
@@ -308,6 +313,7 @@ func (w *writer) prune() error {
 		{`DELETE FROM rollup_minute WHERE minute_ms < ?`, minCut},
 		{`DELETE FROM rollup_hour WHERE hour_ms < ?`, hourCut},
 		{`DELETE FROM ledger WHERE hour_ms < ?`, hourCut},
+		{`DELETE FROM ledger_day WHERE day_ms < ?`, floorTo(hourCut, dayMs)},
 		{`DELETE FROM events WHERE time_ms < ?`, hourCut},
 		{`DELETE FROM alerts WHERE end_ms > 0 AND end_ms < ?`, hourCut},
 	} {
@@ -316,5 +322,28 @@ func (w *writer) prune() error {
 		}
 	}
 	w.pruned = true
+	return nil
+}
+
+const dayMs = 24 * hourMs
+
+var dayQuery = `INSERT INTO ledger_day SELECT ?1, node_id, currency, job, team, MAX(upto_ms),
+	SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms), SUM(spend_micros), SUM(spend_rem),
+	SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem)
+	FROM ledger WHERE node_id = ?2 AND hour_ms IN (` + placeholders(3, 24) + `) GROUP BY currency, job, team`
+
+// sumDay rewrites a node's day in ledger_day from its hours.
+func (w *writer) sumDay(id string, day int64) error {
+	if err := w.exec(`DELETE FROM ledger_day WHERE day_ms = ? AND node_id = ?`, day, id); err != nil {
+		return fmt.Errorf("daily ledger: %w", err)
+	}
+	args := make([]any, 26)
+	args[0], args[1] = day, id
+	for i := range 24 {
+		args[i+2] = day + int64(i)*hourMs
+	}
+	if err := w.exec(dayQuery, args...); err != nil {
+		return fmt.Errorf("daily ledger: %w", err)
+	}
 	return nil
 }

@@ -55,7 +55,7 @@ func (u *Usage) Add(o Usage) {
 // HourFloor returns t rounded down to its UTC hour: the ledger's grain.
 func HourFloor(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
 
-// Usage sums the ledger rows of the hours that start in [from, to), grouped
+// Usage sums the ledger rows of the hours that meet [from, to), grouped
 // by by (region, provider, model, team, job, node) and currency, sorted by
 // group then currency. The sums are exact.
 func (s *Store) Usage(ctx context.Context, by string, from, to time.Time) ([]Usage, error) {
@@ -63,12 +63,23 @@ func (s *Store) Usage(ctx context.Context, by string, from, to time.Time) ([]Usa
 	if !ok {
 		return nil, fmt.Errorf("usage: unknown group %q", by)
 	}
+	// whole UTC days from ledger_day, the hours around them from ledger
+	a, d := floorTo(from.UnixMilli(), hourMs), floorTo(to.UnixMilli()+hourMs-1, hourMs)
+	b, c := floorTo(a+dayMs-1, dayMs), floorTo(d, dayMs)
+	if b >= c {
+		b, c = d, d
+	}
+	const cols = `node_id, currency, job, team, leased_gpu_ms, reported_gpu_ms, idle_gpu_ms, dark_gpu_ms,
+		spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem`
 	rows, err := s.db.QueryContext(ctx, `SELECT `+col+` AS g, l.currency,
 		SUM(l.leased_gpu_ms), SUM(l.reported_gpu_ms), SUM(l.idle_gpu_ms), SUM(l.dark_gpu_ms),
 		SUM(l.spend_micros), SUM(l.spend_rem), SUM(l.idle_micros), SUM(l.idle_rem), SUM(l.dark_micros), SUM(l.dark_rem)
-		FROM ledger l LEFT JOIN nodes n ON n.id = l.node_id
-		WHERE l.hour_ms >= ? AND l.hour_ms < ?
-		GROUP BY g, l.currency ORDER BY g, l.currency`, from.UnixMilli(), to.UnixMilli())
+		FROM (
+			SELECT `+cols+` FROM ledger WHERE hour_ms >= ?1 AND hour_ms < ?2
+			UNION ALL SELECT `+cols+` FROM ledger_day WHERE day_ms >= ?2 AND day_ms < ?3
+			UNION ALL SELECT `+cols+` FROM ledger WHERE hour_ms >= ?3 AND hour_ms < ?4
+		) l LEFT JOIN nodes n ON n.id = l.node_id
+		GROUP BY g, l.currency ORDER BY g, l.currency`, a, b, c, d)
 	if err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}

@@ -160,5 +160,35 @@ CREATE TABLE journal (
 	id   INTEGER PRIMARY KEY,
 	data BLOB NOT NULL
 );
+`,	// 3: the ledger summed per UTC day, so reports over months read a
+	// twenty-fourth of the rows. Rebuilt from the hourly ledger.
+	`
+CREATE TABLE ledger_day (
+	day_ms          INTEGER NOT NULL,
+	node_id         TEXT NOT NULL,
+	currency        TEXT NOT NULL,
+	job             TEXT NOT NULL,
+	team            TEXT NOT NULL,
+	upto_ms         INTEGER NOT NULL,
+	leased_gpu_ms   INTEGER NOT NULL,
+	reported_gpu_ms INTEGER NOT NULL,
+	idle_gpu_ms     INTEGER NOT NULL,
+	dark_gpu_ms     INTEGER NOT NULL,
+	spend_micros    INTEGER NOT NULL,
+	spend_rem       INTEGER NOT NULL,   -- sums of remainders: not normalised
+	idle_micros     INTEGER NOT NULL,
+	idle_rem        INTEGER NOT NULL,
+	dark_micros     INTEGER NOT NULL,
+	dark_rem        INTEGER NOT NULL,
+	PRIMARY KEY (day_ms, node_id, currency, job, team)
+) WITHOUT ROWID;
+` + LedgerDaySQL + `;
 `,
 }
+
+// LedgerDaySQL sums the hourly ledger into ledger_day (for every day, or,
+// with a WHERE appended, for some).
+const LedgerDaySQL = `INSERT INTO ledger_day SELECT hour_ms - hour_ms % 86400000, node_id, currency, job, team, MAX(upto_ms),
+	SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms), SUM(spend_micros), SUM(spend_rem),
+	SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem)
+FROM ledger GROUP BY 1, node_id, currency, job, team`
