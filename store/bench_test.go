@@ -65,14 +65,17 @@ func benchRollups(b *testing.B, nodes int) {
 	}
 	b.ResetTimer()
 	cpu0 := cpuTime()
+	var journal int
 	for it := 0; it < b.N; it++ {
 		second(warm + it)
+		journal += len(st.journalBuf)
 	}
 	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	perSecond := float64(cpu) / float64(b.N) // CPU ns per second of data
 	b.ReportMetric(perSecond/1e9*100, "%core")
 	b.ReportMetric(perSecond/float64(nodes*8), "cpu-ns/gpu-sample")
+	b.ReportMetric(float64(journal)/float64(b.N*nodes*8), "journal-B/gpu-sample")
 }
 
 func BenchmarkRollups1kGPUs(b *testing.B)   { benchRollups(b, 125) }

@@ -160,7 +160,8 @@ CREATE TABLE journal (
 	id   INTEGER PRIMARY KEY,
 	data BLOB NOT NULL
 );
-`,	// 3: the ledger summed per UTC day, so reports over months read a
+`,
+	// 3: the ledger summed per UTC day, so reports over months read a
 	// twenty-fourth of the rows. Rebuilt from the hourly ledger.
 	`
 CREATE TABLE ledger_day (
