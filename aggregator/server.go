@@ -243,9 +243,9 @@ func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
 	s.httpMu.Lock()
-	if s.closing.Load() {
+	if s.closing.Load() { // closed before serving began
 		s.httpMu.Unlock()
-		return http.ErrServerClosed
+		return ln.Close()
 	}
 	s.servers = append(s.servers, hs)
 	s.httpMu.Unlock()
