@@ -223,30 +223,8 @@ func (s *Server) burn(n *nodeState) fleet.Money {
 
 // view builds the node's NodeView. Caller holds n.mu.
 func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
-	nd := &n.node
-	v := wire.NodeView{
-		ID:           n.id,
-		Hostname:     nd.Hostname,
-		Region:       nd.Region,
-		Site:         nd.Site,
-		Jurisdiction: nd.Jurisdiction,
-		Provider:     nd.Provider,
-		State:        s.stateAt(n, now),
-		LastSeen:     n.lastSeen,
-		Seq:          n.seq.Load(),
-		Gaps:         n.gaps,
-		Lease:        nd.Lease,
-		BurnPerHour:  s.burn(n),
-		Devices:      make([]wire.DeviceView, len(n.devs)),
-	}
-	if n.hasHost {
-		v.Host = map[string]float64{}
-		for m := fleet.HostMetric(0); m < fleet.NumHostMetrics; m++ {
-			if x, ok := n.host.Get(m); ok && finite(x) {
-				v.Host[m.String()] = x
-			}
-		}
-	}
+	v := s.viewHead(n, now)
+	v.Devices = make([]wire.DeviceView, len(n.devs))
 	for i := range n.devs {
 		ds := &n.devs[i]
 		dv := wire.DeviceView{
@@ -265,6 +243,34 @@ func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
 			}
 		}
 		v.Devices[i] = dv
+	}
+	return v
+}
+
+// viewHead builds the node's NodeView without devices. Caller holds n.mu.
+func (s *Server) viewHead(n *nodeState, now time.Time) wire.NodeView {
+	nd := &n.node
+	v := wire.NodeView{
+		ID:           n.id,
+		Hostname:     nd.Hostname,
+		Region:       nd.Region,
+		Site:         nd.Site,
+		Jurisdiction: nd.Jurisdiction,
+		Provider:     nd.Provider,
+		State:        s.stateAt(n, now),
+		LastSeen:     n.lastSeen,
+		Seq:          n.seq.Load(),
+		Gaps:         n.gaps,
+		Lease:        nd.Lease,
+		BurnPerHour:  s.burn(n),
+	}
+	if n.hasHost {
+		v.Host = map[string]float64{}
+		for m := fleet.HostMetric(0); m < fleet.NumHostMetrics; m++ {
+			if x, ok := n.host.Get(m); ok && finite(x) {
+				v.Host[m.String()] = x
+			}
+		}
 	}
 	if len(n.procs) > 0 {
 		v.Procs = append([]fleet.Process(nil), n.procs...)

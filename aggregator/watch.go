@@ -2,7 +2,6 @@ package aggregator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -85,7 +84,11 @@ func (v *viewer) close(code wire.CloseCode, reason string) {
 func (v *viewer) run(ctx context.Context) error {
 	s := v.s
 	last := s.version.Load()
-	if err := v.write(s.watchMsg(wire.WatchSnapshot, 0)); err != nil {
+	msg, err := s.appendWatch(nil, wire.WatchSnapshot, 0)
+	if err != nil {
+		return err
+	}
+	if err := v.write(msg); err != nil {
 		return err
 	}
 	t := time.NewTicker(s.cfg.ViewerInterval)
@@ -99,7 +102,10 @@ func (v *viewer) run(ctx context.Context) error {
 		case <-t.C:
 		}
 		cur := s.version.Load()
-		msg := s.watchMsg(wire.WatchUpdate, last)
+		msg, err = s.appendWatch(msg[:0], wire.WatchUpdate, last)
+		if err != nil {
+			return err
+		}
 		last = cur
 		if err := v.write(msg); err != nil {
 			return err
@@ -107,11 +113,7 @@ func (v *viewer) run(ctx context.Context) error {
 	}
 }
 
-func (v *viewer) write(msg *wire.WatchMsg) error {
-	b, err := json.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("encode watch message: %w", err)
-	}
+func (v *viewer) write(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), v.s.cfg.WriteTimeout)
 	defer cancel()
 	if err := v.conn.Write(ctx, websocket.MessageText, b); err != nil {
@@ -123,21 +125,29 @@ func (v *viewer) write(msg *wire.WatchMsg) error {
 	return nil
 }
 
-// watchMsg builds a watch message with the nodes changed after version since
-// (0: all of them).
-func (s *Server) watchMsg(kind string, since uint64) *wire.WatchMsg {
+// appendWatch appends a watch message with the nodes changed after version
+// since (0: all of them).
+func (s *Server) appendWatch(dst []byte, kind string, since uint64) ([]byte, error) {
 	now := s.clock()
-	msg := &wire.WatchMsg{Version: wire.WatchVersion, Kind: kind, Time: now, Aggregator: s.cfg.Name, Nodes: []wire.NodeView{}}
+	var nodes []byte
+	var err error
 	for _, n := range s.nodeList() {
 		if n.version.Load() <= since {
 			continue
 		}
+		if len(nodes) > 0 {
+			nodes = append(nodes, ',')
+		}
 		n.mu.Lock()
-		msg.Nodes = append(msg.Nodes, s.view(n, now))
+		nodes, err = s.appendNodeJSON(nodes, n, now)
 		n.mu.Unlock()
+		if err != nil {
+			return dst, fmt.Errorf("encode node %s: %w", n.id, err)
+		}
 	}
-	msg.Summary, msg.Jobs, msg.Alerts = s.summarize(now)
-	return msg
+	var tail watchTail
+	tail.Summary, tail.Jobs, tail.Alerts = s.summarize(now)
+	return appendWatchJSON(dst, &watchHead{Version: wire.WatchVersion, Kind: kind, Time: now, Aggregator: s.cfg.Name}, nodes, &tail)
 }
 
 // summaryCache keeps Insights.Summarize to at most one call per viewer

@@ -1,0 +1,189 @@
+package aggregator
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// Watch messages are most of the aggregator's outgoing work: every viewer
+// gets every changed node once a second. Going through wire.NodeView costs a
+// map per device and a sorted, reflective encoding of it, so nodes are
+// written straight from live state here, in exactly wire.NodeView's JSON
+// (TestNodeJSONMatchesView holds the two together).
+
+// nodeHead is wire.NodeView without its devices, which are spliced in.
+type nodeHead struct {
+	ID           string             `json:"id"`
+	Hostname     string             `json:"hostname"`
+	Region       string             `json:"region"`
+	Site         string             `json:"site,omitempty"`
+	Jurisdiction string             `json:"jurisdiction"`
+	Provider     string             `json:"provider"`
+	State        string             `json:"state"`
+	LastSeen     time.Time          `json:"last_seen"`
+	Seq          uint64             `json:"seq"`
+	Gaps         uint64             `json:"gaps"`
+	Lease        fleet.Lease        `json:"lease"`
+	BurnPerHour  fleet.Money        `json:"burn_per_hour"`
+	Host         map[string]float64 `json:"host,omitempty"`
+	Procs        []fleet.Process    `json:"procs,omitempty"`
+	Events       []fleet.Event      `json:"events,omitempty"`
+}
+
+// watchHead and watchTail are wire.WatchMsg around its nodes.
+type watchHead struct {
+	Version    int       `json:"version"`
+	Kind       string    `json:"kind"`
+	Time       time.Time `json:"time"`
+	Aggregator string    `json:"aggregator,omitempty"`
+}
+
+type watchTail struct {
+	Removed []string       `json:"removed,omitempty"`
+	Summary wire.Summary   `json:"summary"`
+	Jobs    []wire.JobView `json:"jobs,omitempty"`
+	Alerts  []fleet.Alert  `json:"alerts,omitempty"`
+}
+
+// spliceObject appends JSON object obj without its closing brace, then a
+// comma and key: ready for a value and "}".
+func spliceObject(dst, obj []byte, key string) []byte {
+	dst = append(dst, obj[:len(obj)-1]...)
+	dst = append(dst, ',', '"')
+	dst = append(dst, key...)
+	return append(dst, '"', ':')
+}
+
+// appendNodeJSON appends node n as wire.NodeView JSON. Caller holds n.mu.
+func (s *Server) appendNodeJSON(dst []byte, n *nodeState, now time.Time) ([]byte, error) {
+	v := s.viewHead(n, now)
+	head, err := json.Marshal(&nodeHead{
+		ID: v.ID, Hostname: v.Hostname, Region: v.Region, Site: v.Site, Jurisdiction: v.Jurisdiction,
+		Provider: v.Provider, State: v.State, LastSeen: v.LastSeen, Seq: v.Seq, Gaps: v.Gaps, Lease: v.Lease,
+		BurnPerHour: v.BurnPerHour, Host: v.Host, Procs: v.Procs, Events: v.Events,
+	})
+	if err != nil {
+		return dst, err
+	}
+	dst = spliceObject(dst, head, "devices")
+	dst = appendDevicesJSON(dst, n)
+	return append(dst, '}'), nil
+}
+
+// appendWatchJSON appends a whole watch message: head, the pre-encoded
+// nodes, tail.
+func appendWatchJSON(dst []byte, h *watchHead, nodes []byte, t *watchTail) ([]byte, error) {
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return dst, err
+	}
+	tb, err := json.Marshal(t)
+	if err != nil {
+		return dst, err
+	}
+	dst = spliceObject(dst, hb, "nodes")
+	dst = append(dst, '[')
+	dst = append(dst, nodes...)
+	dst = append(dst, ']', ',')
+	return append(dst, tb[1:]...), nil
+}
+
+func appendDevicesJSON(b []byte, n *nodeState) []byte {
+	b = append(b, '[')
+	for i := range n.devs {
+		ds := &n.devs[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(ds.dev.Index), 10)
+		b = append(b, `,"uuid":`...)
+		b = appendString(b, ds.dev.UUID)
+		b = append(b, `,"vendor":`...)
+		b = appendString(b, string(ds.dev.Vendor))
+		b = append(b, `,"model":`...)
+		b = appendString(b, ds.dev.Model)
+		b = append(b, `,"memory_total":`...)
+		b = strconv.AppendUint(b, ds.dev.MemoryTotal, 10)
+		b = append(b, `,"power_limit":`...)
+		b = appendFloat(b, ds.dev.PowerLimit)
+		if ds.seen {
+			if u, ok := ds.latest.Get(fleet.MetricUtil); ok && finite(u) {
+				b = append(b, `,"util":`...)
+				b = appendFloat(b, u)
+			}
+		}
+		b = append(b, `,"metrics":{`...)
+		first := true
+		if ds.seen {
+			// Sorted by name, as encoding/json writes maps.
+			for _, m := range metricsByName {
+				x, ok := ds.latest.Get(m)
+				if !ok || !finite(x) {
+					continue
+				}
+				if !first {
+					b = append(b, ',')
+				}
+				first = false
+				b = append(b, '"')
+				b = append(b, m.String()...)
+				b = append(b, `":`...)
+				b = appendFloat(b, x)
+			}
+		}
+		b = append(b, "}}"...)
+	}
+	return append(b, ']')
+}
+
+// metricsByName lists the device metrics in order of their names.
+var metricsByName = func() []fleet.Metric {
+	ms := make([]fleet.Metric, fleet.NumMetrics)
+	for i := range ms {
+		ms[i] = fleet.Metric(i)
+	}
+	for i := 1; i < len(ms); i++ { // insertion sort: 17 names, once
+		for j := i; j > 0 && ms[j].String() < ms[j-1].String(); j-- {
+			ms[j], ms[j-1] = ms[j-1], ms[j]
+		}
+	}
+	return ms
+}()
+
+// appendFloat writes x as encoding/json would (x is finite).
+func appendFloat(b []byte, x float64) []byte {
+	abs := math.Abs(x)
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		return strconv.AppendFloat(b, x, 'e', -1, 64)
+	}
+	return strconv.AppendFloat(b, x, 'f', -1, 64)
+}
+
+// appendString writes s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		q, _ := json.Marshal(s) // replaces invalid bytes like the rest of the message
+		return append(b, q...)
+	}
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
