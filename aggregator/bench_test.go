@@ -242,11 +242,11 @@ func BenchmarkWatchUpdate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	var out []byte
+	var out, scratch []byte
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		out, err = s.appendWatch(out[:0], wire.WatchUpdate, 0)
+		out, err = s.appendWatch(out[:0], &scratch, wire.WatchUpdate, 0)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -84,7 +84,8 @@ func (v *viewer) close(code wire.CloseCode, reason string) {
 func (v *viewer) run(ctx context.Context) error {
 	s := v.s
 	last := s.version.Load()
-	msg, err := s.appendWatch(nil, wire.WatchSnapshot, 0)
+	var scratch []byte
+	msg, err := s.appendWatch(nil, &scratch, wire.WatchSnapshot, 0)
 	if err != nil {
 		return err
 	}
@@ -102,7 +103,7 @@ func (v *viewer) run(ctx context.Context) error {
 		case <-t.C:
 		}
 		cur := s.version.Load()
-		msg, err = s.appendWatch(msg[:0], wire.WatchUpdate, last)
+		msg, err = s.appendWatch(msg[:0], &scratch, wire.WatchUpdate, last)
 		if err != nil {
 			return err
 		}
@@ -126,10 +127,11 @@ func (v *viewer) write(b []byte) error {
 }
 
 // appendWatch appends a watch message with the nodes changed after version
-// since (0: all of them).
-func (s *Server) appendWatch(dst []byte, kind string, since uint64) ([]byte, error) {
+// since (0: all of them). scratch is a reusable buffer for the nodes.
+func (s *Server) appendWatch(dst []byte, scratch *[]byte, kind string, since uint64) ([]byte, error) {
 	now := s.clock()
-	var nodes []byte
+	nodes := (*scratch)[:0]
+	defer func() { *scratch = nodes }()
 	var err error
 	for _, n := range s.nodeList() {
 		if n.version.Load() <= since {
