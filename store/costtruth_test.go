@@ -217,7 +217,7 @@ func driveFleet(t *testing.T, path string, fleetNodes []*simNode) {
 	t.Helper()
 	ctx := context.Background()
 	clk := &fakeClock{monthStart}
-	opts := Options{Clock: clk.Now, Interval: time.Minute, LedgerEvery: 20 * time.Minute, SyncNormal: true}
+	opts := Options{Clock: clk.Now, Interval: time.Minute, LedgerEvery: 20 * time.Minute, SyncNormal: true, MaxBackfill: time.Hour}
 	st, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)

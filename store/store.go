@@ -33,7 +33,6 @@ const (
 	DefaultHourRetention   = 2 * 365 * 24 * time.Hour
 	DefaultInterval        = time.Second
 	DefaultLedgerEvery     = 5 * time.Minute
-	DefaultMaxBackfill     = 24 * time.Hour
 )
 
 // FileName is the database's name inside a data directory.
@@ -64,9 +63,10 @@ type Options struct {
 	// rollups and accrues the ledger (default 1m); between folds a Commit
 	// appends one compact journal entry. Reports see data up to the last fold.
 	FoldEvery time.Duration
-	// MaxBackfill bounds how far before a node was first seen its lease
-	// accrues (a lease that started last year on a node first seen today
-	// accrues from a day before today; default 24h).
+	// MaxBackfill is how far before a node was first seen its lease may
+	// accrue, back to the lease's start. Zero (the default): from first
+	// sight, so a new install does not book a lease's unobserved past as
+	// "paid but dark".
 	MaxBackfill time.Duration
 	// Price supplies a node's lease price when the node's own lease labels
 	// carry none (the aggregator's price table). Optional.
@@ -100,8 +100,8 @@ func (o *Options) defaults() {
 	if o.FoldEvery <= 0 {
 		o.FoldEvery = time.Minute
 	}
-	if o.MaxBackfill <= 0 {
-		o.MaxBackfill = DefaultMaxBackfill
+	if o.MaxBackfill < 0 {
+		o.MaxBackfill = 0
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now

@@ -207,3 +207,43 @@ func TestReadOnlyWhileWriting(t *testing.T) {
 		t.Fatal("a read-only store committed")
 	}
 }
+
+// TestBackfill: a lease that started before fleettop first saw the node
+// accrues from first sight by default, and from its start within MaxBackfill.
+func TestBackfill(t *testing.T) {
+	for _, c := range []struct {
+		backfill time.Duration
+		wantMs   int64
+	}{
+		{0, 60_000},                   // the observed minute only
+		{30 * time.Minute, 1_860_000}, // 30 minutes before first sight, plus the minute
+		{48 * time.Hour, 3_660_000},   // back to the lease's start, an hour before
+	} {
+		clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+		st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true, MaxBackfill: c.backfill})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := testNode("n1", 1)
+		n.Lease.Start = clk.t.Add(-time.Hour)
+		for i := range 60 {
+			st.Record(n, testSample(uint64(i+1), clk.t, 1, 0.9))
+			clk.t = clk.t.Add(time.Second)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var leased int64
+		ro, err := Open(st.Path(), Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ro.DB().QueryRow(`SELECT SUM(leased_gpu_ms) FROM ledger`).Scan(&leased); err != nil {
+			t.Fatal(err)
+		}
+		ro.Close()
+		if leased != c.wantMs {
+			t.Errorf("MaxBackfill %v: %d ms leased, want %d", c.backfill, leased, c.wantMs)
+		}
+	}
+}
