@@ -18,6 +18,7 @@ import (
 
 	"github.com/fleettop/fleettop/aggregator"
 	"github.com/fleettop/fleettop/aggregator/insight"
+	"github.com/fleettop/fleettop/collector"
 	promexp "github.com/fleettop/fleettop/exporters/prometheus"
 	"github.com/fleettop/fleettop/store"
 	"github.com/fleettop/fleettop/wire"
@@ -72,13 +73,13 @@ its glob (default *); "#" starts a comment.`,
 				o.Name = listen
 			}
 			ctx := cmd.Context()
-			_, stop, err := startAggregator(ctx, o, ln)
+			srv, stop, err := startAggregator(ctx, o, ln)
 			if err != nil {
 				ln.Close()
 				return err
 			}
 			o.Logger.Info("aggregator listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "data_dir", o.DataDir)
-			<-ctx.Done()
+			notifySystemd(ctx, o.Logger, srv)
 			o.Logger.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -215,4 +216,27 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		}
 	}()
 	return srv, stop, nil
+}
+
+// notifySystemd speaks sd_notify for the Type=notify unit until ctx ends:
+// READY once serving, STATUS when sessions come or go, and WATCHDOG pings from
+// this loop, so a wedged process is restarted. Without NOTIFY_SOCKET it only
+// waits for ctx.
+func notifySystemd(ctx context.Context, log *slog.Logger, srv *aggregator.Server) {
+	sd := collector.NewSystemd(log, time.Second)
+	if !sd.Enabled() {
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		sd.Notify(srv.Status())
+		select {
+		case <-ctx.Done():
+			sd.Stopping()
+			return
+		case <-t.C:
+		}
+	}
 }
