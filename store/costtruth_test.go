@@ -168,26 +168,38 @@ type invoice struct {
 func computeInvoice(n *simNode) invoice {
 	inv := invoice{cur: n.cur, spend: new(big.Rat), idleSpend: new(big.Rat), darkSpend: new(big.Rat)}
 	perPrice := map[int64]*[4]int64{} // leased, reported, idle, dark GPU-seconds at a price
-	for t := monthStart; t.Before(monthEnd); t = t.Add(time.Second) {
-		if !n.leased(t) {
-			continue
-		}
-		p := n.price(t)
-		c := perPrice[p]
-		if c == nil {
-			c = new([4]int64)
-			perPrice[p] = c
-		}
-		m := t.Truncate(time.Minute)
+	// second by second, in Unix seconds (what the device reports is known per minute)
+	start, end := n.start.Unix(), int64(1<<62)
+	if !n.end.IsZero() {
+		end = n.end.Unix()
+	}
+	for m := monthStart; m.Before(monthEnd); m = m.Add(time.Minute) {
+		var rep, idle [8]bool
 		for d := range n.gpus {
-			c[0]++
-			if n.reports(m, d) {
-				c[1]++
-				if n.idle(m, d) {
+			rep[d] = n.reports(m, d)
+			idle[d] = rep[d] && n.idle(m, d)
+		}
+		for sec := m.Unix(); sec < m.Unix()+60; sec++ {
+			if sec < start || sec >= end {
+				continue
+			}
+			p := n.price(time.Unix(sec, 0))
+			c := perPrice[p]
+			if c == nil {
+				c = new([4]int64)
+				perPrice[p] = c
+			}
+			for d := range n.gpus {
+				c[0]++
+				switch {
+				case !rep[d]:
+					c[3]++
+				case idle[d]:
+					c[1]++
 					c[2]++
+				default:
+					c[1]++
 				}
-			} else {
-				c[3]++
 			}
 		}
 	}
@@ -217,7 +229,8 @@ func driveFleet(t *testing.T, path string, fleetNodes []*simNode) {
 	t.Helper()
 	ctx := context.Background()
 	clk := &fakeClock{monthStart}
-	opts := Options{Clock: clk.Now, Interval: time.Minute, LedgerEvery: 20 * time.Minute, SyncNormal: true, MaxBackfill: time.Hour}
+	opts := Options{Clock: clk.Now, Interval: time.Minute, LedgerEvery: 3 * time.Hour, FoldEvery: 2 * time.Hour,
+		SyncNormal: true, MaxBackfill: time.Hour}
 	st, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +253,7 @@ func driveFleet(t *testing.T, path string, fleetNodes []*simNode) {
 			seqs[n.id]++
 			st.Record(n.node(m), n.sample(seqs[n.id], m))
 		}
-		if m.Minute()%15 == 14 {
+		if m.Minute() == 59 {
 			clk.t = m.Add(59 * time.Second)
 			if err := st.Commit(ctx, seqs); err != nil {
 				t.Fatal(err)
