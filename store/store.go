@@ -204,7 +204,7 @@ func Open(path string, o Options) (*Store, error) {
 		}
 		if v != len(migrations) {
 			db.Close()
-			return nil, fmt.Errorf("open store %s: schema version %d, this fleettop reads %d", path, v, len(migrations))
+			return nil, fmt.Errorf("open store %s: its schema is version %d and this fleettop reads version %d: run this fleettop's aggregator on it once to migrate it", path, v, len(migrations))
 		}
 		return s, nil
 	}

@@ -34,8 +34,9 @@ leased GPUs that did not report ("paid but dark") and the effective price per
 used GPU-hour, from the cost ledger in the aggregator's data directory. It
 reads the database read-only, also while the aggregator runs.
 
-The ledger is kept per UTC hour: --since and --until are rounded down to
-the hour. Money is converted into the display currency with the rates of
+The ledger is kept per UTC hour: --since is rounded down to the hour, and
+--until up to it. While the aggregator runs, the current hour trails it by up
+to five minutes. Money is converted into the display currency with the rates of
 --config (the aggregator's config file), or else those the aggregator last
 ran with; without rates, each currency gets its own lines.`,
 		Args: cobra.NoArgs,
