@@ -27,7 +27,9 @@ type Recorder interface {
 	// (copy what it needs).
 	Record(n *fleet.Node, s *fleet.Sample)
 	// Commit makes everything recorded so far durable together with seqs
-	// (node id → highest applied sequence) in one transaction.
+	// (node id → highest applied sequence) in one transaction. A node's
+	// durable sequence becomes the highest it has recorded, which may exceed
+	// seqs[id] when samples were recorded after the caller read it.
 	Commit(ctx context.Context, seqs map[string]uint64) error
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,7 +66,11 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 			a.mu.Unlock()
 			continue
 		}
-		seq := seqs[a.id]
+		// Persist the highest sequence this commit writes, not only the one
+		// the caller read before calling: records applied in between are in
+		// this transaction too, and must not be applied again after a crash.
+		seq := max(seqs[a.id], a.maxSeq)
+		seqs[a.id] = seq
 		a.drained = s.drains
 		jbuf = appendString(jbuf, a.id)
 		jbuf = binary.AppendUvarint(jbuf, seq)
@@ -122,6 +127,12 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	// drain raises each node's sequence to the highest it has recorded, in a
+	// copy: the caller's map stays what it asked for.
+	seqs = maps.Clone(seqs)
+	if seqs == nil {
+		seqs = map[string]uint64{}
+	}
 	metas, jbuf := s.drain(seqs, s.journalBuf[:0])
 	s.journalBuf = jbuf
 	batches := append(s.retry, metas...)

@@ -151,6 +151,9 @@ type nodeAcc struct {
 	cur        []bucket         // open bucket per device
 	old        map[bkey]*bucket // buckets of earlier minutes not yet written
 	events     []fleet.Event
+	// maxSeq is the highest sequence recorded; Commit persists at least it,
+	// so records that reach the database are never applied again on resume.
+	maxSeq uint64
 }
 
 func (s *Store) acc(id string) *nodeAcc {
@@ -179,6 +182,7 @@ func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
 	t := smp.Time.UnixMilli()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.maxSeq = max(a.maxSeq, smp.Seq)
 	// The identity changes only when a collector reconnects: compare the
 	// scalar fields (placement, lease, counts) every sample, the labels and
 	// devices every 16th.

@@ -247,3 +247,43 @@ func TestBackfill(t *testing.T) {
 		}
 	}
 }
+
+// The aggregator reads a node's applied sequence and then commits; samples
+// recorded in between are written by that commit too. The durable sequence
+// must cover them, or a restart would have them applied a second time.
+func TestCommitPersistsHighestRecordedSeq(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fleettop.db")
+	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	st, err := Open(path, Options{Clock: clk.Now, SyncNormal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testNode("n1", 2)
+	for i := 1; i <= 5; i++ {
+		st.Record(n, testSample(uint64(i), clk.t, 2, 0.5))
+		clk.t = clk.t.Add(time.Second)
+	}
+	asked := map[string]uint64{"n1": 3} // read before samples 4 and 5 were recorded
+	if err := st.Commit(ctx, asked); err != nil {
+		t.Fatal(err)
+	}
+	if asked["n1"] != 3 {
+		t.Errorf("Commit changed the caller's map: %v", asked)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = Open(path, Options{Clock: clk.Now, SyncNormal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seqs, err := st.LastSeqs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seqs["n1"] != 5 {
+		t.Fatalf("LastSeqs = %v, want n1:5 (every recorded sample is in the commit)", seqs)
+	}
+}
