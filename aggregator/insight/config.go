@@ -410,6 +410,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
+// TablePrice returns the price table's price per GPU-hour for node n (by its
+// provider, region and first device's model), for nodes whose lease labels
+// carry no price. The store's ledger uses it, so that history and the live
+// figures price such nodes alike.
+func (c *Config) TablePrice(n *fleet.Node) (fleet.Money, bool) {
+	model := ""
+	if len(n.Devices) > 0 {
+		model = n.Devices[0].Model
+	}
+	p, ok := c.price(n.Provider, n.Region, model)
+	return p.PerGPU, ok
+}
+
 // price returns the price table's best entry for a device, if any.
 func (c *Config) price(provider, region, model string) (Price, bool) {
 	best, bestScore := Price{}, -1

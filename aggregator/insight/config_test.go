@@ -98,3 +98,32 @@ func FuzzParseConfig(f *testing.F) {
 		_, _ = ParseConfig(b, "fuzz.yaml") // must not panic
 	})
 }
+
+func TestTablePrice(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`prices:
+  - {model: H100, price: "2.00", currency: USD}
+  - {provider: acme, region: Johor, model: H100, price: "9.10", currency: MYR}
+  - {provider: acme, price: "1.50", currency: USD}
+`), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func(provider, region, model string) *fleet.Node {
+		return &fleet.Node{Provider: provider, Region: region, Devices: []fleet.Device{{Model: model}}}
+	}
+	for _, c := range []struct {
+		n    *fleet.Node
+		want fleet.Money
+		ok   bool
+	}{
+		{node("acme", "Johor", "NVIDIA H100 80GB HBM3"), fleet.Money{Micros: 9_100_000, Currency: "MYR"}, true},
+		{node("acme", "Singapore", "NVIDIA H100 80GB HBM3"), fleet.Money{Micros: 1_500_000, Currency: "USD"}, true},
+		{node("other", "Dubai", "NVIDIA H100 80GB HBM3"), fleet.Money{Micros: 2_000_000, Currency: "USD"}, true},
+		{node("other", "Dubai", "Ascend 910B"), fleet.Money{}, false},
+	} {
+		got, ok := cfg.TablePrice(c.n)
+		if got != c.want || ok != c.ok {
+			t.Errorf("TablePrice(%s/%s/%s) = %v, %v; want %v, %v", c.n.Provider, c.n.Region, c.n.Devices[0].Model, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -143,7 +143,11 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return nil, nil, usagef("cannot create data directory %s: %v", o.DataDir, err)
 	}
-	st, err := store.Open(filepath.Join(o.DataDir, "fleettop.db"), store.Options{})
+	st, err := store.Open(filepath.Join(o.DataDir, "fleettop.db"), store.Options{
+		IdleThreshold: cfg.Rules.IdleThreshold,
+		Interval:      o.Interval,
+		Price:         cfg.TablePrice,
+	})
 	if err != nil {
 		return nil, nil, usagef("cannot open the database in %s: %v", o.DataDir, err)
 	}
