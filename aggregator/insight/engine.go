@@ -34,14 +34,16 @@ const (
 )
 
 // Engine implements aggregator.Insights. Observe takes only its node's shard
-// lock and does no I/O; alert transitions go to the webhook's queue.
+// lock and does no I/O; alert transitions go to the store's buffer and the
+// webhook's queue.
 type Engine struct {
 	cfg    Config
 	log    *slog.Logger
 	seed   maphash.Seed
 	shards [numShards]shard
 	book   *policy.Book
-	hook   *Webhook // nil without a webhook URL
+	hook   *Webhook     // nil without a webhook URL
+	st     *store.Store // nil in tests; alerts are stored with their start and end
 
 	mu     sync.Mutex      // guards warned
 	warned map[string]bool // currencies without a rate, logged once
@@ -73,6 +75,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 		seed:   maphash.MakeSeed(),
 		book:   policy.NewBook(15*time.Minute, 500),
 		warned: make(map[string]bool),
+		st:     st,
 	}
 	for i := range e.shards {
 		e.shards[i].nodes = make(map[string]*nodeState)
@@ -378,6 +381,9 @@ func (e *Engine) emit(trs []policy.Transition) {
 			e.log.Info("alert opened", "id", tr.Alert.ID, "severity", tr.Alert.Severity, "message", tr.Alert.Message)
 		} else {
 			e.log.Info("alert ended", "id", tr.Alert.ID)
+		}
+		if e.st != nil {
+			e.st.RecordAlert(tr.Alert) // buffered; written by the next Commit
 		}
 		if e.hook != nil {
 			e.hook.Enqueue(tr)
