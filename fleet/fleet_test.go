@@ -1,0 +1,67 @@
+package fleet
+
+import "testing"
+
+func TestMoneyString(t *testing.T) {
+	for _, c := range []struct {
+		m    Money
+		want string
+	}{
+		{Money{0, "USD"}, "0.00 USD"},
+		{Money{1_234_560_000, "SGD"}, "1234.56 SGD"},
+		{Money{4_999, "USD"}, "0.00 USD"},
+		{Money{5_000, "USD"}, "0.01 USD"},   // half a cent rounds away from zero
+		{Money{-5_000, "USD"}, "-0.01 USD"}, // on both sides
+		{Money{-1_994_999, "CNY"}, "-1.99 CNY"},
+	} {
+		if got := c.m.String(); got != c.want {
+			t.Errorf("Money{%d, %s}.String() = %q, want %q", c.m.Micros, c.m.Currency, got, c.want)
+		}
+	}
+}
+
+// An absent metric is absent, not zero: Set, Has, Get and Clear keep the
+// Present mask and the value in step.
+func TestDeviceSamplePresence(t *testing.T) {
+	var d DeviceSample
+	if _, ok := d.Get(MetricPower); ok {
+		t.Fatal("zero DeviceSample reports power present")
+	}
+	d.Set(MetricPower, 0) // a real zero is present
+	if v, ok := d.Get(MetricPower); !ok || v != 0 {
+		t.Fatalf("Get(power) after Set(0) = %v, %v", v, ok)
+	}
+	d.Set(MetricTemp, 61.5)
+	d.Clear(MetricPower)
+	if d.Has(MetricPower) || !d.Has(MetricTemp) {
+		t.Fatalf("after Clear(power): present mask %b", d.Present)
+	}
+	var h HostSample
+	h.Set(HostLoad1, 3.25)
+	if v, ok := h.Get(HostLoad1); !ok || v != 3.25 {
+		t.Fatalf("host load1 = %v, %v", v, ok)
+	}
+	if _, ok := h.Get(HostNetRx); ok {
+		t.Fatal("unset host metric reported present")
+	}
+}
+
+func TestMetricNamesRoundTrip(t *testing.T) {
+	seen := map[string]bool{}
+	for m := Metric(0); m < NumMetrics; m++ {
+		name := m.String()
+		if seen[name] {
+			t.Errorf("metric name %q used twice", name)
+		}
+		seen[name] = true
+		if back, ok := MetricByName(name); !ok || back != m {
+			t.Errorf("MetricByName(%q) = %v, %v; want %v", name, back, ok, m)
+		}
+	}
+	if _, ok := MetricByName("nonsense"); ok {
+		t.Error("MetricByName accepted an unknown name")
+	}
+	if Metric(200).String() != "metric(200)" {
+		t.Errorf("out-of-range metric prints %q", Metric(200).String())
+	}
+}
