@@ -690,19 +690,10 @@ func decodeSample(r *reader, s *fleet.Sample, st *streamState, host *fleet.HostS
 		st.layout = st.layout[:0]
 		var seen uint64
 		for range n {
-			idx := r.uvarint()
-			if r.err != nil {
+			idx, ok := r.deviceIndex(&seen)
+			if !ok {
 				return
 			}
-			if idx >= MaxDevices {
-				r.fail(ErrMalformed, "device index %d outside 0..%d", idx, MaxDevices-1)
-				return
-			}
-			if seen&(1<<idx) != 0 {
-				r.fail(ErrMalformed, "device index %d repeated", idx)
-				return
-			}
-			seen |= 1 << idx
 			st.layout = append(st.layout, uint8(idx))
 		}
 		if r.err != nil {
@@ -917,19 +908,10 @@ func decodeHello(r *reader, h *Hello) {
 	var seen uint64
 	for i := range n.Devices {
 		d := &n.Devices[i]
-		idx := r.uvarint()
-		if r.err != nil {
+		idx, ok := r.deviceIndex(&seen)
+		if !ok {
 			return
 		}
-		if idx >= MaxDevices {
-			r.fail(ErrMalformed, "device index %d outside 0..%d", idx, MaxDevices-1)
-			return
-		}
-		if seen&(1<<idx) != 0 {
-			r.fail(ErrMalformed, "device index %d repeated", idx)
-			return
-		}
-		seen |= 1 << idx
 		d.Index = int(idx)
 		d.UUID = r.string("device uuid")
 		d.Vendor = fleet.Vendor(r.internedString("device vendor"))

@@ -59,6 +59,25 @@ func (r *reader) byte() byte {
 	return c
 }
 
+// deviceIndex reads a device index, checking it is in range and not yet in
+// seen (a bit per index), and records it there; false after an error.
+func (r *reader) deviceIndex(seen *uint64) (uint64, bool) {
+	idx := r.uvarint()
+	if r.err != nil {
+		return 0, false
+	}
+	if idx >= MaxDevices {
+		r.fail(ErrMalformed, "device index %d outside 0..%d", idx, MaxDevices-1)
+		return 0, false
+	}
+	if *seen&(1<<idx) != 0 {
+		r.fail(ErrMalformed, "device index %d repeated", idx)
+		return 0, false
+	}
+	*seen |= 1 << idx
+	return idx, true
+}
+
 func (r *reader) uvarint() uint64 {
 	if r.off < len(r.b) {
 		if c := r.b[r.off]; c < 0x80 {
