@@ -131,10 +131,13 @@ func (p *nodePage) View() string {
 	lbl := func(l string) string { return st.Label.Render(l) }
 
 	stc := stateText(p.sh, v)
-	title := st.Value.Render(orDash(v.Hostname)) + " " + st.Dim.Render("("+v.ID+")") + "  " +
-		v.Region + "/" + v.Jurisdiction + "  " + v.Provider
+	title := st.Value.Render(orDash(v.Hostname))
+	if v.ID != v.Hostname { // the id only when it tells something new
+		title += " " + st.Dim.Render("("+v.ID+")")
+	}
+	title += "  " + v.Region + "/" + v.Jurisdiction + "  " + v.Provider
 	if v.Site != "" {
-		title += " " + v.Site
+		title += " · " + lbl("site ") + v.Site
 	}
 	title += "  " + stc.style.Render(stc.text)
 	add(title)
