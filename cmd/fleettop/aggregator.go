@@ -41,6 +41,10 @@ type aggregatorOptions struct {
 	Name          string        // shown to viewers; default: the listen address
 	Interval      time.Duration // expected collector interval; 0: 1s
 	Logger        *slog.Logger
+	// LedgerClock is the time the store accrues leases against (nil: the
+	// wall clock). The demo passes its simulated clock, so that hours the
+	// simulation has not reached yet are not booked as paid but dark.
+	LedgerClock func() time.Time
 }
 
 func newAggregatorCmd() *cobra.Command {
@@ -147,6 +151,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		IdleThreshold: cfg.Rules.IdleThreshold,
 		Interval:      o.Interval,
 		Price:         cfg.TablePrice,
+		Clock:         o.LedgerClock,
 	})
 	if err != nil {
 		return nil, nil, usagef("cannot open the database in %s: %v", o.DataDir, err)

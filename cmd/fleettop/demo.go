@@ -194,6 +194,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Name:       "demo",
 		Interval:   o.Interval,
 		Logger:     log,
+		// With --speed, simulated time trails the wall clock until it
+		// catches up: accrue leases in simulated time, as the samples are.
+		LedgerClock: clock.Now,
 	}, ln)
 	if err != nil {
 		ln.Close()
