@@ -53,3 +53,46 @@ func TestAlertsAreStored(t *testing.T) {
 		t.Fatalf("residency alert not stored; store has %+v", alerts)
 	}
 }
+
+// After a restart, spend today and this month start from what the ledger
+// holds, and live accrual continues from the hour the engine started in.
+func TestSpendSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 3, 10, 10, 0, 0, 0, time.UTC)
+	restart := start.Add(150 * time.Minute) // 12:30
+	st, err := store.Open(filepath.Join(t.TempDir(), "fleettop.db"), store.Options{SyncNormal: true, Clock: func() time.Time { return restart }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sg, _ := fixtureNodes() // 2 GPUs at 2.85 USD per GPU-hour, billed per second
+	seq := uint64(0)
+	for at := start; at.Before(start.Add(2 * time.Hour)); at = at.Add(30 * time.Second) {
+		seq++
+		st.Record(sg, &fleet.Sample{Seq: seq, Time: at, Devices: []fleet.DeviceSample{util(0, 0.9), util(1, 0.9)}})
+	}
+	if err := st.Commit(ctx, map[string]uint64{sg.ID: seq}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg, err := ParseConfig([]byte(fixtureYAML), "fleettop.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.carryLedger(ctx, st, restart); err != nil {
+		t.Fatal(err)
+	}
+	e.Observe(sg, &fleet.Sample{Seq: seq + 1, Time: restart, Devices: []fleet.DeviceSample{util(0, 0.9), util(1, 0.9)}})
+	sum, _, _ := e.Summarize(restart)
+	// Ledger: 10:00–12:00 = 2 h × 2 GPUs × 2.85 = 11.40; live: 12:00–12:30 = 2.85.
+	if want := usd(14_250_000); sum.SpendToday != want || sum.SpendMonth != want {
+		t.Errorf("after restart: today %v, month %v; want %v for both", sum.SpendToday, sum.SpendMonth, want)
+	}
+}

@@ -115,6 +115,13 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 			online := ns.state == "" || ns.state == wire.StateOnline
 			lines := [3]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
 			nodeToday, nodeMonth := ns.accrue(ds, now), ns.accrue(ms, now)
+			c, hasCarry := e.carry[id]
+			if hasCarry && e.carryDay == dk {
+				nodeToday.merge(c.today)
+			}
+			if hasCarry && e.carryMonth == mk {
+				nodeMonth.merge(c.month)
+			}
 			today.merge(nodeToday)
 			month.merge(nodeMonth)
 			proj.merge(nodeMonth)
@@ -151,6 +158,9 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				l.today.merge(nodeToday)
 				l.month.merge(nodeMonth)
 				l.idleMon.add(idleM, cur)
+				if hasCarry && e.carryMonth == mk {
+					l.idleMon.merge(c.idleMonth)
+				}
 			}
 			// Teams: sampled spend, and the burn of the GPUs their jobs hold now.
 			if ns.day.key == dk {
