@@ -113,13 +113,11 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 	s.sessions[ss] = struct{}{}
 	s.sessMu.Unlock()
 	s.m.collectors.Inc()
-	s.nCollectors.Add(1)
 	defer func() {
 		s.sessMu.Lock()
 		delete(s.sessions, ss)
 		s.sessMu.Unlock()
 		s.m.collectors.Dec()
-		s.nCollectors.Add(-1)
 	}()
 	if s.closing.Load() { // Close snapshotted sessions before we registered
 		ss.closeWith(wire.CloseGoingAway, "aggregator shutting down")

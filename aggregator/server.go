@@ -82,15 +82,14 @@ type Server struct {
 
 	commitMu sync.Mutex // one Commit at a time
 	sumCache summaryCache
-
-	// For Status: open sessions.
-	nCollectors, nViewers atomic.Int64
 }
 
 // Status summarises the server in one line for systemd's STATUS= (it changes
 // only when sessions come or go): e.g. "312 collectors, 2 viewers".
 func (s *Server) Status() string {
-	return fmt.Sprintf("%d collectors, %d viewers", s.nCollectors.Load(), s.nViewers.Load())
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	return fmt.Sprintf("%d collectors, %d viewers", len(s.sessions), len(s.viewers))
 }
 
 type metrics struct {

@@ -50,13 +50,11 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	s.viewers[v] = struct{}{}
 	s.sessMu.Unlock()
 	s.m.viewers.Inc()
-	s.nViewers.Add(1)
 	defer func() {
 		s.sessMu.Lock()
 		delete(s.viewers, v)
 		s.sessMu.Unlock()
 		s.m.viewers.Dec()
-		s.nViewers.Add(-1)
 	}()
 	if s.closing.Load() {
 		v.close(wire.CloseGoingAway, "aggregator shutting down")
