@@ -373,6 +373,14 @@ func (ss *session) ackLoop() {
 			ss.conn.CloseNow()
 			return
 		}
+		// Acks that arrive meanwhile coalesce into the next one.
+		t := time.NewTimer(ss.s.cfg.AckInterval)
+		select {
+		case <-ss.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -447,3 +447,26 @@ func TestNonFiniteValuesStayOutOfJSON(t *testing.T) {
 		t.Fatalf("device view %+v", v.Devices[0])
 	}
 }
+
+// Acks to one collector are at least AckInterval apart; the records
+// committed meanwhile are covered by the next ack, not one ack each.
+func TestAcksAreCoalesced(t *testing.T) {
+	ts := startServer(t, nil, func(c *Config) { c.AckInterval = time.Second })
+	node := testNode("n1", 1)
+	c := dialCollector(t, ts, secretAll)
+	c.hello(node)
+	c.samples(node, 1)
+	c.waitAck(1)
+	for q := uint64(2); q <= 6; q++ {
+		c.samples(node, q)
+		time.Sleep(30 * time.Millisecond) // longer than a flush (20 ms)
+	}
+	f := c.mustRecv()
+	a, ok := f.(*wire.Ack)
+	if !ok {
+		t.Fatalf("want ack, got %T", f)
+	}
+	if a.Seq != 6 {
+		t.Errorf("next ack %d, want 6: one ack for every record committed since the last", a.Seq)
+	}
+}

@@ -41,6 +41,12 @@ type Config struct {
 	// FlushInterval is how often applied samples are committed and acked
 	// (default 1s).
 	FlushInterval time.Duration
+	// AckInterval is the least time between two acks to one collector
+	// (default 5 × FlushInterval). An ack only lets the collector trim its
+	// spool, so acking less often costs nothing but spool space, and saves
+	// a websocket write per node per flush: at 100,000 GPUs the acks were a
+	// third of the aggregator's CPU. The final ack at shutdown is sent at once.
+	AckInterval time.Duration
 	// ViewerInterval is the least time between two watch messages to one
 	// viewer (default 1s).
 	ViewerInterval time.Duration
@@ -168,6 +174,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = time.Second
+	}
+	if cfg.AckInterval <= 0 {
+		cfg.AckInterval = 5 * cfg.FlushInterval
 	}
 	if cfg.ViewerInterval <= 0 {
 		cfg.ViewerInterval = time.Second
