@@ -109,16 +109,7 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 		done:  make(chan struct{}),
 		rbuf:  make([]byte, 0, 4096),
 	}
-	s.sessMu.Lock()
-	s.sessions[ss] = struct{}{}
-	s.sessMu.Unlock()
-	s.m.collectors.Inc()
-	defer func() {
-		s.sessMu.Lock()
-		delete(s.sessions, ss)
-		s.sessMu.Unlock()
-		s.m.collectors.Dec()
-	}()
+	defer track(s, s.sessions, s.m.collectors, ss)()
 	if s.closing.Load() { // Close snapshotted sessions before we registered
 		ss.closeWith(wire.CloseGoingAway, "aggregator shutting down")
 		return

@@ -90,6 +90,21 @@ type Server struct {
 	sumCache summaryCache
 }
 
+// track registers x in set (a session set guarded by sessMu) and counts it
+// in g; the returned func undoes both.
+func track[T comparable](s *Server, set map[T]struct{}, g prometheus.Gauge, x T) (untrack func()) {
+	s.sessMu.Lock()
+	set[x] = struct{}{}
+	s.sessMu.Unlock()
+	g.Inc()
+	return func() {
+		s.sessMu.Lock()
+		delete(set, x)
+		s.sessMu.Unlock()
+		g.Dec()
+	}
+}
+
 // Status summarises the server in one line for systemd's STATUS= (it changes
 // only when sessions come or go): e.g. "312 collectors, 2 viewers".
 func (s *Server) Status() string {

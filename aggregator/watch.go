@@ -46,16 +46,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := &viewer{s: s, conn: conn, name: tok.Name, done: make(chan struct{})}
-	s.sessMu.Lock()
-	s.viewers[v] = struct{}{}
-	s.sessMu.Unlock()
-	s.m.viewers.Inc()
-	defer func() {
-		s.sessMu.Lock()
-		delete(s.viewers, v)
-		s.sessMu.Unlock()
-		s.m.viewers.Dec()
-	}()
+	defer track(s, s.viewers, s.m.viewers, v)()
 	if s.closing.Load() {
 		v.close(wire.CloseGoingAway, "aggregator shutting down")
 		return

@@ -605,13 +605,6 @@ func (s *Spool) ReadFrom(from uint64, maxRecs int, fn func(seq uint64, payload [
 	return next, nil
 }
 
-// Sync makes appended records and the ack durable now.
-func (s *Spool) Sync() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.syncLocked()
-}
-
 func (s *Spool) syncLocked() error {
 	if s.dir == "" {
 		return nil

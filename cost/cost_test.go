@@ -1,7 +1,6 @@
 package cost
 
 import (
-	"math/big"
 	"testing"
 	"time"
 
@@ -174,95 +173,4 @@ func TestRates(t *testing.T) {
 			t.Errorf("ParseRates accepted %q", bad)
 		}
 	}
-}
-
-func TestPeriodsAndProjection(t *testing.T) {
-	sgt := time.FixedZone("SGT", 8*3600)
-	now := time.Date(2026, 3, 31, 20, 0, 0, 0, time.UTC) // 1 April 04:00 in Singapore
-	day, month, end := Periods(now, sgt)
-	if !day.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, sgt)) || !month.Equal(day) || !end.Equal(time.Date(2026, 5, 1, 0, 0, 0, 0, sgt)) {
-		t.Errorf("Periods = %v %v %v", day, month, end)
-	}
-	// 10 USD spent, 1 USD/h burn, 2 hours left in March UTC
-	now = time.Date(2026, 3, 31, 22, 0, 0, 0, time.UTC)
-	if got := Project(Exact{10_000_000, 0}, 1_000_000, now, time.UTC); got != (Exact{12_000_000, 0}) {
-		t.Errorf("Project = %v, want 12 USD", got)
-	}
-	vs := []Version{{Price: usd(1_000_000), GPUs: 1, Billing: fleet.BillPerSecond, Start: t0}}
-	if got := Spend(vs, t0, t0, at(1, 30, 0), "USD"); got != (Exact{1_500_000, 0}) {
-		t.Errorf("Spend = %v", got)
-	}
-	if got, ok := EffectivePricePerUsedHour(Exact{3_000_000, 0}, 90*time.Minute); !ok || got != 2_000_000 {
-		t.Errorf("EffectivePricePerUsedHour = %d, %v", got, ok)
-	}
-	if _, ok := EffectivePricePerUsedHour(Exact{3_000_000, 0}, 0); ok {
-		t.Error("effective price with nothing used")
-	}
-	if got := IdleSpend(2_000_000, 30*time.Minute); got != (Exact{1_000_000, 0}) {
-		t.Errorf("IdleSpend = %v", got)
-	}
-	if got := DarkSpend(2_000_000, time.Second); got != MakeExact(555, 2_000_000) {
-		t.Errorf("DarkSpend = %v", got)
-	}
-	if got := Burn(usd(2_500_000), 8); got != usd(20_000_000) {
-		t.Errorf("Burn = %v", got)
-	}
-}
-
-func TestBudgets(t *testing.T) {
-	for _, c := range []struct {
-		limit, spent int64
-		want         BudgetLevel
-	}{
-		{100, 0, BudgetOK},
-		{100, 79, BudgetOK},
-		{100, 80, BudgetWarn},
-		{1_000_000, 799_999, BudgetOK},
-		{1_000_000, 800_000, BudgetWarn},
-		{1_000_000, 999_999, BudgetWarn},
-		{1_000_000, 1_000_000, BudgetExceeded},
-		{0, 1, BudgetExceeded},
-		{0, 0, BudgetOK},
-	} {
-		if got := CheckBudget(Budget{Limit: c.limit}, c.spent); got.Level != c.want {
-			t.Errorf("CheckBudget(%d of %d) = %v, want %v", c.spent, c.limit, got.Level, c.want)
-		}
-	}
-	st := CheckBudgets([]Budget{{"team", "vision", 100}, {"region", "Singapore", 100}},
-		map[string]int64{"region/Singapore": 85, "team/vision": 120})
-	if len(st) != 2 || st[0].Name != "Singapore" || st[0].Level != BudgetWarn || st[1].Level != BudgetExceeded ||
-		st[0].Percent.Cmp(big.NewRat(85, 1)) != 0 {
-		t.Errorf("CheckBudgets = %+v", st)
-	}
-}
-
-func TestLeasesEnding(t *testing.T) {
-	now := t0
-	ls := []NodeLease{
-		{"a", fleet.Lease{End: now.Add(72 * time.Hour)}},
-		{"b", fleet.Lease{End: now.Add(24 * time.Hour)}},
-		{"c", fleet.Lease{}},                                 // open-ended
-		{"d", fleet.Lease{End: now.Add(-time.Hour)}},         // over
-		{"e", fleet.Lease{End: now.Add(8 * 24 * time.Hour)}}, // beyond 7 days
-		{"f", fleet.Lease{End: now.Add(7 * 24 * time.Hour)}}, // exactly 7 days
-	}
-	got := LeasesEnding(ls, now, 7*24*time.Hour)
-	var names []string
-	for _, e := range got {
-		names = append(names, e.Node)
-	}
-	if want := "b a f"; join(names) != want {
-		t.Errorf("LeasesEnding = %q, want %q", join(names), want)
-	}
-}
-
-func join(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += x
-	}
-	return out
 }

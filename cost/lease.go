@@ -17,12 +17,6 @@ type Version struct {
 	End     time.Time // the lease's end; zero: open-ended
 }
 
-// VersionsOf returns the single version of a lease whose terms never
-// changed, with gpus GPUs.
-func VersionsOf(l fleet.Lease, gpus int) []Version {
-	return []Version{{Price: l.PricePerGPUHour, GPUs: gpus, Billing: l.Billing, Start: l.Start, End: l.End}}
-}
-
 // Accrual is what a lease cost over an interval in one currency.
 type Accrual struct {
 	Currency string

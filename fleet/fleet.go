@@ -142,16 +142,6 @@ func (m Metric) String() string {
 	return fmt.Sprintf("metric(%d)", uint8(m))
 }
 
-// MetricByName returns the metric with the given String name.
-func MetricByName(name string) (Metric, bool) {
-	for i, n := range metricNames {
-		if n == name {
-			return Metric(i), true
-		}
-	}
-	return 0, false
-}
-
 // Health of a device (Ascend reports it directly; NVIDIA's is derived).
 type Health uint8
 

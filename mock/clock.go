@@ -83,8 +83,5 @@ func (c *Clock) CatchUpIn() time.Duration {
 	return max(total-c.now().Sub(c.realStart), 0)
 }
 
-// Speed returns how many simulated seconds pass per wall-clock second.
-func (c *Clock) Speed() float64 { return c.speed }
-
 // Real converts a simulated duration into wall-clock time.
 func (c *Clock) Real(d time.Duration) time.Duration { return time.Duration(float64(d) / c.speed) }

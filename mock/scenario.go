@@ -59,7 +59,6 @@ type Node struct {
 	hostMem    float64     // bytes
 	bootAgo    float64     // seconds between boot and the scenario start
 	energyBase []float64   // joules at the scenario start, per device
-	uuidPrefix string      //
 	outageSpan [2]float64  // dark window within each hour (seconds); zero: never dark
 }
 

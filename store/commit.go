@@ -21,7 +21,6 @@ type nodeBatch struct {
 	identAt int64
 	firstMs int64
 	lastMs  int64
-	buckets []bucket
 	events  []fleet.Event
 	alerts  []fleet.Alert
 }

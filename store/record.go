@@ -228,9 +228,7 @@ func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
 		}
 		b.add(d, covered)
 	}
-	for _, e := range smp.Events {
-		a.events = append(a.events, e)
-	}
+	a.events = append(a.events, smp.Events...)
 }
 
 // bucketFor returns the bucket collecting device idx's samples of minute.

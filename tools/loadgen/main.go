@@ -330,6 +330,9 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 	if perf != nil {
 		_ = perf.Wait()
 	}
+	if err != nil {
+		return fmt.Errorf("measure the aggregator after the interval: %w", err)
+	}
 	lagging := g.ackLag()
 	st, _ := procStatus(a.cmd.Process.Pid)
 	// Stop sending and let the last frames land, so the aggregator's
