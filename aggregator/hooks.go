@@ -46,6 +46,7 @@ type Insights interface {
 	// current clock; it returns the fleet summary (money in the display
 	// currency), every known job, and open plus recently closed alerts.
 	Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert)
-	// NodeBurn returns what node n costs per hour now, in the lease currency.
+	// NodeBurn returns what node n costs per hour now, in the display
+	// currency (the lease currency only when that has no exchange rate).
 	NodeBurn(n *fleet.Node) fleet.Money
 }

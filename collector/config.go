@@ -170,24 +170,7 @@ func (c *Config) at(key string) string {
 var (
 	jurisdictionRe = regexp.MustCompile(`^[A-Z]{2}$`)
 	currencyRe     = regexp.MustCompile(`^[A-Z]{3}$`)
-	priceRe        = regexp.MustCompile(`^([0-9]{1,12})(?:\.([0-9]{1,6}))?$`)
 )
-
-// ParseMicros parses a decimal amount such as "2.35" into micro-units,
-// exactly (no float): at most 6 decimals.
-func ParseMicros(s string) (int64, bool) {
-	m := priceRe.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
-		return 0, false
-	}
-	whole, _ := strconv.ParseInt(m[1], 10, 64)
-	frac := int64(0)
-	if m[2] != "" {
-		f, _ := strconv.ParseInt((m[2] + "000000")[:6], 10, 64)
-		frac = f
-	}
-	return whole*fleet.MicrosPerUnit + frac, true
-}
 
 func parseWhen(s string) (time.Time, bool) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
@@ -240,8 +223,8 @@ func (c *Config) Node(d NodeDefaults) (fleet.Node, error) {
 	}
 	n.Lease.ID = c.LeaseID
 	if c.PricePerGPUHour != "" {
-		v, ok := ParseMicros(c.PricePerGPUHour)
-		if !ok {
+		v, err := fleet.ParseMicros(c.PricePerGPUHour)
+		if err != nil || v < 0 {
 			bad("price_per_gpu_hour", "price %q: write a plain decimal amount per GPU-hour with at most 6 decimals, e.g. \"2.35\"", c.PricePerGPUHour)
 		}
 		n.Lease.PricePerGPUHour.Micros = v

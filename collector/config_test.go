@@ -85,19 +85,6 @@ func TestNodeIDFromMachineID(t *testing.T) {
 	}
 }
 
-func TestParseMicros(t *testing.T) {
-	for in, want := range map[string]int64{"2.35": 2_350_000, "0.000001": 1, "10": 10_000_000, "3.5": 3_500_000, "0.1": 100_000} {
-		if got, ok := ParseMicros(in); !ok || got != want {
-			t.Errorf("%s → %d %v, want %d", in, got, ok, want)
-		}
-	}
-	for _, in := range []string{"", "-1", "1.2345678", "1e3", "NaN", ".5", "1."} {
-		if _, ok := ParseMicros(in); ok {
-			t.Errorf("%q accepted", in)
-		}
-	}
-}
-
 func FuzzParseConfig(f *testing.F) {
 	b, _ := os.ReadFile("testdata/collector.yaml")
 	f.Add(b)

@@ -25,12 +25,12 @@ import (
 // Options configures Run.
 type Options struct {
 	Aggregators []Endpoint
-	// Currency is the display currency ("" = what the aggregators use).
+	// Currency is the display currency ("" = the first aggregator's). The
+	// TUI converts nothing: each aggregator sends money in its display
+	// currency, and amounts in another currency are left out of the totals
+	// and flagged.
 	Currency string
-	// Rates converts other currencies into Currency: units of Currency per
-	// unit, as decimal strings ("SGD": "0.74").
-	Rates   map[string]string
-	NoColor bool
+	NoColor  bool
 	// IdleThreshold is the utilisation below which a GPU counts as idle
 	// (default 0.05).
 	IdleThreshold float64

@@ -3,7 +3,6 @@ package tui
 import (
 	"cmp"
 	"math"
-	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,7 +126,6 @@ func (s *Snapshot) LastData() time.Time {
 // goroutine (the source's merger, or a test).
 type Fleet struct {
 	display string
-	rates   map[string]int64 // currency → display-currency micros per unit
 	idle    float64
 	aggs    []*aggState
 	changed bool
@@ -142,17 +140,13 @@ type aggState struct {
 }
 
 // NewFleet returns an empty fleet for the given aggregators. display is the
-// display currency ("" = the first aggregator's); rates converts other
-// currencies into it (units of display currency per unit, as decimal
-// strings, e.g. "SGD": "0.74"); idle is the utilisation below which a
-// GPU counts as idle.
-func NewFleet(endpoints []Endpoint, display string, rates map[string]string, idle float64) *Fleet {
-	f := &Fleet{display: display, rates: map[string]int64{}, idle: idle}
-	for code, r := range rates {
-		if v, err := strconv.ParseFloat(r, 64); err == nil && v > 0 {
-			f.rates[strings.ToUpper(code)] = int64(math.Round(v * 1e6))
-		}
-	}
+// display currency ("" = the first aggregator's); every aggregator converts
+// its money into its own display currency, so the TUI converts nothing:
+// amounts in another currency are left out of the totals and flagged
+// (Snapshot.Unconverted). idle is the utilisation below which a GPU counts
+// as idle.
+func NewFleet(endpoints []Endpoint, display string, idle float64) *Fleet {
+	f := &Fleet{display: display, idle: idle}
 	for _, e := range endpoints {
 		f.aggs = append(f.aggs, &aggState{
 			conn:  ConnStatus{Name: e.URL, URL: e.URL},
@@ -203,30 +197,14 @@ func (f *Fleet) Apply(agg int, m *wire.WatchMsg, now time.Time) {
 // Changed reports whether anything arrived since the last Snapshot.
 func (f *Fleet) Changed() bool { return f.changed }
 
-// convert turns m into display-currency micros; ok is false when no rate is
-// known for its currency.
+// convert returns m's micro-units when m is in display (or carries no
+// currency); ok is false for any other currency: the aggregators convert,
+// the TUI never does.
 func (f *Fleet) convert(m fleet.Money, display string) (int64, bool) {
 	if m.Micros == 0 || m.Currency == "" || strings.EqualFold(m.Currency, display) {
 		return m.Micros, true
 	}
-	r, ok := f.rates[strings.ToUpper(m.Currency)]
-	if !ok {
-		return 0, false
-	}
-	neg := m.Micros < 0
-	v := uint64(m.Micros)
-	if neg {
-		v = uint64(-m.Micros)
-	}
-	hi, lo := bits.Mul64(v, uint64(r))
-	if hi >= 1_000_000 {
-		return 0, false // overflow: far beyond any real amount
-	}
-	q, _ := bits.Div64(hi, lo, 1_000_000)
-	if neg {
-		return -int64(q), true
-	}
-	return int64(q), true
+	return 0, false
 }
 
 func (f *Fleet) displayCurrency() string {

@@ -97,7 +97,7 @@ func NewWatchSource(o Options) *WatchSource {
 	o = o.withDefaults()
 	return &WatchSource{
 		eps:      o.Aggregators,
-		fleet:    NewFleet(o.Aggregators, o.Currency, o.Rates, o.IdleThreshold),
+		fleet:    NewFleet(o.Aggregators, o.Currency, o.IdleThreshold),
 		interval: o.Refresh,
 		log:      o.Logger,
 		client:   &http.Client{Timeout: 10 * time.Second},

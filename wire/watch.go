@@ -58,7 +58,8 @@ type NodeView struct {
 	Gaps         uint64      `json:"gaps"` // records lost in transit, total
 	Lease        fleet.Lease `json:"lease"`
 	// BurnPerHour is what the node costs per hour now (all its GPUs, lease
-	// price × count), in the lease currency.
+	// price × count), converted by the aggregator into its display currency
+	// (in the lease currency only when that has no exchange rate).
 	BurnPerHour fleet.Money        `json:"burn_per_hour"`
 	Host        map[string]float64 `json:"host,omitempty"` // HostMetric.String() → value
 	Devices     []DeviceView       `json:"devices"`

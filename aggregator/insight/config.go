@@ -235,7 +235,7 @@ func (c *checker) build(fc *fileConfig) Config {
 			c.failf(path, "price entry has no price; add e.g. price: \"2.85\" (per GPU-hour)")
 			continue
 		}
-		m, err := parseMicros(fp.Price)
+		m, err := fleet.ParseMicros(fp.Price)
 		if err != nil || m < 0 {
 			c.failf(path+".price", "price %q is not a decimal amount; write it like \"2.85\" (per GPU-hour, up to 6 decimals)", fp.Price)
 			continue
@@ -332,7 +332,7 @@ func (c *checker) build(fc *fileConfig) Config {
 }
 
 func (c *checker) budget(path, v, currency string) int64 {
-	m, err := parseMicros(v)
+	m, err := fleet.ParseMicros(v)
 	if err != nil || m <= 0 {
 		c.failf(path, "budget %q is not a positive decimal amount; write the monthly budget in %s like \"50000\"", v, currency)
 	}

@@ -77,19 +77,6 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 	}
 }
 
-func TestParseMicros(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
-	}{{"2.85", 2_850_000, true}, {"50000", 50_000_000_000, true}, {"0.000001", 1, true}, {"0.0000001", 0, false}, {"1e3", 0, false}} {
-		got, err := parseMicros(tc.in)
-		if got != tc.want || (err == nil) != tc.ok {
-			t.Errorf("parseMicros(%q) = %d, %v", tc.in, got, err)
-		}
-	}
-}
-
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(fixtureYAML))
 	f.Add([]byte("currency: USD\n"))

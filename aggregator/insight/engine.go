@@ -414,8 +414,10 @@ func (e *Engine) NodeState(n *fleet.Node, state string, t time.Time) {
 	e.cfg.Rules.SetState(&ns.tracker, state, t)
 }
 
-// NodeBurn implements aggregator.Insights: price per GPU-hour × GPUs, in the
-// lease currency, zero when the lease has ended or no price is known.
+// NodeBurn implements aggregator.Insights: price per GPU-hour × GPUs,
+// converted into the display currency (rounded once, half to even); in the
+// lease currency when it has no rate. Zero when the lease has ended or no
+// price is known.
 func (e *Engine) NodeBurn(n *fleet.Node) fleet.Money {
 	price, _, _ := e.resolve(n)
 	end := n.Lease.End
@@ -428,10 +430,18 @@ func (e *Engine) NodeBurn(n *fleet.Node) fleet.Money {
 		}
 		sh.mu.Unlock()
 		if !last.IsZero() && !last.Before(end) {
-			return fleet.Money{Currency: price.Currency}
+			return fleet.Money{Currency: e.cfg.Currency}
 		}
 	}
-	return fleet.Money{Micros: price.Micros * int64(len(n.Devices)), Currency: price.Currency}
+	b := fleet.Money{Micros: price.Micros * int64(len(n.Devices)), Currency: price.Currency}
+	if b.Currency == "" {
+		return fleet.Money{Currency: e.cfg.Currency}
+	}
+	if c, err := e.cfg.Rates.Convert(b); err == nil {
+		return c
+	}
+	e.warnRate(b.Currency)
+	return b
 }
 
 func (e *Engine) emit(trs []policy.Transition) {

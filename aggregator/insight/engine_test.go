@@ -173,8 +173,9 @@ func TestSummarizeMoney(t *testing.T) {
 	if len(sum.LeasesEnding) != 1 || sum.LeasesEnding[0].Node != "jb-1" || sum.LeasesEnding[0].Lease != "L-2" {
 		t.Errorf("leases ending %+v", sum.LeasesEnding)
 	}
-	if got := e.NodeBurn(func() *fleet.Node { _, jb := fixtureNodes(); return jb }()); got != (fleet.Money{Micros: 4_000_000, Currency: "SGD"}) {
-		t.Errorf("NodeBurn(jb-1) = %v, want 4.00 SGD from the price table", got)
+	// 4.00 SGD from the price table, converted by the aggregator at 0.74.
+	if got := e.NodeBurn(func() *fleet.Node { _, jb := fixtureNodes(); return jb }()); got != usd(2_960_000) {
+		t.Errorf("NodeBurn(jb-1) = %v, want 2.96 USD (4.00 SGD from the price table)", got)
 	}
 
 	pl := e.Placements(now)

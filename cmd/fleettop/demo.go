@@ -256,11 +256,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	}
 	return tui.Run(ctx, tui.Options{
 		Aggregators: []tui.Endpoint{{URL: "http://" + addr, Token: toks.viewer}},
-		// The same display currency and rates as the aggregator's config,
-		// so node-level figures the TUI sums itself are converted too.
-		Currency: "USD",
-		Rates:    mock.USDRates(),
-		NoColor:  o.NoColor,
+		// The aggregator converts every amount into its display currency;
+		// the TUI only formats.
+		NoColor: o.NoColor,
 	})
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,7 +23,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		o, err := loadTUIConfig(path)
+		o, err := loadTUIConfig(path, cmd.ErrOrStderr())
 		if err != nil {
 			return err
 		}
@@ -32,7 +33,9 @@ func init() {
 
 // tuiConfig is the viewer's config file, os.UserConfigDir()/fleettop/tui.yaml.
 type tuiConfig struct {
-	Currency    string            `yaml:"currency"`
+	Currency string `yaml:"currency"`
+	// Rates is deprecated and ignored: each aggregator converts money into
+	// its display currency. Kept so that old files still load.
 	Rates       map[string]string `yaml:"rates"`
 	NoColor     bool              `yaml:"no_color"`
 	Aggregators []struct {
@@ -52,8 +55,8 @@ func tuiConfigPath() (string, error) {
 }
 
 // loadTUIConfig reads the viewer config; a missing or empty file is a usage
-// error that says what to write.
-func loadTUIConfig(path string) (tui.Options, error) {
+// error that says what to write. Deprecated keys are noted on warn.
+func loadTUIConfig(path string, warn io.Writer) (tui.Options, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return tui.Options{}, usagef("no viewer config: write %s with a line like %s (or run 'fleettop tui --aggregator URL')", path, tuiConfigExample)
@@ -68,7 +71,10 @@ func loadTUIConfig(path string) (tui.Options, error) {
 	if len(c.Aggregators) == 0 {
 		return tui.Options{}, usagef("%s lists no aggregators: add a line like %s", path, tuiConfigExample)
 	}
-	o := tui.Options{Currency: c.Currency, Rates: c.Rates, NoColor: c.NoColor}
+	if len(c.Rates) > 0 {
+		fmt.Fprintf(warn, "fleettop: %s: rates: is deprecated and ignored: the aggregators convert money into their display currency (set rates: in the aggregator's config); remove it from this file\n", path)
+	}
+	o := tui.Options{Currency: c.Currency, NoColor: c.NoColor}
 	for i, a := range c.Aggregators {
 		if a.URL == "" {
 			return tui.Options{}, usagef("%s: aggregator %d has no url", path, i+1)
@@ -131,7 +137,7 @@ Without --aggregator, the aggregators of the config file are used
 				if err != nil {
 					return err
 				}
-				if o, err = loadTUIConfig(path); err != nil {
+				if o, err = loadTUIConfig(path, cmd.ErrOrStderr()); err != nil {
 					return err
 				}
 			} else {
