@@ -222,3 +222,24 @@ func TestPriceChangeMidDay(t *testing.T) {
 		t.Errorf("today %v burn %v", sum.SpendToday, sum.BurnPerHour)
 	}
 }
+
+// TestBreakdownsAddUp: region, provider and model lines add up to the fleet
+// figures to the micro-unit, although each is converted from SGD and USD.
+func TestBreakdownsAddUp(t *testing.T) {
+	e := fixtureEngine(t)
+	for _, at := range []time.Time{now, now.Add(37 * time.Minute), now.Add(3*time.Hour + 11*time.Second)} {
+		sum, _, _ := e.Summarize(at)
+		for _, by := range []string{"region", "provider", "model"} {
+			var b, i, d, m int64
+			for _, c := range sum.Costs {
+				if c.By == by {
+					b, i, d, m = b+c.BurnPerHour.Micros, i+c.IdleBurn.Micros, d+c.SpendToday.Micros, m+c.SpendMonth.Micros
+				}
+			}
+			if b != sum.BurnPerHour.Micros || i != sum.IdleBurnPerHour.Micros || d != sum.SpendToday.Micros || m != sum.SpendMonth.Micros {
+				t.Errorf("%v by %s: %d %d %d %d, fleet %d %d %d %d", at, by, b, i, d, m, sum.BurnPerHour.Micros,
+					sum.IdleBurnPerHour.Micros, sum.SpendToday.Micros, sum.SpendMonth.Micros)
+			}
+		}
+	}
+}

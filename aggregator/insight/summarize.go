@@ -1,6 +1,7 @@
 package insight
 
 import (
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -271,6 +272,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		sum.Costs = append(sum.Costs, cl)
 	}
 	trs = append(trs, e.book.Sync("budget", budget, now)...)
+	e.apportion(&sum, keys, groups, map[string]multi{"burn": burn, "idle": idleBurn, "today": today, "month": month})
 
 	slices.SortFunc(ending, func(a, b wire.LeaseEnding) int {
 		if c := a.End.Compare(b.End); c != 0 {
@@ -295,6 +297,57 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	e.emit(trs)
 	sum.AlertsOpen = e.book.OpenCount()
 	return sum, views, e.book.Alerts(now)
+}
+
+// apportion makes every breakdown add up to the fleet figure to the
+// micro-unit: where a breakdown's groups are an exact partition of the fleet
+// figure, the rounded fleet figure is split among them by largest remainder
+// (cost.Apportion) instead of rounding each group on its own.
+func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]string]*line, fleetFig map[string]multi) {
+	figs := []struct {
+		name  string
+		total int64
+		part  func(l *line) multi
+		field func(c *wire.CostLine) *fleet.Money
+	}{
+		{"burn", sum.BurnPerHour.Micros, func(l *line) multi { return l.burn }, func(c *wire.CostLine) *fleet.Money { return &c.BurnPerHour }},
+		{"idle", sum.IdleBurnPerHour.Micros, func(l *line) multi { return l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
+		{"today", sum.SpendToday.Micros, func(l *line) multi { return l.today }, func(c *wire.CostLine) *fleet.Money { return &c.SpendToday }},
+		{"month", sum.SpendMonth.Micros, func(l *line) multi { return l.month }, func(c *wire.CostLine) *fleet.Money { return &c.SpendMonth }},
+	}
+	byIdx := map[string][]int{}
+	for i, k := range keys {
+		byIdx[k[0]] = append(byIdx[k[0]], i)
+	}
+	for _, f := range figs {
+		exact := e.rat(fleetFig[f.name])
+		for _, idx := range byIdx {
+			parts := make([]*big.Rat, len(idx))
+			acc := new(big.Rat)
+			for j, i := range idx {
+				parts[j] = e.rat(f.part(groups[keys[i]]))
+				acc.Add(acc, parts[j])
+			}
+			if acc.Cmp(exact) != 0 {
+				continue // not a partition of the fleet figure (e.g. sampled team spend)
+			}
+			for j, v := range cost.Apportion(f.total, parts) {
+				f.field(&sum.Costs[idx[j]]).Micros = v
+			}
+		}
+	}
+}
+
+// rat is m's exact value in the display currency; currencies without a rate
+// are left out, as conv leaves them out.
+func (e *Engine) rat(m multi) *big.Rat {
+	out := new(big.Rat)
+	for c, x := range m {
+		if v, err := e.cfg.Rates.ConvertRat(x, c); err == nil {
+			out.Add(out, v)
+		}
+	}
+	return out
 }
 
 func byOrder(by string) string {
