@@ -44,7 +44,7 @@ ran with; without rates, each currency gets its own lines.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.dataDir, "data-dir", "", "the aggregator's data directory (holding fleettop.db)")
-	f.StringVar(&o.since, "since", "7d", "start: a duration back from --until (7d, 36h) or a time (2026-03-01, RFC 3339)")
+	f.StringVar(&o.since, "since", "7d", "start: today, month (UTC), a duration back from --until (7d, 36h) or a time (2026-03-01, RFC 3339)")
 	f.StringVar(&o.until, "until", "", "end: a time (2026-03-31, RFC 3339) or a duration back from now; default now")
 	f.StringVar(&o.by, "by", "region", "group by region, provider, model, team, job or node")
 	f.StringVar(&o.format, "format", "csv", "output format: csv, md or json")
@@ -156,6 +156,12 @@ func reportRates(c *cobra.Command, st *store.Store, o reportOptions) (*cost.Rate
 // parseWhen reads a time (2006-01-02, RFC 3339) or a duration back from ref
 // (7d, 2w, 36h).
 func parseWhen(s string, ref time.Time) (time.Time, error) {
+	switch u := ref.UTC(); s {
+	case "today":
+		return time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC), nil
+	case "month":
+		return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC), nil
+	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}

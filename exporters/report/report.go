@@ -40,7 +40,9 @@ type Report struct {
 
 // Build turns ledger sums into report lines. With rates, every group is one
 // line in rates.Display (each figure converted exactly, summed, then rounded
-// once); without, a group has one line per currency it was paid in.
+// once); without, a group has one line per currency it was paid in. Amounts
+// in a currency without a rate get their own lines in that currency, never
+// an error and never dropped.
 func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (Report, error) {
 	r := Report{By: by, From: from, To: to}
 	type acc struct {
@@ -54,7 +56,7 @@ func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (
 	for _, u := range us {
 		cur := u.Currency
 		conv := func(e cost.Exact) (*big.Rat, error) { return e.Rat(), nil }
-		if rates != nil {
+		if rates != nil && hasRate(rates, u.Currency) {
 			cur = rates.Display
 			conv = func(e cost.Exact) (*big.Rat, error) { return rates.ConvertRat(e, u.Currency) }
 		}
@@ -108,6 +110,11 @@ func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (
 		r.Total = &t
 	}
 	return r, nil
+}
+
+func hasRate(r *cost.Rates, cur string) bool {
+	_, ok := r.Rate(cur)
+	return ok
 }
 
 // GPUHours formats GPU-milliseconds as GPU-hours with three decimals

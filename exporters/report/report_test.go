@@ -102,8 +102,10 @@ func TestBuildConvertsOncePerLine(t *testing.T) {
 	if r.Total == nil || r.Total.Currency != "USD" {
 		t.Fatalf("total = %+v, want one in USD", r.Total)
 	}
-	if _, err := Build("region", from, to, usage(), &cost.Rates{Display: "EUR"}); err == nil {
-		t.Fatal("Build without a rate for SGD succeeded")
+	// No rate into EUR: every currency keeps its own lines, none is dropped.
+	eur, err := Build("region", from, to, usage(), &cost.Rates{Display: "EUR"})
+	if err != nil || eur.Total != nil || len(eur.Lines) != 5 {
+		t.Fatalf("report without rates: %d lines, total %v, %v; want 5 lines in their own currencies", len(eur.Lines), eur.Total, err)
 	}
 	native, err := Build("region", from, to, usage(), nil)
 	if err != nil {

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseWhen(t *testing.T) {
+	ref := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+	for _, c := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"today", time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)},
+		{"month", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)},
+		{"1d", ref.Add(-24 * time.Hour)},
+		{"36h", ref.Add(-36 * time.Hour)},
+		{"2026-03-01", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		got, err := parseWhen(c.in, ref)
+		if err != nil || !got.Equal(c.want) {
+			t.Errorf("parseWhen(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	if _, err := parseWhen("yesterday", ref); err == nil {
+		t.Error("parseWhen(yesterday) succeeded")
+	}
+}
