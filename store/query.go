@@ -52,6 +52,10 @@ func (u *Usage) Add(o Usage) {
 	u.Dark = u.Dark.Add(o.Dark)
 }
 
+// Now returns the store's clock: the time leases accrue against (simulated
+// in the demo).
+func (s *Store) Now() time.Time { return s.opts.Clock() }
+
 // HourFloor returns t rounded down to its UTC hour: the ledger's grain.
 func HourFloor(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
 

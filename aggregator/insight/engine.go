@@ -45,6 +45,8 @@ type Engine struct {
 	hook   *Webhook     // nil without a webhook URL
 	st     *store.Store // nil in tests; alerts are stored with their start and end
 
+	clock func() time.Time // the ledger's clock for money periods; nil: Summarize's now
+
 	mu     sync.Mutex      // guards warned
 	warned map[string]bool // currencies without a rate, logged once
 
@@ -101,7 +103,8 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 		if err := st.SetDisplay(ctx, store.Display{Currency: cfg.Currency, Rates: cfg.RateTable}); err != nil {
 			return nil, fmt.Errorf("record display currency: %w", err)
 		}
-		if err := e.carryLedger(ctx, st, time.Now()); err != nil {
+		e.clock = st.Now
+		if err := e.carryLedger(ctx, st, st.Now()); err != nil {
 			return nil, err
 		}
 	}

@@ -71,9 +71,15 @@ type jobAgg struct {
 
 // Summarize implements aggregator.Insights.
 func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
-	ms, ds := monthStart(now), dayStart(now)
+	// Money runs on the ledger's clock (simulated in the demo), so that
+	// "today" is the day the store books samples and leases in.
+	mnow := now
+	if e.clock != nil {
+		mnow = e.clock()
+	}
+	ms, ds := monthStart(mnow), dayStart(mnow)
 	me := ms.AddDate(0, 1, 0)
-	dk, mk := dayKey(now), monthKey(now)
+	dk, mk := dayKey(mnow), monthKey(mnow)
 	thr := e.cfg.Rules.IdleThreshold
 
 	var sum wire.Summary
@@ -115,7 +121,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 			}
 			online := ns.state == "" || ns.state == wire.StateOnline
 			lines := [3]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
-			nodeToday, nodeMonth := ns.accrue(ds, now), ns.accrue(ms, now)
+			nodeToday, nodeMonth := ns.accrue(ds, mnow), ns.accrue(ms, mnow)
 			c, hasCarry := e.carry[id]
 			if hasCarry && e.carryDay == dk {
 				nodeToday.merge(c.today)
@@ -126,11 +132,11 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 			today.merge(nodeToday)
 			month.merge(nodeMonth)
 			proj.merge(nodeMonth)
-			proj.merge(ns.accrue(now, me))
-			per, leased := ns.terms(now)
+			proj.merge(ns.accrue(mnow, me))
+			per, leased := ns.terms(mnow)
 			if !leased {
 				per.Price.Micros = 0
-			} else if end := per.End; !end.IsZero() && end.Sub(now) <= e.cfg.LeasesEndingWithin {
+			} else if end := per.End; !end.IsZero() && end.Sub(mnow) <= e.cfg.LeasesEndingWithin {
 				ending = append(ending, wire.LeaseEnding{Node: id, Lease: ns.leaseID, GPUs: gpus, End: end})
 			}
 			cur := per.Price.Currency
