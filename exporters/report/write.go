@@ -40,7 +40,7 @@ func WriteCSV(w io.Writer, r Report) error {
 		if l.HasEffective {
 			eff = Amount(l.EffectivePPH, 6)
 		}
-		if err := cw.Write([]string{l.Group, l.Currency, GPUHours(l.LeasedGPUms), GPUHours(l.UsedGPUms),
+		if err := cw.Write([]string{csvText(l.Group), csvText(l.Currency), GPUHours(l.LeasedGPUms), GPUHours(l.UsedGPUms),
 			GPUHours(l.IdleGPUms), GPUHours(l.DarkGPUms), Amount(l.Spend, 6), Amount(l.IdleSpend, 6),
 			Amount(l.DarkSpend, 6), eff}); err != nil {
 			return fmt.Errorf("write csv: %w", err)
@@ -51,6 +51,19 @@ func WriteCSV(w io.Writer, r Report) error {
 		return fmt.Errorf("write csv: %w", err)
 	}
 	return nil
+}
+
+// csvText neutralises a text cell a spreadsheet would evaluate as a formula
+// (OWASP CSV injection): a cell starting with =, +, -, @, tab or carriage
+// return gets a leading single quote, which spreadsheets show as text and
+// which keeps every character of the original. Node data (job, team, lease
+// labels) reaches these cells, so a job named =HYPERLINK(...) must not run.
+// Numeric cells are written by fleettop itself and are left alone.
+func csvText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // WriteMarkdown writes a GitHub-flavoured table with a total row; money
