@@ -24,8 +24,6 @@ import (
 	"github.com/fleettop/fleettop/wire"
 )
 
-func init() { register(newAggregatorCmd) }
-
 // aggregatorOptions configure startAggregator; `fleettop aggregator` fills
 // them from flags, `fleettop demo` from its own setup.
 type aggregatorOptions struct {

@@ -24,8 +24,6 @@ import (
 	"github.com/fleettop/fleettop/mock"
 )
 
-func init() { register(newCollectorCmd) }
-
 type collectorOptions struct {
 	aggregator, tokenFile, config string
 	interval                      time.Duration

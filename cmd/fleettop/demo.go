@@ -24,8 +24,6 @@ import (
 	"github.com/fleettop/fleettop/tui"
 )
 
-func init() { register(newDemoCmd) }
-
 // demoCatchUp is how long a --speed demo takes to replay its past and reach
 // the wall clock.
 const demoCatchUp = 10 * time.Minute

@@ -13,15 +13,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// commands holds the constructors of the subcommands; each subcommand's file
-// adds itself in init, so a command exists only where its code does.
-var commands []func() *cobra.Command
-
-func register(c func() *cobra.Command) { commands = append(commands, c) }
-
-// rootRun, when set (by tui.go), runs for plain `fleettop` with no subcommand.
-var rootRun func(cmd *cobra.Command, args []string) error
-
 // usageError marks a mistake in how fleettop was called (bad flag, bad
 // config): it is printed as one sentence and exits 2.
 type usageError struct{ err error }
@@ -42,16 +33,22 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	if rootRun != nil {
-		root.RunE = rootRun
-	}
-	for _, c := range commands {
-		root.AddCommand(c())
-	}
+	// Plain `fleettop` opens the TUI from the user's config file.
+	root.RunE = runDefaultTUI
+	root.AddCommand(
+		newTUICmd(),
+		newAggregatorCmd(),
+		newCollectorCmd(),
+		newMockCmd(),
+		newDemoCmd(),
+		newReportCmd(),
+		newVersionCmd(),
+	)
 	return root
 }
 
 func main() {
+	startProfiling()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -20,8 +20,6 @@ import (
 	"github.com/fleettop/fleettop/mock"
 )
 
-func init() { register(newMockCmd) }
-
 // mockOptions configure `fleettop mock`.
 type mockOptions struct {
 	URL       string

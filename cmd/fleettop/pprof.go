@@ -12,7 +12,8 @@ import (
 	"os"
 )
 
-func init() {
+// startProfiling serves net/http/pprof on $FLEETTOP_PPROF when it is set.
+func startProfiling() {
 	if addr := os.Getenv("FLEETTOP_PPROF"); addr != "" {
 		go func() {
 			if err := http.ListenAndServe(addr, nil); err != nil {

@@ -18,8 +18,6 @@ import (
 	"github.com/fleettop/fleettop/store"
 )
 
-func init() { register(newReportCmd) }
-
 type reportOptions struct {
 	dataDir, since, until, by, format, currency, config string
 }

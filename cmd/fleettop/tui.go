@@ -15,20 +15,17 @@ import (
 	"github.com/fleettop/fleettop/tui"
 )
 
-func init() {
-	register(newTUICmd)
-	// Plain `fleettop` opens the TUI from the user's config file.
-	rootRun = func(cmd *cobra.Command, args []string) error {
-		path, err := tuiConfigPath()
-		if err != nil {
-			return err
-		}
-		o, err := loadTUIConfig(path, cmd.ErrOrStderr())
-		if err != nil {
-			return err
-		}
-		return tui.Run(cmd.Context(), o)
+// runDefaultTUI runs for plain `fleettop`: the TUI from the user's config file.
+func runDefaultTUI(cmd *cobra.Command, _ []string) error {
+	path, err := tuiConfigPath()
+	if err != nil {
+		return err
 	}
+	o, err := loadTUIConfig(path, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	return tui.Run(cmd.Context(), o)
 }
 
 // tuiConfig is the viewer's config file, os.UserConfigDir()/fleettop/tui.yaml.

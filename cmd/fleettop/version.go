@@ -15,8 +15,6 @@ var (
 	date    = ""
 )
 
-func init() { register(newVersionCmd) }
-
 // buildInfo returns version, commit and date, filling what ldflags left empty
 // from the module and VCS information the Go toolchain embeds.
 func buildInfo() (v, c, d string) {
