@@ -42,6 +42,47 @@ type Node struct {
 	BootID       string   `json:"boot_id,omitempty"`
 	AgentVersion string   `json:"agent_version,omitempty"`
 	Devices      []Device `json:"devices"`
+	// Sources is each telemetry source's health as the collector last
+	// reported it (in Hello and whenever one changes).
+	Sources []SourceStatus `json:"sources,omitempty"`
+}
+
+// SourceStatus is one collector source's health: a source that failed to
+// start or to collect is down, with the reason it gave.
+type SourceStatus struct {
+	Name   string `json:"name"` // registry name: "nvml", "ascend", "host", "jobs"
+	Up     bool   `json:"up"`
+	Reason string `json:"reason,omitempty"` // why it is down ("" when up)
+}
+
+// BilledGPUs is how many GPUs the node's lease charges for: the contracted
+// count when the lease states one, else the devices its sources enumerated.
+func (n *Node) BilledGPUs() int {
+	if n.Lease.GPUs > 0 {
+		return n.Lease.GPUs
+	}
+	return len(n.Devices)
+}
+
+// VisibleGPUs is how many of the node's devices are not lost.
+func (n *Node) VisibleGPUs() int {
+	v := 0
+	for i := range n.Devices {
+		if n.Devices[i].State != DeviceLost {
+			v++
+		}
+	}
+	return v
+}
+
+// BlindGPUs is how many GPUs are paid for but not visible: the contracted
+// count less the devices seen and not lost ("paid but blind"); 0 when the
+// lease states no count.
+func (n *Node) BlindGPUs() int {
+	if n.Lease.GPUs <= 0 {
+		return 0
+	}
+	return max(0, n.Lease.GPUs-n.VisibleGPUs())
 }
 
 // Device is one accelerator's inventory entry.
@@ -55,7 +96,20 @@ type Device struct {
 	// PowerLimit is the enforced power limit in watts; 0 when unknown.
 	PowerLimit float64 `json:"power_limit"`
 	MIG        bool    `json:"mig,omitempty"`
+	// State is set by the aggregator: DeviceLost once the device fell off
+	// the bus (XID 79) or left the inventory, until the node boots again.
+	// Collectors never send it.
+	State DeviceState `json:"state,omitempty"`
 }
+
+// DeviceState is what the aggregator knows of a device's presence.
+type DeviceState string
+
+// Device states; "" is DeviceOK.
+const (
+	DeviceOK   DeviceState = "ok"
+	DeviceLost DeviceState = "lost"
+)
 
 // Billing is how a lease rounds leased time.
 type Billing string
@@ -69,12 +123,16 @@ const (
 // Lease is what we pay for a node. A zero PricePerGPUHour means "price not
 // known from the node"; the aggregator's price table may supply one.
 type Lease struct {
-	ID              string    `json:"id,omitempty"`
-	PricePerGPUHour Money     `json:"price_per_gpu_hour"`
-	Billing         Billing   `json:"billing,omitempty"`
-	Reserved        bool      `json:"reserved,omitempty"`
-	Start           time.Time `json:"start,omitzero"`
-	End             time.Time `json:"end,omitzero"` // zero: open-ended
+	ID              string  `json:"id,omitempty"`
+	PricePerGPUHour Money   `json:"price_per_gpu_hour"`
+	Billing         Billing `json:"billing,omitempty"`
+	Reserved        bool    `json:"reserved,omitempty"`
+	// GPUs is the contracted GPU count (collector.yaml gpus:); the lease
+	// charges for it whatever the sensors see. 0: not stated, bill the
+	// devices enumerated.
+	GPUs  int       `json:"gpus,omitempty"`
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"` // zero: open-ended
 }
 
 // Money is an amount in integer micro-units (1e-6) of a currency.
@@ -255,6 +313,8 @@ const (
 	EventIdle      EventKind = "idle"      // leased and idle
 	EventResidency EventKind = "residency" // data class outside its allowed jurisdictions
 	EventBudget    EventKind = "budget"    // budget threshold crossed
+	EventBlind     EventKind = "blind"     // fewer GPUs visible than the lease pays for
+	EventSource    EventKind = "source"    // a collector source is down
 )
 
 // Severity of an event or alert.

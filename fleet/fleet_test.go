@@ -67,3 +67,37 @@ func TestMetricNamesAreUnique(t *testing.T) {
 		t.Errorf("out-of-range metric prints %q", Metric(200).String())
 	}
 }
+
+func TestLeaseGPUCounts(t *testing.T) {
+	devs := func(states ...DeviceState) []Device {
+		out := make([]Device, len(states))
+		for i, s := range states {
+			out[i] = Device{Index: i, State: s}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name                   string
+		node                   Node
+		billed, visible, blind int
+	}{
+		{"no contract: bill the devices", Node{Devices: devs("", "")}, 2, 2, 0},
+		{"contract and all visible", Node{Lease: Lease{GPUs: 2}, Devices: devs(DeviceOK, "")}, 2, 2, 0},
+		{"NVML failed: paid but blind", Node{Lease: Lease{GPUs: 8}}, 8, 0, 8},
+		{"one lost to XID 79", Node{Lease: Lease{GPUs: 2}, Devices: devs("", DeviceLost)}, 2, 1, 1},
+		{"lost without a contract is not blind", Node{Devices: devs(DeviceLost, "")}, 2, 1, 0},
+		{"more seen than contracted", Node{Lease: Lease{GPUs: 1}, Devices: devs("", "")}, 1, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.node.BilledGPUs(); got != tc.billed {
+				t.Errorf("BilledGPUs = %d, want %d", got, tc.billed)
+			}
+			if got := tc.node.VisibleGPUs(); got != tc.visible {
+				t.Errorf("VisibleGPUs = %d, want %d", got, tc.visible)
+			}
+			if got := tc.node.BlindGPUs(); got != tc.blind {
+				t.Errorf("BlindGPUs = %d, want %d", got, tc.blind)
+			}
+		})
+	}
+}

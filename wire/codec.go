@@ -15,11 +15,16 @@ package wire
 //	         increasing key order; driver, cuda, boot id, agent version;
 //	         uvarint device count, per device: uvarint index, uuid, vendor,
 //	         model, pci bus id, uvarint memory total, varint power limit (mW),
-//	         flags byte (1 MIG)
+//	         flags byte (1 MIG); uvarint contracted GPUs (lease gpus);
+//	         sources (below)
 //	Welcome  uvarint proto, uvarint resume-from
 //	Samples  uvarint record count (1..MaxSamples), records
 //	Ack      uvarint seq
 //	Close    uvarint code, string reason
+//	Status   sources
+//
+// Sources are a uvarint count (at most MaxSources), then per source: name,
+// flags byte (1 up), reason.
 //
 // A record (one fleet.Sample) is coded against the previous record of the
 // same connection (the Encoder/Decoder state; all zero at the start):
@@ -232,6 +237,15 @@ func (e *Encoder) AppendFrame(dst []byte, f Frame) ([]byte, error) {
 		dst = append(dst, frameMagic|Version, byte(TypeClose))
 		dst = binary.AppendUvarint(dst, uint64(f.Code))
 		dst, err = appendString(dst, "close: reason", f.Reason)
+	case *Status:
+		if f == nil {
+			break
+		}
+		dst = append(dst, frameMagic|Version, byte(TypeStatus))
+		dst, err = appendSources(dst, f.Sources)
+		if err != nil {
+			err = err.in("status")
+		}
 	}
 	if len(dst) == start && err == nil {
 		err = errf(ErrMalformed, "cannot encode frame %T", f)
@@ -537,7 +551,59 @@ func appendHello(dst []byte, h *Hello) ([]byte, *codecError) {
 		}
 		dst = append(dst, df)
 	}
+	if n.Lease.GPUs < 0 || n.Lease.GPUs > MaxDevices {
+		return dst, errf(ErrMalformed, "lease gpus %d outside 0..%d", n.Lease.GPUs, MaxDevices)
+	}
+	dst = binary.AppendUvarint(dst, uint64(n.Lease.GPUs))
+	return appendSources(dst, n.Sources)
+}
+
+const sourceUp = 1 << 0
+
+func appendSources(dst []byte, srcs []fleet.SourceStatus) ([]byte, *codecError) {
+	if len(srcs) > MaxSources {
+		return dst, errf(ErrTooBig, "source count %d exceeds %d", len(srcs), MaxSources)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(srcs)))
+	var err *codecError
+	for i := range srcs {
+		s := &srcs[i]
+		if dst, err = appendString(dst, "source name", s.Name); err != nil {
+			return dst, err.in("source %d", i)
+		}
+		var f byte
+		if s.Up {
+			f |= sourceUp
+		}
+		dst = append(dst, f)
+		if dst, err = appendString(dst, "source reason", s.Reason); err != nil {
+			return dst, err.in("source %d", i)
+		}
+	}
 	return dst, nil
+}
+
+func decodeSources(r *reader) []fleet.SourceStatus {
+	ns := r.count("source count", MaxSources)
+	if ns == 0 || r.err != nil {
+		return nil
+	}
+	out := make([]fleet.SourceStatus, ns)
+	for i := range out {
+		s := &out[i]
+		s.Name = r.string("source name")
+		f := r.byte()
+		s.Reason = r.string("source reason")
+		if r.err == nil && f&^sourceUp != 0 {
+			r.fail(ErrMalformed, "unknown source flags %#02x", f)
+		}
+		if r.err != nil {
+			r.err.in("source %d", i)
+			return nil
+		}
+		s.Up = f&sourceUp != 0
+	}
+	return out
 }
 
 // Decoder decodes the frames of one connection. Not safe for concurrent use.
@@ -621,6 +687,13 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 		}
 		d.close = c
 		return &d.close, nil
+	case TypeStatus:
+		st := &Status{Sources: decodeSources(&r)}
+		r.end()
+		if r.err != nil {
+			return nil, r.err.in("status")
+		}
+		return st, nil
 	default:
 		return nil, errf(ErrMalformed, "unknown frame type %d", t)
 	}
@@ -900,10 +973,21 @@ func decodeHello(r *reader, h *Hello) {
 	n.CUDA = r.string("cuda")
 	n.BootID = r.string("boot id")
 	n.AgentVersion = r.string("agent version")
-	nd := r.count("device count", MaxDevices)
-	if nd == 0 {
+	if nd := r.count("device count", MaxDevices); nd > 0 {
+		decodeDevices(r, n, nd)
+	}
+	if r.err != nil {
 		return
 	}
+	g := r.uvarint()
+	if r.err == nil && g > MaxDevices {
+		r.fail(ErrMalformed, "lease gpus %d exceeds %d", g, MaxDevices)
+	}
+	n.Lease.GPUs = int(g)
+	n.Sources = decodeSources(r)
+}
+
+func decodeDevices(r *reader, n *fleet.Node, nd int) {
 	n.Devices = make([]fleet.Device, nd)
 	var seen uint64
 	for i := range n.Devices {

@@ -209,14 +209,19 @@ func TestControlFramesRoundTrip(t *testing.T) {
 		&wire.Close{Code: wire.CloseForbidden, Reason: "token not allowed for node gpu-7"},
 		&wire.Close{Code: wire.CloseNormal},
 		&wire.Hello{Proto: 7, Node: fleet.Node{ID: "bare"}},
+		&wire.Hello{Proto: wire.Version, Node: fleet.Node{ID: "blind", Lease: fleet.Lease{GPUs: 8},
+			Sources: []fleet.SourceStatus{{Name: "nvml", Reason: "nvml: driver/library version mismatch"}, {Name: "host", Up: true}}}},
+		&wire.Status{Sources: []fleet.SourceStatus{{Name: "nvml", Up: true}, {Name: "jobs", Reason: "permission denied"}}},
+		&wire.Status{},
 		&wire.Hello{Proto: wire.Version, Node: fleet.Node{
 			ID: "gpu-sg-07", Hostname: "gpu-sg-07.internal", Region: "Singapore", Site: "SG1", Provider: "acme",
 			Jurisdiction: "SG", Driver: "550.54.15", CUDA: "12.4", BootID: "b00t", AgentVersion: "v1.2.3",
 			Lease: fleet.Lease{
 				ID: "L-1", PricePerGPUHour: fleet.Money{Micros: -1_234_567, Currency: "SGD"}, Billing: fleet.BillPerStartedHour,
-				Reserved: true, Start: t0.Add(-time.Hour), End: t0.Add(30 * 24 * time.Hour),
+				Reserved: true, GPUs: 2, Start: t0.Add(-time.Hour), End: t0.Add(30 * 24 * time.Hour),
 			},
-			Labels: map[string]string{"team": "vision", "rack": "r7", "": "empty key", "zone": ""},
+			Sources: []fleet.SourceStatus{{Name: "nvml", Up: true}, {Name: "ascend", Up: true}},
+			Labels:  map[string]string{"team": "vision", "rack": "r7", "": "empty key", "zone": ""},
 			Devices: []fleet.Device{
 				{Index: 3, UUID: "GPU-3", Vendor: fleet.VendorNVIDIA, Model: "NVIDIA H200", PCIBusID: "0000:3b:00.0", MemoryTotal: 141 << 30, PowerLimit: 700.125, MIG: true},
 				{Index: 0, UUID: "NPU-0", Vendor: fleet.VendorAscend, Model: "Ascend 910B", MemoryTotal: 64 << 30},

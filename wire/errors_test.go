@@ -95,6 +95,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello devices", hello(0, "", "", "", "", 65), wire.ErrTooBig, "hello: device count 65 exceeds 64"},
 		{"hello device repeated", hello(0, "", "", "", "", 2, 1, "u", "nvidia", "m", "", 0, int64(0), byte(0), 1), wire.ErrMalformed, "device index 1 repeated"},
 		{"hello device flags", hello(0, "", "", "", "", 1, 1, "u", "nvidia", "m", "", 0, int64(0), byte(2)), wire.ErrMalformed, "device 1: unknown device flags 0x02"},
+		{"hello lease gpus", hello(0, "", "", "", "", 0, 65, 0), wire.ErrMalformed, "hello: lease gpus 65 exceeds 64"},
+		{"hello sources", hello(0, "", "", "", "", 0, 8, 33), wire.ErrTooBig, "hello: source count 33 exceeds 32"},
+		{"status flags", frame(wire.TypeStatus, 1, "nvml", byte(4), ""), wire.ErrMalformed, "status: source 0: unknown source flags 0x04"},
+		{"status trailing", frame(wire.TypeStatus, 0, byte(1)), wire.ErrMalformed, "status: 1 trailing bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := wire.NewDecoder().Decode(tc.in)
@@ -166,6 +170,9 @@ func TestEncodeRejects(t *testing.T) {
 		{"hello devices", &wire.Hello{Node: fleet.Node{Devices: []fleet.Device{{Index: 3}, {Index: 3}}}}, wire.ErrMalformed, "hello: device index 3 repeated"},
 		{"power limit", &wire.Hello{Node: fleet.Node{Devices: []fleet.Device{{PowerLimit: math.NaN()}}}}, wire.ErrMalformed, "device 0: power limit NaN"},
 		{"node id", &wire.Hello{Node: fleet.Node{ID: strings.Repeat("n", 1025)}}, wire.ErrTooBig, "hello: node id length 1025"},
+		{"lease gpus", &wire.Hello{Node: fleet.Node{Lease: fleet.Lease{GPUs: 65}}}, wire.ErrMalformed, "hello: lease gpus 65 outside 0..64"},
+		{"sources", &wire.Status{Sources: make([]fleet.SourceStatus, 33)}, wire.ErrTooBig, "status: source count 33 exceeds 32"},
+		{"source reason", &wire.Status{Sources: []fleet.SourceStatus{{Name: "nvml", Reason: strings.Repeat("r", 1025)}}}, wire.ErrTooBig, "status: source 0: source reason length 1025"},
 		{"close reason", &wire.Close{Reason: strings.Repeat("r", 1025)}, wire.ErrTooBig, "close: reason length 1025"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -109,6 +109,7 @@ func seedCorpus(t *testing.T) map[string][][]byte {
 	welcome := must(enc.AppendFrame(nil, &wire.Welcome{Proto: wire.Version, ResumeFrom: 42}))
 	ack := must(enc.AppendFrame(nil, &wire.Ack{Seq: 41}))
 	closeF := must(enc.AppendFrame(nil, &wire.Close{Code: wire.CloseConflict, Reason: "another session took over"}))
+	status := must(enc.AppendFrame(nil, &wire.Status{Sources: []fleet.SourceStatus{{Name: "nvml", Reason: "driver/library version mismatch"}, {Name: "host", Up: true}}}))
 	rec1 := must(wire.AppendRecord(nil, &first))
 	rec2 := must(wire.AppendRecord(nil, &second))
 	return map[string][][]byte{
@@ -116,6 +117,7 @@ func seedCorpus(t *testing.T) map[string][][]byte {
 		"FuzzDecode/samples-then-delta": {s1, s2},
 		"FuzzDecode/welcome-then-ack":   {welcome, ack},
 		"FuzzDecode/close":              {closeF, nil},
+		"FuzzDecode/status":             {status, nil},
 		"FuzzDecodeRecord/with-events":  {rec1},
 		"FuzzDecodeRecord/layout":       {rec2},
 	}

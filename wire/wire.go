@@ -8,6 +8,7 @@
 //	aggregator → Welcome{ResumeFrom}      next sequence number it wants
 //	collector → Samples …                 records ResumeFrom, ResumeFrom+1, …
 //	aggregator → Ack{Seq} …               highest sequence durably applied
+//	collector → Status …                  its sources' health, when it changes
 //	either     → Close{Code, Reason}      then the websocket close
 //
 // Every connection starts with fresh codec state on both sides (Encoder and
@@ -35,6 +36,7 @@ const (
 	MaxEvents      = 256  // events per record
 	MaxLabels      = 64   // labels per node
 	MaxStringBytes = 1024 // any string
+	MaxSources     = 32   // source statuses per Hello or Status
 )
 
 // Type identifies a frame.
@@ -47,9 +49,10 @@ const (
 	TypeSamples Type = 3
 	TypeAck     Type = 4
 	TypeClose   Type = 5
+	TypeStatus  Type = 6
 )
 
-// Frame is one of *Hello, *Welcome, *Samples, *Ack, *Close.
+// Frame is one of *Hello, *Welcome, *Samples, *Ack, *Close, *Status.
 type Frame interface{ Type() Type }
 
 // Hello opens a collector session: who the node is and what it has.
@@ -74,6 +77,13 @@ type Samples struct {
 // durably applied; it may drop them from its spool.
 type Ack struct {
 	Seq uint64
+}
+
+// Status is the collector's per-source health (fleet.Node.Sources), sent
+// after Welcome whenever a source goes down or comes back. It replaces the
+// list sent in Hello or in the previous Status.
+type Status struct {
+	Sources []fleet.SourceStatus
 }
 
 // Close explains why the sender is closing the session.
@@ -101,6 +111,7 @@ func (*Welcome) Type() Type { return TypeWelcome }
 func (*Samples) Type() Type { return TypeSamples }
 func (*Ack) Type() Type     { return TypeAck }
 func (*Close) Type() Type   { return TypeClose }
+func (*Status) Type() Type  { return TypeStatus }
 
 // Errors returned by decoders. Every malformed input yields an error that
 // wraps ErrMalformed (or ErrTooBig / ErrVersion), never a panic.
