@@ -31,6 +31,9 @@ type Options struct {
 	// and flagged.
 	Currency string
 	NoColor  bool
+	// Mouse captures the mouse (wheel scrolling). Off by default, so that
+	// text such as a node id can be selected in the terminal over SSH.
+	Mouse bool
 	// IdleThreshold is the utilisation below which a GPU counts as idle
 	// (default 0.05).
 	IdleThreshold float64
@@ -40,6 +43,9 @@ type Options struct {
 	// Input and Output default to the terminal.
 	Input  io.Reader
 	Output io.Writer
+	// Hint is shown on the status line until the first key (the demo's
+	// first-run help).
+	Hint string
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 
@@ -126,10 +132,14 @@ type App struct {
 	w, h      int
 	filtering bool
 	input     textinput.Model
-	showHelp  bool
-	histBusy  bool
-	histAt    time.Time
-	histErr   string
+	// The command bar (":").
+	commanding bool
+	cmdline    textinput.Model
+	problem    string // the last command's problem, until the next key
+	showHelp   bool
+	histBusy   bool
+	histAt     time.Time
+	histErr    string
 }
 
 // NewApp builds the root model reading from src.
@@ -148,9 +158,14 @@ func NewApp(o Options, src Source) *App {
 	a.help.Styles = st.Help
 	a.node = newNodePage(a.sh)
 	a.pages = [numPages]page{newFleetPage(a.sh), newNodesPage(a.sh), a.node, newJobsPage(a.sh), newCostPage(a.sh), newAlertsPage(a.sh)}
+	a.problem = o.Hint
 	a.input = textinput.New()
 	a.input.Prompt = "/"
 	a.input.Placeholder = "filter"
+	a.cmdline = textinput.New()
+	a.cmdline.Prompt = ":"
+	a.cmdline.Placeholder = "node NAME · job NAME · region NAME · alerts · cost   (tab completes)"
+	a.cmdline.ShowSuggestions = true
 	a.resize()
 	return a
 }
@@ -192,6 +207,7 @@ func (a *App) bodyHeight() int { return max(a.h-3, 1) }
 func (a *App) resize() {
 	a.help.SetWidth(a.w)
 	a.input.SetWidth(max(a.w-20, 10))
+	a.cmdline.SetWidth(max(a.w-4, 10))
 	for _, p := range a.pages {
 		p.SetSize(a.w, a.bodyHeight())
 	}
@@ -243,6 +259,11 @@ func (a *App) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		a.input, cmd = a.input.Update(msg)
 		return a, cmd
 	}
+	if a.commanding {
+		var cmd tea.Cmd
+		a.cmdline, cmd = a.cmdline.Update(msg)
+		return a, cmd
+	}
 	return a, nil
 }
 
@@ -250,6 +271,10 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 	km := &a.km
 	if msg.String() == "ctrl+c" {
 		return tea.Quit
+	}
+	a.problem = ""
+	if a.commanding {
+		return a.commandKey(msg)
 	}
 	if a.filtering {
 		f, _ := a.pages[a.active].(filterable)
@@ -285,6 +310,16 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 		return tea.Quit
 	case key.Matches(msg, km.Help):
 		a.showHelp = true
+	case key.Matches(msg, km.Command):
+		a.commanding = true
+		a.cmdline.SetValue("")
+		a.cmdline.SetSuggestions(commandSuggestions(a.sh.snap))
+		return a.cmdline.Focus()
+	case key.Matches(msg, km.Copy):
+		if id := a.selectedID(); id != "" {
+			a.problem = "copied " + id
+			return tea.SetClipboard(id)
+		}
 	case key.Matches(msg, km.Fleet):
 		a.open(pageFleet)
 	case key.Matches(msg, km.Nodes):
@@ -372,7 +407,9 @@ func (a *App) maybeFetchHistory() tea.Cmd {
 func (a *App) View() tea.View {
 	v := tea.NewView(a.Render())
 	v.AltScreen = true
-	v.MouseMode = tea.MouseModeCellMotion
+	if a.o.Mouse {
+		v.MouseMode = tea.MouseModeCellMotion
+	}
 	v.WindowTitle = "fleettop"
 	return v
 }
@@ -427,7 +464,7 @@ func (a *App) Render() string {
 	// Status line: the filter being typed, the filter in force, or a link problem.
 	b.WriteString(Fit(a.statusLine(), a.w))
 	b.WriteByte('\n')
-	b.WriteString(Fit(a.help.ShortHelpView(a.km.ShortHelp()), a.w))
+	b.WriteString(Fit(a.help.ShortHelpView(a.footerKeys()), a.w))
 	return b.String()
 }
 
@@ -480,6 +517,12 @@ func (a *App) statusLine() string {
 	if a.filtering {
 		return a.input.View()
 	}
+	if a.commanding {
+		return a.cmdline.View()
+	}
+	if a.problem != "" {
+		return st.Warn.Render(a.problem)
+	}
 	if f, ok := a.pages[a.active].(filterable); ok && f.Filter() != "" {
 		n, tot := f.Counts()
 		return st.Warn.Render("filter “"+f.Filter()+"”") + st.Dim.Render(" "+strconv.Itoa(n)+" of "+strconv.Itoa(tot)+" · esc clears")
@@ -513,4 +556,55 @@ func (a *App) helpView() string {
 	b.WriteString("\n\n" + st.Dim.Render("Views: 1 fleet by region · 2 every node · 3 one node's GPUs · 4 jobs and residency · 5 cost · 6 alerts"))
 	b.WriteString("\n" + st.Dim.Render("Press any key to close this help; q to quit."))
 	return b.String()
+}
+
+// commandKey handles a key while the command bar is open.
+func (a *App) commandKey(msg tea.KeyPressMsg) tea.Cmd {
+	switch msg.String() {
+	case "esc":
+		a.commanding = false
+		a.cmdline.Blur()
+		return nil
+	case "enter":
+		a.commanding = false
+		a.cmdline.Blur()
+		cmd, problem := runCommand(a.cmdline.Value(), a.sh.snap)
+		a.problem = problem
+		return cmd
+	}
+	var cmd tea.Cmd
+	a.cmdline, cmd = a.cmdline.Update(msg)
+	return cmd
+}
+
+// selectedID is the id under the cursor (node, job, region, alert), for y.
+func (a *App) selectedID() string {
+	if s, ok := a.pages[a.active].(interface{ Selected() string }); ok {
+		return s.Selected()
+	}
+	return ""
+}
+
+// footerKeys lists only the keys the current page answers to.
+func (a *App) footerKeys() []key.Binding {
+	km := &a.km
+	p := a.pages[a.active]
+	keys := []key.Binding{km.NextView}
+	if l, ok := p.(interface{ Enterable() bool }); ok && l.Enterable() {
+		keys = append(keys, km.Enter)
+	}
+	if len(a.stack) > 0 {
+		keys = append(keys, km.Back)
+	}
+	if _, ok := p.(filterable); ok {
+		keys = append(keys, km.Filter)
+	}
+	if _, ok := p.(sortable); ok {
+		keys = append(keys, km.Sort)
+	}
+	keys = append(keys, km.Command)
+	if a.selectedID() != "" {
+		keys = append(keys, km.Copy)
+	}
+	return append(keys, km.Help, km.Quit)
 }

@@ -74,9 +74,12 @@ type nodePage struct {
 
 func newNodePage(sh *shared) *nodePage { return &nodePage{sh: sh} }
 
-func (p *nodePage) Title() string       { return "Node" }
-func (p *nodePage) SetSize(w, h int)    { p.doc.w, p.doc.h = w, h }
-func (p *nodePage) Keys() []key.Binding { return nil }
+func (p *nodePage) Title() string    { return "Node" }
+func (p *nodePage) SetSize(w, h int) { p.doc.w, p.doc.h = w, h }
+
+// Selected is the node shown, for y.
+func (p *nodePage) Selected() string { return p.id }
+
 func (p *nodePage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
 	p.doc.update(msg, km)
 	return nil
@@ -289,8 +292,7 @@ type costPage struct {
 
 func newCostPage(sh *shared) *costPage { return &costPage{sh: sh} }
 
-func (p *costPage) Title() string       { return "Cost" }
-func (p *costPage) Keys() []key.Binding { return nil }
+func (p *costPage) Title() string { return "Cost" }
 func (p *costPage) SetSize(w, h int) {
 	p.doc.w, p.doc.h = w, h
 	p.SetData(p.sh.snap)

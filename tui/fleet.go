@@ -359,6 +359,7 @@ func (f *Fleet) Snapshot(now time.Time) *Snapshot {
 			add(&dst.SpendMonth, c.SpendMonth)
 			add(&dst.IdleSpend, c.IdleSpend)
 			add(&dst.Budget, c.Budget)
+			add(&dst.ProjectedMonth, c.ProjectedMonth)
 		}
 		s.Leases = append(s.Leases, sm.LeasesEnding...)
 		for _, j := range a.jobs {

@@ -127,3 +127,68 @@ func TestFlowNodeHistoryFetched(t *testing.T) {
 		t.Error("no history fetched for the Node view")
 	}
 }
+
+func TestFlowCommandBarJumps(t *testing.T) {
+	tm, _ := newFlowModel(t)
+	waitOut(t, tm, "Singapore")
+	// :node with tab completion of a hostname prefix opens that node.
+	tm.Type(":")
+	waitOut(t, tm, "tab completes")
+	tm.Type("node jhb-a1")
+	press(tm, tea.KeyTab)
+	press(tm, tea.KeyEnter)
+	waitOut(t, tm, "Processes")
+	// :job with several nodes lists them; an unknown verb says so.
+	tm.Type(":")
+	tm.Type("frobnicate")
+	press(tm, tea.KeyEnter)
+	waitOut(t, tm, "unknown command :frobnicate")
+	a := final(t, tm)
+	if a.active != pageNode || a.node.id != "my-j2" {
+		t.Errorf("after :node jhb-a1<tab>: page %d node %q, want Node my-j2 (jhb-a100-01)", a.active, a.node.id)
+	}
+}
+
+func TestRunCommand(t *testing.T) {
+	s := fixtureSnapshot()
+	for _, c := range []struct {
+		line    string
+		want    navMsg
+		problem string
+	}{
+		{"node jhb-a100-01", navMsg{page: pageNode, node: "my-j2"}, ""},
+		{"node my-j2", navMsg{page: pageNode, node: "my-j2"}, ""},
+		{"n not-here-yet", navMsg{page: pageNode, node: "not-here-yet"}, ""},
+		{"region Johor", navMsg{page: pageNodes, filter: "johor"}, ""},
+		{"job ft-cn-42", navMsg{page: pageJobs, filter: "ft-cn-42"}, ""},
+		{"alerts", navMsg{page: pageAlerts}, ""},
+		{"cost", navMsg{page: pageCost}, ""},
+		{"node", navMsg{}, ":node needs a node id or hostname (tab completes)"},
+		{"bogus", navMsg{}, "unknown command :bogus (try :node, :job, :region, :alerts, :cost)"},
+	} {
+		cmd, problem := runCommand(c.line, s)
+		if problem != c.problem {
+			t.Errorf("%q: problem %q, want %q", c.line, problem, c.problem)
+		}
+		if c.problem != "" {
+			continue
+		}
+		if cmd == nil {
+			t.Errorf("%q: no command", c.line)
+			continue
+		}
+		if got, _ := cmd().(navMsg); got != c.want {
+			t.Errorf("%q: %+v, want %+v", c.line, got, c.want)
+		}
+	}
+}
+
+func TestMouseOffByDefault(t *testing.T) {
+	if v := newTestApp(80, 24).View(); v.MouseMode != tea.MouseModeNone {
+		t.Errorf("mouse mode %v by default, want none (text selectable over SSH)", v.MouseMode)
+	}
+	a := NewApp(Options{plain: true, Mouse: true}, nil)
+	if v := a.View(); v.MouseMode != tea.MouseModeCellMotion {
+		t.Errorf("mouse mode %v with Mouse, want cell motion", v.MouseMode)
+	}
+}

@@ -57,7 +57,7 @@ func TestGoldenScreens(t *testing.T) {
 	}{
 		{"fleet", ""}, {"nodes", "2"}, {"node", "3"}, {"jobs", "4"}, {"cost", "5"}, {"alerts", "6"}, {"help", "?"},
 	}
-	for _, size := range [][2]int{{80, 24}, {160, 48}} {
+	for _, size := range [][2]int{{80, 24}, {120, 40}, {200, 50}} {
 		for _, v := range views {
 			name := fmt.Sprintf("%s_%dx%d", v.name, size[0], size[1])
 			t.Run(name, func(t *testing.T) {

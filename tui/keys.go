@@ -9,6 +9,7 @@ type KeyMap struct {
 	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
 	Enter, Back                             key.Binding
 	Filter, Sort, Reverse                   key.Binding
+	Command, Copy                           key.Binding
 	Help, Quit                              key.Binding
 }
 
@@ -37,14 +38,11 @@ func DefaultKeyMap() KeyMap {
 		Filter:   b([]string{"/"}, "/", "filter"),
 		Sort:     b([]string{"s"}, "s", "sort"),
 		Reverse:  b([]string{"S"}, "S", "reverse sort"),
+		Command:  b([]string{":"}, ":", "jump"),
+		Copy:     b([]string{"y"}, "y", "copy id"),
 		Help:     b([]string{"?"}, "?", "help"),
 		Quit:     b([]string{"q", "ctrl+c"}, "q", "quit"),
 	}
-}
-
-// ShortHelp is the footer line.
-func (k KeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.NextView, k.Enter, k.Back, k.Filter, k.Sort, k.Help, k.Quit}
 }
 
 // FullHelp is the ? screen, one column per group.
@@ -52,6 +50,6 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Fleet, k.Nodes, k.Node, k.Jobs, k.Cost, k.Alerts, k.NextView, k.PrevView},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
-		{k.Enter, k.Back, k.Filter, k.Sort, k.Reverse, k.Help, k.Quit},
+		{k.Enter, k.Back, k.Filter, k.Sort, k.Reverse, k.Command, k.Copy, k.Help, k.Quit},
 	}
 }

@@ -18,8 +18,6 @@ type page interface {
 	Update(msg tea.Msg, km *KeyMap) tea.Cmd
 	// View draws the page into at most h lines of w cells.
 	View() string
-	// Keys lists the page's own bindings for the help screen.
-	Keys() []key.Binding
 }
 
 // filterable pages answer to "/".
@@ -62,14 +60,38 @@ type listPage[R any] struct {
 	enter   func(*R) tea.Cmd
 	headerH int                      // lines above the table
 	header  func(b *strings.Builder) // draws headerH lines
-	w, h    int
+	// extraH, when set, is how many more lines the header needs for the
+	// current data (the Fleet view's residency banner).
+	extraH func() int
+	// footer, when set, draws below a table that takes only the lines its
+	// rows need, in the lines left (the Fleet view's panels).
+	footer func(b *strings.Builder, lines int)
+	w, h   int
 }
 
 func (p *listPage[R]) Title() string { return p.title }
 
 func (p *listPage[R]) SetSize(w, h int) {
 	p.w, p.h = w, h
-	p.t.setSize(w, h-p.headerH)
+	p.layout()
+}
+
+// headerLines is the header's height for the current data.
+func (p *listPage[R]) headerLines() int {
+	if p.extraH != nil {
+		return p.headerH + p.extraH()
+	}
+	return p.headerH
+}
+
+// layout sizes the table: everything below the header, or with a footer
+// only what its rows need.
+func (p *listPage[R]) layout() {
+	th := p.h - p.headerLines()
+	if p.footer != nil {
+		th = min(th, max(len(p.idx), 1)+1)
+	}
+	p.t.setSize(p.w, max(th, 1))
 }
 
 func (p *listPage[R]) SetData(s *Snapshot) {
@@ -79,6 +101,10 @@ func (p *listPage[R]) SetData(s *Snapshot) {
 	}
 	p.all = p.get(s)
 	p.rebuild(keep)
+	if p.footer != nil || p.extraH != nil {
+		p.layout()
+		p.t.clamp()
+	}
 }
 
 // rebuild filters and sorts, keeping the row with id keep under the cursor.
@@ -186,15 +212,25 @@ func (p *listPage[R]) View() string {
 	p.t.view(&b, func(i int, cells []cell) []cell {
 		return p.cells(&p.all[p.idx[i]], cells)
 	})
+	shown := min(len(p.idx), p.t.height)
 	if len(p.idx) == 0 {
 		b.WriteString("\n")
+		shown = 1
 		if len(p.all) == 0 {
 			b.WriteString(p.st.Dim.Render("  nothing to show yet"))
 		} else {
 			b.WriteString(p.st.Dim.Render("  no row matches the filter " + `"` + p.filter + `"`))
 		}
 	}
+	if p.footer != nil {
+		b.WriteString("\n")
+		p.footer(&b, p.h-p.headerLines()-1-shown)
+	}
 	return b.String()
 }
 
-func (p *listPage[R]) Keys() []key.Binding { return nil }
+// Selected is the id of the row under the cursor ("" when none), for y.
+func (p *listPage[R]) Selected() string { return p.current() }
+
+// Enterable reports whether enter opens something from this list.
+func (p *listPage[R]) Enterable() bool { return p.enter != nil && len(p.idx) > 0 }

@@ -132,7 +132,14 @@ func newFleetPage(sh *shared) *listPage[RegionRow] {
 		{col: 11, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.Alerts, b.Alerts) }},
 	}
 	p.headerH = 4
-	p.header = func(b *strings.Builder) { fleetHeader(b, sh, p.w, p.headerH-1) }
+	p.extraH = func() int { return len(residencyBanner(sh, p.w)) }
+	p.header = func(b *strings.Builder) {
+		for _, l := range residencyBanner(sh, p.w) {
+			b.WriteString(l + "\n")
+		}
+		fleetHeader(b, sh, p.w, p.headerH-1)
+	}
+	p.footer = func(b *strings.Builder, lines int) { dashboardPanels(b, sh, p.w, lines) }
 	return p
 }
 
@@ -258,6 +265,10 @@ func newNodesPage(sh *shared) *listPage[*NodeRow] {
 		{col: 8, desc: true, cmp: func(a, b **NodeRow) int { return cmp.Compare((*a).Burn, (*b).Burn) }},
 		{col: 6, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Hottest, (*b).Hottest) }},
 		{col: 10, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.State, (*b).View.State) }},
+		{col: 7, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Power, (*b).Power) }},
+		{col: 5, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).MemUsed, (*b).MemUsed) }},
+		{col: 2, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.Provider, (*b).View.Provider) }},
+		{col: 9, cmp: func(a, b **NodeRow) int { return strings.Compare(strings.Join((*a).Jobs, ","), strings.Join((*b).Jobs, ",")) }},
 	}
 	return p
 }
@@ -299,10 +310,14 @@ func newJobsPage(sh *shared) *listPage[JobRow] {
 				cell{text: AmountShort(r.SpendMicros)}, res)
 		},
 		enter: func(r *JobRow) tea.Cmd {
-			if len(r.Nodes) == 0 {
+			switch len(r.Nodes) {
+			case 0:
 				return nil
+			case 1:
+				return nav(navMsg{page: pageNode, node: r.Nodes[0]})
 			}
-			return nav(navMsg{page: pageNode, node: r.Nodes[0]})
+			// A job on several nodes: every one of its nodes.
+			return nav(navMsg{page: pageNodes, filter: strings.ToLower(r.ID)})
 		},
 	}
 	p.sorts = []sortKey[JobRow]{
@@ -368,7 +383,7 @@ func newAlertsPage(sh *shared) *listPage[fleet.Alert] {
 				dev = " GPU" + strconv.Itoa(a.Device)
 			}
 			return append(c, sev, cell{text: string(a.Kind)}, cell{text: orDash(a.Node) + dev},
-				cell{text: orDash(a.Region)}, cell{text: orDash(a.Job)}, cell{text: a.Message}, cell{text: since})
+				cell{text: orDash(a.Region)}, cell{text: orDash(a.Job)}, cell{text: alertText(a)}, cell{text: since})
 		},
 		enter: func(a *fleet.Alert) tea.Cmd {
 			if a.Node == "" {

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -305,12 +307,18 @@ func (w *WatchSource) History(ctx context.Context, agg int, node string) (*Histo
 // endpointURL joins an aggregator base URL and a path; ws selects the
 // websocket scheme, else plain HTTP(S).
 func endpointURL(base, path string, ws bool) (string, error) {
+	bad := errors.New("aggregator URL " + strconv.Quote(base) + " is not a URL (want e.g. https://agg.example:8443 or host:port)")
 	if !strings.Contains(base, "://") {
+		// Without a scheme, only host:port is unambiguous ("notaurl" is
+		// more likely a typo than a host on port 80).
+		if _, port, err := net.SplitHostPort(base); err != nil || port == "" {
+			return "", bad
+		}
 		base = "http://" + base
 	}
 	u, err := url.Parse(base)
-	if err != nil || u.Host == "" {
-		return "", errors.New("aggregator URL " + base + " is not a valid URL (want e.g. https://agg.example:8443)")
+	if err != nil || u.Hostname() == "" {
+		return "", bad
 	}
 	switch u.Scheme {
 	case "http", "ws":

@@ -149,6 +149,9 @@ func TestEndpointURL(t *testing.T) {
 		{"wss://a:1/base", "/api/v1/nodes/n1", false, "https://a:1/base/api/v1/nodes/n1"},
 		{"a:1", "/v1/watch", true, "ws://a:1/v1/watch"},
 		{"ftp://a:1", "/v1/watch", true, ""},
+		{"notaurl", "/v1/watch", true, ""},
+		{"http://", "/v1/watch", true, ""},
+		{"http://agg.example", "/v1/watch", true, "ws://agg.example/v1/watch"},
 	} {
 		got, err := endpointURL(c.in, c.path, c.ws)
 		if c.want == "" {

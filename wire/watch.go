@@ -114,6 +114,9 @@ type CostLine struct {
 	SpendMonth  fleet.Money `json:"spend_month"`
 	IdleSpend   fleet.Money `json:"idle_spend_month"`
 	Budget      fleet.Money `json:"budget,omitzero"`
+	// ProjectedMonth is the month so far plus what the leases accrue to its
+	// end (region, provider and model lines).
+	ProjectedMonth fleet.Money `json:"projected_month,omitzero"`
 }
 
 // LeaseEnding is a lease that ends soon.

@@ -50,10 +50,11 @@ func (ns *nodeState) accrue(from, to time.Time) multi {
 type line struct {
 	gpus                                  int
 	burn, idleBurn, today, month, idleMon multi
+	proj                                  multi // month so far plus the lease's accrual to month end
 }
 
 func newLine() *line {
-	return &line{burn: multi{}, idleBurn: multi{}, today: multi{}, month: multi{}, idleMon: multi{}}
+	return &line{burn: multi{}, idleBurn: multi{}, today: multi{}, month: multi{}, idleMon: multi{}, proj: multi{}}
 }
 
 type jobAgg struct {
@@ -131,8 +132,9 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 			}
 			today.merge(nodeToday)
 			month.merge(nodeMonth)
+			nodeRest := ns.accrue(mnow, me)
 			proj.merge(nodeMonth)
-			proj.merge(ns.accrue(mnow, me))
+			proj.merge(nodeRest)
 			per, leased := ns.terms(mnow)
 			if !leased {
 				per.Price.Micros = 0
@@ -164,6 +166,8 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				l.idleBurn.addMicros(nodeIdle, cur)
 				l.today.merge(nodeToday)
 				l.month.merge(nodeMonth)
+				l.proj.merge(nodeMonth)
+				l.proj.merge(nodeRest)
 				l.idleMon.add(idleM, cur)
 				if hasCarry && e.carryMonth == mk {
 					l.idleMon.merge(c.idleMonth)
@@ -263,7 +267,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	for _, k := range keys {
 		l := groups[k]
 		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, BurnPerHour: e.conv(l.burn), IdleBurn: e.conv(l.idleBurn),
-			SpendToday: e.conv(l.today), SpendMonth: e.conv(l.month), IdleSpend: e.conv(l.idleMon)}
+			SpendToday: e.conv(l.today), SpendMonth: e.conv(l.month), IdleSpend: e.conv(l.idleMon), ProjectedMonth: e.conv(l.proj)}
 		var b int64
 		switch k[0] {
 		case "region":
@@ -278,7 +282,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		sum.Costs = append(sum.Costs, cl)
 	}
 	trs = append(trs, e.book.Sync("budget", budget, now)...)
-	e.apportion(&sum, keys, groups, map[string]multi{"burn": burn, "idle": idleBurn, "today": today, "month": month})
+	e.apportion(&sum, keys, groups, map[string]multi{"burn": burn, "idle": idleBurn, "today": today, "month": month, "proj": proj})
 
 	slices.SortFunc(ending, func(a, b wire.LeaseEnding) int {
 		if c := a.End.Compare(b.End); c != 0 {
@@ -320,6 +324,7 @@ func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]st
 		{"idle", sum.IdleBurnPerHour.Micros, func(l *line) multi { return l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
 		{"today", sum.SpendToday.Micros, func(l *line) multi { return l.today }, func(c *wire.CostLine) *fleet.Money { return &c.SpendToday }},
 		{"month", sum.SpendMonth.Micros, func(l *line) multi { return l.month }, func(c *wire.CostLine) *fleet.Money { return &c.SpendMonth }},
+		{"proj", sum.ProjectedMonth.Micros, func(l *line) multi { return l.proj }, func(c *wire.CostLine) *fleet.Money { return &c.ProjectedMonth }},
 	}
 	byIdx := map[string][]int{}
 	for i, k := range keys {

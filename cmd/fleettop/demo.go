@@ -241,14 +241,19 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		_ = r.Close(sctx)
 	}()
 
+	// A viewer token file beside the data, so the demo can be watched from
+	// another terminal with a plain `fleettop tui`.
+	viewerFile := filepath.Join(dataDir, "viewer.token")
+	if err := os.WriteFile(viewerFile, []byte(toks.viewer+"\n"), 0o600); err != nil {
+		return fmt.Errorf("demo viewer token: %w", err)
+	}
+	attach := fmt.Sprintf("fleettop tui --aggregator http://%s --token-file %s", addr, viewerFile)
+	fmt.Fprintf(stdout, "aggregator: http://%s\n", addr)
+	if toks.generated {
+		fmt.Fprintf(stdout, "viewer token: %s\n", toks.viewer)
+	}
+	fmt.Fprintf(stdout, "data dir: %s\nwatch it from another terminal: %s\n", dataDir, attach)
 	if o.Headless {
-		fmt.Fprintf(stdout, "aggregator: http://%s\n", addr)
-		if toks.generated {
-			fmt.Fprintf(stdout, "viewer token: %s\n", toks.viewer)
-		} else {
-			fmt.Fprintf(stdout, "viewer token: the viewer token of %s\n", o.Tokens)
-		}
-		fmt.Fprintf(stdout, "data dir: %s\nattach with: fleettop tui --aggregator http://%s --token-file FILE\n", dataDir, addr)
 		<-ctx.Done()
 		return nil
 	}
@@ -257,6 +262,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		// The aggregator converts every amount into its display currency;
 		// the TUI only formats.
 		NoColor: o.NoColor,
+		Hint:    "demo: 6 shows alerts, : jumps to a node or job (tab completes), ? lists every key",
 	})
 }
 

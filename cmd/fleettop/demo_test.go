@@ -71,10 +71,13 @@ func TestDemoHeadless(t *testing.T) {
 			Listen: "127.0.0.1:0", DataDir: t.TempDir(), Interval: 500 * time.Millisecond}, pw, io.Discard)
 		pw.Close()
 	}()
-	var base, token string
+	var base, token, attach string
 	sc := bufio.NewScanner(pr)
-	for sc.Scan() && (base == "" || token == "") {
+	for sc.Scan() && (base == "" || token == "" || attach == "") {
 		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "watch it from another terminal: "); ok {
+			attach = v
+		}
 		if v, ok := strings.CutPrefix(line, "aggregator: "); ok {
 			base = v
 		}
@@ -83,8 +86,19 @@ func TestDemoHeadless(t *testing.T) {
 		}
 	}
 	go io.Copy(io.Discard, pr)
-	if base == "" || token == "" {
-		t.Fatalf("demo printed no URL or token (err %v)", <-done)
+	if base == "" || token == "" || attach == "" {
+		t.Fatalf("demo printed no URL, token or attach command (err %v)", <-done)
+	}
+	// The printed command line is ready to run: its token file holds the
+	// viewer secret, owner-only.
+	_, tokFile, _ := strings.Cut(attach, "--token-file ")
+	if b, err := os.ReadFile(tokFile); err != nil || strings.TrimSpace(string(b)) != token {
+		t.Errorf("attach line %q: token file holds %q, %v; want the viewer token", attach, b, err)
+	} else if fi, _ := os.Stat(tokFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("viewer token file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if !strings.Contains(attach, "--aggregator "+base+" ") {
+		t.Errorf("attach line %q does not name %s", attach, base)
 	}
 	nodes := waitFleet(t, base, token, 30*time.Second, func(ns []wire.NodeView) string {
 		regions, jur, vendors, devs, online := map[string]bool{}, map[string]bool{}, map[string]bool{}, 0, 0

@@ -35,6 +35,7 @@ type tuiConfig struct {
 	// its display currency. Kept so that old files still load.
 	Rates       map[string]string `yaml:"rates"`
 	NoColor     bool              `yaml:"no_color"`
+	Mouse       bool              `yaml:"mouse"`
 	Aggregators []struct {
 		URL       string `yaml:"url"`
 		TokenFile string `yaml:"token_file"`
@@ -71,7 +72,7 @@ func loadTUIConfig(path string, warn io.Writer) (tui.Options, error) {
 	if len(c.Rates) > 0 {
 		fmt.Fprintf(warn, "fleettop: %s: rates: is deprecated and ignored: the aggregators convert money into their display currency (set rates: in the aggregator's config); remove it from this file\n", path)
 	}
-	o := tui.Options{Currency: c.Currency, NoColor: c.NoColor}
+	o := tui.Options{Currency: c.Currency, NoColor: c.NoColor, Mouse: c.Mouse}
 	for i, a := range c.Aggregators {
 		if a.URL == "" {
 			return tui.Options{}, usagef("%s: aggregator %d has no url", path, i+1)
@@ -98,6 +99,11 @@ func viewerToken(file string) (string, error) {
 	if tok == "" {
 		return "", usagef("the viewer token file %s is empty", file)
 	}
+	if strings.ContainsAny(tok, " \t\n") {
+		// Most likely the aggregator's tokens file (ROLE NAME SECRET lines).
+		return "", usagef("%s holds several words or lines; a viewer token file holds only the secret. "+
+			"If it is the aggregator's tokens file, put the secret of its viewer line alone in a file (chmod 600) and pass that", file)
+	}
 	return tok, nil
 }
 
@@ -116,6 +122,7 @@ func newTUICmd() *cobra.Command {
 		tokenFiles []string
 		currency   string
 		noColor    bool
+		mouse      bool
 	)
 	c := &cobra.Command{
 		Use:   "tui --aggregator URL [--aggregator URL ...] [--token-file F]",
@@ -160,6 +167,7 @@ Without --aggregator, the aggregators of the config file are used
 				o.Currency = currency
 			}
 			o.NoColor = o.NoColor || noColor
+			o.Mouse = o.Mouse || mouse
 			if err := tui.Run(cmd.Context(), o); err != nil {
 				if strings.Contains(err.Error(), "aggregator URL") {
 					return usagef("%v", err)
@@ -174,5 +182,6 @@ Without --aggregator, the aggregators of the config file are used
 	f.StringArrayVar(&tokenFiles, "token-file", nil, "file holding the viewer token (default: $FLEETTOP_TOKEN)")
 	f.StringVar(&currency, "currency", "", "display currency code (default: the aggregators')")
 	f.BoolVar(&noColor, "no-color", false, "no colours (also when NO_COLOR is set)")
+	f.BoolVar(&mouse, "mouse", false, "capture the mouse for wheel scrolling (then text cannot be selected without shift)")
 	return c
 }
