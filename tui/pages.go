@@ -268,7 +268,9 @@ func newNodesPage(sh *shared) *listPage[*NodeRow] {
 		{col: 7, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Power, (*b).Power) }},
 		{col: 5, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).MemUsed, (*b).MemUsed) }},
 		{col: 2, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.Provider, (*b).View.Provider) }},
-		{col: 9, cmp: func(a, b **NodeRow) int { return strings.Compare(strings.Join((*a).Jobs, ","), strings.Join((*b).Jobs, ",")) }},
+		{col: 9, cmp: func(a, b **NodeRow) int {
+			return strings.Compare(strings.Join((*a).Jobs, ","), strings.Join((*b).Jobs, ","))
+		}},
 	}
 	return p
 }
