@@ -218,7 +218,7 @@ func (s *Server) burn(n *nodeState) fleet.Money {
 		return s.cfg.Insights.NodeBurn(&n.node)
 	}
 	p := n.node.Lease.PricePerGPUHour
-	return fleet.Money{Micros: p.Micros * int64(len(n.node.Devices)), Currency: p.Currency}
+	return fleet.Money{Micros: p.Micros * int64(n.node.BilledGPUs()), Currency: p.Currency}
 }
 
 // view builds the node's NodeView. Caller holds n.mu.

@@ -37,6 +37,7 @@ type Config struct {
 	LeaseEnd        string            `yaml:"lease_end"`
 	Billing         string            `yaml:"billing"`
 	Reserved        string            `yaml:"reserved"`
+	GPUs            string            `yaml:"gpus"` // contracted GPU count of the lease
 	Labels          map[string]string `yaml:"labels"`
 
 	// where names, per key, where its value came from: "file:line" or "--flag".
@@ -47,7 +48,7 @@ type Config struct {
 // "_" written "-".
 var ConfigKeys = []string{
 	"node_id", "hostname", "region", "site", "provider", "jurisdiction", "lease_id",
-	"price_per_gpu_hour", "currency", "lease_start", "lease_end", "billing", "reserved", "labels",
+	"price_per_gpu_hour", "currency", "lease_start", "lease_end", "billing", "reserved", "gpus", "labels",
 }
 
 func (c *Config) field(key string) *string {
@@ -78,6 +79,8 @@ func (c *Config) field(key string) *string {
 		return &c.Billing
 	case "reserved":
 		return &c.Reserved
+	case "gpus":
+		return &c.GPUs
 	}
 	return nil
 }
@@ -267,6 +270,13 @@ func (c *Config) Node(d NodeDefaults) (fleet.Node, error) {
 			bad("reserved", "reserved %q: write true or false", c.Reserved)
 		}
 		n.Lease.Reserved = r
+	}
+	if c.GPUs != "" {
+		g, err := strconv.Atoi(strings.TrimSpace(c.GPUs))
+		if err != nil || g < 1 || g > wire.MaxDevices {
+			bad("gpus", "gpus %q: write the number of GPUs the lease pays for, 1 to %d", c.GPUs, wire.MaxDevices)
+		}
+		n.Lease.GPUs = g
 	}
 	if len(c.Labels) > wire.MaxLabels {
 		bad("labels", "%d labels: at most %d are allowed", len(c.Labels), wire.MaxLabels)

@@ -23,7 +23,8 @@ func TestConfigFile(t *testing.T) {
 	}
 	want := fleet.Money{Micros: 2_350_000, Currency: "USD"}
 	if n.ID != "sg-h100-07" || n.Jurisdiction != "SG" || n.Lease.PricePerGPUHour != want || n.Lease.Billing != fleet.BillPerStartedHour ||
-		!n.Lease.Start.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || n.Labels["rack"] != "r12" || n.Hostname != "gpu07.sg.example" {
+		!n.Lease.Start.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || n.Labels["rack"] != "r12" || n.Hostname != "gpu07.sg.example" ||
+		n.Lease.GPUs != 8 {
 		t.Fatalf("node %+v", n)
 	}
 	// A flag overrides the file.
@@ -43,6 +44,8 @@ func TestConfigErrorsNameFileLineAndFix(t *testing.T) {
 		{"node_id: a\nbilling: monthly\n", "c.yaml:2: billing \"monthly\": write second or hour"},
 		{"node_id: a\nregion: [1, 2]\n", "c.yaml:2: this value has the wrong shape"},
 		{"node_id: a\ncurrency: usd\n", "c.yaml:2: currency \"usd\": write an upper-case ISO 4217"},
+		{"node_id: a\ngpus: eight\n", "c.yaml:2: gpus \"eight\": write the number of GPUs the lease pays for, 1 to 64"},
+		{"node_id: a\ngpus: 0\n", "c.yaml:2: gpus \"0\": write the number"},
 	} {
 		c, err := ParseConfig([]byte(tc.yaml), "c.yaml")
 		if err == nil {

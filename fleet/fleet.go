@@ -75,14 +75,10 @@ func (n *Node) VisibleGPUs() int {
 	return v
 }
 
-// BlindGPUs is how many GPUs are paid for but not visible: the contracted
-// count less the devices seen and not lost ("paid but blind"); 0 when the
-// lease states no count.
+// BlindGPUs is how many GPUs are paid for but not visible ("paid but
+// blind"): the GPUs billed less the devices seen and not lost.
 func (n *Node) BlindGPUs() int {
-	if n.Lease.GPUs <= 0 {
-		return 0
-	}
-	return max(0, n.Lease.GPUs-n.VisibleGPUs())
+	return max(0, n.BilledGPUs()-n.VisibleGPUs())
 }
 
 // Device is one accelerator's inventory entry.

@@ -85,7 +85,7 @@ func TestLeaseGPUCounts(t *testing.T) {
 		{"contract and all visible", Node{Lease: Lease{GPUs: 2}, Devices: devs(DeviceOK, "")}, 2, 2, 0},
 		{"NVML failed: paid but blind", Node{Lease: Lease{GPUs: 8}}, 8, 0, 8},
 		{"one lost to XID 79", Node{Lease: Lease{GPUs: 2}, Devices: devs("", DeviceLost)}, 2, 1, 1},
-		{"lost without a contract is not blind", Node{Devices: devs(DeviceLost, "")}, 2, 1, 0},
+		{"lost without a contract is still paid for", Node{Devices: devs(DeviceLost, "")}, 2, 1, 1},
 		{"more seen than contracted", Node{Lease: Lease{GPUs: 1}, Devices: devs("", "")}, 1, 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

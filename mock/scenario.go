@@ -283,6 +283,7 @@ func lease(rng *rand.Rand, start time.Time, g group, m Model, reg Region, id str
 		PricePerGPUHour: fleet.Money{Micros: int64(cents) * 10_000, Currency: g.currency},
 		Billing:         g.billing,
 		Reserved:        g.reserved,
+		GPUs:            m.PerNode, // the contract: billed whatever the sensors see
 		Start:           start.Add(-time.Duration(15+rng.IntN(300)) * 24 * time.Hour).Truncate(time.Hour),
 	}
 	switch {

@@ -463,7 +463,7 @@ func (w *writer) writeIdent(ns *nodeState, nb *nodeBatch) error {
 		ON CONFLICT (id) DO UPDATE SET hostname = ?2, region = ?3, site = ?4, provider = ?5,
 			jurisdiction = ?6, labels = ?7, team = ?8, model = ?9, gpus = ?10`,
 		n.ID, n.Hostname, n.Region, n.Site, n.Provider, n.Jurisdiction, string(labels), n.Labels["team"],
-		model, len(n.Devices)); err != nil {
+		model, n.BilledGPUs()); err != nil {
 		return fmt.Errorf("write node: %w", err)
 	}
 	ns.team = n.Labels["team"]
@@ -478,7 +478,7 @@ func (w *writer) writeIdent(ns *nodeState, nb *nodeBatch) error {
 	}
 	v := leaseVersion{
 		leaseID:  n.Lease.ID,
-		gpus:     len(n.Devices),
+		gpus:     n.BilledGPUs(), // the contract, whatever the sensors see
 		price:    nb.ident.price.Micros,
 		currency: nb.ident.price.Currency,
 		billing:  nb.ident.billing,

@@ -33,7 +33,7 @@ func (id *ident) matchesScalars(n *fleet.Node) bool {
 	return o.Hostname == n.Hostname && o.Region == n.Region && o.Site == n.Site &&
 		o.Provider == n.Provider && o.Jurisdiction == n.Jurisdiction && o.Lease.ID == n.Lease.ID &&
 		o.Lease.PricePerGPUHour == n.Lease.PricePerGPUHour && o.Lease.Billing == n.Lease.Billing &&
-		o.Lease.Reserved == n.Lease.Reserved && o.Lease.Start.Equal(n.Lease.Start) &&
+		o.Lease.Reserved == n.Lease.Reserved && o.Lease.GPUs == n.Lease.GPUs && o.Lease.Start.Equal(n.Lease.Start) &&
 		o.Lease.End.Equal(n.Lease.End) && len(o.Labels) == len(n.Labels) && len(o.Devices) == len(n.Devices)
 }
 
@@ -42,7 +42,7 @@ func (id *ident) matches(n *fleet.Node) bool {
 	if o.Hostname != n.Hostname || o.Region != n.Region || o.Site != n.Site ||
 		o.Provider != n.Provider || o.Jurisdiction != n.Jurisdiction ||
 		o.Lease.ID != n.Lease.ID || o.Lease.PricePerGPUHour != n.Lease.PricePerGPUHour ||
-		o.Lease.Billing != n.Lease.Billing || o.Lease.Reserved != n.Lease.Reserved ||
+		o.Lease.Billing != n.Lease.Billing || o.Lease.Reserved != n.Lease.Reserved || o.Lease.GPUs != n.Lease.GPUs ||
 		!o.Lease.Start.Equal(n.Lease.Start) || !o.Lease.End.Equal(n.Lease.End) ||
 		len(o.Labels) != len(n.Labels) || len(o.Devices) != len(n.Devices) {
 		return false

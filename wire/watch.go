@@ -83,20 +83,28 @@ type DeviceView struct {
 
 // Summary is the fleet at a glance. Money is in the display currency.
 type Summary struct {
-	Currency        string      `json:"currency"`
-	GPUsOnline      int         `json:"gpus_online"`
-	GPUsStale       int         `json:"gpus_stale"`
-	GPUsOffline     int         `json:"gpus_offline"`
-	NodesOnline     int         `json:"nodes_online"`
-	NodesStale      int         `json:"nodes_stale"`
-	NodesOffline    int         `json:"nodes_offline"`
-	Util            float64     `json:"util"` // mean over online devices, 0..1
-	BurnPerHour     fleet.Money `json:"burn_per_hour"`
-	IdleBurnPerHour fleet.Money `json:"idle_burn_per_hour"`
-	SpendToday      fleet.Money `json:"spend_today"`
-	SpendMonth      fleet.Money `json:"spend_month"`
-	ProjectedMonth  fleet.Money `json:"projected_month"`
-	AlertsOpen      int         `json:"alerts_open"`
+	Currency    string `json:"currency"`
+	GPUsOnline  int    `json:"gpus_online"`
+	GPUsStale   int    `json:"gpus_stale"`
+	GPUsOffline int    `json:"gpus_offline"`
+	// GPUsLost are devices lost to XID 79 or gone from the inventory (until
+	// their node boots again); they count in none of the above.
+	GPUsLost int `json:"gpus_lost"`
+	// GPUsBlind are GPUs the leases bill that are not visible (never
+	// enumerated, or lost): "paid but blind"; BlindBurnPerHour is what they
+	// cost per hour.
+	GPUsBlind        int         `json:"gpus_blind"`
+	BlindBurnPerHour fleet.Money `json:"blind_burn_per_hour"`
+	NodesOnline      int         `json:"nodes_online"`
+	NodesStale       int         `json:"nodes_stale"`
+	NodesOffline     int         `json:"nodes_offline"`
+	Util             float64     `json:"util"` // mean over online devices, 0..1
+	BurnPerHour      fleet.Money `json:"burn_per_hour"`
+	IdleBurnPerHour  fleet.Money `json:"idle_burn_per_hour"`
+	SpendToday       fleet.Money `json:"spend_today"`
+	SpendMonth       fleet.Money `json:"spend_month"`
+	ProjectedMonth   fleet.Money `json:"projected_month"`
+	AlertsOpen       int         `json:"alerts_open"`
 	// Regions and Costs are optional richer breakdowns filled by the cost engine.
 	Costs []CostLine `json:"costs,omitempty"`
 	// LeasesEnding lists leases that end within the configured horizon.

@@ -210,7 +210,11 @@ type devLive struct {
 	model   string
 	util    float64
 	hasUtil bool
+	lost    bool // fell off the bus or left the inventory (fleet.DeviceLost)
 }
+
+// idle reports whether the device counts as idle: lost, silent or under thr.
+func (d *devLive) idle(thr float64) bool { return d.lost || !d.hasUtil || d.util < thr }
 
 // nodeState is everything the engine keeps about one node, under its shard lock.
 type nodeState struct {
@@ -286,9 +290,13 @@ func (e *Engine) identify(ns *nodeState, n *fleet.Node, t time.Time) {
 	}
 	for i, d := range n.Devices {
 		ns.devs[i].index, ns.devs[i].model = d.Index, d.Model
+		ns.devs[i].lost = d.State == fleet.DeviceLost
+		if ns.devs[i].lost {
+			ns.devs[i].hasUtil = false
+		}
 	}
 	price, billing, _ := e.resolve(n)
-	v := cost.Version{From: t, Price: price, GPUs: len(n.Devices), Billing: billing, Start: n.Lease.Start, End: n.Lease.End}
+	v := cost.Version{From: t, Price: price, GPUs: n.BilledGPUs(), Billing: billing, Start: n.Lease.Start, End: n.Lease.End}
 	if k := len(ns.versions); k > 0 {
 		last := ns.versions[k-1]
 		if last.Price == v.Price && last.GPUs == v.GPUs && last.Billing == v.Billing &&
@@ -331,7 +339,7 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 	for i := range s.Devices {
 		d := &s.Devices[i]
 		for j := range ns.devs {
-			if ns.devs[j].index == d.Index {
+			if ns.devs[j].index == d.Index && !ns.devs[j].lost {
 				ns.devs[j].util, ns.devs[j].hasUtil = d.Get(fleet.MetricUtil)
 			}
 		}
@@ -365,9 +373,16 @@ func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
 		return
 	}
 	per := v.Price.Micros
+	if blind := int64(v.GPUs - len(ns.devs)); blind > 0 {
+		// Paid but never enumerated: idle, and nobody's.
+		addTime(&ns.day.idle, per*blind, dt)
+		addTime(&ns.month.idle, per*blind, dt)
+		addTime(ns.day.team(noGroup), per*blind, dt)
+		addTime(ns.month.team(noGroup), per*blind, dt)
+	}
 	procs := ns.tracker.Procs()
 	for _, d := range ns.devs {
-		if !d.hasUtil || d.util < e.cfg.Rules.IdleThreshold {
+		if d.idle(e.cfg.Rules.IdleThreshold) {
 			addTime(&ns.day.idle, per, dt)
 			addTime(&ns.month.idle, per, dt)
 		}
@@ -417,7 +432,8 @@ func (e *Engine) NodeState(n *fleet.Node, state string, t time.Time) {
 	e.cfg.Rules.SetState(&ns.tracker, state, t)
 }
 
-// NodeBurn implements aggregator.Insights: price per GPU-hour × GPUs,
+// NodeBurn implements aggregator.Insights: price per GPU-hour × GPUs billed
+// (the lease's contracted count, else the devices enumerated),
 // converted into the display currency (rounded once, half to even); in the
 // lease currency when it has no rate. Zero when the lease has ended or no
 // price is known.
@@ -436,7 +452,7 @@ func (e *Engine) NodeBurn(n *fleet.Node) fleet.Money {
 			return fleet.Money{Currency: e.cfg.Currency}
 		}
 	}
-	b := fleet.Money{Micros: price.Micros * int64(len(n.Devices)), Currency: price.Currency}
+	b := fleet.Money{Micros: price.Micros * int64(n.BilledGPUs()), Currency: price.Currency}
 	if b.Currency == "" {
 		return fleet.Money{Currency: e.cfg.Currency}
 	}

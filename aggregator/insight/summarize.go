@@ -84,7 +84,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	thr := e.cfg.Rules.IdleThreshold
 
 	var sum wire.Summary
-	burn, idleBurn, today, month, proj := multi{}, multi{}, multi{}, multi{}, multi{}
+	burn, idleBurn, today, month, proj, blindBurn := multi{}, multi{}, multi{}, multi{}, multi{}, multi{}
 	groups := map[[2]string]*line{}
 	group := func(by, g string) *line {
 		if g == "" {
@@ -108,17 +108,23 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		sh := &e.shards[i]
 		sh.mu.Lock()
 		for id, ns := range sh.nodes {
-			gpus := len(ns.devs)
+			gpus, lost := len(ns.devs), 0
+			for i := range ns.devs {
+				if ns.devs[i].lost {
+					lost++
+				}
+			}
+			sum.GPUsLost += lost
 			switch ns.state {
 			case wire.StateOffline:
 				sum.NodesOffline++
-				sum.GPUsOffline += gpus
+				sum.GPUsOffline += gpus - lost
 			case wire.StateStale:
 				sum.NodesStale++
-				sum.GPUsStale += gpus
+				sum.GPUsStale += gpus - lost
 			default:
 				sum.NodesOnline++
-				sum.GPUsOnline += gpus
+				sum.GPUsOnline += gpus - lost
 			}
 			online := ns.state == "" || ns.state == wire.StateOnline
 			lines := [3]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
@@ -139,29 +145,45 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 			if !leased {
 				per.Price.Micros = 0
 			} else if end := per.End; !end.IsZero() && end.Sub(mnow) <= e.cfg.LeasesEndingWithin {
-				ending = append(ending, wire.LeaseEnding{Node: id, Lease: ns.leaseID, GPUs: gpus, End: end})
+				ending = append(ending, wire.LeaseEnding{Node: id, Lease: ns.leaseID, GPUs: max(per.GPUs, gpus), End: end})
 			}
 			cur := per.Price.Currency
-			idleGPUs := 0
-			for _, d := range ns.devs {
-				if online && d.hasUtil {
+			// The lease bills per.GPUs whatever the sensors see: GPUs it
+			// pays for beyond the devices enumerated are idle and nobody's
+			// (paid but blind, with the lost ones).
+			billed := per.GPUs
+			if billed <= 0 {
+				billed = len(ns.devs)
+			}
+			blind := max(0, billed-len(ns.devs))
+			idleGPUs := blind
+			for k := range ns.devs {
+				d := &ns.devs[k]
+				if online && !d.lost && d.hasUtil {
 					utilSum += d.util
 					utilN++
 				}
-				if !online || !d.hasUtil || d.util < thr {
+				if k < billed && (!online || d.idle(thr)) {
 					idleGPUs++
 				}
+				if k < billed && d.lost {
+					blind++
+				}
 			}
-			nodeBurn := per.Price.Micros * int64(gpus)
+			nodeBurn := per.Price.Micros * int64(billed)
 			nodeIdle := per.Price.Micros * int64(idleGPUs)
 			burn.addMicros(nodeBurn, cur)
 			idleBurn.addMicros(nodeIdle, cur)
+			if blind > 0 {
+				sum.GPUsBlind += blind
+				blindBurn.addMicros(per.Price.Micros*int64(blind), cur)
+			}
 			var idleM cost.Exact
 			if ns.month.key == mk {
 				idleM = ns.month.idle
 			}
 			for _, l := range lines {
-				l.gpus += gpus
+				l.gpus += billed
 				l.burn.addMicros(nodeBurn, cur)
 				l.idleBurn.addMicros(nodeIdle, cur)
 				l.today.merge(nodeToday)
@@ -185,7 +207,16 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				}
 			}
 			procs := ns.tracker.Procs()
-			for _, d := range ns.devs {
+			if extra := billed - len(ns.devs); extra > 0 {
+				l := group("team", noGroup)
+				l.gpus += extra
+				l.burn.addMicros(per.Price.Micros*int64(extra), cur)
+				l.idleBurn.addMicros(per.Price.Micros*int64(extra), cur)
+			}
+			for k, d := range ns.devs {
+				if k >= billed {
+					break // seen but not billed
+				}
 				team, job := noGroup, fleet.Job{}
 				for _, p := range procs {
 					if p.Device == d.index && p.Job.ID != "" {
@@ -199,7 +230,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				l := group("team", team)
 				l.gpus++
 				l.burn.addMicros(per.Price.Micros, cur)
-				if !online || !d.hasUtil || d.util < thr {
+				if !online || d.idle(thr) {
 					l.idleBurn.addMicros(per.Price.Micros, cur)
 				}
 				if job.ID == "" {
@@ -248,6 +279,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	}
 	sum.BurnPerHour = e.conv(burn)
 	sum.IdleBurnPerHour = e.conv(idleBurn)
+	sum.BlindBurnPerHour = e.conv(blindBurn)
 	sum.SpendToday = e.conv(today)
 	sum.SpendMonth = e.conv(month)
 	sum.ProjectedMonth = e.conv(proj)
