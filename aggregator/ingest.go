@@ -205,11 +205,8 @@ func (ss *session) run() error {
 	if !ok {
 		return reject(wire.CloseProtocol, rejectProtocol, "first frame must be hello, got type %d", f.Type())
 	}
-	if h.Proto != wire.Version {
-		return reject(wire.CloseProtocol, rejectProtocol, "protocol version %d not supported (this aggregator speaks %d)", h.Proto, wire.Version)
-	}
-	if err := validateHello(h); err != nil {
-		return reject(wire.CloseProtocol, rejectHello, "bad hello: %v", err)
+	if rj := validateHello(h); rj != nil {
+		return rj
 	}
 	if !ss.tok.AllowsNode(h.Node.ID) {
 		return reject(wire.CloseForbidden, rejectForbidden, "token %q may not send for node %q", ss.tok.Name, h.Node.ID)
@@ -275,6 +272,8 @@ func (ss *session) apply(recs []fleet.Sample) error {
 	n := ss.node.Load()
 	now := s.clock()
 	var applied, gpus, dups, gaps uint64
+	var repairs wire.Repairs
+	var refused error
 	n.mu.Lock()
 	if n.sess != ss || ss.stopped.Load() {
 		n.mu.Unlock()
@@ -287,6 +286,15 @@ func (ss *session) apply(recs []fleet.Sample) error {
 			dups++
 			continue
 		}
+		rp, err := wire.SanitizeSample(r)
+		if err == nil {
+			err = wire.CheckSeqJump(last, r.Seq, s.cfg.MaxSeqJump)
+		}
+		if err != nil {
+			refused = err
+			break
+		}
+		repairs.Add(rp)
 		// A gap is counted only against a sequence we know: the first
 		// record ever seen from a node starts its history.
 		if last > 0 && r.Seq > last+1 {
@@ -316,7 +324,36 @@ func (ss *session) apply(recs []fleet.Sample) error {
 		s.m.gaps.Add(float64(gaps))
 		s.log.Info("sequence gap", "node", n.id, "lost", gaps, "now_at", last)
 	}
+	if !repairs.Zero() {
+		s.noteRepairs(n.id, repairs)
+	}
+	if refused != nil {
+		var inv *wire.Invalid
+		reason := rejectMalformed
+		if errors.As(refused, &inv) {
+			reason = inv.Reason
+		}
+		return reject(wire.CloseInvalid, reason, "bad record: %v", refused)
+	}
 	return nil
+}
+
+// noteRepairs counts values a node sent outside their bounds (made absent or
+// repaired by wire.SanitizeSample) and logs it, at most once a minute per
+// server so that a broken node cannot flood the log.
+func (s *Server) noteRepairs(node string, rp wire.Repairs) {
+	for _, c := range []struct {
+		reason string
+		n      int
+	}{{wire.ReasonOutOfRange, rp.OutOfRange}, {wire.ReasonBadString, rp.BadString}, {wire.ReasonBadTime, rp.BadTime}} {
+		if c.n > 0 {
+			s.m.repaired.WithLabelValues(c.reason).Add(float64(c.n))
+		}
+	}
+	if s.repairLog.allow(s.clock()) {
+		s.log.Warn("node sent values outside their bounds; made absent or repaired (counted in fleettop_ingest_repaired_total)",
+			"node", node, "out_of_range", rp.OutOfRange, "bad_string", rp.BadString, "bad_time", rp.BadTime)
+	}
 }
 
 // send encodes and writes one frame within the write timeout.

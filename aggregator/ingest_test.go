@@ -251,7 +251,7 @@ func TestSessionRejections(t *testing.T) {
 			n := testNode("n1", 1)
 			n.Devices[0].Vendor = "amd"
 			c.send(&wire.Hello{Proto: wire.Version, Node: n})
-		}, wire.CloseProtocol, rejectHello},
+		}, wire.CloseInvalid, wire.ReasonBadDevice},
 		{"samples before hello", secretAll, func(c *collector) {
 			c.samples(testNode("n1", 1), 1)
 		}, wire.CloseProtocol, rejectProtocol},

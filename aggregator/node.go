@@ -1,7 +1,7 @@
 package aggregator
 
 import (
-	"fmt"
+	"errors"
 	"math"
 	"strings"
 	"sync"
@@ -82,33 +82,19 @@ func (n *nodeState) setNode(node fleet.Node) {
 	}
 }
 
-// validateHello checks a Hello before any state is touched.
-func validateHello(h *wire.Hello) error {
+// validateHello checks a Hello before any state is touched: the protocol
+// version, then everything wire.ValidateHello checks.
+func validateHello(h *wire.Hello) *rejectErr {
 	if h.Proto != wire.Version {
-		return fmt.Errorf("protocol version %d not supported (want %d)", h.Proto, wire.Version)
+		return reject(wire.CloseProtocol, rejectProtocol, "protocol version %d not supported (this aggregator speaks %d)", h.Proto, wire.Version)
 	}
-	nd := &h.Node
-	if nd.ID == "" {
-		return fmt.Errorf("empty node id")
-	}
-	if len(nd.ID) > 253 || strings.ContainsAny(nd.ID, " \t\r\n/\x00") {
-		return fmt.Errorf("bad node id %q", nd.ID)
-	}
-	if len(nd.Devices) > wire.MaxDevices {
-		return fmt.Errorf("%d devices, at most %d", len(nd.Devices), wire.MaxDevices)
-	}
-	var seen [wire.MaxDevices]bool
-	for _, d := range nd.Devices {
-		if d.Index < 0 || d.Index >= wire.MaxDevices {
-			return fmt.Errorf("device index %d out of range", d.Index)
+	if err := wire.ValidateHello(h); err != nil {
+		reason := rejectHello
+		var inv *wire.Invalid
+		if errors.As(err, &inv) {
+			reason = inv.Reason
 		}
-		if seen[d.Index] {
-			return fmt.Errorf("device index %d listed twice", d.Index)
-		}
-		seen[d.Index] = true
-		if !d.Vendor.Valid() {
-			return fmt.Errorf("device %d: unknown vendor %q", d.Index, d.Vendor)
-		}
+		return reject(wire.CloseInvalid, reason, "bad hello: %v", err)
 	}
 	return nil
 }

@@ -55,6 +55,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// HelloTimeout bounds the wait for a collector's Hello (default 10s).
 	HelloTimeout time.Duration
+	// MaxSeqJump bounds how far a record's sequence may jump past the last
+	// applied one (default wire.DefaultMaxSeqJump); a larger jump refuses
+	// the session.
+	MaxSeqJump uint64
 }
 
 // Server is the aggregator: collector ingest, live fleet, viewers and API.
@@ -88,6 +92,8 @@ type Server struct {
 
 	commitMu sync.Mutex // one Commit at a time
 	sumCache summaryCache
+
+	repairLog logLimiter // "values outside their bounds" warnings
 }
 
 // track registers x in set (a session set guarded by sessMu) and counts it
@@ -120,6 +126,7 @@ type metrics struct {
 	gaps        prometheus.Counter
 	dups        prometheus.Counter
 	rejected    *prometheus.CounterVec
+	repaired    *prometheus.CounterVec
 	collectors  prometheus.Gauge
 	viewers     prometheus.Gauge
 	commitErrs  prometheus.Counter
@@ -146,16 +153,22 @@ func newMetrics(reg *prometheus.Registry) metrics {
 		dups:       prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_ingest_duplicates_total", Help: "Records dropped as already applied."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleettop_ingest_rejected_total", Help: "Collector connections or frames refused, by reason."},
 			[]string{"reason"}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleettop_ingest_repaired_total", Help: "Values from collectors made absent or repaired at the edge, by reason."},
+			[]string{"reason"}),
 		collectors:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_collectors_connected", Help: "Collector sessions open."}),
 		viewers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_viewers_connected", Help: "Watch streams open."}),
 		commitErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_commit_errors_total", Help: "Failed commits of applied samples (nothing acked)."}),
 		commitSecs:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fleettop_commit_seconds", Help: "Time to commit applied samples.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 		viewerDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_viewers_dropped_total", Help: "Viewers dropped for not keeping up."}),
 	}
-	for _, r := range []string{rejectUnauthorized, rejectForbidden, rejectMalformed, rejectTooBig, rejectProtocol, rejectHello} {
+	for _, r := range []string{rejectUnauthorized, rejectForbidden, rejectMalformed, rejectTooBig, rejectProtocol, rejectHello,
+		wire.ReasonBadString, wire.ReasonBadLease, wire.ReasonBadDevice, wire.ReasonBadTime, wire.ReasonSeqJump} {
 		m.rejected.WithLabelValues(r) // export zeros
 	}
-	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.collectors, m.viewers,
+	for _, r := range []string{wire.ReasonOutOfRange, wire.ReasonBadString, wire.ReasonBadTime} {
+		m.repaired.WithLabelValues(r)
+	}
+	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.repaired, m.collectors, m.viewers,
 		m.commitErrs, m.commitSecs, m.viewerDrops)
 	return m
 }
@@ -201,6 +214,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.MaxSeqJump == 0 {
+		cfg.MaxSeqJump = wire.DefaultMaxSeqJump
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
