@@ -53,6 +53,8 @@ const (
 	MaxPriceMicros = 1_000_000 * fleet.MicrosPerUnit
 	// MaxDeviceMemory bounds a device's memory: 64 TiB.
 	MaxDeviceMemory = 64 << 40
+	// MaxLeaseGPUs bounds a lease's contracted GPU count per node.
+	MaxLeaseGPUs = 1024
 	// MaxPowerLimit bounds a device's power limit and draw, in watts.
 	MaxPowerLimit = 5000
 )
@@ -161,12 +163,31 @@ func repairString(s string, maxBytes int, cs charset) (string, bool) {
 }
 
 // ValidateHello checks everything a node says about itself. It returns nil
-// or an *Invalid.
+// or an *Invalid. Source statuses are repaired rather than refused (their
+// reasons are error text from the node): see SanitizeSources.
 func ValidateHello(h *Hello) error {
 	if err := validateNode(&h.Node); err != nil {
 		return err
 	}
+	SanitizeSources(h.Node.Sources)
 	return nil
+}
+
+// SanitizeSources repairs source statuses in place (from Hello or a Status
+// frame): names become ident strings of at most MaxShortBytes, reasons
+// printable text of at most MaxTextBytes. It returns how many strings it
+// changed (count them as ReasonBadString).
+func SanitizeSources(src []fleet.SourceStatus) int {
+	n := 0
+	for i := range src {
+		if v, ok := repairString(src[i].Name, MaxShortBytes, ident); !ok {
+			src[i].Name, n = v, n+1
+		}
+		if v, ok := repairString(src[i].Reason, MaxTextBytes, text); !ok {
+			src[i].Reason, n = v, n+1
+		}
+	}
+	return n
 }
 
 func validateNode(n *fleet.Node) *Invalid {
@@ -263,6 +284,9 @@ func validateLease(l *fleet.Lease) *Invalid {
 	}
 	if !l.Start.IsZero() && !l.End.IsZero() && !l.End.After(l.Start) {
 		return invalid(ReasonBadLease, "lease end", "not after the lease start")
+	}
+	if l.GPUs < 0 || l.GPUs > MaxLeaseGPUs {
+		return invalid(ReasonBadLease, "lease gpus", "%d outside 0..%d", l.GPUs, MaxLeaseGPUs)
 	}
 	p := l.PricePerGPUHour
 	if p.Micros < 0 || p.Micros > MaxPriceMicros {

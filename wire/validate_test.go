@@ -47,6 +47,7 @@ func TestValidateHello(t *testing.T) {
 		{"lease end 1970", func(n *fleet.Node) { n.Lease.End = time.Unix(1, 0) }, ReasonBadLease},
 		{"price without currency", func(n *fleet.Node) { n.Lease.PricePerGPUHour.Currency = "" }, ReasonBadLease},
 		{"huge price", func(n *fleet.Node) { n.Lease.PricePerGPUHour.Micros = math.MaxInt64 }, ReasonBadLease},
+		{"lease gpus", func(n *fleet.Node) { n.Lease.GPUs = 1 << 30 }, ReasonBadLease},
 		{"billing", func(n *fleet.Node) { n.Lease.Billing = "weekly" }, ReasonBadLease},
 		{"uuid with quote", func(n *fleet.Node) { n.Devices[0].UUID = `GPU-"x"` }, ReasonBadString},
 		{"memory 1 EiB", func(n *fleet.Node) { n.Devices[0].MemoryTotal = 1 << 60 }, ReasonBadDevice},
@@ -67,6 +68,16 @@ func TestValidateHello(t *testing.T) {
 				t.Errorf("reason %q (%v), want %q", inv.Reason, err, tc.reason)
 			}
 		})
+	}
+}
+
+func TestSanitizeSources(t *testing.T) {
+	src := []fleet.SourceStatus{{Name: "nvml", Up: true}, {Name: "ho st\xff", Reason: "open: no such file\nsecond line"}}
+	if n := SanitizeSources(src); n != 2 {
+		t.Fatalf("%d repairs, want 2", n)
+	}
+	if src[0].Name != "nvml" || src[1].Name != "ho_st_" || strings.Contains(src[1].Reason, "\n") {
+		t.Fatalf("not repaired: %+v", src)
 	}
 }
 
