@@ -1,6 +1,8 @@
 package aggregator
 
 import (
+	"bytes"
+	"fmt"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -52,7 +54,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/watch", s.handleWatch)
 	mux.Handle("GET /api/v1/fleet", s.viewerOnly(http.HandlerFunc(s.handleFleet)))
 	mux.Handle("GET /api/v1/nodes/{id}", s.viewerOnly(http.HandlerFunc(s.handleNode)))
-	var m http.Handler = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}})
+	// ContinueOnError: a series that cannot be gathered (a collector's
+	// error) is logged and counted, and everything else is still served;
+	// one node's data never turns /metrics into a 500.
+	var m http.Handler = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}, ErrorHandling: promhttp.ContinueOnError})
 	if !s.cfg.MetricsPublic {
 		m = s.viewerOnly(m)
 	}
@@ -62,7 +67,12 @@ func (s *Server) routes() http.Handler {
 
 type slogPrinter struct{ s *Server }
 
-func (p slogPrinter) Println(v ...any) { p.s.log.Error("metrics", "err", v) }
+func (p slogPrinter) Println(v ...any) {
+	p.s.m.renderErrs.WithLabelValues(surfaceMetrics).Inc()
+	if p.s.renderLog.allow(p.s.clock()) {
+		p.s.log.Error("metrics: series left out of the scrape", "err", fmt.Sprint(v...))
+	}
+}
 
 func (s *Server) viewerOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -73,17 +83,28 @@ func (s *Server) viewerOnly(h http.Handler) http.Handler {
 	})
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+// writeJSON encodes v into a buffer first, so a value that cannot be
+// encoded answers 500 with a clear message instead of a 200 with a
+// truncated or empty body; the failure is logged and counted.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		s.m.renderErrs.WithLabelValues(surfaceAPI).Inc()
+		s.log.Error("api: cannot encode the response", "path", r.URL.Path, "err", err)
+		http.Error(w, "internal error: the response could not be encoded ("+err.Error()+"); see the aggregator log", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(v)
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (s *Server) handleFleet(w http.ResponseWriter, r *http.Request) {
 	resp := FleetResponse{Aggregator: s.cfg.Name, Nodes: s.Nodes()}
 	resp.Totals = totals(resp.Nodes)
 	resp.Summary, _, _ = s.summarize(s.clock())
-	writeJSON(w, resp)
+	s.writeJSON(w, r, resp)
 }
 
 func totals(nodes []wire.NodeView) Totals {
@@ -139,5 +160,5 @@ func (s *Server) handleNode(w http.ResponseWriter, r *http.Request) {
 		resp.History[strconv.Itoa(n.devs[i].dev.Index)] = n.devs[i].hist.view(last)
 	}
 	n.mu.Unlock()
-	writeJSON(w, resp)
+	s.writeJSON(w, r, resp)
 }

@@ -2,6 +2,8 @@ package aggregator
 
 import (
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +167,20 @@ func TestImpossibleTimes(t *testing.T) {
 	}
 	if got := counter(t, ts.Server, "rejected", wire.ReasonBadTime); got != 1 {
 		t.Errorf("rejected{bad_time} = %v, want 1", got)
+	}
+}
+
+// A response that cannot be encoded answers 500 with a message, never a 200
+// with an empty or truncated body; the failure is counted.
+func TestAPIEncodeFailureIs500(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/fleet", nil)
+	ts.writeJSON(rec, req, struct{ T time.Time }{time.Date(21000, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "could not be encoded") {
+		t.Fatalf("got %d %q, want 500 with a message", rec.Code, rec.Body.String())
+	}
+	if got := testutil.ToFloat64(ts.m.renderErrs.WithLabelValues(surfaceAPI)); got != 1 {
+		t.Fatalf("render errors %v, want 1", got)
 	}
 }

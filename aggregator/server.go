@@ -94,6 +94,7 @@ type Server struct {
 	sumCache summaryCache
 
 	repairLog logLimiter // "values outside their bounds" warnings
+	renderLog logLimiter // render errors
 }
 
 // track registers x in set (a session set guarded by sessMu) and counts it
@@ -127,6 +128,7 @@ type metrics struct {
 	dups        prometheus.Counter
 	rejected    *prometheus.CounterVec
 	repaired    *prometheus.CounterVec
+	renderErrs  *prometheus.CounterVec
 	collectors  prometheus.Gauge
 	viewers     prometheus.Gauge
 	commitErrs  prometheus.Counter
@@ -144,6 +146,13 @@ const (
 	rejectHello        = "bad_hello"
 )
 
+// Surfaces counted in fleettop_render_errors_total.
+const (
+	surfaceMetrics = "metrics"
+	surfaceAPI     = "api"
+	surfaceWatch   = "watch"
+)
+
 func newMetrics(reg *prometheus.Registry) metrics {
 	m := metrics{
 		gpuSamples: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_ingest_gpu_samples_total", Help: "Device samples applied."}),
@@ -155,6 +164,8 @@ func newMetrics(reg *prometheus.Registry) metrics {
 			[]string{"reason"}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleettop_ingest_repaired_total", Help: "Values from collectors made absent or repaired at the edge, by reason."},
 			[]string{"reason"}),
+		renderErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleettop_render_errors_total", Help: "Responses or parts of them that could not be rendered (logged), by surface."},
+			[]string{"surface"}),
 		collectors:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_collectors_connected", Help: "Collector sessions open."}),
 		viewers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_viewers_connected", Help: "Watch streams open."}),
 		commitErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_commit_errors_total", Help: "Failed commits of applied samples (nothing acked)."}),
@@ -168,7 +179,10 @@ func newMetrics(reg *prometheus.Registry) metrics {
 	for _, r := range []string{wire.ReasonOutOfRange, wire.ReasonBadString, wire.ReasonBadTime} {
 		m.repaired.WithLabelValues(r)
 	}
-	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.repaired, m.collectors, m.viewers,
+	for _, r := range []string{surfaceMetrics, surfaceAPI, surfaceWatch} {
+		m.renderErrs.WithLabelValues(r)
+	}
+	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.repaired, m.renderErrs, m.collectors, m.viewers,
 		m.commitErrs, m.commitSecs, m.viewerDrops)
 	return m
 }

@@ -3,7 +3,6 @@ package aggregator
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -59,6 +58,11 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		s.m.viewerDrops.Inc()
 		s.log.Info("viewer dropped: not reading", "token", v.name, "remote", r.RemoteAddr)
 		v.close(wire.CloseCode(websocket.StatusPolicyViolation), "too slow: reconnect")
+	case errors.As(err, new(*renderError)):
+		// Not the peer going away: say why instead of closing silently.
+		s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
+		s.log.Error("watch ended by an error", "token", v.name, "remote", r.RemoteAddr, "err", err)
+		v.close(wire.CloseCode(websocket.StatusInternalError), "internal error: "+err.Error())
 	case err != nil:
 		s.log.Debug("viewer ended", "token", v.name, "err", err)
 		v.close(wire.CloseNormal, "")
@@ -78,7 +82,7 @@ func (v *viewer) run(ctx context.Context) error {
 	var scratch []byte
 	msg, err := s.appendWatch(nil, &scratch, wire.WatchSnapshot, 0)
 	if err != nil {
-		return err
+		return &renderError{err}
 	}
 	if err := v.write(msg); err != nil {
 		return err
@@ -96,7 +100,7 @@ func (v *viewer) run(ctx context.Context) error {
 		cur := s.version.Load()
 		msg, err = s.appendWatch(msg[:0], &scratch, wire.WatchUpdate, last)
 		if err != nil {
-			return err
+			return &renderError{err}
 		}
 		last = cur
 		if err := v.write(msg); err != nil {
@@ -104,6 +108,13 @@ func (v *viewer) run(ctx context.Context) error {
 		}
 	}
 }
+
+// renderError is a watch message that could not be built: the viewer is
+// told so (1011 with the reason) rather than closed silently.
+type renderError struct{ err error }
+
+func (e *renderError) Error() string { return "render watch message: " + e.err.Error() }
+func (e *renderError) Unwrap() error { return e.err }
 
 func (v *viewer) write(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), v.s.cfg.WriteTimeout)
@@ -131,11 +142,18 @@ func (s *Server) appendWatch(dst []byte, scratch *[]byte, kind string, since uin
 		if len(nodes) > 0 {
 			nodes = append(nodes, ',')
 		}
+		mark := len(nodes)
 		n.mu.Lock()
 		nodes, err = s.appendNodeJSON(nodes, n, now)
 		n.mu.Unlock()
 		if err != nil {
-			return dst, fmt.Errorf("encode node %s: %w", n.id, err)
+			// One node that cannot be encoded is left out (logged and
+			// counted); it must not close every viewer's watch.
+			nodes = nodes[:max(mark-1, 0)]
+			s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
+			if s.renderLog.allow(now) {
+				s.log.Error("watch: node left out of the update", "node", n.id, "err", err)
+			}
 		}
 	}
 	var tail watchTail

@@ -30,8 +30,10 @@ type placer interface {
 }
 
 var (
-	dcgmLabels  = []string{"gpu", "UUID", "device", "modelName", "Hostname", "hostname", "region", "provider", "jurisdiction"}
-	npuLabels   = []string{"id", "model_name", "vdie_id", "hostname", "region", "provider", "jurisdiction"}
+	// node (the node id) keeps two nodes with the same hostname and device
+	// UUIDs from rendering colliding series.
+	dcgmLabels  = []string{"gpu", "UUID", "device", "modelName", "Hostname", "hostname", "region", "provider", "jurisdiction", "node"}
+	npuLabels   = []string{"id", "model_name", "vdie_id", "hostname", "region", "provider", "jurisdiction", "node"}
 	placeLabels = []string{"region", "provider", "jurisdiction", "currency"}
 )
 
@@ -134,7 +136,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		states[p][n.State] += len(n.Devices)
 		if pr := n.Lease.PricePerGPUHour; pr.Micros > 0 {
-			ch <- prometheus.MustNewConstMetric(leasePrice, prometheus.GaugeValue, units(pr.Micros),
+			ch <- constMetric(leasePrice, prometheus.GaugeValue, units(pr.Micros),
 				n.ID, n.Hostname, n.Lease.ID, n.Region, n.Provider, n.Jurisdiction, pr.Currency)
 		}
 		if b := n.BurnPerHour; b.Currency != "" {
@@ -151,7 +153,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			d := &n.Devices[j]
 			switch d.Vendor {
 			case fleet.VendorNVIDIA:
-				lv := []string{strconv.Itoa(d.Index), d.UUID, "nvidia" + strconv.Itoa(d.Index), d.Model, host, host, n.Region, n.Provider, n.Jurisdiction}
+				lv := []string{strconv.Itoa(d.Index), d.UUID, "nvidia" + strconv.Itoa(d.Index), d.Model, host, host, n.Region, n.Provider, n.Jurisdiction, n.ID}
 				emit(ch, d, dcgmMetrics, lv)
 				xid, seen := 0.0, false
 				for _, ev := range n.Events {
@@ -160,42 +162,42 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 					}
 				}
 				if seen || len(d.Metrics) > 0 {
-					ch <- prometheus.MustNewConstMetric(dcgmXID, prometheus.GaugeValue, xid, lv...)
+					ch <- constMetric(dcgmXID, prometheus.GaugeValue, xid, lv...)
 				}
 			case fleet.VendorAscend:
-				lv := []string{strconv.Itoa(d.Index), d.Model, d.UUID, host, n.Region, n.Provider, n.Jurisdiction}
+				lv := []string{strconv.Itoa(d.Index), d.Model, d.UUID, host, n.Region, n.Provider, n.Jurisdiction, n.ID}
 				emit(ch, d, npuMetrics, lv)
 				if h, ok := d.Metrics[fleet.MetricHealth.String()]; ok {
 					v := 0.0
 					if fleet.Health(h) == fleet.HealthOK {
 						v = 1
 					}
-					ch <- prometheus.MustNewConstMetric(npuHealth, prometheus.GaugeValue, v, lv...)
+					ch <- constMetric(npuHealth, prometheus.GaugeValue, v, lv...)
 				}
 			}
 		}
 	}
 	for p, byState := range states {
 		for st, n := range byState {
-			ch <- prometheus.MustNewConstMetric(gpus, prometheus.GaugeValue, float64(n), p.region, p.provider, p.jurisdiction, st)
+			ch <- constMetric(gpus, prometheus.GaugeValue, float64(n), p.region, p.provider, p.jurisdiction, st)
 		}
 	}
 	if pl, ok := c.ins.(placer); ok && c.ins != nil {
 		for _, p := range pl.Placements(now) {
 			lv := []string{p.Region, p.Provider, p.Jurisdiction, p.BurnPerHour.Currency}
-			ch <- prometheus.MustNewConstMetric(burn, prometheus.GaugeValue, units(p.BurnPerHour.Micros), lv...)
-			ch <- prometheus.MustNewConstMetric(spend, prometheus.CounterValue, units(p.SpendMonth.Micros), lv...)
-			ch <- prometheus.MustNewConstMetric(idleSpend, prometheus.CounterValue, units(p.IdleSpendMonth.Micros), lv...)
-			ch <- prometheus.MustNewConstMetric(violations, prometheus.GaugeValue, float64(p.Violations), p.Region, p.Provider, p.Jurisdiction)
+			ch <- constMetric(burn, prometheus.GaugeValue, units(p.BurnPerHour.Micros), lv...)
+			ch <- constMetric(spend, prometheus.CounterValue, units(p.SpendMonth.Micros), lv...)
+			ch <- constMetric(idleSpend, prometheus.CounterValue, units(p.IdleSpendMonth.Micros), lv...)
+			ch <- constMetric(violations, prometheus.GaugeValue, float64(p.Violations), p.Region, p.Provider, p.Jurisdiction)
 			for _, sev := range []fleet.Severity{fleet.SevInfo, fleet.SevWarning, fleet.SevCritical} {
-				ch <- prometheus.MustNewConstMetric(alertsOpen, prometheus.GaugeValue, float64(p.AlertsOpen[sev]), p.Region, p.Provider, p.Jurisdiction, string(sev))
+				ch <- constMetric(alertsOpen, prometheus.GaugeValue, float64(p.AlertsOpen[sev]), p.Region, p.Provider, p.Jurisdiction, string(sev))
 			}
 		}
 		return
 	}
 	// Without the engine: burn per lease currency from the nodes themselves.
 	for k, v := range nodeBurn {
-		ch <- prometheus.MustNewConstMetric(burn, prometheus.GaugeValue, units(v), k[0], k[1], k[2], k[3])
+		ch <- constMetric(burn, prometheus.GaugeValue, units(v), k[0], k[1], k[2], k[3])
 	}
 	if c.ins == nil {
 		return
@@ -225,10 +227,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for k, n := range open {
-		ch <- prometheus.MustNewConstMetric(alertsOpen, prometheus.GaugeValue, float64(n), k.p.region, k.p.provider, k.p.jurisdiction, string(k.sev))
+		ch <- constMetric(alertsOpen, prometheus.GaugeValue, float64(n), k.p.region, k.p.provider, k.p.jurisdiction, string(k.sev))
 	}
 	for p, n := range viol {
-		ch <- prometheus.MustNewConstMetric(violations, prometheus.GaugeValue, float64(n), p.region, p.provider, p.jurisdiction)
+		ch <- constMetric(violations, prometheus.GaugeValue, float64(n), p.region, p.provider, p.jurisdiction)
 	}
 }
 
@@ -238,10 +240,21 @@ func emit(ch chan<- prometheus.Metric, d *wire.DeviceView, ms []devMetric, lv []
 		if !ok {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(dm.desc, prometheus.GaugeValue, v*dm.scale, lv...)
+		ch <- constMetric(dm.desc, prometheus.GaugeValue, v*dm.scale, lv...)
 	}
 }
 
 // units turns micro-units into currency units for export (the only place
 // money becomes a float: Prometheus samples are floats).
 func units(micros int64) float64 { return float64(micros) / fleet.MicrosPerUnit }
+
+// constMetric is prometheus.MustNewConstMetric without the panic: a value
+// that cannot be a metric (a label that is not UTF-8) becomes an invalid
+// metric, which the registry reports as an error while the rest is served.
+func constMetric(desc *prometheus.Desc, vt prometheus.ValueType, v float64, lv ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(desc, vt, v, lv...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(desc, err)
+	}
+	return m
+}
