@@ -2,8 +2,8 @@ package aggregator
 
 import (
 	"bytes"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 
