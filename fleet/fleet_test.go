@@ -101,3 +101,15 @@ func TestLeaseGPUCounts(t *testing.T) {
 		})
 	}
 }
+
+func TestXIDText(t *testing.T) {
+	for code, want := range map[int64]string{
+		79:   "XID 79 (GPU has fallen off the bus)",
+		48:   "XID 48 (double-bit ECC error)",
+		9999: "XID 9999",
+	} {
+		if got := XIDText(code); got != want {
+			t.Errorf("XIDText(%d) = %q, want %q", code, got, want)
+		}
+	}
+}

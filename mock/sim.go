@@ -297,13 +297,6 @@ func (n *Node) AppendEvents(dst []fleet.Event, from, to time.Time) []fleet.Event
 	return dst
 }
 
-var xidText = map[int64]string{
-	48: "double-bit ECC error",
-	63: "ECC page retirement or row remapping recorded",
-	79: "GPU has fallen off the bus",
-	94: "contained ECC error, application restarted",
-}
-
 func (n *Node) event(f *Fault, h int64, begin bool, t time.Time) ([]fleet.Event, bool) {
 	d := n.faultDevice(f, h)
 	switch f.Kind {
@@ -320,7 +313,7 @@ func (n *Node) event(f *Fault, h int64, begin bool, t time.Time) ([]fleet.Event,
 			sev = fleet.SevCritical
 		}
 		evs := []fleet.Event{{Time: t, Kind: fleet.EventXID, Severity: sev, Device: d, Code: f.Code,
-			Message: fmt.Sprintf("XID %d: %s", f.Code, xidText[f.Code])}}
+			Message: fleet.XIDText(f.Code)}}
 		if f.Code == 48 || f.Code == 94 {
 			evs = append(evs, fleet.Event{Time: t, Kind: fleet.EventECC, Severity: fleet.SevWarning, Device: d,
 				Message: fmt.Sprintf("uncorrectable ECC errors on GPU %d rose to %d", d, h+1)})

@@ -310,7 +310,7 @@ func (r *Rules) Conditions(t *NodeTracker, n NodeInfo, now time.Time, dst []Cond
 			c := base
 			c.ID = fmt.Sprintf("xid/%s/%d/%d", n.ID, k.dev, k.code)
 			c.Kind, c.Severity, c.Device = fleet.EventXID, fleet.SevCritical, k.dev
-			c.Message = fmt.Sprintf("%s GPU %d: XID %d", host, k.dev, k.code)
+			c.Message = fmt.Sprintf("%s GPU %d: %s", host, k.dev, fleet.XIDText(k.code))
 			dst = append(dst, c)
 		}
 	}

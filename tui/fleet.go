@@ -111,6 +111,19 @@ func (s *Snapshot) Node(id string) *NodeRow {
 	return s.nodeByID[id]
 }
 
+// Dark reports whether no aggregator is live (every figure is old).
+func (s *Snapshot) Dark() bool {
+	if len(s.Conns) == 0 {
+		return false
+	}
+	for _, c := range s.Conns {
+		if c.State == ConnLive {
+			return false
+		}
+	}
+	return true
+}
+
 // LastData is the newest local time any aggregator sent data.
 func (s *Snapshot) LastData() time.Time {
 	var t time.Time

@@ -80,3 +80,23 @@ func TestGoldenScreens(t *testing.T) {
 		}
 	}
 }
+
+// TestDisconnectedShowsNoMoney: with every aggregator down, the header shows
+// "—" for money rather than the last figures (or 0.00) as if current.
+func TestDisconnectedShowsNoMoney(t *testing.T) {
+	f := NewFleet([]Endpoint{{URL: "http://asia:8443"}, {URL: "http://gulf:8443"}}, "", 0.05)
+	for i, m := range fixtureMsgs() {
+		f.SetConn(i, ConnLive, nil, fixedNow)
+		f.Apply(i, m, fixedNow)
+		f.SetConn(i, ConnDown, fmt.Errorf("connection refused"), fixedNow)
+	}
+	a := newTestApp(200, 50)
+	a.SetSnapshot(f.Snapshot(fixedNow))
+	got := a.Render()
+	if !strings.Contains(got, "Burn —/h") || strings.Contains(got, "Burn USD") {
+		t.Errorf("disconnected header shows money:\n%s", got)
+	}
+	if !strings.Contains(got, "disconnected") {
+		t.Errorf("no disconnected link state:\n%s", got)
+	}
+}

@@ -158,6 +158,10 @@ func fleetHeader(b *strings.Builder, sh *shared, w, lines int) {
 		star = "*"
 	}
 	money := func(m int64) string { return Money(m, cur) + star }
+	if s.Dark() {
+		// No aggregator answers: the last figures would read as current.
+		money = func(int64) string { return "—" }
+	}
 	lbl := func(l string) string { return st.Label.Render(l) }
 	val := func(v string) string { return st.Value.Render(v) }
 	stale := strconv.Itoa(sm.GPUsStale) + " stale"

@@ -380,7 +380,7 @@ func (s *Source) readEvents(set nvml.EventSet) {
 		ev := fleet.Event{
 			Time: s.o.Clock(), Kind: fleet.EventXID, Severity: xidSeverity(data.EventData),
 			Device: idx, Code: int64(data.EventData),
-			Message: fmt.Sprintf("XID %d", data.EventData),
+			Message: fleet.XIDText(int64(data.EventData)),
 		}
 		s.evMu.Lock()
 		if len(s.events) < maxQueuedEvents {
