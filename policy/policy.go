@@ -20,7 +20,7 @@ import (
 // (contained/uncontained ECC).
 var DefaultCriticalXIDs = []int64{48, 63, 64, 74, 79, 94, 95}
 
-// Throttle bits of NVML's clock-event reasons that mean thermal slowdown
+// ThermalThrottleMask holds the bits of NVML's clock-event reasons that mean thermal slowdown
 // (software and hardware thermal slowdown).
 const ThermalThrottleMask = 0x20 | 0x40
 
