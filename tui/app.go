@@ -269,7 +269,7 @@ func (a *App) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 	km := &a.km
-	if msg.String() == "ctrl+c" {
+	if key.Matches(msg, km.Interrupt) {
 		return tea.Quit
 	}
 	a.problem = ""
@@ -278,15 +278,15 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 	}
 	if a.filtering {
 		f, _ := a.pages[a.active].(filterable)
-		switch msg.String() {
-		case "esc":
+		switch {
+		case key.Matches(msg, km.Cancel):
 			a.filtering = false
 			a.input.Blur()
 			if f != nil {
 				f.SetFilter("")
 			}
 			return nil
-		case "enter":
+		case key.Matches(msg, km.Accept):
 			a.filtering = false
 			a.input.Blur()
 			return nil
@@ -560,12 +560,12 @@ func (a *App) helpView() string {
 
 // commandKey handles a key while the command bar is open.
 func (a *App) commandKey(msg tea.KeyPressMsg) tea.Cmd {
-	switch msg.String() {
-	case "esc":
+	switch {
+	case key.Matches(msg, a.km.Cancel):
 		a.commanding = false
 		a.cmdline.Blur()
 		return nil
-	case "enter":
+	case key.Matches(msg, a.km.Accept):
 		a.commanding = false
 		a.cmdline.Blur()
 		cmd, problem := runCommand(a.cmdline.Value(), a.sh.snap)

@@ -12,12 +12,9 @@ import (
 	tea "charm.land/bubbletea/v2"
 )
 
-// updating reports -update (the flag is defined by teatest's golden package,
-// which this test binary links).
-func updating() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
+// updateGolden rewrites testdata/*.golden from what the views draw now:
+// go test ./tui -run Golden -golden
+var updateGolden = flag.Bool("golden", false, "rewrite the golden screens in testdata")
 
 func TestMain(m *testing.M) {
 	time.Local = time.UTC
@@ -35,7 +32,7 @@ func newTestApp(w, h int) *App {
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
-	if updating() {
+	if *updateGolden {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +40,7 @@ func golden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./tui -run Golden -update)", err)
+		t.Fatalf("%v (run go test ./tui -run Golden -golden)", err)
 	}
 	if string(want) != got {
 		t.Errorf("%s differs from the golden file:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)

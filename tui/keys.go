@@ -11,6 +11,9 @@ type KeyMap struct {
 	Filter, Sort, Reverse                   key.Binding
 	Command, Copy                           key.Binding
 	Help, Quit                              key.Binding
+	// While typing a filter or a command: Cancel drops it, Accept applies
+	// it; Interrupt quits from anywhere.
+	Cancel, Accept, Interrupt key.Binding
 }
 
 // DefaultKeyMap returns the standard bindings.
@@ -19,29 +22,32 @@ func DefaultKeyMap() KeyMap {
 		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(k, desc))
 	}
 	return KeyMap{
-		Fleet:    b([]string{"1"}, "1", "fleet"),
-		Nodes:    b([]string{"2"}, "2", "nodes"),
-		Node:     b([]string{"3"}, "3", "node"),
-		Jobs:     b([]string{"4"}, "4", "jobs"),
-		Cost:     b([]string{"5"}, "5", "cost"),
-		Alerts:   b([]string{"6"}, "6", "alerts"),
-		NextView: b([]string{"tab"}, "tab", "view"),
-		PrevView: b([]string{"shift+tab"}, "shift+tab", "previous view"),
-		Up:       b([]string{"up", "k"}, "↑/k", "up"),
-		Down:     b([]string{"down", "j"}, "↓/j", "down"),
-		PageUp:   b([]string{"pgup", "ctrl+u"}, "pgup", "page up"),
-		PageDown: b([]string{"pgdown", "ctrl+d", "space"}, "pgdn", "page down"),
-		Top:      b([]string{"home", "g"}, "g", "top"),
-		Bottom:   b([]string{"end", "G"}, "G", "bottom"),
-		Enter:    b([]string{"enter"}, "enter", "open"),
-		Back:     b([]string{"esc", "backspace"}, "esc", "back"),
-		Filter:   b([]string{"/"}, "/", "filter"),
-		Sort:     b([]string{"s"}, "s", "sort"),
-		Reverse:  b([]string{"S"}, "S", "reverse sort"),
-		Command:  b([]string{":"}, ":", "jump"),
-		Copy:     b([]string{"y"}, "y", "copy id"),
-		Help:     b([]string{"?"}, "?", "help"),
-		Quit:     b([]string{"q", "ctrl+c"}, "q", "quit"),
+		Fleet:     b([]string{"1"}, "1", "fleet"),
+		Nodes:     b([]string{"2"}, "2", "nodes"),
+		Node:      b([]string{"3"}, "3", "node"),
+		Jobs:      b([]string{"4"}, "4", "jobs"),
+		Cost:      b([]string{"5"}, "5", "cost"),
+		Alerts:    b([]string{"6"}, "6", "alerts"),
+		NextView:  b([]string{"tab"}, "tab", "view"),
+		PrevView:  b([]string{"shift+tab"}, "shift+tab", "previous view"),
+		Up:        b([]string{"up", "k"}, "↑/k", "up"),
+		Down:      b([]string{"down", "j"}, "↓/j", "down"),
+		PageUp:    b([]string{"pgup", "ctrl+u"}, "pgup", "page up"),
+		PageDown:  b([]string{"pgdown", "ctrl+d", "space"}, "pgdn", "page down"),
+		Top:       b([]string{"home", "g"}, "g", "top"),
+		Bottom:    b([]string{"end", "G"}, "G", "bottom"),
+		Enter:     b([]string{"enter"}, "enter", "open"),
+		Back:      b([]string{"esc", "backspace"}, "esc", "back"),
+		Filter:    b([]string{"/"}, "/", "filter"),
+		Sort:      b([]string{"s"}, "s", "sort"),
+		Reverse:   b([]string{"S"}, "S", "reverse sort"),
+		Command:   b([]string{":"}, ":", "jump"),
+		Copy:      b([]string{"y"}, "y", "copy id"),
+		Help:      b([]string{"?"}, "?", "help"),
+		Quit:      b([]string{"q", "ctrl+c"}, "q", "quit"),
+		Cancel:    b([]string{"esc"}, "esc", "cancel"),
+		Accept:    b([]string{"enter"}, "enter", "apply"),
+		Interrupt: b([]string{"ctrl+c"}, "ctrl+c", "quit"),
 	}
 }
 

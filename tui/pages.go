@@ -42,7 +42,8 @@ type navMsg struct {
 func nav(m navMsg) tea.Cmd { return func() tea.Msg { return m } }
 
 func cmpFloat(a, b float64) int {
-	// NaN (unknown) sorts last in ascending order.
+	// NaN (unknown) compares below every number: first in ascending order,
+	// last in the descending orders that busy, hot and costly columns use.
 	switch an, bn := math.IsNaN(a), math.IsNaN(b); {
 	case an && bn:
 		return 0
