@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -183,4 +184,53 @@ func TestAPIEncodeFailureIs500(t *testing.T) {
 	if got := testutil.ToFloat64(ts.m.renderErrs.WithLabelValues(surfaceAPI)); got != 1 {
 		t.Fatalf("render errors %v, want 1", got)
 	}
+}
+
+// A second collector claiming a node id held by a healthy session is
+// refused with CloseNodeInUse, counted and alerted with both addresses; the
+// holder keeps streaming; once the holder is gone, a newcomer takes over.
+func TestNodeIdentityOwned(t *testing.T) {
+	ts := startServer(t, nil, func(c *Config) { c.TakeoverPing = time.Second })
+	node := testNode("n1", 1)
+	c1 := dialCollector(t, ts, secretAll)
+	c1.hello(node)
+	c1.samples(node, 1)
+	c1.waitAck(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c1ctx := c1.conn.CloseRead(ctx) // keep reading, so pings are answered
+
+	c2 := dialCollector(t, ts, secretAll)
+	c2.send(&wire.Hello{Proto: wire.Version, Node: node})
+	cl, status := c2.waitClose()
+	if status != websocket.StatusCode(wire.CloseNodeInUse) || cl == nil || cl.Code != wire.CloseNodeInUse {
+		t.Fatalf("second session closed with %d / %+v, want %d", status, cl, wire.CloseNodeInUse)
+	}
+	if got := testutil.ToFloat64(ts.m.conflicts); got != 1 {
+		t.Errorf("conflicts %v, want 1", got)
+	}
+	_, _, alerts := ts.summarize(ts.clock())
+	var found bool
+	for _, a := range alerts {
+		if a.Kind == fleet.EventConflict && a.Node == "n1" && a.Open() && strings.Count(a.Message, "127.0.0.1:") == 2 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no open conflict alert naming both addresses in %+v", alerts)
+	}
+	// The holder still streams.
+	c1.samples(node, 2)
+	waitFor(t, "seq 2 applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 2 })
+	if c1ctx.Err() != nil {
+		t.Fatal("holder's session closed")
+	}
+	// The holder's collector dies; a newcomer takes over.
+	c1.conn.CloseNow()
+	c3 := dialCollector(t, ts, secretAll)
+	if got := c3.hello(node); got < 2 {
+		t.Fatalf("newcomer resumes from %d", got)
+	}
+	c3.samples(node, 3)
+	c3.waitAck(3)
 }

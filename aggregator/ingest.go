@@ -213,11 +213,25 @@ func (ss *session) run() error {
 	}
 	nd := cloneNode(&h.Node)
 	n := s.getOrCreate(nd.ID)
+	// A node id belongs to one live session. A healthy holder (it answers
+	// a ping) keeps it and this session is refused; a holder that does not
+	// answer (a restarted collector's dead connection) is replaced.
+	n.mu.Lock()
+	holder := n.sess
+	n.mu.Unlock()
+	if holder != nil && holder.alive(s.cfg.TakeoverPing) {
+		return s.conflict(n, holder, ss)
+	}
 	now := s.clock()
 	n.mu.Lock()
 	if s.closing.Load() {
 		n.mu.Unlock()
 		return errEnded // Close closes this session
+	}
+	if n.sess != nil && n.sess != holder { // another session won meanwhile
+		holder = n.sess
+		n.mu.Unlock()
+		return s.conflict(n, holder, ss)
 	}
 	old := n.sess
 	n.sess = ss
@@ -262,6 +276,28 @@ func (ss *session) run() error {
 			return reject(wire.CloseProtocol, rejectProtocol, "unexpected frame type %d from a collector", f.Type())
 		}
 	}
+}
+
+// alive reports whether the session's peer answers a ping within d.
+func (ss *session) alive(d time.Duration) bool {
+	if ss.stopped.Load() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return ss.conn.Ping(ctx) == nil
+}
+
+// conflict refuses challenger because holder, a healthy session, already
+// holds node n: counted, logged and alerted with both remote addresses.
+func (s *Server) conflict(n *nodeState, holder, challenger *session) *rejectErr {
+	s.m.conflicts.Inc()
+	now := s.clock()
+	s.conflicts.note(n.id, holder.remote, challenger.remote, now)
+	s.log.Warn("node id claimed by two collectors; refusing the second while the first is healthy",
+		"node", n.id, "holder", holder.remote, "refused", challenger.remote, "token", challenger.tok.Name)
+	return reject(wire.CloseNodeInUse, rejectConflict,
+		"node id %s is in use by a live session from %s; give this collector its own node_id", n.id, holder.remote)
 }
 
 // apply applies the records of one Samples frame under the node's lock:

@@ -294,8 +294,10 @@ func TestSessionRejections(t *testing.T) {
 	}
 }
 
+// A first session that does not answer a ping (its collector restarted and
+// the old connection is dead) is replaced by the newcomer.
 func TestSecondSessionReplacesFirst(t *testing.T) {
-	ts := startServer(t, nil, nil)
+	ts := startServer(t, nil, func(c *Config) { c.TakeoverPing = 100 * time.Millisecond })
 	node := testNode("n1", 1)
 	c1 := dialCollector(t, ts, secretAll)
 	c1.hello(node)

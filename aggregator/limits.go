@@ -1,8 +1,13 @@
 package aggregator
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/fleettop/fleettop/fleet"
 )
 
 // logLimiter lets one log line through per interval (default a minute) and
@@ -37,4 +42,60 @@ func (l *logLimiter) suppressed() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lastHeld
+}
+
+// conflictBook remembers node id conflicts for the alert list: one alert
+// per node, open while conflicts keep coming, closed once none came for a
+// while. Bounded: closed alerts older than a day are forgotten, and at
+// most maxConflictAlerts are kept.
+type conflictBook struct {
+	mu sync.Mutex
+	m  map[string]*conflictEntry
+}
+
+type conflictEntry struct {
+	alert fleet.Alert
+	last  time.Time
+}
+
+const maxConflictAlerts = 1024
+
+func (b *conflictBook) note(node, holder, refused string, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string]*conflictEntry{}
+	}
+	e := b.m[node]
+	if e == nil || !e.alert.End.IsZero() {
+		if e == nil && len(b.m) >= maxConflictAlerts {
+			return // counted and logged; the alert list stays bounded
+		}
+		e = &conflictEntry{alert: fleet.Alert{ID: "conflict/" + node, Kind: fleet.EventConflict, Severity: fleet.SevWarning,
+			Node: node, Device: -1, Start: now}}
+		b.m[node] = e
+	}
+	e.last = now
+	e.alert.Message = fmt.Sprintf("node id %s is claimed by two collectors: %s holds it, %s was refused; give each collector its own node_id",
+		node, holder, refused)
+}
+
+// alerts returns the conflict alerts at now; one with no conflict for quiet
+// is closed at its last conflict.
+func (b *conflictBook) alerts(now time.Time, quiet time.Duration) []fleet.Alert {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []fleet.Alert
+	for id, e := range b.m {
+		if e.alert.End.IsZero() && now.Sub(e.last) > quiet {
+			e.alert.End = e.last
+		}
+		if !e.alert.End.IsZero() && now.Sub(e.alert.End) > 24*time.Hour {
+			delete(b.m, id)
+			continue
+		}
+		out = append(out, e.alert)
+	}
+	slices.SortFunc(out, func(a, b fleet.Alert) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }

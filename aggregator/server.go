@@ -55,6 +55,11 @@ type Config struct {
 	WriteTimeout time.Duration
 	// HelloTimeout bounds the wait for a collector's Hello (default 10s).
 	HelloTimeout time.Duration
+	// TakeoverPing is how long a session holding a node id has to answer a
+	// ping when another collector introduces itself with the same id: if it
+	// answers, the newcomer is refused (CloseNodeInUse); if not, the
+	// newcomer takes over (default 3s).
+	TakeoverPing time.Duration
 	// MaxSeqJump bounds how far a record's sequence may jump past the last
 	// applied one (default wire.DefaultMaxSeqJump); a larger jump refuses
 	// the session.
@@ -93,8 +98,9 @@ type Server struct {
 	commitMu sync.Mutex // one Commit at a time
 	sumCache summaryCache
 
-	repairLog logLimiter // "values outside their bounds" warnings
-	renderLog logLimiter // render errors
+	conflicts conflictBook // node id conflicts, shown as alerts
+	repairLog logLimiter   // "values outside their bounds" warnings
+	renderLog logLimiter   // render errors
 }
 
 // track registers x in set (a session set guarded by sessMu) and counts it
@@ -129,6 +135,7 @@ type metrics struct {
 	rejected    *prometheus.CounterVec
 	repaired    *prometheus.CounterVec
 	renderErrs  *prometheus.CounterVec
+	conflicts   prometheus.Counter
 	collectors  prometheus.Gauge
 	viewers     prometheus.Gauge
 	commitErrs  prometheus.Counter
@@ -144,6 +151,9 @@ const (
 	rejectTooBig       = "too_big"
 	rejectProtocol     = "protocol"
 	rejectHello        = "bad_hello"
+	rejectConflict     = "node_in_use"
+	rejectNodeLimit    = "node_limit"
+	rejectConnLimit    = "conn_limit"
 )
 
 // Surfaces counted in fleettop_render_errors_total.
@@ -166,6 +176,7 @@ func newMetrics(reg *prometheus.Registry) metrics {
 			[]string{"reason"}),
 		renderErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleettop_render_errors_total", Help: "Responses or parts of them that could not be rendered (logged), by surface."},
 			[]string{"surface"}),
+		conflicts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_node_conflicts_total", Help: "Collector sessions refused because a healthy session already held their node id."}),
 		collectors:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_collectors_connected", Help: "Collector sessions open."}),
 		viewers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_viewers_connected", Help: "Watch streams open."}),
 		commitErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_commit_errors_total", Help: "Failed commits of applied samples (nothing acked)."}),
@@ -173,6 +184,7 @@ func newMetrics(reg *prometheus.Registry) metrics {
 		viewerDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_viewers_dropped_total", Help: "Viewers dropped for not keeping up."}),
 	}
 	for _, r := range []string{rejectUnauthorized, rejectForbidden, rejectMalformed, rejectTooBig, rejectProtocol, rejectHello,
+		rejectConflict, rejectNodeLimit, rejectConnLimit,
 		wire.ReasonBadString, wire.ReasonBadLease, wire.ReasonBadDevice, wire.ReasonBadTime, wire.ReasonSeqJump} {
 		m.rejected.WithLabelValues(r) // export zeros
 	}
@@ -182,7 +194,7 @@ func newMetrics(reg *prometheus.Registry) metrics {
 	for _, r := range []string{surfaceMetrics, surfaceAPI, surfaceWatch} {
 		m.renderErrs.WithLabelValues(r)
 	}
-	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.repaired, m.renderErrs, m.collectors, m.viewers,
+	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.repaired, m.renderErrs, m.conflicts, m.collectors, m.viewers,
 		m.commitErrs, m.commitSecs, m.viewerDrops)
 	return m
 }
@@ -228,6 +240,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.TakeoverPing <= 0 {
+		cfg.TakeoverPing = 3 * time.Second
 	}
 	if cfg.MaxSeqJump == 0 {
 		cfg.MaxSeqJump = wire.DefaultMaxSeqJump

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -182,6 +183,9 @@ func (s *Server) summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		c.sum, c.jobs, c.alerts = s.cfg.Insights.Summarize(now)
 	} else {
 		c.sum, c.jobs, c.alerts = s.basicSummary(now), nil, nil
+	}
+	if extra := s.conflicts.alerts(now, 2*s.cfg.OfflineAfter); len(extra) > 0 {
+		c.alerts = append(slices.Clip(c.alerts), extra...)
 	}
 	c.at = time.Now()
 	return c.sum, c.jobs, c.alerts

@@ -326,7 +326,14 @@ func (a *Agent) statusLine() string {
 	if len(a.node.Devices) == 1 {
 		kind = "GPU"
 	}
-	return fmt.Sprintf("%d %s, %s, spool %s (%d unacked)", len(a.node.Devices), kind, conn, HumanBytes(st.Bytes), st.Unacked)
+	line := fmt.Sprintf("%d %s, %s, spool %s (%d unacked)", len(a.node.Devices), kind, conn, HumanBytes(st.Bytes), st.Unacked)
+	if st.Resets > 0 {
+		line += fmt.Sprintf(", %d spool resets", st.Resets)
+	}
+	if st.Dropped > 0 {
+		line += fmt.Sprintf(", %d records lost", st.Dropped)
+	}
+	return line
 }
 
 // HumanBytes formats n as "0 B", "12.3 KiB", "4.0 MiB".
@@ -443,8 +450,8 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 	if next := a.spool.NextSeq(); resume > next {
 		// The aggregator holds sequences we never wrote (our state was
 		// wiped): continue from where it is.
-		a.log.Warn("aggregator is ahead of the spool; continuing from its sequence", "spool_next", next, "resume_from", resume)
-		if err := a.spool.Reset(resume); err != nil {
+		reason := fmt.Sprintf("aggregator resumes from %d, past the spool's next %d (the spool was wiped, or another collector sends as node %s)", resume, next, a.node.ID)
+		if err := a.spool.Reset(resume, reason); err != nil {
 			return false, err
 		}
 	}

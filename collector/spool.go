@@ -71,6 +71,7 @@ type SpoolStats struct {
 	Acked    uint64 // highest acknowledged sequence
 	Unacked  uint64 // records held after Acked
 	Dropped  uint64 // records dropped unacknowledged because the spool was full
+	Resets   uint64 // times Reset dropped everything and moved the numbering
 	Repaired int64  // bytes of torn tail truncated at open
 }
 
@@ -100,6 +101,7 @@ type Spool struct {
 
 	next, acked uint64
 	dropped     uint64
+	resets      uint64
 	repaired    int64
 
 	mem      []memRec // recent records, oldest first
@@ -471,9 +473,18 @@ func (s *Spool) trimAcked() {
 
 // Reset forgets every record and makes next the next sequence: used when the
 // aggregator already holds sequences past everything spooled (a wiped spool).
-func (s *Spool) Reset(next uint64) error {
+// It is never silent: every reset is logged with its reason and what it
+// dropped, and counted in SpoolStats.Resets.
+func (s *Spool) Reset(next uint64, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.resets++
+	var unacked uint64
+	if first := s.firstLocked(); first != 0 {
+		unacked = s.next - first
+	}
+	s.o.Logger.Warn("spool reset: every held record dropped and the numbering moved",
+		"reason", reason, "from_next", s.next, "to_next", next, "unacked_dropped", unacked, "resets_total", s.resets)
 	if s.act != nil {
 		s.act.Close()
 		s.act = nil
@@ -511,7 +522,7 @@ func (s *Spool) NextSeq() uint64 {
 func (s *Spool) Stats() SpoolStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SpoolStats{Next: s.next, Acked: s.acked, Dropped: s.dropped, Repaired: s.repaired}
+	st := SpoolStats{Next: s.next, Acked: s.acked, Dropped: s.dropped, Resets: s.resets, Repaired: s.repaired}
 	st.First = s.firstLocked()
 	if st.First != 0 {
 		st.Unacked = s.next - max(st.First, s.acked+1)

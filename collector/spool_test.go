@@ -3,9 +3,11 @@ package collector
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -233,10 +235,18 @@ func TestSpoolBoundedDropsOldest(t *testing.T) {
 
 func TestSpoolReset(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, SpoolOptions{})
+	var logBuf bytes.Buffer
+	s := openT(t, dir, SpoolOptions{Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	appendN(t, s, 3)
-	if err := s.Reset(50); err != nil {
+	if err := s.Reset(50, "aggregator ahead"); err != nil {
 		t.Fatal(err)
+	}
+	// A reset is never silent: logged with its reason, and counted.
+	if st := s.Stats(); st.Resets != 1 {
+		t.Fatalf("resets %d, want 1", st.Resets)
+	}
+	if l := logBuf.String(); !strings.Contains(l, "spool reset") || !strings.Contains(l, `reason="aggregator ahead"`) || !strings.Contains(l, "unacked_dropped=3") {
+		t.Fatalf("reset log %q", l)
 	}
 	appendN(t, s, 1)
 	s.Close()

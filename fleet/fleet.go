@@ -311,6 +311,7 @@ const (
 	EventBudget    EventKind = "budget"    // budget threshold crossed
 	EventBlind     EventKind = "blind"     // fewer GPUs visible than the lease pays for
 	EventSource    EventKind = "source"    // a collector source is down
+	EventConflict  EventKind = "conflict"  // two collectors claim one node id
 )
 
 // Severity of an event or alert.
