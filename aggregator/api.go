@@ -54,6 +54,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/watch", s.handleWatch)
 	mux.Handle("GET /api/v1/fleet", s.viewerOnly(http.HandlerFunc(s.handleFleet)))
 	mux.Handle("GET /api/v1/nodes/{id}", s.viewerOnly(http.HandlerFunc(s.handleNode)))
+	mux.HandleFunc("POST /api/v1/alerts/mark", s.handleMark)
 	// ContinueOnError: a series that cannot be gathered (a collector's
 	// error) is logged and counted, and everything else is still served;
 	// one node's data never turns /metrics into a 500.

@@ -25,12 +25,14 @@ const (
 	secretAll    = "collector-secret-all"
 	secretGPU    = "collector-secret-gpu"
 	secretViewer = "viewer-secret-1"
+	secretOper   = "operator-secret-1"
 )
 
 const testTokens = `# test tokens
 collector fleet ` + secretAll + ` *
 collector gpus ` + secretGPU + ` gpu-*   # only gpu-… nodes
 viewer ops ` + secretViewer + `
+operator oncall ` + secretOper + `
 `
 
 // fakeRecorder is a Recorder in memory: durable holds what Commit made

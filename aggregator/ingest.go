@@ -73,7 +73,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role Role) *T
 		http.Error(w, "unauthorized: give a valid token as \"Authorization: Bearer SECRET\"", http.StatusUnauthorized)
 		return nil
 	}
-	if tok.Role != role {
+	if !tok.Can(role) {
 		if role == RoleCollector {
 			s.m.rejected.WithLabelValues(rejectForbidden).Inc()
 		}

@@ -22,6 +22,9 @@ import (
 type Config struct {
 	Tokens   *Tokens  // from LoadTokens / ParseTokens; required
 	Recorder Recorder // required (store.Store in production)
+	// Marks keeps operators' alert acknowledgements and silences (store.Store
+	// in production); nil keeps them in memory only.
+	Marks    AlertMarker
 	Insights Insights // optional; nil: burn from lease price × device count, no alerts
 	Name     string   // shown to viewers
 	// Interval is the expected collector interval (default 1s); StaleAfter
@@ -97,6 +100,7 @@ type Server struct {
 
 	commitMu sync.Mutex // one Commit at a time
 	sumCache summaryCache
+	marks    alertMarks // operators' acknowledgements and silences
 
 	conflicts conflictBook // node id conflicts, shown as alerts
 	repairLog logLimiter   // "values outside their bounds" warnings
@@ -271,6 +275,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.durable == nil {
 		s.durable = map[string]uint64{}
+	}
+	mctx, mcancel := context.WithTimeout(ctx, 30*time.Second)
+	err = s.marks.load(mctx, cfg.Marks)
+	mcancel()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("load alert marks: %w", err)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range cfg.Collectors {

@@ -19,7 +19,14 @@ type Role string
 const (
 	RoleCollector Role = "collector" // may send samples for nodes matching its glob
 	RoleViewer    Role = "viewer"    // may read: watch stream, API, metrics
+	RoleOperator  Role = "operator"  // may read, and acknowledge or silence alerts
 )
+
+// Can reports whether the token may act in role: an operator may do all a
+// viewer may.
+func (t *Token) Can(role Role) bool {
+	return t.Role == role || (t.Role == RoleOperator && role == RoleViewer)
+}
 
 // minSecretLen is the shortest secret the token file accepts.
 const minSecretLen = 8
@@ -51,7 +58,7 @@ type Tokens struct {
 func (ts *Tokens) Len() int { return len(ts.list) }
 
 // LoadTokens reads a token file: one token per line, "ROLE NAME SECRET
-// [NODE-GLOB]", role collector or viewer, "#" starts a comment.
+// [NODE-GLOB]", role collector, viewer or operator, "#" starts a comment.
 func LoadTokens(p string) (*Tokens, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -95,12 +102,12 @@ func ParseTokens(r io.Reader, name string) (*Tokens, error) {
 			if _, err := path.Match(t.NodeGlob, ""); err != nil {
 				return nil, bad("bad node glob %q: %v", t.NodeGlob, err)
 			}
-		case RoleViewer:
+		case RoleViewer, RoleOperator:
 			if len(f) == 4 {
-				return nil, bad("viewer token %q takes no node glob", t.Name)
+				return nil, bad("%s token %q takes no node glob", t.Role, t.Name)
 			}
 		default:
-			return nil, bad("unknown role %q (want collector or viewer)", f[0])
+			return nil, bad("unknown role %q (want collector, viewer or operator)", f[0])
 		}
 		if len(f[2]) < minSecretLen {
 			return nil, bad("secret of token %q is shorter than %d characters", t.Name, minSecretLen)

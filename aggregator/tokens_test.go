@@ -92,7 +92,7 @@ func FuzzParseTokens(f *testing.F) {
 			return
 		}
 		for _, tok := range ts.list {
-			if tok.Role != RoleCollector && tok.Role != RoleViewer {
+			if tok.Role != RoleCollector && tok.Role != RoleViewer && tok.Role != RoleOperator {
 				t.Fatalf("role %q", tok.Role)
 			}
 			tok.AllowsNode("x")

@@ -177,7 +177,7 @@ func (s *Server) summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.at.IsZero() && time.Since(c.at) < s.cfg.ViewerInterval*9/10 {
-		return c.sum, c.jobs, c.alerts
+		return c.sum, c.jobs, s.marks.apply(c.alerts, now)
 	}
 	if s.cfg.Insights != nil {
 		c.sum, c.jobs, c.alerts = s.cfg.Insights.Summarize(now)
@@ -188,7 +188,7 @@ func (s *Server) summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		c.alerts = append(slices.Clip(c.alerts), extra...)
 	}
 	c.at = time.Now()
-	return c.sum, c.jobs, c.alerts
+	return c.sum, c.jobs, s.marks.apply(c.alerts, now)
 }
 
 // basicSummary counts nodes and devices by state, averages utilisation over

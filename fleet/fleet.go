@@ -346,6 +346,22 @@ type Alert struct {
 	Message  string    `json:"message"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end,omitzero"` // zero while open
+	// Set by operators (aggregator operator tokens): acknowledged, by whom,
+	// and silenced until when.
+	Acked         bool      `json:"acked,omitempty"`
+	AckedBy       string    `json:"acked_by,omitempty"`
+	SilencedUntil time.Time `json:"silenced_until,omitzero"`
+}
+
+// AlertMark is what an operator decided about an alert: acknowledged (seen,
+// being handled) and/or silenced until a time. The aggregator keeps
+// them in its store.
+type AlertMark struct {
+	Acked         bool      `json:"acked,omitempty"`
+	Start         time.Time `json:"start,omitzero"` // the acknowledged occurrence of the alert
+	By            string    `json:"by"`             // token name
+	At            time.Time `json:"at"`
+	SilencedUntil time.Time `json:"silenced_until,omitzero"`
 }
 
 // Open reports whether the alert has not ended.

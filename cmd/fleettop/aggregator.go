@@ -170,6 +170,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 	srv, err := aggregator.New(aggregator.Config{
 		Tokens:        tokens,
 		Recorder:      st,
+		Marks:         st,
 		Insights:      eng,
 		Name:          o.Name,
 		Interval:      o.Interval,
