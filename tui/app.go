@@ -20,6 +20,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/fleettop/fleettop/fleet"
 )
 
 // Options configures Run.
@@ -110,7 +112,11 @@ type (
 	snapshotMsg  struct{ s *Snapshot }
 	sourceEndMsg struct{}
 	tickMsg      time.Time
-	historyMsg   struct {
+	markMsg      struct {
+		what string
+		err  error
+	}
+	historyMsg struct {
 		node string
 		h    *History
 		err  error
@@ -238,6 +244,12 @@ func (a *App) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			a.node.SetHistory(msg.node, msg.h)
 		}
 		return a, nil
+	case markMsg:
+		a.problem = msg.what
+		if msg.err != nil {
+			a.problem = msg.err.Error()
+		}
+		return a, nil
 	case navMsg:
 		a.open(msg.page)
 		if msg.node != "" {
@@ -315,6 +327,8 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 		a.cmdline.SetValue("")
 		a.cmdline.SetSuggestions(commandSuggestions(a.sh.snap))
 		return a.cmdline.Focus()
+	case a.active == pageAlerts && (key.Matches(msg, km.Ack) || key.Matches(msg, km.Silence)):
+		return a.markAlert(key.Matches(msg, km.Ack))
 	case key.Matches(msg, km.Copy):
 		if id := a.selectedID(); id != "" {
 			a.problem = "copied " + id
@@ -577,6 +591,45 @@ func (a *App) commandKey(msg tea.KeyPressMsg) tea.Cmd {
 	return cmd
 }
 
+// silenceFor is how long x silences an alert.
+const silenceFor = time.Hour
+
+// markAlert toggles the acknowledgement (ack) or the silence of the alert
+// under the cursor on its aggregator.
+func (a *App) markAlert(ack bool) tea.Cmd {
+	id := a.selectedID()
+	if id == "" || a.src == nil || a.sh.snap == nil {
+		return nil
+	}
+	var al *fleet.Alert
+	for i := range a.sh.snap.Alerts {
+		if a.sh.snap.Alerts[i].ID == id {
+			al = &a.sh.snap.Alerts[i]
+		}
+	}
+	if al == nil {
+		return nil
+	}
+	action, what := "ack", "acknowledged "
+	switch {
+	case ack && al.Acked:
+		action, what = "unack", "no longer acknowledged: "
+	case !ack && !al.SilencedUntil.IsZero():
+		action, what = "unsilence", "no longer silenced: "
+	case !ack:
+		action, what = "silence", "silenced for "+Duration(silenceFor)+": "
+	}
+	src := a.src
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := src.MarkAlert(ctx, id, action, silenceFor); err != nil {
+			return markMsg{err: err}
+		}
+		return markMsg{what: what + id + " (shown with the next update)"}
+	}
+}
+
 // selectedID is the id under the cursor (node, job, region, alert), for y.
 func (a *App) selectedID() string {
 	if s, ok := a.pages[a.active].(interface{ Selected() string }); ok {
@@ -605,6 +658,9 @@ func (a *App) footerKeys() []key.Binding {
 	keys = append(keys, km.Command)
 	if a.selectedID() != "" {
 		keys = append(keys, km.Copy)
+		if a.active == pageAlerts {
+			keys = append(keys, km.Ack, km.Silence)
+		}
 	}
 	return append(keys, km.Help, km.Quit)
 }

@@ -119,7 +119,7 @@ func alertsPanel(sh *shared) panel {
 	var open []*fleet.Alert
 	for i := range s.Alerts {
 		a := &s.Alerts[i]
-		if !a.Open() {
+		if !a.Open() || a.SilencedUntil.After(sh.now) {
 			continue
 		}
 		switch a.Severity {
@@ -145,6 +145,9 @@ func alertsPanel(sh *shared) panel {
 		where := orDash(a.Node)
 		if a.Job != "" {
 			where += " · job " + a.Job
+		}
+		if a.Acked {
+			where += " · ack " + a.AckedBy
 		}
 		p.lines = append(p.lines, sev+" "+alertText(a)+st.Dim.Render("  "+where))
 	}

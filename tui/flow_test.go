@@ -3,6 +3,7 @@ package tui
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 // fakeSource hands the program fixed snapshots and history.
 type fakeSource struct {
 	ch      chan *Snapshot
-	history int // History calls
+	history int      // History calls
+	marks   []string // MarkAlert calls: "action id"
 }
 
 var _ Source = (*fakeSource)(nil)
@@ -23,6 +25,11 @@ func (f *fakeSource) History(_ context.Context, _ int, node string) (*History, e
 	f.history++
 	u1, u2 := 0.2, 0.9
 	return &History{StepS: 1, Devices: map[int]DeviceHistory{0: {Util: []*float64{&u1, &u2, &u1}}}}, nil
+}
+
+func (f *fakeSource) MarkAlert(_ context.Context, id, action string, _ time.Duration) error {
+	f.marks = append(f.marks, action+" "+id)
+	return nil
 }
 
 func newFlowModel(t *testing.T) (*teatest.TestModel, *App) {
@@ -190,5 +197,23 @@ func TestMouseOffByDefault(t *testing.T) {
 	a := NewApp(Options{plain: true, Mouse: true}, nil)
 	if v := a.View(); v.MouseMode != tea.MouseModeCellMotion {
 		t.Errorf("mouse mode %v with Mouse, want cell motion", v.MouseMode)
+	}
+}
+
+func TestFlowAcknowledgeAlert(t *testing.T) {
+	src := &fakeSource{ch: make(chan *Snapshot, 1)}
+	src.ch <- fixtureSnapshot()
+	app := NewApp(Options{plain: true, Clock: func() time.Time { return fixedNow }}, src)
+	tm := teatest.NewTestModel(t, app, teatest.WithInitialTermSize(120, 40))
+	waitOut(t, tm, "Singapore")
+	tm.Type("6")
+	waitOut(t, tm, "a acknowledge")
+	tm.Type("a")
+	waitOut(t, tm, "acknowledged xid/")
+	tm.Type("x")
+	waitOut(t, tm, "silenced for 1h")
+	final(t, tm)
+	if len(src.marks) != 2 || !strings.HasPrefix(src.marks[0], "ack xid/") || !strings.HasPrefix(src.marks[1], "silence xid/") {
+		t.Errorf("marks sent = %q, want an ack and a silence of the XID alert", src.marks)
 	}
 }

@@ -10,6 +10,7 @@ type KeyMap struct {
 	Enter, Back                             key.Binding
 	Filter, Sort, Reverse                   key.Binding
 	Command, Copy                           key.Binding
+	Ack, Silence                            key.Binding
 	Help, Quit                              key.Binding
 	// While typing a filter or a command: Cancel drops it, Accept applies
 	// it; Interrupt quits from anywhere.
@@ -43,6 +44,8 @@ func DefaultKeyMap() KeyMap {
 		Reverse:   b([]string{"S"}, "S", "reverse sort"),
 		Command:   b([]string{":"}, ":", "jump"),
 		Copy:      b([]string{"y"}, "y", "copy id"),
+		Ack:       b([]string{"a"}, "a", "acknowledge"),
+		Silence:   b([]string{"x"}, "x", "silence 1h"),
 		Help:      b([]string{"?"}, "?", "help"),
 		Quit:      b([]string{"q", "ctrl+c"}, "q", "quit"),
 		Cancel:    b([]string{"esc"}, "esc", "cancel"),
@@ -57,5 +60,6 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 		{k.Fleet, k.Nodes, k.Node, k.Jobs, k.Cost, k.Alerts, k.NextView, k.PrevView},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
 		{k.Enter, k.Back, k.Filter, k.Sort, k.Reverse, k.Command, k.Copy, k.Help, k.Quit},
+		{k.Ack, k.Silence},
 	}
 }

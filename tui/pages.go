@@ -385,6 +385,13 @@ func newAlertsPage(sh *shared) *listPage[fleet.Alert] {
 				sev.style = &st.Dim
 				since = "ended " + Duration(sh.now.Sub(a.End))
 			}
+			switch {
+			case a.SilencedUntil.After(sh.now):
+				sev.style = &st.Dim
+				since = "silenced " + Duration(a.SilencedUntil.Sub(sh.now))
+			case a.Acked:
+				since += " ack"
+			}
 			dev := ""
 			if a.Device >= 0 && a.Node != "" {
 				dev = " GPU" + strconv.Itoa(a.Device)

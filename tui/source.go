@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,10 @@ type Source interface {
 	// History fetches a node's recent per-device history from aggregator agg.
 	// It does I/O: call it from a tea.Cmd, never from Update.
 	History(ctx context.Context, agg int, node string) (*History, error)
+	// MarkAlert acknowledges or silences alert id (action ack, unack,
+	// silence or unsilence; d is a silence's length) on the aggregator that
+	// has it. It needs an operator token. It does I/O, like History.
+	MarkAlert(ctx context.Context, id, action string, d time.Duration) error
 }
 
 // History is a node's recent per-device history, as /api/v1/nodes/{id}
@@ -302,6 +307,50 @@ func (w *WatchSource) History(ctx context.Context, agg int, node string) (*Histo
 		return nil, fmt.Errorf("node history: decode: %w", err)
 	}
 	return h, nil
+}
+
+// MarkAlert implements Source: it asks each aggregator in turn, as an alert
+// id belongs to one of them.
+func (w *WatchSource) MarkAlert(ctx context.Context, id, action string, d time.Duration) error {
+	body, err := json.Marshal(map[string]string{"id": id, "action": action, "for": d.String()})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ep := range w.eps {
+		u, err := endpointURL(ep.URL, "/api/v1/alerts/mark", false)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if ep.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+ep.Token)
+		}
+		resp, err := w.client.Do(req)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return nil
+		case http.StatusNotFound:
+			continue
+		case http.StatusForbidden:
+			return errors.New("marking alerts needs an operator token (the viewer token may only read)")
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg))))
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("no aggregator has alert %s any more", id)
+	}
+	return errors.Join(errs...)
 }
 
 // endpointURL joins an aggregator base URL and a path; ws selects the
