@@ -208,6 +208,15 @@ func (ss *session) run() error {
 	if rj := validateHello(h); rj != nil {
 		return rj
 	}
+	// An older collector is answered in its own protocol; its frames decode
+	// as they are (the decoder reads every version from wire.MinVersion).
+	enc, err := wire.NewEncoderVersion(h.Proto)
+	if err != nil {
+		return reject(wire.CloseProtocol, rejectProtocol, "%v", err)
+	}
+	ss.encMu.Lock()
+	ss.enc = enc
+	ss.encMu.Unlock()
 	if !ss.tok.AllowsNode(h.Node.ID) {
 		return reject(wire.CloseForbidden, rejectForbidden, "token %q may not send for node %q", ss.tok.Name, h.Node.ID)
 	}
@@ -250,7 +259,7 @@ func (ss *session) run() error {
 		old.stop()
 		go old.closeWith(wire.CloseConflict, "replaced by a newer session for node "+n.id)
 	}
-	if err := ss.send(&wire.Welcome{Proto: wire.Version, ResumeFrom: resume}); err != nil {
+	if err := ss.send(&wire.Welcome{Proto: h.Proto, ResumeFrom: resume}); err != nil {
 		return fmt.Errorf("send welcome: %w", err)
 	}
 	close(ss.ready)

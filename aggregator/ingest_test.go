@@ -472,3 +472,37 @@ func TestAcksAreCoalesced(t *testing.T) {
 		t.Errorf("next ack %d, want 6: one ack for every record committed since the last", a.Seq)
 	}
 }
+
+// A collector that still speaks protocol 1 is served: answered in protocol 1
+// (its decoder reads nothing newer) and its samples applied and acked.
+func TestProtocol1Collector(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	node := testNode("gpu-old", 2)
+	c := dialCollector(t, ts, secretGPU)
+	enc, err := wire.NewEncoderVersion(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.enc = enc
+	c.send(&wire.Hello{Proto: 1, Node: node})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, b, err := c.conn.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0xF1 {
+		t.Fatalf("welcome starts with %#x, want a protocol-1 frame", b[0])
+	}
+	f, err := c.dec.Decode(b)
+	if w, ok := f.(*wire.Welcome); err != nil || !ok || w.Proto != 1 {
+		t.Fatalf("welcome %+v, %v", f, err)
+	}
+	c.samples(node, 1, 2)
+	if got := c.waitAck(2); got != 2 {
+		t.Fatalf("ack %d, want 2", got)
+	}
+	if got, want := ts.rec.seqs("gpu-old"), []uint64{1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("recorded %v, want %v", got, want)
+	}
+}

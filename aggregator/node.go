@@ -85,8 +85,8 @@ func (n *nodeState) setNode(node fleet.Node) {
 // validateHello checks a Hello before any state is touched: the protocol
 // version, then everything wire.ValidateHello checks.
 func validateHello(h *wire.Hello) *rejectErr {
-	if h.Proto != wire.Version {
-		return reject(wire.CloseProtocol, rejectProtocol, "protocol version %d not supported (this aggregator speaks %d)", h.Proto, wire.Version)
+	if h.Proto < wire.MinVersion || h.Proto > wire.Version {
+		return reject(wire.CloseProtocol, rejectProtocol, "protocol version %d not supported (this aggregator speaks %d to %d): upgrade the collector", h.Proto, wire.MinVersion, wire.Version)
 	}
 	if err := wire.ValidateHello(h); err != nil {
 		reason := rejectHello

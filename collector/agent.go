@@ -75,6 +75,7 @@ type Agent struct {
 	unavailable map[string]error
 
 	wake       chan struct{}
+	proto      uint16 // protocol to speak; 0: wire.Version (uplink goroutine only)
 	connected  atomic.Bool
 	forceProcs atomic.Bool
 
@@ -413,7 +414,15 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(wire.MaxFrameSize)
-	enc := wire.NewEncoder()
+	// Speak the newest protocol unless an older aggregator refused it.
+	proto := a.proto
+	if proto == 0 {
+		proto = wire.Version
+	}
+	enc, err := wire.NewEncoderVersion(proto)
+	if err != nil {
+		return false, err
+	}
 	var out []byte
 	send := func(f wire.Frame) error {
 		var err error
@@ -424,7 +433,7 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 		defer cancel()
 		return conn.Write(wctx, websocket.MessageBinary, out)
 	}
-	if err := send(&wire.Hello{Proto: wire.Version, Node: a.node}); err != nil {
+	if err := send(&wire.Hello{Proto: proto, Node: a.node}); err != nil {
 		return false, fmt.Errorf("send hello: %w", err)
 	}
 	dec := wire.NewDecoder()
@@ -443,6 +452,11 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 	case *wire.Welcome:
 		resume = max(w.ResumeFrom, 1)
 	case *wire.Close:
+		if w.Code == wire.CloseProtocol && proto > wire.MinVersion && strings.Contains(w.Reason, "protocol version") {
+			// An aggregator older than this collector: speak its protocol.
+			a.proto = proto - 1
+			a.log.Warn("aggregator refused protocol; retrying with the previous one (upgrade the aggregator)", "protocol", proto, "reason", w.Reason)
+		}
 		return false, &errClosedByPeer{w.Code, w.Reason}
 	default:
 		return false, fmt.Errorf("expected welcome, got frame type %d", f.Type())

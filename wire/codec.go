@@ -1,12 +1,13 @@
 package wire
 
-// The binary encoding, protocol version 1.
+// The binary encoding, protocol version 2 (protocol 1 differences are noted;
+// this build decodes both and encodes either, see NewEncoderVersion).
 //
 // Integers are varints as in encoding/binary: unsigned LEB128 ("uvarint") and
 // zig-zag signed ("varint"). A string is a uvarint length (at most
 // MaxStringBytes) and its bytes.
 //
-// A frame is a 2-byte header, 0xF0|Version then the frame Type, and a body:
+// A frame is a 2-byte header, 0xF0|version then the frame Type, and a body:
 //
 //	Hello    uvarint proto; node: id, hostname, region, site, provider,
 //	         jurisdiction; lease: id, varint micros, currency, billing,
@@ -16,47 +17,63 @@ package wire
 //	         uvarint device count, per device: uvarint index, uuid, vendor,
 //	         model, pci bus id, uvarint memory total, varint power limit (mW),
 //	         flags byte (1 MIG); uvarint contracted GPUs (lease gpus);
-//	         sources (below)
+//	         sources (below). Protocol 1 ends after the devices.
 //	Welcome  uvarint proto, uvarint resume-from
 //	Samples  uvarint record count (1..MaxSamples), records
 //	Ack      uvarint seq
 //	Close    uvarint code, string reason
-//	Status   sources
+//	Status   sources (protocol 2 only)
 //
 // Sources are a uvarint count (at most MaxSources), then per source: name,
 // flags byte (1 up), reason.
 //
-// A record (one fleet.Sample) is coded against the previous record of the
+// A record (one fleet.Sample) is coded against the previous records of the
 // same connection (the Encoder/Decoder state; all zero at the start):
 //
 //	varint  seq − previous seq
-//	varint  time − previous time, in milliseconds since the Unix epoch
+//	varint  time − predicted time, in milliseconds since the Unix epoch; the
+//	        prediction is the previous time plus the previous interval
+//	        (protocol 1: the previous time)
 //	byte    flags: 1 host, 2 procs set, 4 events, 8 same device layout
 //	        [uvarint device count, uvarint index…]   unless "same layout":
 //	                                                the previous record's indices
 //	per device, in layout order: values (below)
 //	[host values]
-//	[uvarint process count, per process: varint device, uvarint pid, name,
-//	 uvarint used memory, job id, job source, job team, job data class]
+//	[uvarint process count, per process: an entry (below)]
 //	[uvarint event count (≥1), per event: varint time − record time (ms),
 //	 kind, severity, varint device, varint code, message]
+//
+// A process entry is a tag byte: 0, then varint device, uvarint pid, name,
+// uvarint used memory, job id, job source, job team, job data class; 1, the
+// same process (device, pid, name, job) and used memory as the previous
+// list's entry at this position; 2, the same process with the change of used
+// memory following (MiB coding, quant.go). Protocol 1 has no tag: every entry
+// is written out in full.
 //
 // Values of a device (or of the host) are coded against the previous values of
 // the same device index (or the previous host values):
 //
 //	uvarint  changed<<1 | presentChanged   changed: bitmask of present metrics
-//	                                       whose quantised value differs
+//	                                       whose residual is not zero
 //	[uvarint present mask]                 only when presentChanged
-//	varint   quantised delta, per bit of changed, in metric order
+//	residual per bit of changed, in metric order: one varint each
 //
-// So an unchanged metric costs nothing and a steady device costs its two
-// header bytes plus the deltas of what moved. See quant.go for resolutions.
+// A metric's residual is its quantised value minus its prediction, written
+// as quant.go's table says: the prediction is the previous value for gauges,
+// previous value plus previous increment for counters (delta of delta), and
+// for free memory the previous free memory minus the change of used memory.
+// So an unchanged gauge or a counter growing steadily costs nothing, and a
+// steady device costs its header bytes plus the residuals of what moved.
+// Protocol 1: every prediction is the previous value, every residual a
+// varint. Protocol 2 decoders skip residuals of metrics they do not know
+// (bits beyond their table), so collectors may add metrics.
 //
-// A spool record (AppendRecord) is one byte 0xE0|Version and a record coded
+// A spool record (AppendRecord) is one byte 0xE0|version and a record coded
 // against the zero state, so it stands alone.
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"slices"
 	"sync"
@@ -88,33 +105,41 @@ const (
 
 const deviceMIG = 1 << 0
 
-// devState is the last quantised values of one device index.
+// devState is the last quantised values of one device index, and (protocol
+// 2) each value's last increment, which predicts counters.
 type devState struct {
-	present uint32
+	present uint64 // as sent: may hold metrics this build does not know
 	q       [fleet.NumMetrics]int64
+	d       [fleet.NumMetrics]int64
 }
 
 type hostState struct {
-	present uint32
+	present uint64
 	q       [fleet.NumHostMetrics]int64
+	d       [fleet.NumHostMetrics]int64
 }
 
 // streamState is the per-connection delta state shared in shape by Encoder
 // and Decoder. dev grows only to the highest device index seen, so a decoder
 // for an 8-GPU node holds about 1 KiB.
 type streamState struct {
+	v      uint8 // protocol version of the stream
 	seq    uint64
 	ms     int64
+	dms    int64   // protocol 2: the previous record's interval, predicting the next
 	layout []uint8 // device indices of the previous record, in order
 	known  uint64  // bit i: dev[i] holds state; otherwise it reads as zero
 	dev    []devState
 	host   hostState
+	procs  []fleet.Process // protocol 2: the last process list sent
 }
 
-func (st *streamState) reset() {
-	st.seq, st.ms, st.known = 0, 0, 0
+func (st *streamState) reset(v uint8) {
+	st.v = v
+	st.seq, st.ms, st.dms, st.known = 0, 0, 0, 0
 	st.layout = st.layout[:0]
 	st.host = hostState{}
+	st.procs = st.procs[:0]
 }
 
 func (st *streamState) device(idx int) *devState {
@@ -133,10 +158,11 @@ func (st *streamState) device(idx int) *devState {
 // frame leaves the connection usable.
 type undoLog struct {
 	seq     uint64
-	ms      int64
+	ms, dms int64
 	known   uint64
 	host    hostState
 	layout  []uint8
+	procs   []fleet.Process
 	touched uint64
 	devs    []undoDev
 }
@@ -147,8 +173,9 @@ type undoDev struct {
 }
 
 func (u *undoLog) begin(st *streamState) {
-	u.seq, u.ms, u.known, u.host = st.seq, st.ms, st.known, st.host
+	u.seq, u.ms, u.dms, u.known, u.host = st.seq, st.ms, st.dms, st.known, st.host
 	u.layout = append(u.layout[:0], st.layout...)
+	u.procs = append(u.procs[:0], st.procs...)
 	u.touched = 0
 	u.devs = u.devs[:0]
 }
@@ -165,8 +192,9 @@ func (u *undoLog) save(st *streamState, idx int) {
 }
 
 func (u *undoLog) rollback(st *streamState) {
-	st.seq, st.ms, st.known, st.host = u.seq, u.ms, u.known, u.host
+	st.seq, st.ms, st.dms, st.known, st.host = u.seq, u.ms, u.dms, u.known, u.host
 	st.layout = append(st.layout[:0], u.layout...)
+	st.procs = append(st.procs[:0], u.procs...)
 	for _, d := range u.devs {
 		st.dev[d.idx] = d.s
 	}
@@ -184,14 +212,30 @@ type Encoder struct {
 	undo undoLog
 }
 
-// NewEncoder returns an encoder with fresh per-connection state.
-func NewEncoder() *Encoder { return &Encoder{} }
+// NewEncoder returns an encoder with fresh per-connection state that speaks
+// this build's protocol (Version).
+func NewEncoder() *Encoder { return &Encoder{st: streamState{v: Version}} }
+
+// NewEncoderVersion returns an encoder that speaks protocol v (MinVersion ..
+// Version), for a peer that announced an older protocol.
+func NewEncoderVersion(v uint16) (*Encoder, error) {
+	if v < MinVersion || v > Version {
+		return nil, errf(ErrVersion, "protocol %d not supported (this build speaks %d to %d)", v, MinVersion, Version)
+	}
+	return &Encoder{st: streamState{v: uint8(v)}}, nil
+}
+
+// Version returns the protocol the encoder speaks.
+func (e *Encoder) Version() uint16 { return uint16(e.st.v) }
 
 // AppendFrame appends the encoding of f to dst and returns the extended slice.
 // On error it returns dst unchanged and an error wrapping ErrMalformed (a value
 // that cannot be encoded: NaN, ±Inf, out of range, a bad device index) or
 // ErrTooBig (a count, a string or the frame over its bound).
 func (e *Encoder) AppendFrame(dst []byte, f Frame) ([]byte, error) {
+	if e.st.v == 0 {
+		e.st.v = Version // the zero Encoder
+	}
 	start := len(dst)
 	var err *codecError
 	switch f := f.(type) {
@@ -199,8 +243,8 @@ func (e *Encoder) AppendFrame(dst []byte, f Frame) ([]byte, error) {
 		if f == nil {
 			break
 		}
-		dst = append(dst, frameMagic|Version, byte(TypeHello))
-		dst, err = appendHello(dst, f)
+		dst = append(dst, frameMagic|e.st.v, byte(TypeHello))
+		dst, err = appendHello(dst, f, e.st.v)
 		if err != nil {
 			err = err.in("hello")
 		}
@@ -208,14 +252,14 @@ func (e *Encoder) AppendFrame(dst []byte, f Frame) ([]byte, error) {
 		if f == nil {
 			break
 		}
-		dst = append(dst, frameMagic|Version, byte(TypeWelcome))
+		dst = append(dst, frameMagic|e.st.v, byte(TypeWelcome))
 		dst = binary.AppendUvarint(dst, uint64(f.Proto))
 		dst = binary.AppendUvarint(dst, f.ResumeFrom)
 	case *Samples:
 		if f == nil {
 			break
 		}
-		dst = append(dst, frameMagic|Version, byte(TypeSamples))
+		dst = append(dst, frameMagic|e.st.v, byte(TypeSamples))
 		e.undo.begin(&e.st)
 		dst, err = e.appendSamples(dst, f)
 		if err == nil && len(dst)-start > MaxFrameSize {
@@ -228,20 +272,23 @@ func (e *Encoder) AppendFrame(dst []byte, f Frame) ([]byte, error) {
 		if f == nil {
 			break
 		}
-		dst = append(dst, frameMagic|Version, byte(TypeAck))
+		dst = append(dst, frameMagic|e.st.v, byte(TypeAck))
 		dst = binary.AppendUvarint(dst, f.Seq)
 	case *Close:
 		if f == nil {
 			break
 		}
-		dst = append(dst, frameMagic|Version, byte(TypeClose))
+		dst = append(dst, frameMagic|e.st.v, byte(TypeClose))
 		dst = binary.AppendUvarint(dst, uint64(f.Code))
 		dst, err = appendString(dst, "close: reason", f.Reason)
 	case *Status:
 		if f == nil {
 			break
 		}
-		dst = append(dst, frameMagic|Version, byte(TypeStatus))
+		if e.st.v < 2 {
+			break // protocol 1 has no Status frame
+		}
+		dst = append(dst, frameMagic|e.st.v, byte(TypeStatus))
 		dst, err = appendSources(dst, f.Sources)
 		if err != nil {
 			err = err.in("status")
@@ -319,7 +366,7 @@ func appendSample(dst []byte, s *fleet.Sample, st *streamState, u *undoLog) ([]b
 	}
 	ms := s.Time.UnixMilli()
 	dst = binary.AppendVarint(dst, int64(s.Seq-st.seq))
-	dst = binary.AppendVarint(dst, ms-st.ms)
+	dst = binary.AppendVarint(dst, ms-st.predictMs())
 	dst = append(dst, flags)
 	if !same {
 		dst = binary.AppendUvarint(dst, uint64(len(s.Devices)))
@@ -330,23 +377,31 @@ func appendSample(dst []byte, s *fleet.Sample, st *streamState, u *undoLog) ([]b
 		}
 	}
 	var err *codecError
+	devCodes, hostCodes := codings(st.v)
 	for i := range s.Devices {
 		d := &s.Devices[i]
 		if u != nil {
 			u.save(st, d.Index)
 		}
 		p := st.device(d.Index)
-		if dst, err = appendValues(dst, d.Present, d.Values[:], &p.present, p.q[:], metricScale[:], allMetrics); err != nil {
+		vs := values{&p.present, p.q[:], p.d[:]}
+		if dst, err = appendValues(dst, st.v, d.Present, d.Values[:], vs, devCodes, false); err != nil {
 			return dst, err.in("device %d", d.Index)
 		}
 	}
 	if s.Host != nil {
-		if dst, err = appendValues(dst, s.Host.Present, s.Host.Values[:], &st.host.present, st.host.q[:], hostScale[:], allHostMetrics); err != nil {
+		vs := values{&st.host.present, st.host.q[:], st.host.d[:]}
+		if dst, err = appendValues(dst, st.v, s.Host.Present, s.Host.Values[:], vs, hostCodes, true); err != nil {
 			return dst, err.in("host")
 		}
 	}
 	if s.ProcsSet {
-		if dst, err = appendProcs(dst, s.Procs); err != nil {
+		if st.v == 1 {
+			dst, err = appendProcs(dst, s.Procs)
+		} else {
+			dst, err = appendProcsV2(dst, s.Procs, st)
+		}
+		if err != nil {
 			return dst, err
 		}
 	}
@@ -355,48 +410,188 @@ func appendSample(dst []byte, s *fleet.Sample, st *streamState, u *undoLog) ([]b
 			return dst, err
 		}
 	}
-	st.seq, st.ms = s.Seq, ms
+	st.advance(s.Seq, ms)
 	return dst, nil
 }
 
-// appendValues codes the present values against prevQ and updates the
-// previous state only once every value has been validated.
-func appendValues(dst []byte, present uint32, values []float64, prevPresent *uint32, prevQ []int64, scales []float64, all uint32) ([]byte, *codecError) {
+// predictMs is the time a record is expected at: protocol 2 predicts the
+// previous interval again (delta of delta), protocol 1 the previous time.
+func (st *streamState) predictMs() int64 {
+	if st.v == 1 {
+		return st.ms
+	}
+	return st.ms + st.dms
+}
+
+func (st *streamState) advance(seq uint64, ms int64) {
+	if st.v > 1 && st.ms != 0 {
+		st.dms = ms - st.ms
+	}
+	st.seq, st.ms = seq, ms
+}
+
+// values is where one device's (or the host's) previous values live.
+type values struct {
+	present *uint64
+	q, d    []int64
+}
+
+// limit is the bound on a quantised value of the given scale in protocol v.
+func limit(v uint8, scale float64) int64 {
+	if scale != 1 {
+		return maxFracSteps
+	}
+	if v == 1 {
+		return maxWholeStepsV1
+	}
+	return maxWholeSteps
+}
+
+// predict returns the protocol-2 prediction of metric m, given the values of
+// this record decoded so far (q, for metrics before m) and the previous ones.
+func predict(c *metricCoding, m int, present uint64, q []int64, prev values, lim int64) int64 {
+	p := prev.q[m]
+	switch c.pred {
+	case predCounter:
+		p += prev.d[m]
+	case predFree:
+		u := int(fleet.MetricMemUsed)
+		if u < m && present&(1<<u) != 0 && *prev.present&(1<<u) != 0 {
+			p -= q[u] - prev.q[u]
+		}
+	default:
+		return p
+	}
+	if p > lim || p < -lim {
+		return prev.q[m]
+	}
+	return p
+}
+
+// appendResidual writes r as coding c says: always one varint.
+func appendResidual(dst []byte, r int64, code uint8) []byte {
+	switch code {
+	case codeMiB, codeKiB:
+		k := uint(20)
+		if code == codeKiB {
+			k = 10
+		}
+		if r&(1<<k-1) == 0 {
+			return binary.AppendUvarint(dst, zigzag(r>>k)<<1)
+		}
+		return binary.AppendUvarint(dst, zigzag(r)<<1|1)
+	case codeDecimal:
+		e := uint64(0)
+		for e < 3 && r%10 == 0 {
+			r /= 10
+			e++
+		}
+		return binary.AppendUvarint(dst, zigzag(r)<<2|e)
+	case codeRaw:
+		return binary.AppendUvarint(dst, uint64(r))
+	}
+	return binary.AppendVarint(dst, r)
+}
+
+// readResidual is the inverse of appendResidual; false when the residual
+// cannot be what an encoder wrote.
+func readResidual(r *reader, code uint8) (int64, bool) {
+	switch code {
+	case codeMiB, codeKiB:
+		k := uint(20)
+		if code == codeKiB {
+			k = 10
+		}
+		u := r.uvarint()
+		z := unzigzag(u >> 1)
+		if u&1 != 0 {
+			return z, true
+		}
+		if z > 1<<(62-k) || z < -1<<(62-k) {
+			return 0, false
+		}
+		return z << k, true
+	case codeDecimal:
+		u := r.uvarint()
+		z := unzigzag(u >> 2)
+		for e := u & 3; e > 0; e-- {
+			if z > 1<<59 || z < -1<<59 {
+				return 0, false
+			}
+			z *= 10
+		}
+		return z, true
+	case codeRaw:
+		return int64(r.uvarint()), true
+	}
+	return r.varint(), true
+}
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+// appendValues codes the present values against the previous ones and
+// updates them only once every value has been validated. In protocol 2 a
+// metric's "changed" bit says its residual against the prediction is not
+// zero; in protocol 1 the prediction is always the previous value.
+func appendValues(dst []byte, v uint8, present uint32, vals []float64, prev values, codes []metricCoding, host bool) ([]byte, *codecError) {
+	all := uint32(1)<<len(codes) - 1
 	if present&^all != 0 {
 		return dst, errf(ErrMalformed, "present mask %#x has unknown metric bits", present)
 	}
-	var q [32]int64
-	var changed uint32
+	var q, res [64]int64
+	var changed uint64
+	p64 := uint64(present)
 	for p := present; p != 0; p &= p - 1 {
 		m := bits.TrailingZeros32(p)
-		v, ok := steps(values[m], scales[m])
-		if !ok {
-			return dst, errf(ErrMalformed, "%s value %v is not finite or out of range", metricName(all, m), values[m])
+		c := &codes[m]
+		if c.code == codeRaw {
+			x := vals[m]
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return dst, errf(ErrMalformed, "%s value %v is not finite", metricName(host, m), x)
+			}
+			q[m] = int64(math.Float64bits(x))
+			res[m] = q[m] ^ prev.q[m]
+		} else {
+			lim := limit(v, c.scale)
+			x, ok := steps(vals[m], c.scale, lim)
+			if !ok {
+				return dst, errf(ErrMalformed, "%s value %v is not finite or out of range", metricName(host, m), vals[m])
+			}
+			q[m] = x
+			if v == 1 {
+				res[m] = x - prev.q[m]
+			} else {
+				res[m] = x - predict(c, m, p64, q[:], prev, lim)
+			}
 		}
-		q[m] = v
-		if v != prevQ[m] {
+		if res[m] != 0 {
 			changed |= 1 << m
 		}
 	}
-	hdr := uint64(changed) << 1
-	if present != *prevPresent {
+	hdr := changed << 1
+	if p64 != *prev.present {
 		hdr |= 1
 	}
 	dst = binary.AppendUvarint(dst, hdr)
-	if present != *prevPresent {
-		dst = binary.AppendUvarint(dst, uint64(present))
-		*prevPresent = present
+	if p64 != *prev.present {
+		dst = binary.AppendUvarint(dst, p64)
+		*prev.present = p64
 	}
 	for c := changed; c != 0; c &= c - 1 {
-		m := bits.TrailingZeros32(c)
-		dst = binary.AppendVarint(dst, q[m]-prevQ[m])
-		prevQ[m] = q[m]
+		m := bits.TrailingZeros64(c)
+		dst = appendResidual(dst, res[m], codes[m].code)
+	}
+	for p := present; p != 0; p &= p - 1 {
+		m := bits.TrailingZeros32(p)
+		prev.d[m] = q[m] - prev.q[m]
+		prev.q[m] = q[m]
 	}
 	return dst, nil
 }
 
-func metricName(all uint32, m int) string {
-	if all == allHostMetrics {
+func metricName(host bool, m int) string {
+	if host {
 		return "host metric " + fleet.HostMetric(m).String()
 	}
 	return fleet.Metric(m).String()
@@ -412,28 +607,73 @@ func checkDeviceRef(what string, dev int) *codecError {
 func appendProcs(dst []byte, procs []fleet.Process) ([]byte, *codecError) {
 	dst = binary.AppendUvarint(dst, uint64(len(procs)))
 	for i := range procs {
-		p := &procs[i]
-		if err := checkDeviceRef("process", p.Device); err != nil {
-			return dst, err.in("process %d", i)
-		}
-		dst = binary.AppendVarint(dst, int64(p.Device))
-		dst = binary.AppendUvarint(dst, uint64(p.PID))
 		var err *codecError
-		str := func(what, s string) {
-			if err == nil {
-				dst, err = appendString(dst, what, s)
-			}
-		}
-		str("name", p.Name)
-		dst = binary.AppendUvarint(dst, p.UsedMemory)
-		str("job id", p.Job.ID)
-		str("job source", p.Job.Source)
-		str("job team", p.Job.Team)
-		str("job data class", p.Job.DataClass)
-		if err != nil {
+		if dst, err = appendProc(dst, &procs[i]); err != nil {
 			return dst, err.in("process %d", i)
 		}
 	}
+	return dst, nil
+}
+
+func appendProc(dst []byte, p *fleet.Process) ([]byte, *codecError) {
+	if err := checkDeviceRef("process", p.Device); err != nil {
+		return dst, err
+	}
+	dst = binary.AppendVarint(dst, int64(p.Device))
+	dst = binary.AppendUvarint(dst, uint64(p.PID))
+	var err *codecError
+	str := func(what, s string) {
+		if err == nil {
+			dst, err = appendString(dst, what, s)
+		}
+	}
+	str("name", p.Name)
+	dst = binary.AppendUvarint(dst, p.UsedMemory)
+	str("job id", p.Job.ID)
+	str("job source", p.Job.Source)
+	str("job team", p.Job.Team)
+	str("job data class", p.Job.DataClass)
+	return dst, err
+}
+
+// Protocol 2 codes a process list against the previous one of the stream:
+// per entry a uvarint tag, 0 for an entry written out in full (as in protocol
+// 1), 1 for the same process (device, pid, name, job) as the previous list's
+// entry at that position with the same used memory, 2 for that with the
+// change of used memory following (MiB coding, see quant.go).
+const (
+	procFull = iota
+	procSame
+	procMem
+)
+
+func sameProc(a, b *fleet.Process) bool {
+	return a.Device == b.Device && a.PID == b.PID && a.Name == b.Name && a.Job == b.Job
+}
+
+func appendProcsV2(dst []byte, procs []fleet.Process, st *streamState) ([]byte, *codecError) {
+	dst = binary.AppendUvarint(dst, uint64(len(procs)))
+	for i := range procs {
+		p := &procs[i]
+		if i < len(st.procs) && sameProc(p, &st.procs[i]) {
+			r := int64(p.UsedMemory - st.procs[i].UsedMemory)
+			switch {
+			case r == 0:
+				dst = append(dst, procSame)
+				continue
+			case r&(1<<20-1) == 0 || zigzag(r) < 1<<63:
+				dst = append(dst, procMem)
+				dst = appendResidual(dst, r, codeMiB)
+				continue
+			}
+		}
+		dst = append(dst, procFull)
+		var err *codecError
+		if dst, err = appendProc(dst, p); err != nil {
+			return dst, err.in("process %d", i)
+		}
+	}
+	st.procs = append(st.procs[:0], procs...)
 	return dst, nil
 }
 
@@ -461,7 +701,7 @@ func appendEvents(dst []byte, events []fleet.Event, recordMs int64) ([]byte, *co
 	return dst, nil
 }
 
-func appendHello(dst []byte, h *Hello) ([]byte, *codecError) {
+func appendHello(dst []byte, h *Hello, v uint8) ([]byte, *codecError) {
 	n := &h.Node
 	dst = binary.AppendUvarint(dst, uint64(h.Proto))
 	var err *codecError
@@ -540,7 +780,7 @@ func appendHello(dst []byte, h *Hello) ([]byte, *codecError) {
 			return dst, err.in("device %d", d.Index)
 		}
 		dst = binary.AppendUvarint(dst, d.MemoryTotal)
-		pl, ok := steps(d.PowerLimit, powerLimitScale)
+		pl, ok := steps(d.PowerLimit, powerLimitScale, maxFracSteps)
 		if !ok {
 			return dst, errf(ErrMalformed, "device %d: power limit %v is not finite or out of range", d.Index, d.PowerLimit)
 		}
@@ -550,6 +790,9 @@ func appendHello(dst []byte, h *Hello) ([]byte, *codecError) {
 			df |= deviceMIG
 		}
 		dst = append(dst, df)
+	}
+	if v < 2 {
+		return dst, nil // protocol 1 ends here: no lease GPU count, no sources
 	}
 	if n.Lease.GPUs < 0 || n.Lease.GPUs > MaxDevices {
 		return dst, errf(ErrMalformed, "lease gpus %d outside 0..%d", n.Lease.GPUs, MaxDevices)
@@ -636,10 +879,14 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 		return nil, err
 	}
 	r := reader{b: b, off: 2}
+	v := b[0] & 0x0F
 	switch t := Type(b[1]); t {
 	case TypeHello:
+		if d.st.v == 0 {
+			d.st.v = v // the stream's protocol; Samples frames must keep to it
+		}
 		h := new(Hello)
-		decodeHello(&r, h)
+		decodeHello(&r, h, v)
 		r.end()
 		if r.err != nil {
 			return nil, r.err.in("hello")
@@ -661,6 +908,12 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 	case TypeSamples:
 		if d.broken != nil {
 			return nil, &codecError{kind: d.broken.kind, msg: "samples: delta state lost after an earlier error: " + d.broken.msg}
+		}
+		if d.st.v == 0 {
+			d.st.v = v
+		}
+		if v != d.st.v {
+			return nil, errf(ErrMalformed, "samples: protocol %d frame on a protocol %d stream", v, d.st.v)
 		}
 		if err := d.decodeSamples(&r); err != nil {
 			d.broken = err
@@ -709,8 +962,8 @@ func checkHeader(b []byte, magic byte, size int, what string) error {
 	if b[0]&0xF0 != magic {
 		return errf(ErrMalformed, "%s starts with %#02x, not a fleettop %s", what, b[0], what)
 	}
-	if v := b[0] & 0x0F; v != Version {
-		return errf(ErrVersion, "%s has protocol version %d, this build speaks %d", what, v, Version)
+	if v := b[0] & 0x0F; v < MinVersion || v > Version {
+		return errf(ErrVersion, "%s has protocol version %d, this build speaks %d to %d", what, v, MinVersion, Version)
 	}
 	return nil
 }
@@ -749,7 +1002,7 @@ func (d *Decoder) decodeSamples(r *reader) *codecError {
 // capacity; host, when not nil, is where a host sample goes.
 func decodeSample(r *reader, s *fleet.Sample, st *streamState, host *fleet.HostSample) {
 	seq := st.seq + uint64(r.varint())
-	ms := st.ms + r.varint()
+	ms := st.predictMs() + r.varint()
 	flags := r.byte()
 	if r.err != nil {
 		return
@@ -778,11 +1031,12 @@ func decodeSample(r *reader, s *fleet.Sample, st *streamState, host *fleet.HostS
 	} else {
 		s.Devices = slices.Grow(s.Devices[:0], n)[:n]
 	}
+	devCodes, hostCodes := codings(st.v)
 	for i, idx := range st.layout {
 		out := &s.Devices[i]
 		out.Index = int(idx)
 		p := st.device(int(idx))
-		decodeValues(r, &out.Present, out.Values[:], &p.present, p.q[:], metricScale[:], allMetrics)
+		decodeValues(r, st.v, &out.Present, out.Values[:], values{&p.present, p.q[:], p.d[:]}, devCodes, false)
 		if r.err != nil {
 			r.err.in("device %d", idx)
 			return
@@ -793,7 +1047,7 @@ func decodeSample(r *reader, s *fleet.Sample, st *streamState, host *fleet.HostS
 		if host == nil {
 			host = new(fleet.HostSample)
 		}
-		decodeValues(r, &host.Present, host.Values[:], &st.host.present, st.host.q[:], hostScale[:], allHostMetrics)
+		decodeValues(r, st.v, &host.Present, host.Values[:], values{&st.host.present, st.host.q[:], st.host.d[:]}, hostCodes, true)
 		if r.err != nil {
 			r.err.in("host")
 			return
@@ -803,7 +1057,11 @@ func decodeSample(r *reader, s *fleet.Sample, st *streamState, host *fleet.HostS
 	s.ProcsSet, s.Procs = false, nil
 	if flags&flagProcs != 0 {
 		s.ProcsSet = true
-		s.Procs = decodeProcs(r)
+		if st.v == 1 {
+			s.Procs = decodeProcs(r)
+		} else {
+			s.Procs = decodeProcsV2(r, st)
+		}
 		if r.err != nil {
 			return
 		}
@@ -817,46 +1075,79 @@ func decodeSample(r *reader, s *fleet.Sample, st *streamState, host *fleet.HostS
 	}
 	s.Seq = seq
 	s.Time = time.UnixMilli(ms).UTC()
-	st.seq, st.ms = seq, ms
+	st.advance(seq, ms)
 }
 
-func decodeValues(r *reader, outPresent *uint32, out []float64, prevPresent *uint32, prevQ []int64, scales []float64, all uint32) {
+func decodeValues(r *reader, v uint8, outPresent *uint32, out []float64, prev values, codes []metricCoding, host bool) {
 	hdr := r.uvarint()
-	present := *prevPresent
+	present := *prev.present
 	if hdr&1 != 0 {
 		p := r.uvarint()
 		if r.err != nil {
 			return
 		}
-		if p&^uint64(all) != 0 {
+		// Protocol 2 carries metrics this build does not know (a newer
+		// collector's) and skips them; protocol 1 knew them all.
+		if known := uint64(1)<<len(codes) - 1; (v == 1 && p&^known != 0) || p>>63 != 0 {
 			r.fail(ErrMalformed, "present mask %#x has unknown metric bits", p)
 			return
 		}
-		present = uint32(p)
+		present = p
 	}
 	changed := hdr >> 1
-	if changed&^uint64(present) != 0 {
+	if changed&^present != 0 {
 		r.fail(ErrMalformed, "change mask %#x outside present mask %#x", changed, present)
 		return
 	}
-	for c := uint32(changed); c != 0; c &= c - 1 {
-		m := bits.TrailingZeros32(c)
-		v := prevQ[m] + r.varint()
-		if lim := maxSteps(scales[m]); v > lim || v < -lim {
-			r.fail(ErrMalformed, "%s out of range", metricName(all, m))
+	var q [64]int64
+	for p := present; p != 0; p &= p - 1 {
+		m := bits.TrailingZeros64(p)
+		bit := uint64(1) << m
+		if m >= len(codes) {
+			if changed&bit != 0 {
+				r.uvarint() // a metric this build does not know: every residual is one varint
+			}
+			continue
+		}
+		c := &codes[m]
+		var res int64
+		if changed&bit != 0 {
+			var ok bool
+			if res, ok = readResidual(r, c.code); !ok {
+				r.fail(ErrMalformed, "%s residual out of range", metricName(host, m))
+			}
+			if r.err != nil {
+				return
+			}
+		}
+		if c.code == codeRaw {
+			q[m] = prev.q[m] ^ res
+			if f := math.Float64frombits(uint64(q[m])); math.IsNaN(f) || math.IsInf(f, 0) {
+				r.fail(ErrMalformed, "%s is not finite", metricName(host, m))
+				return
+			}
+			continue
+		}
+		lim := limit(v, c.scale)
+		pred := prev.q[m]
+		if v > 1 {
+			pred = predict(c, m, present, q[:], prev, lim)
+		}
+		x := pred + res
+		if x > lim || x < -lim || (res > 0 && x < pred) || (res < 0 && x > pred) {
+			r.fail(ErrMalformed, "%s out of range", metricName(host, m))
 			return
 		}
-		prevQ[m] = v
+		q[m] = x
 	}
-	if r.err != nil {
-		return
-	}
-	*prevPresent = present
-	*outPresent = present
+	*prev.present = present
+	*outPresent = uint32(present & (uint64(1)<<len(codes) - 1))
 	clear(out)
-	for p := present; p != 0; p &= p - 1 {
+	for p := *outPresent; p != 0; p &= p - 1 {
 		m := bits.TrailingZeros32(p)
-		out[m] = unsteps(prevQ[m], scales[m])
+		prev.d[m] = q[m] - prev.q[m]
+		prev.q[m] = q[m]
+		out[m] = unsteps(q[m], codes[m].scale)
 	}
 }
 
@@ -875,24 +1166,69 @@ func decodeProcs(r *reader) []fleet.Process {
 	}
 	procs := make([]fleet.Process, n)
 	for i := range procs {
-		p := &procs[i]
-		p.Device = decodeDeviceRef(r, "process")
-		pid := r.uvarint()
-		if r.err == nil && pid > 0xFFFFFFFF {
-			r.fail(ErrMalformed, "pid %d exceeds 32 bits", pid)
-		}
-		p.PID = uint32(pid)
-		p.Name = r.string("name")
-		p.UsedMemory = r.uvarint()
-		p.Job.ID = r.string("job id")
-		p.Job.Source = r.internedString("job source")
-		p.Job.Team = r.string("job team")
-		p.Job.DataClass = r.string("job data class")
+		decodeProc(r, &procs[i])
 		if r.err != nil {
 			r.err.in("process %d", i)
 			return nil
 		}
 	}
+	return procs
+}
+
+func decodeProc(r *reader, p *fleet.Process) {
+	p.Device = decodeDeviceRef(r, "process")
+	pid := r.uvarint()
+	if r.err == nil && pid > 0xFFFFFFFF {
+		r.fail(ErrMalformed, "pid %d exceeds 32 bits", pid)
+	}
+	p.PID = uint32(pid)
+	p.Name = r.string("name")
+	p.UsedMemory = r.uvarint()
+	p.Job.ID = r.string("job id")
+	p.Job.Source = r.internedString("job source")
+	p.Job.Team = r.string("job team")
+	p.Job.DataClass = r.string("job data class")
+}
+
+// decodeProcsV2 decodes a protocol-2 process list against st.procs (see
+// appendProcsV2). The result is freshly allocated; strings are shared with
+// the previous list.
+func decodeProcsV2(r *reader, st *streamState) []fleet.Process {
+	n := r.count("process count", MaxProcs)
+	if r.err != nil {
+		return nil
+	}
+	var procs []fleet.Process
+	if n > 0 {
+		procs = make([]fleet.Process, n)
+	}
+	for i := range procs {
+		p := &procs[i]
+		switch tag := r.byte(); tag {
+		case procFull:
+			decodeProc(r, p)
+		case procSame, procMem:
+			if i >= len(st.procs) {
+				r.fail(ErrMalformed, "refers to a previous process that was not sent")
+				break
+			}
+			*p = st.procs[i]
+			if tag == procMem {
+				d, ok := readResidual(r, codeMiB)
+				if !ok {
+					r.fail(ErrMalformed, "used memory change out of range")
+				}
+				p.UsedMemory += uint64(d)
+			}
+		default:
+			r.fail(ErrMalformed, "unknown process tag %d", tag)
+		}
+		if r.err != nil {
+			r.err.in("process %d", i)
+			return nil
+		}
+	}
+	st.procs = append(st.procs[:0], procs...)
 	return procs
 }
 
@@ -921,7 +1257,7 @@ func decodeEvents(r *reader, recordMs int64) []fleet.Event {
 	return events
 }
 
-func decodeHello(r *reader, h *Hello) {
+func decodeHello(r *reader, h *Hello, v uint8) {
 	p := r.uvarint()
 	if r.err == nil && p > 0xFFFF {
 		r.fail(ErrMalformed, "protocol %d exceeds 65535", p)
@@ -976,8 +1312,8 @@ func decodeHello(r *reader, h *Hello) {
 	if nd := r.count("device count", MaxDevices); nd > 0 {
 		decodeDevices(r, n, nd)
 	}
-	if r.err != nil {
-		return
+	if r.err != nil || v < 2 {
+		return // a protocol-1 Hello ends after the devices
 	}
 	g := r.uvarint()
 	if r.err == nil && g > MaxDevices {
@@ -1024,7 +1360,7 @@ func decodeDevices(r *reader, n *fleet.Node, nd int) {
 func AppendRecord(dst []byte, s *fleet.Sample) ([]byte, error) {
 	st := statePool.Get().(*streamState)
 	defer statePool.Put(st)
-	st.reset()
+	st.reset(Version)
 	start := len(dst)
 	dst = append(dst, recordMagic|Version)
 	dst, err := appendSample(dst, s, st, nil)
@@ -1046,7 +1382,7 @@ func DecodeRecord(b []byte, s *fleet.Sample) error {
 	}
 	st := statePool.Get().(*streamState)
 	defer statePool.Put(st)
-	st.reset()
+	st.reset(b[0] & 0x0F) // a spool written by an older collector still decodes
 	r := reader{b: b, off: 1}
 	decodeSample(&r, s, st, s.Host)
 	r.end()

@@ -274,8 +274,11 @@ func TestQuantizeIsIdempotent(t *testing.T) {
 	if got := wire.Quantize(fleet.MetricPower, 123.4567891); got != 123.457 {
 		t.Fatalf("power quantised to %v, want 123.457", got)
 	}
-	if got := wire.Quantize(fleet.MetricTemp, 41.26); got != 41.3 {
-		t.Fatalf("temp quantised to %v, want 41.3", got)
+	if got := wire.Quantize(fleet.MetricTemp, 41.26); got != 41 {
+		t.Fatalf("temp quantised to %v, want 41 (NVML reports whole °C)", got)
+	}
+	if got := wire.Quantize(fleet.MetricUtil, 0.514); got != 0.51 {
+		t.Fatalf("util quantised to %v, want 0.51 (NVML reports whole percent)", got)
 	}
 }
 

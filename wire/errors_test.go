@@ -18,8 +18,11 @@ import (
 
 // frame builds raw frame bytes: header then the given parts, each a byte,
 // an int (uvarint), an int64 (zig-zag varint) or a string (length-prefixed).
-func frame(t wire.Type, parts ...any) []byte {
-	b := []byte{0xF0 | wire.Version, byte(t)}
+func frame(t wire.Type, parts ...any) []byte { return frameV(wire.Version, t, parts...) }
+
+// frameV is frame for protocol version v.
+func frameV(v byte, t wire.Type, parts ...any) []byte {
+	b := []byte{0xF0 | v, byte(t)}
 	for _, p := range parts {
 		switch p := p.(type) {
 		case byte:
@@ -61,7 +64,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"empty", nil, wire.ErrMalformed, "shorter than its 2-byte header"},
 		{"bad magic", []byte{0x12, 3}, wire.ErrMalformed, "not a fleettop frame"},
 		{"record as frame", []byte{0xE0 | wire.Version, 3}, wire.ErrMalformed, "not a fleettop frame"},
-		{"future version", []byte{0xF2, 3, 1}, wire.ErrVersion, "version 2, this build speaks 1"},
+		{"future version", []byte{0xF3, 3, 1}, wire.ErrVersion, "version 3, this build speaks 1 to 2"},
+		{"version 0", []byte{0xF0, 3, 1}, wire.ErrVersion, "version 0, this build speaks 1 to 2"},
 		{"unknown type", []byte{0xF1, 9}, wire.ErrMalformed, "unknown frame type 9"},
 		{"too big", big, wire.ErrTooBig, "exceeds 1048576"},
 		{"no records", frame(wire.TypeSamples, 0), wire.ErrMalformed, "samples: no records"},
@@ -71,16 +75,19 @@ func TestDecodeRejects(t *testing.T) {
 		{"device index", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 70, 0)...), wire.ErrMalformed, "device index 70 outside 0..63"},
 		{"device repeated", frame(wire.TypeSamples, append(oneRecord, byte(0), 2, 3, 3, 0, 0)...), wire.ErrMalformed, "device index 3 repeated"},
 		{"record flags", frame(wire.TypeSamples, append(oneRecord, byte(0x30))...), wire.ErrMalformed, "unknown record flags 0x30"},
-		{"present bits", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 1, 1<<20)...), wire.ErrMalformed, "device 0: present mask 0x100000 has unknown metric bits"},
+		{"present bits v1", frameV(1, wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 1, 1<<20)...), wire.ErrMalformed, "device 0: present mask 0x100000 has unknown metric bits"},
+		{"present bit 63", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 1, uint64(1)<<63)...), wire.ErrMalformed, "device 0: present mask 0x8000000000000000 has unknown metric bits"},
 		{"change outside present", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 5, 2)...), wire.ErrMalformed, "device 5: change mask 0x1 outside present mask 0x0"},
 		{"value range", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 3, 1, int64(1)<<54)...), wire.ErrMalformed, "device 0: util out of range"},
-		{"host bits", frame(wire.TypeSamples, append(oneRecord, byte(1), 0, 1, 1<<9)...), wire.ErrMalformed, "host: present mask 0x200"},
+		{"host bits v1", frameV(1, wire.TypeSamples, append(oneRecord, byte(1), 0, 1, 1<<9)...), wire.ErrMalformed, "host: present mask 0x200"},
+		{"process tag", frame(wire.TypeSamples, append(oneRecord, byte(2), 0, 1, byte(7))...), wire.ErrMalformed, "process 0: unknown process tag 7"},
+		{"process not sent", frame(wire.TypeSamples, append(oneRecord, byte(2), 0, 1, byte(1))...), wire.ErrMalformed, "refers to a previous process that was not sent"},
 		{"empty events", frame(wire.TypeSamples, append(oneRecord, byte(4), 0, 0)...), wire.ErrMalformed, "events flagged but none follow"},
 		{"too many events", frame(wire.TypeSamples, append(oneRecord, byte(4), 0, 257)...), wire.ErrTooBig, "event count 257 exceeds 256"},
 		{"event device", frame(wire.TypeSamples, append(oneRecord, byte(4), 0, 1, int64(0), "xid", "critical", int64(-2), int64(79), "")...), wire.ErrMalformed, "event 0: event device -2 outside -1..63"},
 		{"too many procs", frame(wire.TypeSamples, append(oneRecord, byte(2), 0, 1025)...), wire.ErrTooBig, "process count 1025 exceeds 1024"},
-		{"pid", frame(wire.TypeSamples, append(oneRecord, byte(2), 0, 1, int64(0), uint64(1)<<33, "", 0, "", "", "", "")...), wire.ErrMalformed, "pid 8589934592 exceeds 32 bits"},
-		{"long string", frame(wire.TypeSamples, append(oneRecord, byte(2), 0, 1, int64(0), 1, strings.Repeat("x", 2000))...), wire.ErrTooBig, "process 0: name length 2000 exceeds 1024"},
+		{"pid", frame(wire.TypeSamples, append(oneRecord, byte(2), 0, 1, byte(0), int64(0), uint64(1)<<33, "", 0, "", "", "", "")...), wire.ErrMalformed, "pid 8589934592 exceeds 32 bits"},
+		{"long string", frame(wire.TypeSamples, append(oneRecord, byte(2), 0, 1, byte(0), int64(0), 1, strings.Repeat("x", 2000))...), wire.ErrTooBig, "process 0: name length 2000 exceeds 1024"},
 		{"trailing", frame(wire.TypeAck, 1, byte(0)), wire.ErrMalformed, "ack: 1 trailing bytes"},
 		{"trailing samples", frame(wire.TypeSamples, append(oneRecord, byte(0), 0, byte(9))...), wire.ErrMalformed, "samples: 1 trailing bytes"},
 		{"varint overflow", frame(wire.TypeAck, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}), wire.ErrMalformed, "overflows 64 bits"},

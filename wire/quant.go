@@ -8,30 +8,124 @@ import (
 )
 
 // Every value travels as an integer number of steps of a fixed resolution per
-// metric, chosen to be lossless for what the hardware reports:
+// metric. Protocol 2 (this build's) uses the resolution the hardware really
+// reports, so quantising loses nothing a sensor measured:
 //
-//	util, mem_util, fan (ratio)  1e-4      NVML and npu-smi report whole percent
-//	mem_used/free/total          1 byte
-//	power                        1e-3 W    NVML reports milliwatts
-//	energy                       1e-3 J    NVML reports millijoules
-//	temp                         0.1 °C    NVML and npu-smi report whole °C
-//	sm_clock, mem_clock          1 MHz
+//	metric                  step      source of the resolution
+//	util, mem_util          1 %       nvmlDeviceGetUtilizationRates: nvmlUtilization_t.gpu and
+//	                                  .memory are unsigned int percent; npu-smi prints whole percent
+//	fan                     1 %       nvmlDeviceGetFanSpeed: unsigned int percent
+//	mem_used/free/total     1 byte    nvmlDeviceGetMemoryInfo(_v2): unsigned long long bytes
+//	                                  (in practice whole MiB, which the coding below exploits)
+//	power                   1 mW      nvmlDeviceGetPowerUsage: unsigned int milliwatts (the
+//	                                  sensor's own step is coarser and varies by board; the
+//	                                  decimal coding below makes coarser steps cheap)
+//	energy                  1 mJ      nvmlDeviceGetTotalEnergyConsumption: unsigned long long mJ
+//	temp                    1 °C      nvmlDeviceGetTemperature: unsigned int °C; npu-smi whole °C
+//	sm_clock, mem_clock     1 MHz     nvmlDeviceGetClockInfo: unsigned int MHz
 //	throttle, ecc_*, remapped_rows, retired_pages, health   1 (counts and bitmasks)
 //
-// Host metrics: cpu_util 1e-4, load1/5/15 0.01 (as /proc/loadavg), memory and
-// network counters 1 byte, uptime 0.01 s (as /proc/uptime).
+// Protocol 1 used 1e-4 for ratios and 0.1 °C for temperature; a protocol-1
+// stream still decodes with those steps.
+//
+// Host metrics: cpu_util 1e-4 (computed from /proc/stat jiffies), load1/5/15
+// 0.01 (as /proc/loadavg prints them), memory in bytes (/proc/meminfo counts
+// whole KiB), network counters 1 byte, uptime 0.01 s (as /proc/uptime).
+//
+// A metric appended to fleet's table without an entry here (scale 0) travels
+// as its raw float64 bits, so any metric is carried losslessly.
 //
 // Times travel at millisecond precision and decode in UTC. Device power
 // limits in Hello use 1e-3 W.
 //
 // A decoded value equals Quantize of the value that was encoded, exactly.
-// A quantised value must lie within ±2^62 steps for whole-unit metrics (bytes,
+// A quantised value must lie within ±2^59 steps for whole-unit metrics (bytes,
 // counts) and ±2^50 steps for fractional resolutions (see maxFracSteps);
 // NaN, ±Inf and values beyond that range are refused by the encoder and the
 // decoder.
 
-// metricScale is the number of steps per canonical unit of each metric.
-var metricScale = [fleet.NumMetrics]float64{
+// How a metric's value is predicted from the connection's previous values;
+// only the residual (value − prediction) travels.
+const (
+	predPrev    = iota // a gauge: the previous value
+	predCounter        // a counter: previous value + previous increment (delta of delta)
+	predFree           // free memory: previous free − the change of used memory
+)
+
+// How a residual is written (always exactly one varint, so a decoder can skip
+// a metric it does not know).
+const (
+	codeVarint  = iota // zig-zag varint
+	codeMiB            // uvarint z<<1: residual/2^20 when whole MiB, else z<<1|1 of the residual
+	codeKiB            // the same with 2^10
+	codeDecimal        // uvarint z<<2 | e: residual/10^e with e in 0..3 as large as divides it
+	codeRaw            // scale 0: uvarint of the float64 bits XOR the previous bits
+)
+
+// metricCoding is how protocol 2 carries one metric.
+type metricCoding struct {
+	scale float64 // steps per canonical unit; 0: raw float64 bits
+	pred  uint8
+	code  uint8
+}
+
+// metricCodes is protocol 2's device table.
+var metricCodes = func() (t [fleet.NumMetrics]metricCoding) {
+	set := map[fleet.Metric]metricCoding{
+		fleet.MetricUtil:           {100, predPrev, codeVarint},
+		fleet.MetricMemUtil:        {100, predPrev, codeVarint},
+		fleet.MetricMemUsed:        {1, predPrev, codeMiB},
+		fleet.MetricMemFree:        {1, predFree, codeMiB},
+		fleet.MetricMemTotal:       {1, predPrev, codeMiB},
+		fleet.MetricPower:          {1e3, predPrev, codeDecimal},
+		fleet.MetricEnergy:         {1e3, predCounter, codeDecimal},
+		fleet.MetricTemp:           {1, predPrev, codeVarint},
+		fleet.MetricSMClock:        {1, predPrev, codeVarint},
+		fleet.MetricMemClock:       {1, predPrev, codeVarint},
+		fleet.MetricFan:            {100, predPrev, codeVarint},
+		fleet.MetricThrottle:       {1, predPrev, codeVarint},
+		fleet.MetricECCCorrected:   {1, predPrev, codeVarint},
+		fleet.MetricECCUncorrected: {1, predPrev, codeVarint},
+		fleet.MetricRemappedRows:   {1, predPrev, codeVarint},
+		fleet.MetricRetiredPages:   {1, predPrev, codeVarint},
+		fleet.MetricHealth:         {1, predPrev, codeVarint},
+	}
+	for m := range t {
+		c, ok := set[fleet.Metric(m)]
+		if !ok {
+			c = metricCoding{0, predPrev, codeRaw}
+		}
+		t[m] = c
+	}
+	return t
+}()
+
+// hostCodes is protocol 2's host table.
+var hostCodes = func() (t [fleet.NumHostMetrics]metricCoding) {
+	set := map[fleet.HostMetric]metricCoding{
+		fleet.HostCPUUtil:  {1e4, predPrev, codeVarint},
+		fleet.HostLoad1:    {100, predPrev, codeVarint},
+		fleet.HostLoad5:    {100, predPrev, codeVarint},
+		fleet.HostLoad15:   {100, predPrev, codeVarint},
+		fleet.HostMemUsed:  {1, predPrev, codeKiB},
+		fleet.HostMemTotal: {1, predPrev, codeKiB},
+		fleet.HostNetRx:    {1, predCounter, codeVarint},
+		fleet.HostNetTx:    {1, predCounter, codeVarint},
+		fleet.HostUptime:   {100, predCounter, codeVarint},
+	}
+	for m := range t {
+		c, ok := set[fleet.HostMetric(m)]
+		if !ok {
+			c = metricCoding{0, predPrev, codeRaw}
+		}
+		t[m] = c
+	}
+	return t
+}()
+
+// metricScaleV1 is protocol 1's steps per canonical unit of each metric
+// (every residual a plain varint against the previous value).
+var metricScaleV1 = [...]float64{
 	fleet.MetricUtil:           1e4,
 	fleet.MetricMemUtil:        1e4,
 	fleet.MetricMemUsed:        1,
@@ -51,8 +145,8 @@ var metricScale = [fleet.NumMetrics]float64{
 	fleet.MetricHealth:         1,
 }
 
-// hostScale is the number of steps per canonical unit of each host metric.
-var hostScale = [fleet.NumHostMetrics]float64{
+// hostScaleV1 is protocol 1's host table (the same steps as protocol 2's).
+var hostScaleV1 = [...]float64{
 	fleet.HostCPUUtil:  1e4,
 	fleet.HostLoad1:    100,
 	fleet.HostLoad5:    100,
@@ -64,6 +158,31 @@ var hostScale = [fleet.NumHostMetrics]float64{
 	fleet.HostUptime:   100,
 }
 
+// v1Codes turns a protocol-1 scale table into codings: plain varint deltas.
+func v1Codes(scales []float64, n int) []metricCoding {
+	t := make([]metricCoding, n)
+	for m := range t {
+		t[m] = metricCoding{1, predPrev, codeVarint}
+		if m < len(scales) {
+			t[m].scale = scales[m]
+		}
+	}
+	return t
+}
+
+var (
+	metricCodesV1 = v1Codes(metricScaleV1[:], int(fleet.NumMetrics))
+	hostCodesV1   = v1Codes(hostScaleV1[:], int(fleet.NumHostMetrics))
+)
+
+// codings returns the device and host tables of protocol v.
+func codings(v uint8) (dev, host []metricCoding) {
+	if v == 1 {
+		return metricCodesV1, hostCodesV1
+	}
+	return metricCodes[:], hostCodes[:]
+}
+
 // powerLimitScale is the resolution of Device.PowerLimit in Hello (mW).
 const powerLimitScale = 1e3
 
@@ -72,20 +191,9 @@ const powerLimitScale = 1e3
 // ±2^50 steps, where Quantize is exactly idempotent (x/scale*scale rounds
 // back to x); that is 1.1e12 W or J, or 1.1e11 as a ratio.
 const (
-	maxWholeSteps = 1 << 62
-	maxFracSteps  = 1 << 50
-)
-
-func maxSteps(scale float64) int64 {
-	if scale == 1 {
-		return maxWholeSteps
-	}
-	return maxFracSteps
-}
-
-const (
-	allMetrics     = uint32(1)<<fleet.NumMetrics - 1
-	allHostMetrics = uint32(1)<<fleet.NumHostMetrics - 1
+	maxWholeSteps   = 1 << 59 // protocol 2: residual z<<2 still fits 64 bits
+	maxWholeStepsV1 = 1 << 62
+	maxFracSteps    = 1 << 50
 )
 
 // Quantize returns v as the codec transmits metric m: rounded to the metric's
@@ -95,7 +203,7 @@ func Quantize(m fleet.Metric, v float64) float64 {
 	if m >= fleet.NumMetrics {
 		return v
 	}
-	return quant(v, metricScale[m])
+	return quant(v, metricCodes[m].scale)
 }
 
 // QuantizeHost is Quantize for host metrics.
@@ -103,7 +211,7 @@ func QuantizeHost(m fleet.HostMetric, v float64) float64 {
 	if m >= fleet.NumHostMetrics {
 		return v
 	}
-	return quant(v, hostScale[m])
+	return quant(v, hostCodes[m].scale)
 }
 
 // QuantizeTime returns t as the codec transmits it: truncated to the
@@ -170,6 +278,9 @@ func QuantizeNode(n *fleet.Node) {
 }
 
 func quant(v, scale float64) float64 {
+	if scale == 0 {
+		return v
+	}
 	if scale == 1 {
 		return math.Round(v)
 	}
@@ -177,10 +288,10 @@ func quant(v, scale float64) float64 {
 }
 
 // steps converts v to an integer number of steps; ok is false for NaN, ±Inf
-// and values beyond maxSteps.
-func steps(v, scale float64) (int64, bool) {
+// and values beyond lim.
+func steps(v, scale float64, lim int64) (int64, bool) {
 	r := math.Round(v * scale)
-	if lim := float64(maxSteps(scale)); !(r >= -lim && r <= lim) { // also catches NaN
+	if l := float64(lim); !(r >= -l && r <= l) { // also catches NaN
 		return 0, false
 	}
 	return int64(r), true

@@ -21,9 +21,20 @@ import (
 	"github.com/fleettop/fleettop/fleet"
 )
 
-// Version is the protocol version this build speaks. A peer speaking another
-// version is refused with CloseProtocol.
-const Version = 1
+// Version is the protocol version this build speaks; it decodes every
+// version from MinVersion on. An encoder speaks Version unless made for an
+// older peer (NewEncoderVersion). A peer speaking a version outside
+// MinVersion..Version is refused with CloseProtocol.
+//
+// Protocol 2 (this build) codes values at the sensors' own resolution with
+// predictions (delta of delta for counters and time, free memory from used
+// memory) and codes the process list against the previous one; see codec.go
+// and quant.go. Protocol 1 is protocol 2's layout with plain deltas, finer
+// steps for ratios and temperature, and process lists written out in full.
+const (
+	Version    = 2
+	MinVersion = 1
+)
 
 // MaxFrameSize bounds every encoded frame; larger input is rejected unread.
 const MaxFrameSize = 1 << 20

@@ -9,10 +9,17 @@
 //	go run ./tools/loadgen --gpus 10000,100000 --duration 30s
 //
 // Frames are encoded once per template stream before the run: after each
-// connection's first record (encoded live at the Welcome's resume point), a
-// record's sequence and time deltas are always +1 and +1000 ms, so the same
-// bytes serve every connection that follows the template. The generator's
-// own CPU stays small next to the aggregator's.
+// connection's lead-in (two records encoded live at the Welcome's resume
+// point: the template's last values, then its first), a record's sequence
+// and time deltas are always +1 and +1000 ms and the codec's predictions
+// (previous increments, previous interval) are the same at every wrap, so
+// the same bytes serve every connection that follows the template. The
+// generator's own CPU stays small next to the aggregator's.
+//
+// --stream mock (the default) takes the templates from `fleettop mock`'s
+// simulation (its noise, process lists sent when they change, its fault
+// events), sampled with a few milliseconds of timer jitter as a collector
+// would; --stream smooth takes wiretest's smoother drift.
 package main
 
 import (
@@ -51,6 +58,7 @@ type options struct {
 	duration  time.Duration
 	warmup    time.Duration
 	templates int
+	stream    string
 	records   int
 	dialers   int
 	senders   int
@@ -69,6 +77,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measured interval")
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "time after the last node connected before measuring")
 	flag.IntVar(&o.templates, "templates", 16, "distinct pre-encoded node streams")
+	flag.StringVar(&o.stream, "stream", "mock", "what the nodes send: mock (fleettop mock's simulation and noise) or smooth (wiretest's drift)")
 	flag.IntVar(&o.records, "records", 600, "records per template stream before it repeats (keep above the run's length in seconds)")
 	flag.IntVar(&o.dialers, "dialers", 32, "concurrent connection attempts while ramping up")
 	flag.IntVar(&o.senders, "senders", 32, "sending goroutines (each paces its nodes evenly over the second)")
@@ -130,37 +139,59 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// template is one node stream, pre-encoded. first is its first record (sent
-// live per connection, at the resume point); frames follow it and then
-// repeat forever: the last frame brings the values back to first's.
+// template is one node stream, pre-encoded. lead is sent live per
+// connection at the resume point (the last record's values, then the
+// first's); frames follow it and then repeat forever: the last frame brings
+// the values back to the first record's, with the same increments as the
+// lead's second record.
 type template struct {
 	node              fleet.Node
-	first             fleet.Sample
+	lead              [2]fleet.Sample
 	frames            [][]byte
+	gpus              int
 	bytesPerGPUSample float64
+}
+
+// streamRecords returns o.records one-second records of template k and
+// its node.
+func streamRecords(o options, k int) (fleet.Node, []fleet.Sample, error) {
+	t0 := time.Unix(1_700_000_000, 0)
+	if o.stream == "mock" {
+		return mockRecords(o, k, t0)
+	}
+	st := wiretest.NewStream(uint64(1000+k), "template", o.perNode)
+	recs := make([]fleet.Sample, o.records)
+	for i := range recs {
+		recs[i] = st.Next(t0.Add(time.Duration(i) * time.Second))
+	}
+	return st.Node(), recs, nil
 }
 
 func buildTemplates(o options) ([]*template, error) {
 	var out []*template
 	for k := range o.templates {
-		st := wiretest.NewStream(uint64(1000+k), "template", o.perNode)
-		recs := make([]fleet.Sample, o.records)
-		for i := range recs {
-			recs[i] = st.Next(time.Unix(1_700_000_000+int64(i), 0))
+		node, recs, err := streamRecords(o, k)
+		if err != nil {
+			return nil, err
 		}
+		n := len(recs)
+		last, first := recs[n-1], recs[0]
+		last.Seq, last.Time = 1, first.Time.Add(-time.Second)
+		first.Seq = 2
+		last.ProcsSet, last.Procs, last.Events = false, nil, nil
+		first.ProcsSet = true
+		first.Events = nil
+		t := &template{node: node, lead: [2]fleet.Sample{last, first}, gpus: len(first.Devices)}
 		enc := wire.NewEncoder()
-		if _, err := enc.AppendFrame(nil, &wire.Samples{Samples: recs[:1]}); err != nil {
+		if _, err := enc.AppendFrame(nil, &wire.Samples{Samples: t.lead[:]}); err != nil {
 			return nil, fmt.Errorf("encode template: %w", err)
 		}
-		t := &template{node: st.Node(), first: recs[0]}
 		total := 0
-		for i := 1; i <= len(recs); i++ {
-			r := recs[0] // the wrap-around record: values of the first, next seq and second
-			if i < len(recs) {
-				r = recs[i]
-			} else {
-				r.Seq, r.Time = recs[i-1].Seq+1, recs[i-1].Time.Add(time.Second)
-				r.ProcsSet, r.Procs = false, nil
+		for i := 1; i <= n; i++ {
+			r := recs[i%n] // at i == n: the wrap-around record, the first's values again
+			r.Seq, r.Time = first.Seq+uint64(i), first.Time.Add(time.Duration(i)*time.Second)
+			if i == n {
+				r.ProcsSet, r.Procs, r.Events = false, nil, nil
 			}
 			b, err := enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{r}})
 			if err != nil {
@@ -169,7 +200,7 @@ func buildTemplates(o options) ([]*template, error) {
 			t.frames = append(t.frames, b)
 			total += len(b)
 		}
-		t.bytesPerGPUSample = float64(total) / float64(len(recs)*o.perNode)
+		t.bytesPerGPUSample = float64(total) / float64(n*t.gpus)
 		out = append(out, t)
 	}
 	return out, nil
@@ -279,8 +310,12 @@ func (a *aggregator) snapshot(ctx context.Context, sent uint64) (snapshot, error
 }
 
 func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus int) error {
-	nodes := gpus / o.perNode
-	fmt.Printf("\n## %d GPUs: %d nodes × %d GPUs at 1 Hz, warm-up %s, measured %s\n", nodes*o.perNode, nodes, o.perNode, o.warmup, o.duration)
+	per := 0
+	for _, t := range tmpls {
+		per += t.gpus
+	}
+	nodes := gpus * len(tmpls) / per
+	fmt.Printf("\n## %d GPUs: %d nodes × %.1f GPUs at 1 Hz (%s stream), warm-up %s, measured %s\n", nodes*per/len(tmpls), nodes, float64(per)/float64(len(tmpls)), o.stream, o.warmup, o.duration)
 	a, collectorSecret, err := startAggregator(ctx, o, dir)
 	if err != nil {
 		return err
@@ -435,7 +470,7 @@ type node struct {
 	seq   uint64 // last sequence sent
 	acked atomic.Uint64
 	dead  atomic.Bool
-	first []byte // the live-encoded first record, sent on the first tick
+	first []byte // the live-encoded lead-in (two records), sent on the first tick
 }
 
 func (g *generator) connect(ctx context.Context, tmpls []*template, n int) error {
@@ -515,9 +550,11 @@ func (g *generator) dial(ctx context.Context, nd *node) error {
 		ws.Close(websocket.StatusInternalError, "")
 		return fmt.Errorf("handshake %s: %w", nd.id, err)
 	}
-	first := nd.t.first
-	first.Seq, first.Time = welcome.ResumeFrom, time.Now()
-	if nd.first, err = enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{first}}); err != nil {
+	lead := nd.t.lead
+	now := time.Now()
+	lead[0].Seq, lead[0].Time = welcome.ResumeFrom, now.Add(-time.Second)
+	lead[1].Seq, lead[1].Time = welcome.ResumeFrom+1, now
+	if nd.first, err = enc.AppendFrame(nil, &wire.Samples{Samples: lead[:]}); err != nil {
 		return err
 	}
 	nd.ws, nd.seq = ws, welcome.ResumeFrom-1
@@ -590,9 +627,9 @@ func (g *generator) send(ctx context.Context, nd *node) {
 	if nd.dead.Load() {
 		return
 	}
-	b := nd.first
+	b, recs := nd.first, 2
 	if b == nil {
-		b = nd.t.frames[nd.next]
+		b, recs = nd.t.frames[nd.next], 1
 		nd.next = (nd.next + 1) % len(nd.t.frames)
 	}
 	if err := nd.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
@@ -602,8 +639,8 @@ func (g *generator) send(ctx context.Context, nd *node) {
 		return
 	}
 	nd.first = nil
-	nd.seq++
-	g.sentGPU.Add(uint64(len(nd.t.first.Devices)))
+	nd.seq += uint64(recs)
+	g.sentGPU.Add(uint64(recs * nd.t.gpus))
 }
 
 // ackLag counts live nodes whose acks trail what was sent by more than 5 s.

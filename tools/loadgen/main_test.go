@@ -10,42 +10,46 @@ import (
 	"github.com/fleettop/fleettop/wire"
 )
 
-// The pre-encoded frames must decode, after a live first record at any
-// resume point, into a stream whose sequence rises by one a second and whose
-// values come back to the first record's at every wrap.
+// The pre-encoded frames must decode, after a live lead-in at any resume
+// point, into a stream whose sequence rises by one a second and whose values
+// come back to the first record's at every wrap, for both streams.
 func TestTemplateFramesRepeatCleanly(t *testing.T) {
-	o := options{templates: 2, records: 5, perNode: 8}
-	tmpls, err := buildTemplates(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tm := range tmpls {
-		enc, dec := wire.NewEncoder(), wire.NewDecoder()
-		first := tm.first
-		first.Seq, first.Time = 1000, time.Unix(1_800_000_000, 0)
-		b, err := enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{first}})
+	for _, stream := range []string{"smooth", "mock"} {
+		o := options{templates: 2, records: 5, perNode: 8, stream: stream}
+		tmpls, err := buildTemplates(o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := dec.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := append([]fleet.DeviceSample(nil), f.(*wire.Samples).Samples[0].Devices...)
-		for i := range 3 * len(tm.frames) {
-			f, err := dec.Decode(tm.frames[i%len(tm.frames)])
+		for _, tm := range tmpls {
+			enc, dec := wire.NewEncoder(), wire.NewDecoder()
+			lead := tm.lead
+			t1 := time.Unix(1_800_000_000, 0)
+			lead[0].Seq, lead[0].Time = 1000, t1.Add(-time.Second)
+			lead[1].Seq, lead[1].Time = 1001, t1
+			b, err := enc.AppendFrame(nil, &wire.Samples{Samples: lead[:]})
 			if err != nil {
-				t.Fatalf("frame %d: %v", i, err)
+				t.Fatal(err)
 			}
-			s := f.(*wire.Samples).Samples[0]
-			if s.Seq != first.Seq+uint64(i)+1 {
-				t.Fatalf("frame %d: seq %d, want %d", i, s.Seq, first.Seq+uint64(i)+1)
+			f, err := dec.Decode(b)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if wantT := first.Time.Add(time.Duration(i+1) * time.Second); !s.Time.Equal(wantT) {
-				t.Fatalf("frame %d: time %v, want %v", i, s.Time, wantT)
-			}
-			if i%len(tm.frames) == len(tm.frames)-1 && !reflect.DeepEqual(s.Devices, want) {
-				t.Fatalf("frame %d (wrap): devices differ from the first record's", i)
+			want := append([]fleet.DeviceSample(nil), f.(*wire.Samples).Samples[1].Devices...)
+			for i := range 3 * len(tm.frames) {
+				f, err := dec.Decode(tm.frames[i%len(tm.frames)])
+				if err != nil {
+					t.Fatalf("%s frame %d: %v", stream, i, err)
+				}
+				s := f.(*wire.Samples).Samples[0]
+				if s.Seq != 1001+uint64(i)+1 {
+					t.Fatalf("%s frame %d: seq %d, want %d", stream, i, s.Seq, 1001+uint64(i)+1)
+				}
+				if wantT := t1.Add(time.Duration(i+1) * time.Second); !s.Time.Equal(wantT) {
+					t.Fatalf("%s frame %d: time %v, want %v", stream, i, s.Time, wantT)
+				}
+				if i%len(tm.frames) == len(tm.frames)-1 && !reflect.DeepEqual(s.Devices, want) {
+					t.Fatalf("%s frame %d (wrap): devices differ from the first record's", stream, i)
+				}
 			}
 		}
 	}
