@@ -43,8 +43,8 @@ type NodeResponse struct {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if s.closing.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		if why := s.Ready(); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -146,12 +146,20 @@ func (ts *testServer) httpURL(p string) string { return "http://" + ts.addr + p 
 
 func startServer(t testing.TB, rec *fakeRecorder, mod func(*Config)) *testServer {
 	t.Helper()
+	if rec == nil {
+		rec = newFakeRecorder()
+	}
+	ts := startServerWith(t, rec, mod)
+	ts.rec = rec
+	return ts
+}
+
+// startServerWith starts a server on any Recorder; the result's rec is nil.
+func startServerWith(t testing.TB, rec Recorder, mod func(*Config)) *testServer {
+	t.Helper()
 	toks, err := ParseTokens(strings.NewReader(testTokens), "tokens")
 	if err != nil {
 		t.Fatal(err)
-	}
-	if rec == nil {
-		rec = newFakeRecorder()
 	}
 	cfg := Config{
 		Tokens:        toks,
@@ -183,7 +191,7 @@ func startServer(t testing.TB, rec *fakeRecorder, mod func(*Config)) *testServer
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &testServer{Server: srv, rec: rec, addr: ln.Addr().String()}
+	return &testServer{Server: srv, addr: ln.Addr().String()}
 }
 
 // collector is the client side of one collect session.

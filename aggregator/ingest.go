@@ -540,14 +540,26 @@ func (s *Server) flush(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
+	s.commitStart.Store(start.UnixNano())
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := s.cfg.Recorder.Commit(cctx, seqs)
 	cancel()
+	s.commitStart.Store(0)
 	s.m.commitSecs.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.m.commitErrs.Inc()
+		f := &commitFailure{since: start, err: err.Error()}
+		if prev := s.commitFail.Load(); prev != nil {
+			f.since = prev.since
+		} else {
+			s.log.Error("commits failing: not ready, nothing acked until one succeeds", "err", err)
+		}
+		s.commitFail.Store(f)
 		s.log.Error("commit applied samples; not acking", "nodes", len(adv), "err", err)
 		return fmt.Errorf("commit: %w", err)
+	}
+	if prev := s.commitFail.Swap(nil); prev != nil {
+		s.log.Info("commits succeed again: ready", "failing_for", time.Since(prev.since).Round(time.Second))
 	}
 	for _, n := range adv {
 		q := seqs[n.id]
@@ -609,6 +621,9 @@ func (s *Server) flushLoop() {
 		case <-t.C:
 			_ = s.flush(s.ctx)
 			s.checkStates()
+			if s.cfg.Heartbeat != nil {
+				s.cfg.Heartbeat()
+			}
 		}
 	}
 }

@@ -67,6 +67,14 @@ type Config struct {
 	// applied one (default wire.DefaultMaxSeqJump); a larger jump refuses
 	// the session.
 	MaxSeqJump uint64
+	// Heartbeat, when set, is called by the commit loop each time it comes
+	// round (a commit done, failed or not needed): feed the systemd
+	// watchdog from it, so that a wedged commit loop gets the process
+	// restarted. It must not block.
+	Heartbeat func()
+	// CommitStuckAfter: a commit running longer makes /healthz answer 503
+	// (default 30s).
+	CommitStuckAfter time.Duration
 }
 
 // Server is the aggregator: collector ingest, live fleet, viewers and API.
@@ -105,6 +113,34 @@ type Server struct {
 	conflicts conflictBook // node id conflicts, shown as alerts
 	repairLog logLimiter   // "values outside their bounds" warnings
 	renderLog logLimiter   // render errors
+	// Readiness: /healthz answers 503 while commits fail or one is stuck.
+	commitFail  atomic.Pointer[commitFailure] // nil: the last commit succeeded
+	commitStart atomic.Int64                  // unix ns of the running commit's start, 0: none
+}
+
+// commitFailure is why the aggregator is not ready: commits fail, so
+// nothing is acked and collectors' spools grow.
+type commitFailure struct {
+	since time.Time // first failure of the current run
+	err   string
+}
+
+// Ready reports whether the aggregator makes what it applies durable: ""
+// when ready, else the reason (a failing or stuck commit, shutdown). It is
+// what /healthz answers.
+func (s *Server) Ready() string {
+	if s.closing.Load() {
+		return "shutting down"
+	}
+	if f := s.commitFail.Load(); f != nil {
+		return fmt.Sprintf("commits failing since %s, nothing acked: %s", f.since.UTC().Format(time.RFC3339), f.err)
+	}
+	if st := s.commitStart.Load(); st != 0 {
+		if d := time.Since(time.Unix(0, st)); d > s.cfg.CommitStuckAfter {
+			return fmt.Sprintf("commit stuck for %s", d.Round(time.Second))
+		}
+	}
+	return ""
 }
 
 // track registers x in set (a session set guarded by sessMu) and counts it
@@ -250,6 +286,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxSeqJump == 0 {
 		cfg.MaxSeqJump = wire.DefaultMaxSeqJump
+	}
+	if cfg.CommitStuckAfter <= 0 {
+		cfg.CommitStuckAfter = 30 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)

@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
+
+	"github.com/fleettop/fleettop/internal/secretfile"
 )
 
 // Role is what a token may do.
@@ -58,9 +59,10 @@ type Tokens struct {
 func (ts *Tokens) Len() int { return len(ts.list) }
 
 // LoadTokens reads a token file: one token per line, "ROLE NAME SECRET
-// [NODE-GLOB]", role collector, viewer or operator, "#" starts a comment.
+// [NODE-GLOB]", role collector, viewer or operator, "#" starts a comment. A
+// file other users can read is refused (see secretfile.Check).
 func LoadTokens(p string) (*Tokens, error) {
-	f, err := os.Open(p)
+	f, err := secretfile.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("read token file: %w", err)
 	}

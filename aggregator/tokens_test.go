@@ -1,6 +1,8 @@
 package aggregator
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -98,4 +100,24 @@ func FuzzParseTokens(f *testing.F) {
 			tok.AllowsNode("x")
 		}
 	})
+}
+
+// A token file other users can read is refused, with the chmod that fixes it.
+func TestLoadTokensRefusesWorldReadable(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(p, []byte("collector fleet c0llector-secret *\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	if _, err := LoadTokens(p); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("LoadTokens(0644) = %v, want a refusal with the chmod 600 hint", err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadTokens(p); err != nil {
+		t.Fatalf("LoadTokens(0600) = %v", err)
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -33,10 +35,13 @@ type AgentConfig struct {
 	SpoolMaxBytes int64
 	// URL is the aggregator's ws:// or wss:// base URL; the agent appends
 	// /v1/collect. "" samples into the spool only.
-	URL    string
-	Token  string
-	Logger *slog.Logger
-	Clock  func() time.Time
+	URL   string
+	Token string
+	// Insecure allows plain ws:// to a host that is not loopback: the token
+	// and the telemetry then cross the network in clear text.
+	Insecure bool
+	Logger   *slog.Logger
+	Clock    func() time.Time
 	// Notify, when set, is called after every sample with a one-line status
 	// such as "8 GPUs, connected, spool 0 B" (the systemd STATUS; the first
 	// call means ready).
@@ -93,8 +98,10 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if cfg.Node.ID == "" {
 		return nil, errors.New("agent: node id is empty")
 	}
-	if cfg.URL != "" && !strings.HasPrefix(cfg.URL, "ws://") && !strings.HasPrefix(cfg.URL, "wss://") {
-		return nil, fmt.Errorf("agent: aggregator URL %q must start with ws:// or wss://", cfg.URL)
+	if cfg.URL != "" {
+		if err := CheckURL(cfg.URL, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
@@ -571,4 +578,41 @@ func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn, dec *wire.De
 			return &errClosedByPeer{f.Code, f.Reason}
 		}
 	}
+}
+
+// ErrInsecureURL is wrapped by CheckURL's error for plain ws:// to a host
+// that is not loopback.
+var ErrInsecureURL = errors.New("plain ws:// to a host that is not loopback")
+
+// CheckURL accepts an aggregator URL: wss:// anywhere, ws:// only to a
+// loopback host (localhost, 127.0.0.0/8, ::1) unless insecure, so that the
+// token never crosses a network in clear text by accident. Host names other
+// than localhost are not resolved: they count as remote.
+func CheckURL(raw string, insecure bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("aggregator URL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "wss":
+		return nil
+	case "ws":
+	default:
+		return fmt.Errorf("aggregator URL %q must start with ws:// or wss://", raw)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("aggregator URL %q has no host", raw)
+	}
+	if insecure || isLoopbackHost(u.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("refusing aggregator URL %s: %w; the token would cross the network in clear text: use wss://, or --insecure on a trusted network", raw, ErrInsecureURL)
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

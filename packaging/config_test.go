@@ -38,7 +38,16 @@ func TestExampleAggregatorConfigLoads(t *testing.T) {
 // would open every aggregator installed from it): the aggregator must refuse
 // it until the administrator writes tokens.
 func TestExampleTokensHoldNoSecret(t *testing.T) {
-	_, err := aggregator.LoadTokens(filepath.Join("config", "tokens"))
+	// Installed owner-only (a checkout's copy may be 0644, which LoadTokens refuses).
+	b, err := os.ReadFile(filepath.Join("config", "tokens"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = aggregator.LoadTokens(p)
 	if err == nil || !strings.Contains(err.Error(), "no tokens") {
 		t.Fatalf("LoadTokens(example) = %v, want a 'no tokens' error", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,7 +80,13 @@ type Options struct {
 	// simulated clock, so that leases accrue in simulated time.
 	Clock  func() time.Time
 	Logger *slog.Logger
+	// SkipIntegrityCheck skips PRAGMA quick_check at Open (benchmarks).
+	SkipIntegrityCheck bool
 }
+
+// ErrCorrupt is wrapped by Open's error when the database fails its
+// integrity check.
+var ErrCorrupt = errors.New("database fails its integrity check")
 
 func (o *Options) defaults() {
 	if o.IdleThreshold <= 0 {
@@ -185,6 +192,16 @@ func Open(path string, o Options) (*Store, error) {
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if !o.ReadOnly && !o.SkipIntegrityCheck {
+		// A corrupt page would otherwise start normally and then fail every
+		// commit of the whole fleet: refuse at once, saying what to do.
+		start := time.Now()
+		if err := s.quickCheck(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+		o.Logger.Debug("store integrity check", "result", "ok", "took", time.Since(start))
 	}
 	if !o.ReadOnly {
 		// 16 KiB pages (new databases only; set before WAL mode): a Commit's
@@ -315,6 +332,34 @@ func (s *Store) LastSeqs(ctx context.Context) (map[string]uint64, error) {
 		s.commitMu.Unlock()
 	}
 	return m, nil
+}
+
+// quickCheck runs PRAGMA quick_check (the integrity check without the
+// index-content comparison: every page read once) and turns anything but
+// "ok" into ErrCorrupt.
+func (s *Store) quickCheck(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `PRAGMA quick_check(5)`)
+	if err != nil {
+		return fmt.Errorf("%w (%v): restore %s from a backup, or move it aside to start with an empty history", ErrCorrupt, err, s.path)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return fmt.Errorf("%w (%v): restore %s from a backup, or move it aside to start with an empty history", ErrCorrupt, err, s.path)
+		}
+		if r != "ok" {
+			problems = append(problems, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w (%s): restore %s from a backup, or move it aside to start with an empty history", ErrCorrupt, strings.Join(problems, "; "), s.path)
+	}
+	return nil
 }
 
 // IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok").

@@ -18,8 +18,8 @@ import (
 
 	"github.com/fleettop/fleettop/aggregator"
 	"github.com/fleettop/fleettop/aggregator/insight"
-	"github.com/fleettop/fleettop/collector"
 	promexp "github.com/fleettop/fleettop/exporters/prometheus"
+	"github.com/fleettop/fleettop/internal/sdnotify"
 	"github.com/fleettop/fleettop/store"
 	"github.com/fleettop/fleettop/wire"
 )
@@ -43,6 +43,9 @@ type aggregatorOptions struct {
 	// wall clock). The demo passes its simulated clock, so that hours the
 	// simulation has not reached yet are not booked as paid but dark.
 	LedgerClock func() time.Time
+	// Heartbeat is called each time the commit loop comes round (the
+	// systemd watchdog); nil: none.
+	Heartbeat func()
 }
 
 func newAggregatorCmd() *cobra.Command {
@@ -67,6 +70,8 @@ its glob (default *); "#" starts a comment.`,
 				return usagef("give --listen ADDR, e.g. --listen 127.0.0.1:7070")
 			}
 			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			sd := sdnotify.New(o.Logger, time.Second)
+			o.Heartbeat = sd.Watchdog // fed by the commit loop, not by a timer
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return usagef("cannot listen on %s: %v", listen, err)
@@ -81,7 +86,7 @@ its glob (default *); "#" starts a comment.`,
 				return err
 			}
 			o.Logger.Info("aggregator listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "data_dir", o.DataDir)
-			notifySystemd(ctx, o.Logger, srv)
+			notifySystemd(ctx, sd, srv)
 			o.Logger.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -178,6 +183,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		Insecure:      o.Insecure,
 		Collectors:    []prometheus.Collector{promexp.NewCollector(nodes, eng)},
 		Logger:        log,
+		Heartbeat:     o.Heartbeat,
 	})
 	if err != nil {
 		_ = eng.Close(ctx)
@@ -227,11 +233,11 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 }
 
 // notifySystemd speaks sd_notify for the Type=notify unit until ctx ends:
-// READY once serving, STATUS when sessions come or go, and WATCHDOG pings from
-// this loop, so a wedged process is restarted. Without NOTIFY_SOCKET it only
+// READY once serving and STATUS when sessions come or go or readiness
+// changes. It never feeds the watchdog: the commit loop does (Heartbeat), so
+// a wedged commit gets the process restarted. Without NOTIFY_SOCKET it only
 // waits for ctx.
-func notifySystemd(ctx context.Context, log *slog.Logger, srv *aggregator.Server) {
-	sd := collector.NewSystemd(log, time.Second)
+func notifySystemd(ctx context.Context, sd *sdnotify.Notifier, srv *aggregator.Server) {
 	if !sd.Enabled() {
 		<-ctx.Done()
 		return
@@ -239,7 +245,11 @@ func notifySystemd(ctx context.Context, log *slog.Logger, srv *aggregator.Server
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		sd.Notify(srv.Status())
+		status := srv.Status()
+		if why := srv.Ready(); why != "" {
+			status += "; NOT READY: " + why
+		}
+		sd.Status(status)
 		select {
 		case <-ctx.Done():
 			sd.Stopping()

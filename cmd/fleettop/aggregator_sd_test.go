@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleettop/fleettop/internal/sdnotify"
 )
 
 // TestAggregatorNotifiesSystemd runs the aggregator's sd_notify loop against
@@ -26,7 +28,8 @@ func TestAggregatorNotifiesSystemd(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "2000000") // ping every second
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	o := aggregatorOptions{DataDir: filepath.Join(dir, "data"), TokensFile: writeTokens(t, dir), Logger: log}
+	sd := sdnotify.New(log, time.Second)
+	o := aggregatorOptions{DataDir: filepath.Join(dir, "data"), TokensFile: writeTokens(t, dir), Logger: log, Heartbeat: sd.Watchdog}
 	srv, stop, err := startAggregator(context.Background(), o, loopback(t))
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +38,7 @@ func TestAggregatorNotifiesSystemd(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); notifySystemd(ctx, log, srv) }()
+	go func() { defer close(done); notifySystemd(ctx, sd, srv) }()
 
 	read := func() string {
 		t.Helper()

@@ -21,6 +21,9 @@ import (
 	"github.com/fleettop/fleettop/collector/jobs"
 	nvmlsource "github.com/fleettop/fleettop/collector/nvml"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/dirlock"
+	"github.com/fleettop/fleettop/internal/sdnotify"
+	"github.com/fleettop/fleettop/internal/secretfile"
 	"github.com/fleettop/fleettop/mock"
 )
 
@@ -34,6 +37,7 @@ type collectorOptions struct {
 	once, json                    bool
 	procRoot, npuSmi, nvmlLib     string
 	machineID                     string
+	insecure                      bool
 }
 
 func newCollectorCmd() *cobra.Command {
@@ -62,7 +66,8 @@ The token comes from --token-file or the FLEETTOP_TOKEN environment variable.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.aggregator, "aggregator", "", "aggregator URL, ws://HOST:PORT or wss://HOST:PORT")
-	f.StringVar(&o.tokenFile, "token-file", "", "file holding the collector token (else $FLEETTOP_TOKEN)")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the collector token, owner-only (chmod 600) (else $FLEETTOP_TOKEN)")
+	f.BoolVar(&o.insecure, "insecure", false, "allow plain ws:// to an aggregator that is not on loopback (the token travels in clear text)")
 	f.StringVar(&o.config, "config", collector.DefaultConfigPath, "identity and lease config file (YAML)")
 	f.DurationVar(&o.interval, "interval", time.Second, "sampling interval")
 	f.StringVar(&o.dataDir, "data-dir", "/var/lib/fleettop", "state directory; the spool lives in DIR/spool")
@@ -165,16 +170,29 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 	if o.aggregator == "" {
 		return usagef("--aggregator is required, e.g. --aggregator wss://aggregator.example:7443 (or use --once --json)")
 	}
+	if err := collector.CheckURL(o.aggregator, o.insecure); err != nil {
+		return usagef("--aggregator: %v", err)
+	}
+	if o.insecure && !strings.HasPrefix(o.aggregator, "wss://") {
+		log.Warn("INSECURE: sending the token and telemetry over plain ws://", "aggregator", o.aggregator)
+	}
 	token, err := readToken(o.tokenFile)
 	if err != nil {
 		return err
 	}
-	acfg.URL, acfg.Token = o.aggregator, token
+	acfg.URL, acfg.Token, acfg.Insecure = o.aggregator, token, o.insecure
 	acfg.SpoolDir = filepath.Join(o.dataDir, "spool")
 	if err := os.MkdirAll(acfg.SpoolDir, 0o750); err != nil {
 		return usagef("--data-dir %s: %v; give a writable state directory", o.dataDir, err)
 	}
-	sd := collector.NewSystemd(log, o.interval)
+	// One collector per data directory: two on one spool would interleave
+	// their records and reset each other's sequence numbers.
+	lock, err := dirlock.Acquire(o.dataDir)
+	if err != nil {
+		return usagef("--data-dir: %v", err)
+	}
+	defer lock.Release()
+	sd := sdnotify.New(log, o.interval)
 	acfg.Notify = sd.Notify
 	agent, err := collector.NewAgent(acfg)
 	if err != nil {
@@ -210,7 +228,7 @@ func mergeNode(base, over fleet.Node) fleet.Node {
 
 func readToken(path string) (string, error) {
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := secretfile.ReadFile(path)
 		if err != nil {
 			return "", usagef("--token-file: %v", err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleettop/fleettop/aggregator"
+	"github.com/fleettop/fleettop/internal/secretfile"
 	"github.com/fleettop/fleettop/mock"
 	"github.com/fleettop/fleettop/tui"
 )
@@ -91,7 +92,7 @@ func loadDemoTokens(file string) (demoTokens, error) {
 	if err != nil {
 		return demoTokens{}, usagef("token file: %v", err)
 	}
-	f, err := os.Open(file)
+	f, err := secretfile.Open(file)
 	if err != nil {
 		return demoTokens{}, usagef("token file: %v", err)
 	}
@@ -223,7 +224,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Scenario:  sc,
 		Clock:     clock,
 		SpoolRoot: filepath.Join(dataDir, "spool"),
-		Agent:     agentFunc("ws://"+addr, toks.collector, agentInterval, clock, log),
+		Agent:     agentFunc("ws://"+addr, toks.collector, true /* its own listener, in this process */, agentInterval, clock, log),
 		Outages:   true,
 		Logger:    log,
 		// Restart the agents at the normal interval once caught up.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/secretfile"
 	"github.com/fleettop/fleettop/mock"
 )
 
@@ -34,6 +35,7 @@ type mockOptions struct {
 	Stats     time.Duration
 	MemSpool  bool
 	Profile   string
+	Insecure  bool
 }
 
 func newMockCmd() *cobra.Command {
@@ -58,6 +60,7 @@ func newMockCmd() *cobra.Command {
 	f.Float64Var(&o.Speed, "speed", 1, "replay: simulated time starts (speed-1)×10 minutes ago and runs this many times faster until it reaches now")
 	f.StringVar(&o.SpoolDir, "spool-dir", "", "directory for the agents' spools (default: a temporary directory, removed at exit)")
 	f.DurationVar(&o.Stagger, "stagger", 0, "spread the agents' first connections over this long (default: 1ms a node, at most 10s)")
+	f.BoolVar(&o.Insecure, "insecure", false, "allow plain ws:// to an aggregator that is not on loopback (the token travels in clear text)")
 	f.BoolVar(&o.Outages, "outages", false, "let the scenario's dark node go down and come back")
 	f.DurationVar(&o.Stats, "stats", 0, "print CPU use and agent count this often (0: never)")
 	f.BoolVar(&o.MemSpool, "memory-spool", false, "keep each agent's spool in memory instead of on disk (automatic when the open-file limit cannot hold a spool file and a socket per node)")
@@ -74,7 +77,7 @@ func collectorToken(file string) (string, error) {
 		}
 		return "", usagef("give --token-file FILE with the collector token, or set FLEETTOP_TOKEN")
 	}
-	b, err := os.ReadFile(file)
+	b, err := secretfile.ReadFile(file)
 	if err != nil {
 		return "", usagef("cannot read the token file: %v", err)
 	}
@@ -102,6 +105,9 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 	}
 	if o.Speed <= 0 {
 		return usagef("--speed must be positive")
+	}
+	if err := collector.CheckURL(o.URL, o.Insecure); err != nil {
+		return usagef("--aggregator: %v", err)
 	}
 	token, err := collectorToken(o.TokenFile)
 	if err != nil {
@@ -138,7 +144,7 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 		Scenario:    sc,
 		Clock:       clock,
 		SpoolRoot:   spool,
-		Agent:       agentFunc(o.URL, token, func() time.Duration { return o.Interval }, clock, log),
+		Agent:       agentFunc(o.URL, token, o.Insecure, func() time.Duration { return o.Interval }, clock, log),
 		Outages:     o.Outages,
 		MemorySpool: o.MemSpool,
 		Stagger:     o.Stagger,
@@ -177,7 +183,7 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 
 // agentFunc runs a real collector agent for each simulated node.
 // interval is asked at each agent start.
-func agentFunc(url, token string, interval func() time.Duration, clock *mock.Clock, log *slog.Logger) mock.AgentFunc {
+func agentFunc(url, token string, insecure bool, interval func() time.Duration, clock *mock.Clock, log *slog.Logger) mock.AgentFunc {
 	return func(ctx context.Context, node fleet.Node, srcs []collector.Source, spoolDir string) error {
 		node.AgentVersion = agentVersion()
 		a, err := collector.NewAgent(collector.AgentConfig{
@@ -187,6 +193,7 @@ func agentFunc(url, token string, interval func() time.Duration, clock *mock.Clo
 			SpoolDir: spoolDir,
 			URL:      url,
 			Token:    token,
+			Insecure: insecure,
 			Logger:   log.With("node", node.ID),
 			Clock:    clock.Now,
 		})

@@ -12,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
 
+	"github.com/fleettop/fleettop/internal/secretfile"
 	"github.com/fleettop/fleettop/tui"
 )
 
@@ -91,7 +92,10 @@ func viewerToken(file string) (string, error) {
 	if file == "" {
 		return strings.TrimSpace(os.Getenv("FLEETTOP_TOKEN")), nil
 	}
-	b, err := os.ReadFile(file)
+	b, err := secretfile.ReadFile(file)
+	if errors.Is(err, secretfile.ErrTooOpen) {
+		return "", usagef("viewer token file: %v", err)
+	}
 	if err != nil {
 		return "", usagef("cannot read the viewer token file %s: %v", file, errors.Unwrap(err))
 	}

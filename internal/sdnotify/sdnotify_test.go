@@ -1,4 +1,4 @@
-package collector
+package sdnotify
 
 import (
 	"net"
@@ -18,7 +18,7 @@ func TestSystemdNotify(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", sock)
 	t.Setenv("WATCHDOG_USEC", "2000000")
 	t.Setenv("WATCHDOG_PID", "")
-	s := NewSystemd(nil, time.Second)
+	s := New(nil, time.Second)
 	now := time.Unix(100, 0)
 	s.clock = func() time.Time { return now }
 	read := func() string {
@@ -43,5 +43,43 @@ func TestSystemdNotify(t *testing.T) {
 	s.Notify("8 GPUs, disconnected, spool 1 KiB")
 	if m := read(); m != "WATCHDOG=1\n" {
 		t.Fatalf("third message %q", m)
+	}
+}
+
+// Status never feeds the watchdog; Watchdog does, at most every half period.
+func TestStatusAndWatchdogSeparate(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Skip("no unixgram sockets:", err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "2000000")
+	t.Setenv("WATCHDOG_PID", "")
+	s := New(nil, time.Second)
+	now := time.Unix(100, 0)
+	s.clock = func() time.Time { return now }
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 512)
+		n, err := conn.Read(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b[:n])
+	}
+	s.Status("0 collectors")
+	if m := read(); !strings.Contains(m, "READY=1") || strings.Contains(m, "WATCHDOG") {
+		t.Fatalf("first message %q", m)
+	}
+	now = now.Add(5 * time.Second)
+	s.Status("1 collectors")
+	if m := read(); strings.Contains(m, "WATCHDOG") {
+		t.Fatalf("Status fed the watchdog: %q", m)
+	}
+	s.Watchdog()
+	if m := read(); m != "WATCHDOG=1\n" {
+		t.Fatalf("Watchdog sent %q", m)
 	}
 }
