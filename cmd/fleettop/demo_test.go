@@ -73,7 +73,7 @@ func TestDemoHeadless(t *testing.T) {
 	}()
 	var base, token, attach string
 	sc := bufio.NewScanner(pr)
-	for sc.Scan() && (base == "" || token == "" || attach == "") {
+	for (base == "" || token == "" || attach == "") && sc.Scan() {
 		line := sc.Text()
 		if v, ok := strings.CutPrefix(line, "watch it from another terminal: "); ok {
 			attach = v
