@@ -165,6 +165,12 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 		return fail(err)
 	}
 	w.done(ledger)
+	if len(w.isolated) > 0 {
+		s.isolatedRows.Add(uint64(len(w.isolated)))
+		for id, err := range w.isolated {
+			s.opts.Logger.Error("store: left out a node's rows that cannot be stored; the other nodes committed", "node", id, "err", err)
+		}
+	}
 	if fold {
 		s.pend.reset()
 		s.lastFold = now
@@ -189,6 +195,9 @@ type writer struct {
 	staged map[string]*nodeState
 	pruned bool
 	local  map[string]*sql.Stmt // statements prepared on this transaction
+	// isolated: nodes whose rows could not be stored, left out of this
+	// commit so that the others commit and are acked (see isolate).
+	isolated map[string]error
 }
 
 // stmt returns q prepared for this transaction. The store has one
@@ -315,7 +324,7 @@ func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force
 			}
 			continue
 		}
-		if err := w.writeNodeMeta(nb); err != nil {
+		if err := w.isolate(nb.id, func() error { return w.writeNodeMeta(nb) }); err != nil {
 			return nil, fmt.Errorf("node %s: %w", nb.id, err)
 		}
 	}
@@ -353,7 +362,13 @@ func (w *writer) fold(seqs map[string]uint64) error {
 		if rows == 0 {
 			return nil
 		}
-		if err := w.exec(upsertMinutes(rows, thr), args...); err != nil {
+		err := w.exec(upsertMinutes(rows, thr), args...)
+		if err != nil && rowFault(err) && w.ctx.Err() == nil {
+			// The failed statement wrote nothing: write the chunk again
+			// node by node, leaving out the nodes whose rows fail.
+			err = w.foldByNode(args, thr)
+		}
+		if err != nil {
 			return fmt.Errorf("write minute rollups: %w", err)
 		}
 		args, rows = args[:0], 0
@@ -411,6 +426,28 @@ func (w *writer) fold(seqs map[string]uint64) error {
 	}
 	if err := w.exec(`DELETE FROM journal`); err != nil {
 		return fmt.Errorf("empty journal: %w", err)
+	}
+	return nil
+}
+
+// foldByNode writes a chunk of minute rows (17 arguments a row, the node id
+// first) one node at a time; a node whose rows cannot be stored is left out
+// and noted as isolated.
+func (w *writer) foldByNode(args []any, thr float64) error {
+	const cols = 17
+	for i := 0; i < len(args); {
+		id := args[i].(string)
+		j := i
+		for j < len(args) && args[j].(string) == id {
+			j += cols
+		}
+		if err := w.exec(upsertMinutes((j-i)/cols, thr), args[i:j]...); err != nil {
+			if !rowFault(err) || w.ctx.Err() != nil {
+				return err
+			}
+			w.noteIsolated(id, err)
+		}
+		i = j
 	}
 	return nil
 }

@@ -170,19 +170,25 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 		ns = w.state(id)
 		slices.Sort(due)
 		due = slices.Compact(due)
-		for _, h := range due {
-			upto := min(h+hourMs, now)
-			if err := w.accrueHour(ns, h, upto, origin); err != nil {
-				return nil, fmt.Errorf("ledger of %s at %s: %w", id, time.UnixMilli(h).UTC().Format(time.RFC3339), err)
+		err := w.isolate(id, func() error {
+			for _, h := range due {
+				upto := min(h+hourMs, now)
+				if err := w.accrueHour(ns, h, upto, origin); err != nil {
+					return fmt.Errorf("ledger of %s at %s: %w", id, time.UnixMilli(h).UTC().Format(time.RFC3339), err)
+				}
+				ns.ledgerTo = max(ns.ledgerTo, upto)
+				if h == curHour {
+					ns.ledgerAt = now
+				}
+				ns.dirty = slices.DeleteFunc(ns.dirty, func(d int64) bool { return d == h })
 			}
-			ns.ledgerTo = max(ns.ledgerTo, upto)
-			if h == curHour {
-				ns.ledgerAt = now
+			if err := w.exec(`UPDATE nodes SET ledger_to_ms = ? WHERE id = ?`, ns.ledgerTo, id); err != nil {
+				return fmt.Errorf("ledger of %s: %w", id, err)
 			}
-			ns.dirty = slices.DeleteFunc(ns.dirty, func(d int64) bool { return d == h })
-		}
-		if err := w.exec(`UPDATE nodes SET ledger_to_ms = ? WHERE id = ?`, ns.ledgerTo, id); err != nil {
-			return nil, fmt.Errorf("ledger of %s: %w", id, err)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return &ledgerPlan{}, nil

@@ -2,6 +2,7 @@ package store
 
 import (
 	"maps"
+	"math"
 	"sync"
 	"time"
 
@@ -103,29 +104,34 @@ func (b *bucket) reset(minute int64) {
 func (b *bucket) add(d *fleet.DeviceSample, coveredMs int64) {
 	b.samples++
 	b.reportedMs += coveredMs
-	if v, ok := d.Get(fleet.MetricUtil); ok {
+	if v, ok := d.Get(fleet.MetricUtil); ok && finite(v) {
 		b.utilN++
 		b.utilSum += v
 		if b.utilN == 1 || v > b.utilMax {
 			b.utilMax = v
 		}
 	}
-	if v, ok := d.Get(fleet.MetricMemUsed); ok {
+	if v, ok := d.Get(fleet.MetricMemUsed); ok && finite(v) {
 		b.memN++
 		b.memSum += v
 	}
-	if v, ok := d.Get(fleet.MetricPower); ok {
+	if v, ok := d.Get(fleet.MetricPower); ok && finite(v) {
 		b.powerN++
 		b.powerSum += v
 		b.energy += v * float64(coveredMs) / 1000
 	}
-	if v, ok := d.Get(fleet.MetricTemp); ok {
+	if v, ok := d.Get(fleet.MetricTemp); ok && finite(v) {
 		if !b.tempSet || v > b.tempMax {
 			b.tempMax = v
 			b.tempSet = true
 		}
 	}
 }
+
+// finite: NaN and ±Inf are not measurements. SQLite stores NaN as NULL,
+// which a NOT NULL rollup column refuses: one node's NaN would fail the
+// fold of the whole fleet. They count as absent.
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 type bkey struct {
 	idx    int

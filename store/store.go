@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // driver "sqlite"
@@ -142,6 +143,8 @@ type Store struct {
 	durable    map[string]uint64 // seqs committed since Open
 	journalBuf []byte
 	drains     uint64 // Commits that drained the accumulators
+
+	isolatedRows atomic.Uint64 // see IsolatedRows
 }
 
 // Open opens (creating if needed) the database at path and migrates it to
