@@ -3,6 +3,7 @@ package aggregator
 import (
 	"math"
 	"testing"
+	"unsafe"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -23,20 +24,22 @@ func TestHistoryRing(t *testing.T) {
 	if len(v.Util) != historyLen {
 		t.Fatalf("%d points, want %d", len(v.Util), historyLen)
 	}
-	// Oldest kept is push number 10; newest is historyLen+9.
-	if got, want := *v.Util[0], float64(10%101)/100; got != want {
-		t.Fatalf("oldest util %v, want %v", got, want)
+	// The oldest exact point (the fine ring's) is push number historyLen+10-fineLen;
+	// the newest is historyLen+9.
+	f := historyLen - fineLen
+	if got, want := *v.Util[f], float64((historyLen+10-fineLen)%101)/100; got != want {
+		t.Fatalf("oldest fine util %v, want %v", got, want)
 	}
 	last := historyLen + 9
 	if got, want := *v.Util[historyLen-1], float64(last%101)/100; got != want {
 		t.Fatalf("newest util %v, want %v", got, want)
 	}
-	if math.Abs(*v.Power[0]-612.3) > 1e-9 || *v.MemUsed[0] != 0 {
-		t.Fatalf("power %v mem %v", *v.Power[0], *v.MemUsed[0])
+	if math.Abs(*v.Power[f]-612.3) > 1e-9 || *v.MemUsed[f] != 0 || math.Abs(*v.Power[0]-612.3) > 1e-9 {
+		t.Fatalf("power %v mem %v", *v.Power[f], *v.MemUsed[f])
 	}
-	// Push 10 was even: temperature present, clamped; push 11 odd: absent.
-	if v.Temp[0] == nil || *v.Temp[0] != 254 || v.Temp[1] != nil {
-		t.Fatalf("temp %v %v", v.Temp[0], v.Temp[1])
+	// That push was even: temperature present, clamped; the next odd: absent.
+	if v.Temp[f] == nil || *v.Temp[f] != 254 || v.Temp[f+1] != nil {
+		t.Fatalf("temp %v %v", v.Temp[f], v.Temp[f+1])
 	}
 	if got := h.view(3); len(got.Util) != 3 || *got.Util[2] != *v.Util[historyLen-1] {
 		t.Fatalf("last 3: %d points", len(got.Util))
@@ -51,5 +54,47 @@ func TestHistoryAbsentIsNull(t *testing.T) {
 	v := h.view(0)
 	if v.Util[0] != nil || v.Power[0] != nil || v.MemUsed[0] != nil || *v.Temp[0] != 40 {
 		t.Fatalf("absent metrics not null: %+v", v)
+	}
+}
+
+// Past the fine ring, points are kept as means of coarseStep samples, and a
+// view still has one point per sample, oldest first.
+func TestHistoryCoarsePast(t *testing.T) {
+	if s := unsafe.Sizeof(history{}); s > 2304 {
+		t.Fatalf("history is %d bytes, want ≤ 2304 (an allocator size class)", s)
+	}
+	var h history
+	total := fineLen + coarseLen*coarseStep + 35 // overflows the coarse ring too
+	for i := range total {
+		var d fleet.DeviceSample
+		d.Set(fleet.MetricPower, float64(i)) // 0.1 W steps: exact
+		if i%coarseStep != 0 {
+			d.Set(fleet.MetricTemp, 50)
+		}
+		h.push(&d)
+	}
+	v := h.view(0)
+	if len(v.Power) != historyLen {
+		t.Fatalf("%d points, want %d", len(v.Power), historyLen)
+	}
+	// The newest fineLen points are exact.
+	for k := 1; k <= fineLen; k++ {
+		if got, want := *v.Power[historyLen-k], float64(total-k); got != want {
+			t.Fatalf("point -%d: power %v, want %v", k, got, want)
+		}
+	}
+	// Evicted: pushes 0..total-fineLen-1; the accumulator holds the last 5 of
+	// them (total-fineLen = 755 = 75*10 + 5), each coarse point a mean of 10.
+	evicted := total - fineLen
+	acc := evicted % coarseStep
+	p := *v.Power[historyLen-fineLen-1]
+	if want := float64(evicted-acc) + float64(acc-1)/2; math.Abs(p-want) > 0.5 {
+		t.Fatalf("accumulated mean %v, want about %v", p, want)
+	}
+	if v.Temp[historyLen-fineLen-1] == nil || *v.Temp[historyLen-fineLen-1] != 50 {
+		t.Fatalf("temp mean over points that had it: %v", v.Temp[historyLen-fineLen-1])
+	}
+	if got := h.view(7); len(got.Power) != 7 || *got.Power[6] != float64(total-1) {
+		t.Fatalf("last 7: %d points", len(got.Power))
 	}
 }

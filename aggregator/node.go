@@ -160,12 +160,21 @@ func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
 		n.hasHost = true
 	}
 	if r.ProcsSet {
-		n.procs = n.procs[:0]
-		for _, p := range r.Procs {
-			p.Name = strings.Clone(p.Name)
-			p.Job = cloneJob(p.Job)
-			n.procs = append(n.procs, p)
+		// Most lists repeat the previous one with other memory figures:
+		// keep the strings already held instead of cloning them again.
+		// In place: entry i is read before it is overwritten.
+		old := n.procs
+		procs := n.procs[:0]
+		for i, p := range r.Procs {
+			if i < len(old) && old[i].Name == p.Name && old[i].Job == p.Job {
+				p.Name, p.Job = old[i].Name, old[i].Job
+			} else {
+				p.Name = strings.Clone(p.Name)
+				p.Job = cloneJob(p.Job)
+			}
+			procs = append(procs, p)
 		}
+		n.procs = procs
 	}
 	for _, e := range r.Events {
 		e.Kind = fleet.EventKind(strings.Clone(string(e.Kind)))

@@ -59,6 +59,7 @@ type options struct {
 	warmup    time.Duration
 	templates int
 	stream    string
+	viewers   int
 	records   int
 	dialers   int
 	senders   int
@@ -77,6 +78,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measured interval")
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "time after the last node connected before measuring")
 	flag.IntVar(&o.templates, "templates", 16, "distinct pre-encoded node streams")
+	flag.IntVar(&o.viewers, "viewers", 0, "viewers on /v1/watch during the run (each counts the bytes it receives)")
 	flag.StringVar(&o.stream, "stream", "mock", "what the nodes send: mock (fleettop mock's simulation and noise) or smooth (wiretest's drift)")
 	flag.IntVar(&o.records, "records", 600, "records per template stream before it repeats (keep above the run's length in seconds)")
 	flag.IntVar(&o.dialers, "dialers", 32, "concurrent connection attempts while ramping up")
@@ -346,7 +348,17 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 	sendCtx, cancelSend := context.WithCancel(runCtx)
 	defer cancelSend()
 	g.startSenders(sendCtx, runCtx, &wg)
+	var vw *viewers
+	if o.viewers > 0 {
+		if vw, err = startViewers(runCtx, a.url, a.viewer, o.viewers); err != nil {
+			return err
+		}
+	}
 	sleep(ctx, o.warmup)
+	var vb0 int64
+	if vw != nil {
+		vb0 = vw.max()
+	}
 	s0, err := a.snapshot(ctx, g.sentGPU.Load())
 	if err != nil {
 		return err
@@ -362,6 +374,10 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 	}
 	sleep(ctx, o.duration)
 	s1, err := a.snapshot(ctx, g.sentGPU.Load())
+	if vw != nil {
+		fmt.Printf("viewers: %d of %d connected at the end; the busiest received %.1f KiB/s\n",
+			vw.live.Load(), o.viewers, float64(vw.max()-vb0)/1024/s1.at.Sub(s0.at).Seconds())
+	}
 	if perf != nil {
 		_ = perf.Wait()
 	}
@@ -418,7 +434,7 @@ func report(o options, gpus int, base, s0, s1 snapshot, g *generator, lagging in
 	fmt.Printf("loadgen CPU: %.2f cores\n", (s1.self-s0.self).Seconds()/secs)
 	per := float64(s1.rss-base.rss) / float64(gpus)
 	fmt.Printf("aggregator RSS: %.1f MiB (baseline %.1f MiB): %.0f B per GPU beyond the baseline\n", mib(s1.rss), mib(base.rss), per)
-	fmt.Printf("  history ring: %d B per GPU (aggregator/history.go: 1020 points × 6 B, one 6 KiB size class); beyond it %.0f B per GPU (target ≤ 2048)\n", historyRingBytes, per-historyRingBytes)
+	fmt.Printf("  history: %d B per GPU (aggregator/history.go: 300 one-second and 72 ten-second points × 6 B, one 2,304 B size class); beyond it %.0f B per GPU\n", historyRingBytes, per-historyRingBytes)
 	fmt.Printf("aggregator /metrics: gpu_samples_total %.0f, records_total %.0f, bytes_total %.0f, seq_gaps_total %.0f, duplicates_total %.0f, collectors_connected %.0f, commit_errors_total %.0f\n",
 		m["fleettop_ingest_gpu_samples_total"], m["fleettop_ingest_records_total"], m["fleettop_ingest_bytes_total"],
 		m["fleettop_ingest_seq_gaps_total"], m["fleettop_ingest_duplicates_total"], m["fleettop_collectors_connected"], m["fleettop_commit_errors_total"])
@@ -438,7 +454,7 @@ func report(o options, gpus int, base, s0, s1 snapshot, g *generator, lagging in
 
 // historyRingBytes is what aggregator/history.go allocates per device: 1020
 // points of 6 bytes plus two counters, one 6 KiB size class.
-const historyRingBytes = 6144
+const historyRingBytes = 2304
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
@@ -529,6 +545,9 @@ func (g *generator) dial(ctx context.Context, nd *node) error {
 	hello := &wire.Hello{Proto: wire.Version, Node: nd.t.node}
 	hello.Node.ID, hello.Node.Hostname = nd.id, nd.id+".load"
 	hello.Node.Lease.Start = g.leaseStart
+	if e := hello.Node.Lease.End; !e.IsZero() && !e.After(g.leaseStart) {
+		hello.Node.Lease.End = time.Time{} // the template's lease ended before the run's started
+	}
 	b, err := enc.AppendFrame(nil, hello)
 	if err == nil {
 		err = ws.Write(dctx, websocket.MessageBinary, b)
