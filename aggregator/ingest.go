@@ -257,7 +257,7 @@ func (ss *session) run() error {
 	s.touch(n)
 	if old != nil {
 		old.stop()
-		go old.closeWith(wire.CloseConflict, "replaced by a newer session for node "+n.id)
+		s.wg.Go(func() { old.closeWith(wire.CloseConflict, "replaced by a newer session for node "+n.id) })
 	}
 	if err := ss.send(&wire.Welcome{Proto: h.Proto, ResumeFrom: resume}); err != nil {
 		return fmt.Errorf("send welcome: %w", err)
@@ -599,7 +599,9 @@ func (s *Server) checkStates() {
 		}
 		if idle != nil {
 			idle.stop()
-			go idle.closeWith(wire.CloseNormal, "no samples for "+s.cfg.OfflineAfter.String())
+			// Owned by the server's WaitGroup (the session's handler holds
+			// it above zero), so Close waits for this close too.
+			s.wg.Go(func() { idle.closeWith(wire.CloseNormal, "no samples for "+s.cfg.OfflineAfter.String()) })
 		}
 	}
 }

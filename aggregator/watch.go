@@ -166,7 +166,7 @@ func (s *Server) appendWatch(dst []byte, scratch *[]byte, kind string, since uin
 // interval however many viewers there are.
 type summaryCache struct {
 	mu     sync.Mutex
-	at     time.Time // wall time of the last computation
+	at     time.Time // the server's clock at the last computation
 	sum    wire.Summary
 	jobs   []wire.JobView
 	alerts []fleet.Alert
@@ -176,7 +176,7 @@ func (s *Server) summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	c := &s.sumCache
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.at.IsZero() && time.Since(c.at) < s.cfg.ViewerInterval*9/10 {
+	if age := now.Sub(c.at); !c.at.IsZero() && age >= 0 && age < s.cfg.ViewerInterval*9/10 {
 		return c.sum, c.jobs, s.marks.apply(c.alerts, now)
 	}
 	if s.cfg.Insights != nil {
@@ -187,7 +187,7 @@ func (s *Server) summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	if extra := s.conflicts.alerts(now, 2*s.cfg.OfflineAfter); len(extra) > 0 {
 		c.alerts = append(slices.Clip(c.alerts), extra...)
 	}
-	c.at = time.Now()
+	c.at = now
 	return c.sum, c.jobs, s.marks.apply(c.alerts, now)
 }
 

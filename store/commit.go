@@ -124,8 +124,10 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	if s.opts.ReadOnly {
 		return fmt.Errorf("commit: store is read-only")
 	}
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
+	if err := s.commitMu.lock(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	defer s.commitMu.unlock()
 	// drain raises each node's sequence to the highest it has recorded, in a
 	// copy: the caller's map stays what it asked for.
 	seqs = maps.Clone(seqs)

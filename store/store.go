@@ -131,7 +131,7 @@ type Store struct {
 	alertMu sync.Mutex
 	alerts  []fleet.Alert // queued by RecordAlert
 
-	commitMu   sync.Mutex            // one Commit at a time
+	commitMu   ctxMutex              // one Commit at a time
 	stmts      map[string]*sql.Stmt  // prepared once, used by every Commit
 	unprepared map[string]bool       // statements to prepare before the next Commit
 	retry      []*nodeBatch          // drained by a Commit that failed; written by the next
@@ -250,21 +250,55 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Close writes what Record accumulated and accrues the ledger up to the
-// clock, then closes the database. A read-only store just closes.
-func (s *Store) Close() error {
+// Close is CloseContext without a deadline; it keeps Store an io.Closer.
+func (s *Store) Close() error { return s.CloseContext(context.Background()) }
+
+// CloseContext writes what Record accumulated and accrues the ledger up to
+// the clock, then closes the database; a read-only store just closes. It
+// honours ctx's deadline: a commit still running (or wedged) when ctx ends
+// is interrupted and the database closed anyway. What was not committed is
+// what the aggregator never acked, so collectors send it again.
+func (s *Store) CloseContext(ctx context.Context) error {
 	var err error
 	if !s.opts.ReadOnly {
-		err = s.Flush(context.Background())
-		s.commitMu.Lock()
-		for _, st := range s.stmts {
-			st.Close()
+		err = s.Flush(ctx)
+		if lerr := s.commitMu.lock(ctx); lerr == nil {
+			for _, st := range s.stmts {
+				st.Close()
+			}
+			clear(s.stmts)
+			s.commitMu.unlock()
+		} else if err == nil {
+			err = fmt.Errorf("close store: %w", lerr)
 		}
-		clear(s.stmts)
-		s.commitMu.Unlock()
 	}
 	return errors.Join(err, s.db.Close())
 }
+
+// ctxMutex is a mutex whose Lock gives up when a context ends. The zero
+// value is unlocked.
+type ctxMutex struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (m *ctxMutex) init() { m.once.Do(func() { m.ch = make(chan struct{}, 1) }) }
+
+func (m *ctxMutex) lock(ctx context.Context) error {
+	m.init()
+	select {
+	case m.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *ctxMutex) Lock() { m.init(); m.ch <- struct{}{} }
+
+func (m *ctxMutex) unlock() { <-m.ch }
+
+func (m *ctxMutex) Unlock() { m.unlock() }
 
 func (s *Store) schemaVersion(ctx context.Context) (int, error) {
 	var v int

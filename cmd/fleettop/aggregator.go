@@ -203,7 +203,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 			for _, c := range closers {
 				errs = append(errs, c(ctx))
 			}
-			errs = append(errs, st.Close())
+			errs = append(errs, st.CloseContext(ctx)) // the shutdown deadline holds for the last commit too
 			stopErr = errors.Join(errs...)
 		})
 		return stopErr
