@@ -68,7 +68,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role Role) *T
 		if role == RoleCollector {
 			s.m.rejected.WithLabelValues(rejectUnauthorized).Inc()
 		}
-		s.log.Info("unauthorized request", "path", r.URL.Path, "remote", r.RemoteAddr)
+		s.noteAuthFailure(r, "no valid token")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fleettop"`)
 		http.Error(w, "unauthorized: give a valid token as \"Authorization: Bearer SECRET\"", http.StatusUnauthorized)
 		return nil
@@ -77,11 +77,22 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role Role) *T
 		if role == RoleCollector {
 			s.m.rejected.WithLabelValues(rejectForbidden).Inc()
 		}
-		s.log.Info("token used outside its role", "path", r.URL.Path, "token", tok.Name, "role", string(tok.Role), "remote", r.RemoteAddr)
+		s.noteAuthFailure(r, "token "+tok.Name+" used outside its role "+string(tok.Role))
 		http.Error(w, fmt.Sprintf("forbidden: a %s token cannot use %s", tok.Role, r.URL.Path), http.StatusForbidden)
 		return nil
 	}
 	return tok
+}
+
+// noteAuthFailure logs a refused request at Debug, and at most once a
+// minute a Warn with how many were refused meanwhile: a scanner or a
+// misconfigured fleet cannot flood the log.
+func (s *Server) noteAuthFailure(r *http.Request, why string) {
+	s.log.Debug("request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
+	if s.authLog.allow(s.clock()) {
+		s.log.Warn("refusing requests without a valid token", "path", r.URL.Path, "remote", r.RemoteAddr, "why", why,
+			"refused_since_last_report", s.authLog.suppressed())
+	}
 }
 
 func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
@@ -221,7 +232,12 @@ func (ss *session) run() error {
 		return reject(wire.CloseForbidden, rejectForbidden, "token %q may not send for node %q", ss.tok.Name, h.Node.ID)
 	}
 	nd := cloneNode(&h.Node)
-	n := s.getOrCreate(nd.ID)
+retry:
+	n, ok := s.claim(ss.tok, nd.ID)
+	if !ok {
+		return reject(wire.CloseLimit, rejectNodeLimit, "token %q already sends for %d node ids (the limit); raise --max-nodes-per-token or give nodes their own token",
+			ss.tok.Name, s.cfg.MaxNodesPerToken)
+	}
 	// A node id belongs to one live session. A healthy holder (it answers
 	// a ping) keeps it and this session is refused; a holder that does not
 	// answer (a restarted collector's dead connection) is replaced.
@@ -236,6 +252,10 @@ func (ss *session) run() error {
 	if s.closing.Load() {
 		n.mu.Unlock()
 		return errEnded // Close closes this session
+	}
+	if n.evicted { // forgotten while we pinged: start again
+		n.mu.Unlock()
+		goto retry
 	}
 	if n.sess != nil && n.sess != holder { // another session won meanwhile
 		holder = n.sess
@@ -623,6 +643,7 @@ func (s *Server) flushLoop() {
 		case <-t.C:
 			_ = s.flush(s.ctx)
 			s.checkStates()
+			s.evictIdle(s.clock())
 			if s.cfg.Heartbeat != nil {
 				s.cfg.Heartbeat()
 			}

@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -98,4 +99,45 @@ func (b *conflictBook) alerts(now time.Time, quiet time.Duration) []fleet.Alert 
 	}
 	slices.SortFunc(out, func(a, b fleet.Alert) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// capListener closes connections beyond its capacity as soon as they are
+// accepted (counted as rejected{conn_limit}, logged at most once a minute),
+// so held connections cannot exhaust memory or file descriptors.
+type capListener struct {
+	net.Listener
+	s   *Server
+	sem chan struct{}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &capConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+		}
+		c.Close()
+		l.s.m.rejected.WithLabelValues(rejectConnLimit).Inc()
+		if l.s.connLog.allow(l.s.clock()) {
+			l.s.log.Warn("connection limit reached; closing new connections", "limit", cap(l.sem),
+				"remote", c.RemoteAddr().String(), "closed_since_last_report", l.s.connLog.suppressed())
+		}
+	}
+}
+
+type capConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *capConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

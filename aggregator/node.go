@@ -40,6 +40,7 @@ type nodeState struct {
 	sampleTime time.Time // the collector's time of the last applied record
 	state      string    // last state reported to Insights
 	sess       *session  // live session, nil when none
+	evicted    bool      // forgotten by evictIdle; a session must claim anew
 }
 
 type deviceState struct {
@@ -318,6 +319,106 @@ func (s *Server) getOrCreate(id string) *nodeState {
 	s.nodes[id] = n
 	s.list = append(s.list, n)
 	return n
+}
+
+// claim returns node id for a session of tok, creating it if needed. It
+// refuses (false) a node id new to tok once tok sends for
+// MaxNodesPerToken ids: one token cannot invent unlimited nodes.
+func (s *Server) claim(tok *Token, id string) (*nodeState, bool) {
+	s.nodesMu.Lock()
+	set := s.tokNodes[tok.Name]
+	if _, ok := set[id]; !ok {
+		if len(set) >= s.cfg.MaxNodesPerToken {
+			s.nodesMu.Unlock()
+			return nil, false
+		}
+		if set == nil {
+			set = map[string]struct{}{}
+			s.tokNodes[tok.Name] = set
+		}
+		set[id] = struct{}{}
+	}
+	s.nodesMu.Unlock()
+	return s.getOrCreate(id), true
+}
+
+// evictIdle forgets nodes without a session that were not heard from for
+// NodeTTL and have nothing uncommitted: viewers are told (Removed), the
+// node's durable sequence is kept so that it resumes where it was, and its
+// id stops counting against its token.
+func (s *Server) evictIdle(now time.Time) {
+	idle := func(n *nodeState) bool {
+		return n.sess == nil && !n.evicted && now.Sub(n.lastSeen) > s.cfg.NodeTTL && n.seq.Load() == n.committed.Load()
+	}
+	var cand []*nodeState
+	for _, n := range s.nodeList() {
+		n.mu.Lock()
+		if idle(n) {
+			cand = append(cand, n)
+		}
+		n.mu.Unlock()
+	}
+	s.nodesMu.Lock()
+	defer s.nodesMu.Unlock()
+	// Forget removals no viewer can still need (viewers hear every second).
+	for len(s.removals) > 0 && now.Sub(s.removals[0].at) > 10*time.Minute {
+		s.removals = s.removals[1:]
+	}
+	if len(cand) == 0 {
+		return
+	}
+	gone := map[*nodeState]bool{}
+	for _, n := range cand {
+		n.mu.Lock()
+		if idle(n) {
+			n.evicted = true
+			gone[n] = true
+			delete(s.nodes, n.id)
+			s.durable[n.id] = n.committed.Load()
+			for _, set := range s.tokNodes {
+				delete(set, n.id)
+			}
+		}
+		n.mu.Unlock()
+	}
+	if len(gone) == 0 {
+		return
+	}
+	keep := make([]*nodeState, 0, len(s.list)-len(gone))
+	v := s.version.Add(1)
+	for _, n := range s.list {
+		if gone[n] {
+			s.removals = append(s.removals, removal{id: n.id, version: v, at: now})
+		} else {
+			keep = append(keep, n)
+		}
+	}
+	s.list = keep
+	s.m.evicted.Add(float64(len(gone)))
+	s.log.Info("forgot idle nodes", "nodes", len(gone), "idle_for_more_than", s.cfg.NodeTTL.String())
+}
+
+// removal is a node forgotten at fleet version version.
+type removal struct {
+	id      string
+	version uint64
+	at      time.Time
+}
+
+// removedSince returns the ids of nodes forgotten after fleet version since.
+func (s *Server) removedSince(since uint64) []string {
+	if since == 0 {
+		return nil // a snapshot simply leaves them out
+	}
+	s.nodesMu.RLock()
+	defer s.nodesMu.RUnlock()
+	var out []string
+	for _, r := range s.removals {
+		if r.version > since {
+			out = append(out, r.id)
+		}
+	}
+	return out
 }
 
 // touch marks n changed for viewers.

@@ -58,6 +58,17 @@ type Config struct {
 	WriteTimeout time.Duration
 	// HelloTimeout bounds the wait for a collector's Hello (default 10s).
 	HelloTimeout time.Duration
+	// MaxNodesPerToken bounds how many node ids one collector token may send
+	// for (default 4096); a session for one more is refused (CloseLimit).
+	MaxNodesPerToken int
+	// NodeTTL: a node without a session and not heard from for longer is
+	// forgotten; viewers get its id in Removed (default 24h).
+	NodeTTL time.Duration
+	// MaxConns bounds open HTTP connections per listener; more are closed
+	// at once and counted (default 32768).
+	MaxConns int
+	// IdleTimeout closes keep-alive connections idle for longer (default 2m).
+	IdleTimeout time.Duration
 	// TakeoverPing is how long a session holding a node id has to answer a
 	// ping when another collector introduces itself with the same id: if it
 	// answers, the newcomer is refused (CloseNodeInUse); if not, the
@@ -110,7 +121,12 @@ type Server struct {
 	sumCache summaryCache
 	marks    alertMarks // operators' acknowledgements and silences
 
+	tokNodes map[string]map[string]struct{} // token name → node ids it sent for; guarded by nodesMu
+	removals []removal                      // nodes forgotten recently, oldest first; guarded by nodesMu
+
 	conflicts conflictBook // node id conflicts, shown as alerts
+	authLog   logLimiter   // refused requests
+	connLog   logLimiter   // connections over MaxConns
 	repairLog logLimiter   // "values outside their bounds" warnings
 	renderLog logLimiter   // render errors
 	// Readiness: /healthz answers 503 while commits fail or one is stuck.
@@ -176,6 +192,7 @@ type metrics struct {
 	repaired    *prometheus.CounterVec
 	renderErrs  *prometheus.CounterVec
 	conflicts   prometheus.Counter
+	evicted     prometheus.Counter
 	collectors  prometheus.Gauge
 	viewers     prometheus.Gauge
 	commitErrs  prometheus.Counter
@@ -217,6 +234,7 @@ func newMetrics(reg *prometheus.Registry) metrics {
 		renderErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleettop_render_errors_total", Help: "Responses or parts of them that could not be rendered (logged), by surface."},
 			[]string{"surface"}),
 		conflicts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_node_conflicts_total", Help: "Collector sessions refused because a healthy session already held their node id."}),
+		evicted:     prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_nodes_evicted_total", Help: "Idle nodes forgotten after the node TTL."}),
 		collectors:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_collectors_connected", Help: "Collector sessions open."}),
 		viewers:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleettop_viewers_connected", Help: "Watch streams open."}),
 		commitErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "fleettop_commit_errors_total", Help: "Failed commits of applied samples (nothing acked)."}),
@@ -234,7 +252,7 @@ func newMetrics(reg *prometheus.Registry) metrics {
 	for _, r := range []string{surfaceMetrics, surfaceAPI, surfaceWatch} {
 		m.renderErrs.WithLabelValues(r)
 	}
-	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.repaired, m.renderErrs, m.conflicts, m.collectors, m.viewers,
+	reg.MustRegister(m.gpuSamples, m.samples, m.bytes, m.gaps, m.dups, m.rejected, m.repaired, m.renderErrs, m.conflicts, m.evicted, m.collectors, m.viewers,
 		m.commitErrs, m.commitSecs, m.viewerDrops)
 	return m
 }
@@ -281,6 +299,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = 10 * time.Second
 	}
+	if cfg.MaxNodesPerToken <= 0 {
+		cfg.MaxNodesPerToken = 4096
+	}
+	if cfg.NodeTTL <= 0 {
+		cfg.NodeTTL = 24 * time.Hour
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 32768
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
 	if cfg.TakeoverPing <= 0 {
 		cfg.TakeoverPing = 3 * time.Second
 	}
@@ -309,6 +339,7 @@ func New(cfg Config) (*Server, error) {
 		cancel:   cancel,
 		nodes:    map[string]*nodeState{},
 		durable:  seqs,
+		tokNodes: map[string]map[string]struct{}{},
 		sessions: map[*session]struct{}{},
 		viewers:  map[*viewer]struct{}{},
 	}
@@ -366,6 +397,8 @@ func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.cfg.IdleTimeout, // keep-alive connections do not live forever
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 	}
@@ -376,6 +409,7 @@ func (s *Server) serve(ln net.Listener, tc *tls.Config) error {
 	}
 	s.servers = append(s.servers, hs)
 	s.httpMu.Unlock()
+	ln = &capListener{Listener: ln, s: s, sem: make(chan struct{}, s.cfg.MaxConns)}
 	var err error
 	if tc != nil {
 		hs.TLSConfig = tc

@@ -158,6 +158,7 @@ func (s *Server) appendWatch(dst []byte, scratch *[]byte, kind string, since uin
 		}
 	}
 	var tail watchTail
+	tail.Removed = s.removedSince(since)
 	tail.Summary, tail.Jobs, tail.Alerts = s.summarize(now)
 	return appendWatchJSON(dst, &watchHead{Version: wire.WatchVersion, Kind: kind, Time: now, Aggregator: s.cfg.Name}, nodes, &tail)
 }

@@ -295,7 +295,9 @@ func (a *Agent) sampleOnce(ctx context.Context) {
 	var err error
 	a.rec, err = wire.AppendRecord(a.rec[:0], s)
 	if err == nil {
-		err = a.spool.Append(s.Seq, a.rec)
+		err = a.spool.Append(s.Seq, a.rec) // a failed write reserves the sequence
+	} else {
+		a.spool.Lose(s.Seq, err.Error())
 	}
 	a.noteAppend(err)
 	select {

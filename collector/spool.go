@@ -292,6 +292,33 @@ func appendFrame(dst []byte, seq uint64, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
+// Lose reserves sequence seq (which must be NextSeq()) for a record that
+// could not be spooled (it could not be encoded, or the disk refused it):
+// the numbering moves on, so the aggregator sees the gap instead of a
+// later record silently taking the lost one's number. Counted in Dropped.
+func (s *Spool) Lose(seq uint64, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == s.next {
+		s.loseLocked(seq, why)
+	}
+}
+
+func (s *Spool) loseLocked(seq uint64, why string) {
+	s.next = seq + 1
+	s.dropped++
+	// The next record starts a new segment, so every segment keeps
+	// consecutive sequences.
+	if s.act != nil {
+		s.act.Close()
+		s.act = nil
+	}
+	if s.dropped == 1 || s.dropped%1000 == 0 {
+		s.o.Logger.Warn("spool: a record was lost; its sequence is reserved so the aggregator counts the gap",
+			"seq", seq, "why", why, "dropped_total", s.dropped)
+	}
+}
+
 // ErrSeq reports an Append whose sequence is not the spool's next.
 var ErrSeq = errors.New("spool: sequence out of order")
 
@@ -308,6 +335,7 @@ func (s *Spool) Append(seq uint64, payload []byte) error {
 	size := int64(spoolHeader + len(payload))
 	if s.dir != "" {
 		if err := s.appendDisk(seq, payload, size); err != nil {
+			s.loseLocked(seq, err.Error())
 			return err
 		}
 	}

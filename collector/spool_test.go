@@ -331,3 +331,34 @@ func TestSpoolLostAckKeepsSequence(t *testing.T) {
 		})
 	}
 }
+
+// A record the disk refuses keeps its sequence reserved: the numbering moves
+// on, so the aggregator counts the loss as a gap instead of the next record
+// silently taking its number.
+func TestSpoolLossReservesSequence(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, SpoolOptions{})
+	appendN(t, s, 3)
+	s.act.Close() // the disk refuses the next write
+	if err := s.Append(4, payloadFor(4)); err == nil {
+		t.Fatal("append to a closed segment succeeded")
+	}
+	if st := s.Stats(); st.Next != 5 || st.Dropped != 1 {
+		t.Fatalf("after a lost record: next %d dropped %d, want 5 and 1", st.Next, st.Dropped)
+	}
+	appendN(t, s, 2)
+	if got := readAll(t, s, 1); fmt.Sprint(got) != "[1 2 3 5 6]" {
+		t.Fatalf("read %v", got)
+	}
+	s.Lose(7, "could not encode")
+	appendN(t, s, 1)
+	s.Close()
+	s = openT(t, dir, SpoolOptions{})
+	defer s.Close()
+	if got := readAll(t, s, 1); fmt.Sprint(got) != "[1 2 3 5 6 8]" {
+		t.Fatalf("after reopen read %v", got)
+	}
+	if n := s.NextSeq(); n != 9 {
+		t.Fatalf("next %d after reopen, want 9", n)
+	}
+}

@@ -39,6 +39,10 @@ type aggregatorOptions struct {
 	Name          string        // shown to viewers; default: the listen address
 	Interval      time.Duration // expected collector interval; 0: 1s
 	Logger        *slog.Logger
+	// Bounds against a broken or hostile node (0: the aggregator's defaults).
+	MaxNodesPerToken int           // node ids one collector token may send for (4096)
+	NodeTTL          time.Duration // idle nodes are forgotten after this (24h)
+	MaxConns         int           // open connections per listener (32768)
 	// LedgerClock is the time the store accrues leases against (nil: the
 	// wall clock). The demo passes its simulated clock, so that hours the
 	// simulation has not reached yet are not booked as paid but dark.
@@ -104,6 +108,9 @@ its glob (default *); "#" starts a comment.`,
 	f.BoolVar(&o.MetricsPublic, "metrics-public", false, "serve /metrics without a token")
 	f.StringVar(&o.Name, "name", "", "name shown to viewers (default: the listen address)")
 	f.DurationVar(&o.Interval, "interval", time.Second, "collectors' sampling interval; stale and offline derive from it")
+	f.IntVar(&o.MaxNodesPerToken, "max-nodes-per-token", 4096, "node ids one collector token may send for; more are refused")
+	f.DurationVar(&o.NodeTTL, "node-ttl", 24*time.Hour, "forget a node not heard from for this long (viewers are told)")
+	f.IntVar(&o.MaxConns, "max-conns", 32768, "open connections at most; more are closed at once and counted")
 	return c
 }
 
@@ -184,6 +191,10 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		Collectors:    []prometheus.Collector{promexp.NewCollector(nodes, eng)},
 		Logger:        log,
 		Heartbeat:     o.Heartbeat,
+
+		MaxNodesPerToken: o.MaxNodesPerToken,
+		NodeTTL:          o.NodeTTL,
+		MaxConns:         o.MaxConns,
 	})
 	if err != nil {
 		_ = eng.Close(ctx)

@@ -236,7 +236,8 @@ func startAggregator(ctx context.Context, o options, dir string) (*aggregator, s
 		return nil, "", err
 	}
 	a.cmd = exec.Command(o.bin, "aggregator", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--data-dir", filepath.Join(dir, "data"), "--tokens", filepath.Join(dir, "tokens"))
+		"--data-dir", filepath.Join(dir, "data"), "--tokens", filepath.Join(dir, "tokens"),
+		"--max-nodes-per-token", "1000000") // every simulated node shares one token
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if o.gctrace {
 		a.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
