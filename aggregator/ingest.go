@@ -1,10 +1,13 @@
 package aggregator
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -106,7 +109,7 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "aggregator shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	conn, err := websocket.Accept(w, r, nil)
+	conn, err := websocket.Accept(smallBuffers{w}, r, nil)
 	if err != nil {
 		s.log.Debug("collect upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
@@ -118,7 +121,7 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 		ackCh: make(chan struct{}, 1),
 		ready: make(chan struct{}),
 		done:  make(chan struct{}),
-		rbuf:  make([]byte, 0, 4096),
+		rbuf:  make([]byte, 0, readBufSize),
 	}
 	defer track(s, s.sessions, s.m.collectors, ss)()
 	if s.closing.Load() { // Close snapshotted sessions before we registered
@@ -182,9 +185,60 @@ func (ss *session) readMsg() ([]byte, error) {
 			return nil, err
 		}
 	}
-	ss.rbuf = buf
+	if cap(buf) > 4*readBufSize && len(buf) <= readBufSize {
+		// A large frame (Hello, a resent backlog) has passed: the next one
+		// gets a buffer sized to the steady traffic again.
+		ss.rbuf = make([]byte, 0, readBufSize)
+	} else {
+		ss.rbuf = buf
+	}
 	ss.s.m.bytes.Add(float64(len(buf)))
 	return buf, nil
+}
+
+// Per-connection buffers, sized to a collector's traffic: one Samples frame
+// a second of about 100 B (an 8-GPU record), an Ack every few seconds. net/http
+// would keep a 4 KiB reader and writer per hijacked connection, which at
+// 12,500 collectors is 100 MiB for frames of a hundred bytes; larger frames
+// (Hello, a backlog after an outage) read and write through them unharmed.
+const (
+	readBufSize   = 512 // the session's frame buffer, before it grows
+	connReadSize  = 1024
+	connWriteSize = 256
+)
+
+// smallBuffers hijacks a collector's connection with connReadSize and
+// connWriteSize buffers instead of net/http's.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("http.ResponseWriter does not implement http.Hijacker")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Writer.Buffered() > 0 {
+		if err := brw.Writer.Flush(); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
+	// Bytes net/http read ahead (a frame sent right after the handshake)
+	// must sit in the new reader's buffer: the websocket library takes what
+	// is buffered there and then reads the connection itself.
+	n := brw.Reader.Buffered()
+	b, _ := brw.Reader.Peek(n)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), c), max(connReadSize, n))
+	if n > 0 {
+		if _, err := br.Peek(n); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, connWriteSize)), nil
 }
 
 func decodeErr(err error) *rejectErr {
