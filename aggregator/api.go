@@ -59,6 +59,9 @@ func (s *Server) routes() http.Handler {
 	// error) is logged and counted, and everything else is still served;
 	// one node's data never turns /metrics into a 500.
 	var m http.Handler = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}, ErrorHandling: promhttp.ContinueOnError})
+	if s.cfg.MetricsHandler != nil {
+		m = s.cfg.MetricsHandler(s.reg)
+	}
 	if !s.cfg.MetricsPublic {
 		m = s.viewerOnly(m)
 	}

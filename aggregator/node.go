@@ -27,6 +27,7 @@ type nodeState struct {
 
 	mu         sync.Mutex
 	node       fleet.Node
+	gen        uint64                // bumped by setNode: exporters rebuild label sets when it moves
 	slot       [wire.MaxDevices]int8 // device index → position in devs, -1: none
 	devs       []deviceState
 	host       fleet.HostSample
@@ -61,6 +62,7 @@ func newNodeState(id string) *nodeState {
 // setNode installs the identity from Hello (already cloned), keeping device
 // history when the inventory is unchanged. Caller holds n.mu.
 func (n *nodeState) setNode(node fleet.Node) {
+	n.gen++
 	same := len(node.Devices) == len(n.devs)
 	for i := 0; same && i < len(node.Devices); i++ {
 		same = node.Devices[i].Index == n.devs[i].dev.Index && node.Devices[i].UUID == n.devs[i].dev.UUID

@@ -40,7 +40,11 @@ type Config struct {
 	// Insecure allows plain ws:// and http on non-loopback listeners.
 	Insecure   bool
 	Collectors []prometheus.Collector // extra collectors served on /metrics (exporters)
-	Logger     *slog.Logger
+	// MetricsHandler, when set, serves /metrics (behind the viewer check
+	// unless MetricsPublic); it is handed the registry of the server's own
+	// series. Nil: promhttp over that registry.
+	MetricsHandler func(self prometheus.Gatherer) http.Handler
+	Logger         *slog.Logger
 	// FlushInterval is how often applied samples are committed and acked
 	// (default 1s).
 	FlushInterval time.Duration

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,7 +22,6 @@ import (
 	promexp "github.com/fleettop/fleettop/exporters/prometheus"
 	"github.com/fleettop/fleettop/internal/sdnotify"
 	"github.com/fleettop/fleettop/store"
-	"github.com/fleettop/fleettop/wire"
 )
 
 // aggregatorOptions configure startAggregator; `fleettop aggregator` fills
@@ -172,25 +172,24 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		return nil, nil, usagef("config: %v", err)
 	}
 	var live atomic.Pointer[aggregator.Server] // set before serving: scrapes come later
-	nodes := func() []wire.NodeView {
+	exp := promexp.NewExporter(func(fn func(promexp.NodeReader)) {
 		if s := live.Load(); s != nil {
-			return s.Nodes()
+			s.EachNode(func(n *aggregator.LiveNode) { fn(n) })
 		}
-		return nil
-	}
+	}, eng)
 	closers := []func(context.Context) error{eng.Close}
 	srv, err := aggregator.New(aggregator.Config{
-		Tokens:        tokens,
-		Recorder:      st,
-		Marks:         st,
-		Insights:      eng,
-		Name:          o.Name,
-		Interval:      o.Interval,
-		MetricsPublic: o.MetricsPublic,
-		Insecure:      o.Insecure,
-		Collectors:    []prometheus.Collector{promexp.NewCollector(nodes, eng)},
-		Logger:        log,
-		Heartbeat:     o.Heartbeat,
+		Tokens:         tokens,
+		Recorder:       st,
+		Marks:          st,
+		Insights:       eng,
+		Name:           o.Name,
+		Interval:       o.Interval,
+		MetricsPublic:  o.MetricsPublic,
+		Insecure:       o.Insecure,
+		MetricsHandler: func(self prometheus.Gatherer) http.Handler { return exp.Handler(self, log) },
+		Logger:         log,
+		Heartbeat:      o.Heartbeat,
 
 		MaxNodesPerToken: o.MaxNodesPerToken,
 		NodeTTL:          o.NodeTTL,

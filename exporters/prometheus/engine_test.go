@@ -1,10 +1,10 @@
 package prometheus
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fleettop/fleettop/aggregator/insight"
 	"github.com/fleettop/fleettop/fleet"
@@ -30,18 +30,19 @@ func TestWithEngine(t *testing.T) {
 	nodes := func() []wire.NodeView {
 		return []wire.NodeView{{ID: n.ID, Region: n.Region, Jurisdiction: n.Jurisdiction, Provider: n.Provider, State: wire.StateOnline}}
 	}
-	c := NewCollector(nodes, eng).(*Collector)
-	c.now = func() time.Time { return fixedNow }
-	if v := testutil.ToFloat64(gather(t, c, "fleettop_residency_violations")); v != 1 {
-		t.Errorf("violations = %v, want 1", v)
+	e := NewExporter(fakeFleet(nodes), eng)
+	e.now = func() time.Time { return fixedNow }
+	var buf bytes.Buffer
+	if err := e.WriteText(&buf, Filter{}); err != nil {
+		t.Fatal(err)
 	}
-	if v := testutil.ToFloat64(gather(t, c, "fleettop_cost_spend_total")); v != 2 {
-		t.Errorf("spend = %v, want 2 (one GPU-hour at 2 USD)", v)
+	out := buf.String()
+	for _, want := range []string{
+		`fleettop_residency_violations{jurisdiction="SG",provider="acme",region="Singapore"} 1` + "\n",
+		`fleettop_cost_spend_total{currency="USD",jurisdiction="SG",provider="acme",region="Singapore"} 2` + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("exposition lacks %q:\n%s", want, out)
+		}
 	}
-}
-
-// gather returns a collector limited to one metric name.
-func gather(t *testing.T, c *Collector, name string) *filtered {
-	t.Helper()
-	return &filtered{c: c, name: name}
 }

@@ -1,0 +1,150 @@
+package prometheus
+
+import (
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// This file is the one place where label names and values are made safe for
+// the exposition and for remote_write: values become valid UTF-8 and are
+// escaped, names are forced into [a-zA-Z_][a-zA-Z0-9_]*. Everything the
+// exporter writes goes through newLabelSet.
+
+// label is one name="value" pair.
+type label struct{ name, value string }
+
+// labelSet is one series' labels (without __name__), built once — per device
+// on its node's Hello, per placement per scrape — in the forms the exporter
+// writes: the text form for /metrics and, on first use, the protobuf form for
+// remote_write.
+type labelSet struct {
+	pairs []label // sorted by name, sanitised
+	text  string  // `{a="x",b="y"}` (or "" when there are no labels)
+	// Protobuf Label messages (TimeSeries field 1) before and after the slot
+	// where __name__ sorts; nil until remote_write first asks.
+	pbBefore, pbAfter []byte
+	pbDone            bool
+}
+
+// newLabelSet sanitises and sorts pairs (the slice is kept) and renders the
+// text form.
+func newLabelSet(pairs []label) *labelSet {
+	for i := range pairs {
+		pairs[i].name = sanitizeName(pairs[i].name)
+		pairs[i].value = sanitizeValue(pairs[i].value)
+	}
+	slices.SortStableFunc(pairs, func(a, b label) int { return strings.Compare(a.name, b.name) })
+	ls := &labelSet{pairs: pairs}
+	if len(pairs) == 0 {
+		return ls
+	}
+	n := 2
+	for _, p := range pairs {
+		n += len(p.name) + len(p.value) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	for i, p := range pairs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.name...)
+		b = append(b, '=', '"')
+		b = appendEscaped(b, p.value)
+		b = append(b, '"')
+	}
+	b = append(b, '}')
+	ls.text = string(b)
+	return ls
+}
+
+// protobuf renders the remote_write form once.
+func (ls *labelSet) protobuf() {
+	if ls.pbDone {
+		return
+	}
+	ls.pbDone = true
+	for _, p := range ls.pairs {
+		if p.name < "__name__" {
+			ls.pbBefore = appendLabelPB(ls.pbBefore, p.name, p.value)
+		} else {
+			ls.pbAfter = appendLabelPB(ls.pbAfter, p.name, p.value)
+		}
+	}
+}
+
+// appendLabelPB appends one Label message as TimeSeries field 1.
+func appendLabelPB(b []byte, name, value string) []byte {
+	n := protowire.SizeTag(1) + protowire.SizeBytes(len(name)) + protowire.SizeTag(2) + protowire.SizeBytes(len(value))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, name)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	return protowire.AppendString(b, value)
+}
+
+// sanitizeValue makes a label value valid UTF-8 (Prometheus rejects a scrape
+// or a write request with anything else).
+func sanitizeValue(v string) string {
+	if utf8.ValidString(v) {
+		return v
+	}
+	return strings.ToValidUTF8(v, "\uFFFD")
+}
+
+// sanitizeName maps a label name onto [a-zA-Z_][a-zA-Z0-9_]*, replacing
+// anything else with '_'; a name starting with "__" (reserved) gains a
+// leading letter.
+func sanitizeName(n string) string {
+	ok := n != "" && !strings.HasPrefix(n, "__")
+	for i := 0; ok && i < len(n); i++ {
+		ok = validNameByte(n[i], i)
+	}
+	if ok {
+		return n
+	}
+	b := []byte(n)
+	for i := range b {
+		if !validNameByte(b[i], i) {
+			b[i] = '_'
+		}
+	}
+	s := string(b)
+	if s == "" || strings.HasPrefix(s, "__") {
+		s = "l" + s
+	}
+	return s
+}
+
+func validNameByte(c byte, i int) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9'
+}
+
+// appendEscaped escapes a label value for the text formats: \ " and newline.
+func appendEscaped(b []byte, v string) []byte {
+	if !strings.ContainsAny(v, "\\\"\n") {
+		return append(b, v...)
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '"':
+			b = append(b, '\\', '"')
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// escapeHelp escapes HELP text: \ and newline.
+func escapeHelp(h string) string {
+	return strings.NewReplacer("\\", `\\`, "\n", `\n`).Replace(h)
+}

@@ -1,0 +1,353 @@
+package prometheus
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// NodeReader is what the exporter reads of one live node; the aggregator's
+// *LiveNode implements it. Everything it returns is valid only during the
+// walk's callback.
+type NodeReader interface {
+	ID() string
+	Identity() *fleet.Node
+	Generation() uint64 // changes whenever Identity does
+	State() string
+	Burn() fleet.Money
+	NumDevices() int
+	Device(i int) (*fleet.Device, *fleet.DeviceSample) // sample nil: none yet
+	EachEvent(fn func(*fleet.Event))
+}
+
+// Fleet walks the live fleet, calling fn once per node.
+type Fleet func(fn func(NodeReader))
+
+// Filter limits an exposition to some regions and/or nodes (empty: all).
+// A filtered exposition carries the per-device and per-node series of the
+// matching nodes, and the per-placement series of the matching regions when
+// only regions are given; the aggregator's own series only come unfiltered.
+type Filter struct {
+	Regions []string
+	Nodes   []string
+}
+
+func (f Filter) empty() bool { return len(f.Regions) == 0 && len(f.Nodes) == 0 }
+
+func (f Filter) matchNode(region, id string) bool {
+	return (len(f.Regions) == 0 || slices.Contains(f.Regions, region)) &&
+		(len(f.Nodes) == 0 || slices.Contains(f.Nodes, id))
+}
+
+// Exporter renders the fleet's series from live state. Label sets are built
+// once per device when its node's identity changes (on Hello) and reused by
+// every scrape and every remote_write; a scrape copies the latest samples
+// (one lock per node) and writes bytes, allocating almost nothing.
+type Exporter struct {
+	fleet Fleet
+	ins   Summarizer
+	now   func() time.Time
+
+	mu    sync.Mutex // one render at a time; guards everything below
+	cache map[string]*nodeCache
+	snap  snapshot
+}
+
+// NewExporter returns an exporter over the live fleet. ins may be nil: then
+// burn comes from each node's lease, in the lease currency, and there are no
+// spend, residency or alert series. Any aggregator.Insights is a Summarizer.
+func NewExporter(f Fleet, ins Summarizer) *Exporter {
+	return &Exporter{fleet: f, ins: ins, now: time.Now, cache: map[string]*nodeCache{}}
+}
+
+// nodeCache holds a node's label sets, valid for one generation.
+type nodeCache struct {
+	gen   uint64
+	built bool
+	devs  []*labelSet // by inventory position; nil for an unknown vendor
+	lease *labelSet   // fleettop_lease_price_per_gpu_hour
+	price float64     // lease price per GPU-hour, 0: none
+	place place
+}
+
+type place struct{ region, provider, jurisdiction string }
+
+// devSnap is one device's copy of its latest sample.
+type devSnap struct {
+	ls      *labelSet
+	vendor  fleet.Vendor
+	index   int
+	seen    bool // a sample arrived since Hello
+	any     bool // it carries at least one finite metric
+	xidSeen bool
+	xid     int64
+	s       fleet.DeviceSample
+}
+
+type nodeSnap struct {
+	c     *nodeCache
+	state string
+	burn  fleet.Money
+	gpus  int
+}
+
+// snapshot is the fleet copied out of the live state, reused across renders.
+type snapshot struct {
+	nodes []nodeSnap
+	devs  []devSnap
+}
+
+// take copies the fleet through f. Caller holds e.mu.
+func (e *Exporter) take(flt Filter) {
+	e.snap.nodes = e.snap.nodes[:0]
+	e.snap.devs = e.snap.devs[:0]
+	e.fleet(func(n NodeReader) {
+		id := n.ID()
+		c := e.cache[id]
+		if c == nil {
+			c = &nodeCache{}
+			e.cache[id] = c
+		}
+		if !c.built || c.gen != n.Generation() {
+			c.build(n)
+		}
+		if !flt.empty() && !flt.matchNode(c.place.region, id) {
+			return
+		}
+		state := n.State()
+		nd := n.NumDevices()
+		e.snap.nodes = append(e.snap.nodes, nodeSnap{c: c, state: state, burn: n.Burn(), gpus: nd})
+		if state == wire.StateOffline {
+			return // its last values are history, not the present
+		}
+		first := len(e.snap.devs)
+		for i := 0; i < nd && i < len(c.devs); i++ {
+			d, s := n.Device(i)
+			if c.devs[i] == nil {
+				continue
+			}
+			e.snap.devs = append(e.snap.devs, devSnap{ls: c.devs[i], vendor: d.Vendor, index: d.Index})
+			ds := &e.snap.devs[len(e.snap.devs)-1]
+			if s != nil {
+				ds.seen = true
+				ds.s = *s
+				for m := fleet.Metric(0); m < fleet.NumMetrics; m++ {
+					if v, ok := s.Get(m); ok && finite(v) {
+						ds.any = true
+						break
+					}
+				}
+			}
+		}
+		devs := e.snap.devs[first:]
+		n.EachEvent(func(ev *fleet.Event) {
+			if ev.Kind != fleet.EventXID {
+				return
+			}
+			for k := range devs {
+				if devs[k].index == ev.Device {
+					devs[k].xid, devs[k].xidSeen = ev.Code, true
+				}
+			}
+		})
+	})
+}
+
+// build renders a node's label sets from its identity (once per Hello).
+func (c *nodeCache) build(n NodeReader) {
+	nd := n.Identity()
+	id := n.ID()
+	c.gen, c.built = n.Generation(), true
+	c.place = place{nd.Region, nd.Provider, nd.Jurisdiction}
+	c.devs = make([]*labelSet, n.NumDevices())
+	for i := range c.devs {
+		d, _ := n.Device(i)
+		if pairs := deviceLabels(nd, id, d); pairs != nil {
+			c.devs[i] = newLabelSet(pairs)
+		}
+	}
+	c.price, c.lease = 0, nil
+	if p := nd.Lease.PricePerGPUHour; p.Micros > 0 {
+		c.price = units(p.Micros)
+		c.lease = newLabelSet([]label{{"node", id}, {"hostname", nd.Hostname}, {"lease", nd.Lease.ID},
+			{"region", nd.Region}, {"provider", nd.Provider}, {"jurisdiction", nd.Jurisdiction}, {"currency", p.Currency}})
+	}
+}
+
+// sink receives the exposition, one family after another.
+type sink interface {
+	sample(f *Family, ls *labelSet, v float64)
+}
+
+// render writes the fleet's series (as filtered) to s. It holds e.mu.
+func (e *Exporter) render(s sink, flt Filter) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	e.take(flt)
+	devs := e.snap.devs
+	for _, t := range [][]DeviceSeries{dcgmSeries, npuSeries} {
+		for _, row := range t {
+			for i := range devs {
+				d := &devs[i]
+				if d.vendor != row.Vendor {
+					continue
+				}
+				if v, ok := row.Value(d); ok {
+					s.sample(row.Family, d.ls, v)
+				}
+			}
+		}
+	}
+	nodes := e.snap.nodes
+	for i := range nodes {
+		if c := nodes[i].c; c.lease != nil {
+			s.sample(famLeasePrice, c.lease, c.price)
+		}
+	}
+	e.placements(s, flt, now)
+}
+
+type stateKey struct {
+	p     place
+	state string
+}
+
+// placements writes the series grouped by placement. Caller holds e.mu.
+func (e *Exporter) placements(s sink, flt Filter, now time.Time) {
+	nodes := e.snap.nodes
+	states := map[stateKey]int{}
+	var keys []stateKey
+	places := map[place]bool{}
+	for i := range nodes {
+		k := stateKey{nodes[i].c.place, nodes[i].state}
+		if _, ok := states[k]; !ok {
+			keys = append(keys, k)
+		}
+		states[k] += nodes[i].gpus
+		places[k.p] = true
+	}
+	slices.SortFunc(keys, func(a, b stateKey) int {
+		return strings.Compare(a.p.region+"\xff"+a.p.provider+"\xff"+a.p.jurisdiction+"\xff"+a.state,
+			b.p.region+"\xff"+b.p.provider+"\xff"+b.p.jurisdiction+"\xff"+b.state)
+	})
+	for _, k := range keys {
+		s.sample(famGPUs, placeLabels(k.p, label{"state", k.state}), float64(states[k]))
+	}
+	if len(flt.Nodes) > 0 {
+		return // placement figures are not per node
+	}
+	if pl, ok := e.ins.(placer); ok && e.ins != nil {
+		ps := pl.Placements(now)
+		var keep []int
+		for i, p := range ps {
+			if len(flt.Regions) == 0 || slices.Contains(flt.Regions, p.Region) {
+				keep = append(keep, i)
+			}
+		}
+		money := make([]*labelSet, len(ps))
+		plain := make([]*labelSet, len(ps))
+		for _, i := range keep {
+			p := &ps[i]
+			money[i] = placeLabels(place{p.Region, p.Provider, p.Jurisdiction}, label{"currency", p.BurnPerHour.Currency})
+			plain[i] = placeLabels(place{p.Region, p.Provider, p.Jurisdiction})
+		}
+		for _, i := range keep {
+			s.sample(famBurn, money[i], units(ps[i].BurnPerHour.Micros))
+		}
+		for _, i := range keep {
+			s.sample(famSpend, money[i], units(ps[i].SpendMonth.Micros))
+		}
+		for _, i := range keep {
+			s.sample(famIdleSpend, money[i], units(ps[i].IdleSpendMonth.Micros))
+		}
+		for _, i := range keep {
+			s.sample(famViolations, plain[i], float64(ps[i].Violations))
+		}
+		for _, i := range keep {
+			p := &ps[i]
+			for _, sev := range []fleet.Severity{fleet.SevCritical, fleet.SevInfo, fleet.SevWarning} {
+				s.sample(famAlertsOpen, placeLabels(place{p.Region, p.Provider, p.Jurisdiction}, label{"severity", string(sev)}),
+					float64(p.AlertsOpen[sev]))
+			}
+		}
+		return
+	}
+	// Without the engine: burn per lease currency from the nodes themselves.
+	type burnKey struct {
+		p        place
+		currency string
+	}
+	burn := map[burnKey]int64{}
+	var bkeys []burnKey
+	for i := range nodes {
+		b := nodes[i].burn
+		if b.Currency == "" {
+			continue
+		}
+		k := burnKey{nodes[i].c.place, b.Currency}
+		if _, ok := burn[k]; !ok {
+			bkeys = append(bkeys, k)
+		}
+		burn[k] += b.Micros
+	}
+	for _, k := range bkeys {
+		s.sample(famBurn, placeLabels(k.p, label{"currency", k.currency}), units(burn[k]))
+	}
+	if e.ins == nil {
+		return
+	}
+	e.alertSeries(s, places, now)
+}
+
+// alertSeries derives open alerts and residency violations per placement
+// from the Summarizer's alerts (when it does not group by placement itself).
+func (e *Exporter) alertSeries(s sink, places map[place]bool, now time.Time) {
+	byNode := map[string]place{}
+	for id, c := range e.cache {
+		byNode[id] = c.place
+	}
+	type sevKey struct {
+		p   place
+		sev fleet.Severity
+	}
+	open := map[sevKey]int{}
+	viol := map[place]int{}
+	for p := range places {
+		viol[p] = 0
+	}
+	_, _, alerts := e.ins.Summarize(now)
+	for _, a := range alerts {
+		p, ok := byNode[a.Node]
+		if !a.Open() || !ok || !places[p] {
+			continue
+		}
+		open[sevKey{p, a.Severity}]++
+		if a.Kind == fleet.EventResidency {
+			viol[p]++
+		}
+	}
+	for k, n := range open {
+		s.sample(famAlertsOpen, placeLabels(k.p, label{"severity", string(k.sev)}), float64(n))
+	}
+	for p, n := range viol {
+		s.sample(famViolations, placeLabels(p), float64(n))
+	}
+}
+
+func placeLabels(p place, extra ...label) *labelSet {
+	pairs := make([]label, 0, 3+len(extra))
+	pairs = append(pairs, label{"region", p.region}, label{"provider", p.provider}, label{"jurisdiction", p.jurisdiction})
+	return newLabelSet(append(pairs, extra...))
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// units turns micro-units into currency units for export (the only place
+// money becomes a float: Prometheus samples are floats).
+func units(micros int64) float64 { return float64(micros) / fleet.MicrosPerUnit }

@@ -1,0 +1,151 @@
+package prometheus
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// Family is one metric family: its name, help and type. Type is "gauge" or
+// "counter" (a counter's name ends in _total).
+type Family struct {
+	Name, Help, Type string
+
+	textHdr, omHdr string // rendered once by init
+	nameLabelPB    []byte // the __name__ Label message for remote_write
+}
+
+func newFamily(name, help, typ string) *Family {
+	f := &Family{Name: name, Help: help, Type: typ}
+	h := escapeHelp(help)
+	f.textHdr = "# HELP " + name + " " + h + "\n# TYPE " + name + " " + typ + "\n"
+	om := name
+	if typ == "counter" {
+		om = strings.TrimSuffix(name, "_total")
+	}
+	f.omHdr = "# HELP " + om + " " + h + "\n# TYPE " + om + " " + typ + "\n"
+	f.nameLabelPB = appendLabelPB(nil, "__name__", name)
+	return f
+}
+
+func gauge(name, help string) *Family   { return newFamily(name, help, "gauge") }
+func counter(name, help string) *Family { return newFamily(name, help, "counter") }
+
+// DeviceSeries is one row of the device table: a series per device of one
+// vendor. To export a new device metric, append a row to dcgmSeries or
+// npuSeries (C5/C6: names never change once shipped).
+type DeviceSeries struct {
+	*Family
+	Vendor fleet.Vendor
+	// Value returns the series' value for one device; false: not emitted.
+	Value func(d *devSnap) (float64, bool)
+}
+
+// metric exports fleet metric m multiplied by scale (the exporter's unit).
+func metric(m fleet.Metric, scale float64) func(*devSnap) (float64, bool) {
+	return func(d *devSnap) (float64, bool) {
+		if !d.seen {
+			return 0, false
+		}
+		v, ok := d.s.Get(m)
+		if !ok || !finite(v) {
+			return 0, false
+		}
+		return v * scale, true
+	}
+}
+
+const (
+	mib = 1 << 20
+	mb  = 1e6
+)
+
+// dcgmSeries are NVIDIA devices under the DCGM exporter's names.
+// DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION is a counter in dcgm-exporter, but
+// promtool requires counters to end in _total; the name is what dashboards
+// use, so it is typed gauge here (rate() works the same).
+var dcgmSeries = []DeviceSeries{
+	{gauge("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."), fleet.VendorNVIDIA, metric(fleet.MetricUtil, 100)},
+	{gauge("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %)."), fleet.VendorNVIDIA, metric(fleet.MetricMemUtil, 100)},
+	{gauge("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."), fleet.VendorNVIDIA, metric(fleet.MetricMemUsed, 1.0/mib)},
+	{gauge("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."), fleet.VendorNVIDIA, metric(fleet.MetricMemFree, 1.0/mib)},
+	{gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."), fleet.VendorNVIDIA, metric(fleet.MetricPower, 1)},
+	{gauge("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ)."), fleet.VendorNVIDIA, metric(fleet.MetricEnergy, 1000)},
+	{gauge("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."), fleet.VendorNVIDIA, metric(fleet.MetricTemp, 1)},
+	{gauge("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz)."), fleet.VendorNVIDIA, metric(fleet.MetricSMClock, 1)},
+	{gauge("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz)."), fleet.VendorNVIDIA, metric(fleet.MetricMemClock, 1)},
+	// The last XID of the device among the node's recent events, 0 when
+	// none; emitted once the device has reported anything.
+	{gauge("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered."), fleet.VendorNVIDIA, func(d *devSnap) (float64, bool) {
+		return float64(d.xid), d.xidSeen || d.seen && d.any
+	}},
+}
+
+// npuSeries are Ascend devices under npu-exporter's names.
+var npuSeries = []DeviceSeries{
+	{gauge("npu_chip_info_utilization", "the ai core utilization"), fleet.VendorAscend, metric(fleet.MetricUtil, 100)},
+	{gauge("npu_chip_info_hbm_used_memory", "the npu hbm used memory, unit is 'MB'"), fleet.VendorAscend, metric(fleet.MetricMemUsed, 1.0/mb)},
+	{gauge("npu_chip_info_hbm_total_memory", "the npu hbm total memory, unit is 'MB'"), fleet.VendorAscend, metric(fleet.MetricMemTotal, 1.0/mb)},
+	{gauge("npu_chip_info_power", "the npu power, unit is 'W'"), fleet.VendorAscend, metric(fleet.MetricPower, 1)},
+	{gauge("npu_chip_info_temperature", "the npu temperature, unit is 'C'"), fleet.VendorAscend, metric(fleet.MetricTemp, 1)},
+	{gauge("npu_chip_info_health_status", "the npu health status: 1 healthy, 0 unhealthy"), fleet.VendorAscend, func(d *devSnap) (float64, bool) {
+		h, ok := d.s.Get(fleet.MetricHealth)
+		if !d.seen || !ok {
+			return 0, false
+		}
+		if fleet.Health(h) == fleet.HealthOK {
+			return 1, true
+		}
+		return 0, true
+	}},
+}
+
+// deviceLabels returns the label pairs of one device, by vendor: DCGM's
+// labels for NVIDIA, npu-exporter's for Ascend, plus fleettop's placement
+// and node (the node id, which keeps two nodes with the same hostname and
+// device UUIDs from rendering colliding series).
+// Called once per device per Hello. To add a label, add it here.
+func deviceLabels(n *fleet.Node, id string, d *fleet.Device) []label {
+	host := n.Hostname
+	if host == "" {
+		host = id
+	}
+	idx := strconv.Itoa(d.Index)
+	switch d.Vendor {
+	case fleet.VendorNVIDIA:
+		return []label{
+			{"gpu", idx}, {"UUID", d.UUID}, {"device", "nvidia" + idx}, {"modelName", d.Model},
+			{"Hostname", host}, {"hostname", host},
+			{"region", n.Region}, {"provider", n.Provider}, {"jurisdiction", n.Jurisdiction}, {"node", id},
+		}
+	case fleet.VendorAscend:
+		return []label{
+			{"id", idx}, {"model_name", d.Model}, {"vdie_id", d.UUID}, {"hostname", host},
+			{"region", n.Region}, {"provider", n.Provider}, {"jurisdiction", n.Jurisdiction}, {"node", id},
+		}
+	}
+	return nil
+}
+
+// fleettop's own series.
+var (
+	famLeasePrice = gauge("fleettop_lease_price_per_gpu_hour", "Lease price per GPU-hour of a node, in its currency.")
+	famGPUs       = gauge("fleettop_gpus", "Accelerators known, by state.")
+	famBurn       = gauge("fleettop_cost_burn_per_hour", "What the leased GPUs cost per hour now.")
+	famSpend      = counter("fleettop_cost_spend_total", "Lease spend accrued this calendar month (UTC), whether nodes report or not; resets at the start of a month.")
+	famIdleSpend  = counter("fleettop_cost_idle_spend_total", "Spend on GPU time under the idle threshold this calendar month (UTC); resets at the start of a month.")
+	famViolations = gauge("fleettop_residency_violations", "Jobs (per node) processing a data class outside its allowed jurisdictions.")
+	famAlertsOpen = gauge("fleettop_alerts_open", "Open alerts by severity.")
+)
+
+// Families lists every family the exporter can write, in output order.
+func Families() []*Family {
+	var out []*Family
+	for _, t := range [][]DeviceSeries{dcgmSeries, npuSeries} {
+		for _, d := range t {
+			out = append(out, d.Family)
+		}
+	}
+	return append(out, famLeasePrice, famGPUs, famBurn, famSpend, famIdleSpend, famViolations, famAlertsOpen)
+}
