@@ -88,6 +88,8 @@ type fileConfig struct {
 	Alerts             fileAlerts          `yaml:"alerts"`
 	LeasesEndingWithin string              `yaml:"leases_ending_within"`
 	Webhook            *fileWebhook        `yaml:"webhook"`
+	// RemoteWrite is parsed by exporters/remotewrite (ParseConfig).
+	RemoteWrite any `yaml:"remote_write"`
 }
 
 type filePrice struct {
@@ -162,7 +164,7 @@ func yamlError(name string, err error) error {
 		msg := ye.GetMessage()
 		var uf *yaml.UnknownFieldError
 		if errors.As(err, &uf) {
-			msg += "; known keys are currency, rates, prices, idle_threshold, budgets, residency, alerts, leases_ending_within, webhook (see docs for the keys inside each)"
+			msg += "; known keys are currency, rates, prices, idle_threshold, budgets, residency, alerts, leases_ending_within, webhook, remote_write (see docs for the keys inside each)"
 		}
 		var te *yaml.TypeError
 		if errors.As(err, &te) {

@@ -20,6 +20,7 @@ import (
 	"github.com/fleettop/fleettop/aggregator"
 	"github.com/fleettop/fleettop/aggregator/insight"
 	promexp "github.com/fleettop/fleettop/exporters/prometheus"
+	"github.com/fleettop/fleettop/exporters/remotewrite"
 	"github.com/fleettop/fleettop/internal/sdnotify"
 	"github.com/fleettop/fleettop/store"
 )
@@ -154,6 +155,10 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 	if err != nil {
 		return nil, nil, usagef("config: %v", err)
 	}
+	remotes, err := remotewrite.LoadConfig(o.ConfigFile)
+	if err != nil {
+		return nil, nil, usagef("config: %v", err)
+	}
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return nil, nil, usagef("cannot create data directory %s: %v", o.DataDir, err)
 	}
@@ -201,6 +206,28 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		return nil, nil, fmt.Errorf("start aggregator: %w", err)
 	}
 	live.Store(srv)
+	// remote_write: the same series as /metrics, buffered on disk per endpoint.
+	var rwm *remotewrite.Metrics
+	if len(remotes) > 0 {
+		rwm = remotewrite.NewMetrics(srv.Registry())
+	}
+	for _, rc := range remotes {
+		reg := srv.Registry()
+		w, err := remotewrite.New(rc, func(ts time.Time, n int, emit func([]byte, int)) int {
+			return exp.WriteRequests(ts, n, reg, emit)
+		}, filepath.Join(o.DataDir, "remote_write"), rwm, log)
+		if err != nil {
+			_ = srv.Close(ctx)
+			for _, c := range closers {
+				_ = c(ctx)
+			}
+			st.Close()
+			return nil, nil, usagef("config: %v", err)
+		}
+		w.Start()
+		closers = append([]func(context.Context) error{w.Close}, closers...)
+		log.Info("remote_write", "name", rc.Name, "url", rc.URL, "interval", rc.Interval)
+	}
 	var (
 		once    sync.Once
 		stopErr error
