@@ -559,7 +559,28 @@ func (a *App) statusLine() string {
 	if a.active == pageNode && a.histErr != "" {
 		return st.Dim.Render("history unavailable: " + a.histErr)
 	}
-	return ""
+	return st.Dim.Render(a.breadcrumbs())
+}
+
+// breadcrumbs says where the current view sits: "Fleet › Singapore ›
+// sin-h100-032".
+func (a *App) breadcrumbs() string {
+	crumbs := []string{"Fleet"}
+	switch a.active {
+	case pageNode:
+		if r := a.sh.snap.Node(a.node.id); r != nil {
+			crumbs = append(crumbs, r.View.Region, orDash(r.View.Hostname))
+		} else if a.node.id != "" {
+			crumbs = append(crumbs, a.node.id)
+		}
+	case pageFleet:
+	default:
+		crumbs = append(crumbs, a.pages[a.active].Title())
+		if f, ok := a.pages[a.active].(filterable); ok && f.Filter() != "" {
+			crumbs = append(crumbs, "“"+f.Filter()+"”")
+		}
+	}
+	return strings.Join(crumbs, " › ")
 }
 
 func (a *App) helpView() string {

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"strconv"
 	"strings"
 
 	"charm.land/lipgloss/v2"
@@ -157,8 +158,13 @@ func (t *table) view(b *strings.Builder, row func(i int, cells []cell) []cell) {
 			hb.WriteString(Fit(title, t.widths[k]))
 		}
 	}
-	b.WriteString(t.st.paint(&t.st.TableHeader, Fit(hb.String(), t.width)))
 	end := min(t.offset+t.height, t.n)
+	head := Fit(hb.String(), t.width)
+	if more := scrollHint(t.offset, t.n-end); more != "" && cellWidth(more) < t.width/2 {
+		// Rows off screen: say how many, at the right end of the header.
+		head = Fit(head, t.width-cellWidth(more)) + more
+	}
+	b.WriteString(t.st.paint(&t.st.TableHeader, head))
 	for r := t.offset; r < end; r++ {
 		b.WriteByte('\n')
 		t.cells = row(r, t.cells[:0])
@@ -197,6 +203,19 @@ func (t *table) view(b *strings.Builder, row func(i int, cells []cell) []cell) {
 		}
 		b.WriteString(line)
 	}
+}
+
+// scrollHint is " 3 above ↑ 12 more ↓" for rows above and below the
+// window; "" when every row is on screen.
+func scrollHint(above, below int) string {
+	s := ""
+	if above > 0 {
+		s += " " + strconv.Itoa(above) + " above ↑"
+	}
+	if below > 0 {
+		s += " " + strconv.Itoa(below) + " more ↓"
+	}
+	return s
 }
 
 // utilCell draws "████▌    63.2%" in w cells; without a value, "-".
