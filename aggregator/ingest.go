@@ -104,13 +104,14 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.wg.Add(1)
-	defer s.wg.Done()
 	if s.closing.Load() {
+		s.wg.Done()
 		http.Error(w, "aggregator shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	conn, err := websocket.Accept(smallBuffers{w}, r, nil)
 	if err != nil {
+		s.wg.Done()
 		s.log.Debug("collect upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -123,6 +124,18 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 		done:  make(chan struct{}),
 		rbuf:  make([]byte, 0, readBufSize),
 	}
+	// The session runs on a goroutine of its own, owned by s.wg, and the
+	// handler returns: net/http then lets go of the connection's 4 KiB
+	// request reader and writer and the handler's stack, which would
+	// otherwise live as long as the collector stays connected.
+	go func() {
+		defer s.wg.Done()
+		s.serveCollector(ss, tok)
+	}()
+}
+
+// serveCollector runs one collector session until it ends and closes it.
+func (s *Server) serveCollector(ss *session, tok *Token) {
 	defer track(s, s.sessions, s.m.collectors, ss)()
 	if s.closing.Load() { // Close snapshotted sessions before we registered
 		ss.closeWith(wire.CloseGoingAway, "aggregator shutting down")
@@ -130,7 +143,7 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 	}
 	var acks sync.WaitGroup
 	acks.Go(ss.ackLoop)
-	err = ss.run()
+	err := ss.run()
 	close(ss.done)
 	defer acks.Wait()
 	var rj *rejectErr
