@@ -300,6 +300,13 @@ func (c *Config) Node(d NodeDefaults) (fleet.Node, error) {
 			bad(key, "%s is longer than %d bytes", key, wire.MaxStringBytes)
 		}
 	}
+	if len(errs) == 0 {
+		// What the aggregator will check at the edge, said here first: a
+		// node it would refuse should not start and retry forever.
+		if err := wire.ValidateHello(&wire.Hello{Proto: wire.Version, Node: n}); err != nil {
+			errs = append(errs, fmt.Errorf("the aggregator would refuse this node: %v", err))
+		}
+	}
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return fleet.Node{}, errors.Join(errs...)

@@ -100,3 +100,21 @@ func FuzzParseConfig(f *testing.F) {
 		c.Node(noDefaults)
 	})
 }
+
+// A node the aggregator would refuse at the edge does not start: the
+// operator gets the reason at once instead of a reconnect loop.
+func TestNodeRefusedLikeTheAggregator(t *testing.T) {
+	for _, c := range []Config{
+		{NodeID: "n1", Hostname: "bad host"},
+		{NodeID: "n/1"},
+		{NodeID: "n1", Region: "a\x1b[2J"},
+		{NodeID: "n1", Labels: map[string]string{"a b": "x"}},
+	} {
+		if _, err := c.Node(noDefaults); err == nil || !strings.Contains(err.Error(), "the aggregator would refuse") {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	if _, err := (&Config{NodeID: "n1", Hostname: "gpu-01.example", Region: "Singapore", Labels: map[string]string{"k8s.io/zone": "a b"}}).Node(noDefaults); err != nil {
+		t.Fatalf("good node refused: %v", err)
+	}
+}
