@@ -20,8 +20,6 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
-
-	"github.com/fleettop/fleettop/fleet"
 )
 
 // Options configures Run.
@@ -618,18 +616,17 @@ const silenceFor = time.Hour
 // markAlert toggles the acknowledgement (ack) or the silence of the alert
 // under the cursor on its aggregator.
 func (a *App) markAlert(ack bool) tea.Cmd {
-	id := a.selectedID()
-	if id == "" || a.src == nil || a.sh.snap == nil {
+	lp, _ := a.pages[pageAlerts].(*listPage[AlertRow])
+	if lp == nil || a.src == nil {
 		return nil
 	}
-	var al *fleet.Alert
-	for i := range a.sh.snap.Alerts {
-		if a.sh.snap.Alerts[i].ID == id {
-			al = &a.sh.snap.Alerts[i]
-		}
-	}
+	al := lp.currentRow()
 	if al == nil {
 		return nil
+	}
+	ids, id := al.IDs, al.ID
+	if len(ids) > 1 {
+		id = strconv.Itoa(len(ids)) + " alerts of " + al.Node
 	}
 	action, what := "ack", "acknowledged "
 	switch {
@@ -644,8 +641,10 @@ func (a *App) markAlert(ack bool) tea.Cmd {
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := src.MarkAlert(ctx, id, action, silenceFor); err != nil {
-			return markMsg{err: err}
+		for _, id := range ids {
+			if err := src.MarkAlert(ctx, id, action, silenceFor); err != nil {
+				return markMsg{err: err}
+			}
 		}
 		return markMsg{what: what + id + " (shown with the next update)"}
 	}

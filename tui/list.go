@@ -141,6 +141,14 @@ func (p *listPage[R]) rebuild(keep string) {
 	}
 }
 
+// currentRow is the row under the cursor, or nil.
+func (p *listPage[R]) currentRow() *R {
+	if p.t.cursor < len(p.idx) {
+		return &p.all[p.idx[p.t.cursor]]
+	}
+	return nil
+}
+
 func (p *listPage[R]) current() string {
 	if p.id != nil && p.t.cursor < len(p.idx) {
 		return p.id(&p.all[p.idx[p.t.cursor]])

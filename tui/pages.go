@@ -9,7 +9,6 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -345,73 +344,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// ---- Alerts ----
-
-func newAlertsPage(sh *shared) *listPage[fleet.Alert] {
-	st := sh.st
-	p := &listPage[fleet.Alert]{
-		title: "Alerts",
-		st:    st,
-		t: newTable(st, []column{
-			{title: "Severity", width: 9},
-			{title: "Kind", width: 9},
-			{title: "Node", width: 12, flex: 1},
-			{title: "Region", width: 10, drop: 3},
-			{title: "Job", width: 8, drop: 2},
-			{title: "Message", width: 20, flex: 3},
-			{title: "Since", width: 12},
-		}),
-		get: func(s *Snapshot) []fleet.Alert { return s.Alerts },
-		id:  func(a *fleet.Alert) string { return a.ID },
-		search: func(a *fleet.Alert) string {
-			return strings.ToLower(string(a.Severity) + " " + string(a.Kind) + " " + a.Node + " " + a.Region + " " + a.Job + " " + a.Message)
-		},
-		cells: func(a *fleet.Alert, c []cell) []cell {
-			sev := cell{text: string(a.Severity)}
-			switch a.Severity {
-			case fleet.SevCritical:
-				sev.style = &st.Crit
-			case fleet.SevWarning:
-				sev.style = &st.Warn
-			}
-			since := "-"
-			if a.Open() {
-				if !a.Start.IsZero() && !sh.now.IsZero() {
-					since = "open " + Duration(sh.now.Sub(a.Start))
-				}
-			} else {
-				sev.style = &st.Dim
-				since = "ended " + Duration(sh.now.Sub(a.End))
-			}
-			switch {
-			case a.SilencedUntil.After(sh.now):
-				sev.style = &st.Dim
-				since = "silenced " + Duration(a.SilencedUntil.Sub(sh.now))
-			case a.Acked:
-				since += " ack"
-			}
-			dev := ""
-			if a.Device >= 0 && a.Node != "" {
-				dev = " GPU" + strconv.Itoa(a.Device)
-			}
-			return append(c, sev, cell{text: string(a.Kind)}, cell{text: orDash(a.Node) + dev},
-				cell{text: orDash(a.Region)}, cell{text: orDash(a.Job)}, cell{text: alertText(a)}, cell{text: since})
-		},
-		enter: func(a *fleet.Alert) tea.Cmd {
-			if a.Node == "" {
-				return nil
-			}
-			return nav(navMsg{page: pageNode, node: a.Node})
-		},
-	}
-	p.sorts = []sortKey[fleet.Alert]{
-		{col: 0, cmp: func(a, b *fleet.Alert) int { return 0 }}, // open, severity, newest
-		{col: 1, cmp: func(a, b *fleet.Alert) int { return strings.Compare(string(a.Kind), string(b.Kind)) }},
-		{col: 2, cmp: func(a, b *fleet.Alert) int { return strings.Compare(a.Node, b.Node) }},
-		{col: 3, cmp: func(a, b *fleet.Alert) int { return strings.Compare(a.Region, b.Region) }},
-		{col: 6, desc: true, cmp: func(a, b *fleet.Alert) int { return a.Start.Compare(b.Start) }},
-	}
-	return p
 }
