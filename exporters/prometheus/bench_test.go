@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/klauspost/compress/snappy"
 
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/wire"
@@ -75,5 +78,30 @@ func BenchmarkScrape(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(gpus), "ns/gpu")
 			})
 		}
+	}
+}
+
+// BenchmarkRemoteWrite measures one remote_write interval of the fleet
+// series: render into WriteRequests of 2,000 samples and snappy-compress
+// each, as the remote_write loop does before buffering.
+func BenchmarkRemoteWrite(b *testing.B) {
+	for _, gpus := range []int{10_000, 100_000} {
+		e := NewExporter(benchFleet(gpus/8), fakeInsights{})
+		b.Run(fmt.Sprintf("gpus=%d", gpus), func(b *testing.B) {
+			var raw, packed int
+			var dst []byte
+			ts := time.Unix(1_800_000_000, 0)
+			b.ReportAllocs()
+			for b.Loop() {
+				raw, packed = 0, 0
+				e.WriteRequests(ts, 2000, nil, func(req []byte, _ int) {
+					raw += len(req)
+					dst = snappy.Encode(dst[:cap(dst)], req)
+					packed += len(dst)
+				})
+			}
+			b.ReportMetric(float64(raw), "B/interval")
+			b.ReportMetric(float64(packed), "snappyB/interval")
+		})
 	}
 }

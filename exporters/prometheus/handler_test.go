@@ -111,3 +111,24 @@ func TestHostileLabels(t *testing.T) {
 		t.Errorf("hostile hostname not escaped as expected:\n%s", body)
 	}
 }
+
+// TestForgottenNodesLeaveTheCache: a node the fleet no longer lists loses
+// its label sets and its series.
+func TestForgottenNodesLeaveTheCache(t *testing.T) {
+	all := true
+	e := NewExporter(fakeFleet(func() []wire.NodeView {
+		if all {
+			return fixture()
+		}
+		return fixture()[:1]
+	}), nil)
+	body, _ := scrape(t, e, "/metrics", nil)
+	if len(e.cache) != 3 || !strings.Contains(body, "npu_chip_info") {
+		t.Fatalf("cache holds %d nodes, want 3", len(e.cache))
+	}
+	all = false
+	body, _ = scrape(t, e, "/metrics", nil)
+	if len(e.cache) != 1 || strings.Contains(body, "npu_chip_info") {
+		t.Errorf("after two nodes went: cache holds %d nodes, npu series present %v", len(e.cache), strings.Contains(body, "npu_chip_info"))
+	}
+}

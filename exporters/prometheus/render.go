@@ -55,6 +55,7 @@ type Exporter struct {
 
 	mu    sync.Mutex // one render at a time; guards everything below
 	cache map[string]*nodeCache
+	walk  uint64 // walks so far: a cache entry not seen in the last walk is a node gone
 	snap  snapshot
 }
 
@@ -68,6 +69,7 @@ func NewExporter(f Fleet, ins Summarizer) *Exporter {
 // nodeCache holds a node's label sets, valid for one generation.
 type nodeCache struct {
 	gen   uint64
+	walk  uint64 // the last walk that saw the node
 	built bool
 	devs  []*labelSet // by inventory position; nil for an unknown vendor
 	lease *labelSet   // fleettop_lease_price_per_gpu_hour
@@ -106,12 +108,28 @@ type snapshot struct {
 func (e *Exporter) take(flt Filter) {
 	e.snap.nodes = e.snap.nodes[:0]
 	e.snap.devs = e.snap.devs[:0]
+	e.walk++
+	seen := 0
+	defer func() {
+		if seen == len(e.cache) {
+			return
+		}
+		for id, c := range e.cache { // nodes the aggregator forgot
+			if c.walk != e.walk {
+				delete(e.cache, id)
+			}
+		}
+	}()
 	e.fleet(func(n NodeReader) {
 		id := n.ID()
 		c := e.cache[id]
 		if c == nil {
 			c = &nodeCache{}
 			e.cache[id] = c
+		}
+		if c.walk != e.walk {
+			c.walk = e.walk
+			seen++
 		}
 		if !c.built || c.gen != n.Generation() {
 			c.build(n)
