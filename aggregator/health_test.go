@@ -90,3 +90,28 @@ func TestHeartbeatStopsWhileCommitWedged(t *testing.T) {
 	close(rec.release)
 	waitFor(t, "heartbeats again", func() bool { return beats.Load() > before })
 }
+
+// isolatingRecorder reports nodes a commit left out.
+type isolatingRecorder struct {
+	*fakeRecorder
+}
+
+func (isolatingRecorder) IsolatedRows() uint64 { return 3 }
+
+// Nodes the store left out of a commit are counted on /metrics.
+func TestIsolatedNodesCounted(t *testing.T) {
+	ts := startServerWith(t, isolatingRecorder{newFakeRecorder()}, nil)
+	mfs, err := ts.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "fleettop_commit_isolated_nodes_total" {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != 3 {
+				t.Fatalf("fleettop_commit_isolated_nodes_total = %v, want 3", v)
+			}
+			return
+		}
+	}
+	t.Fatal("fleettop_commit_isolated_nodes_total not served")
+}

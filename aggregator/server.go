@@ -358,6 +358,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("load alert marks: %w", err)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if ir, ok := cfg.Recorder.(interface{ IsolatedRows() uint64 }); ok {
+		// One node's rows the database refused, left out so that the rest
+		// of the fleet commits (store.IsolatedRows).
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fleettop_commit_isolated_nodes_total",
+			Help: "Nodes whose rows a commit left out because the database refused them (the other nodes committed)."},
+			func() float64 { return float64(ir.IsolatedRows()) }))
+	}
 	for _, c := range cfg.Collectors {
 		if err := reg.Register(c); err != nil {
 			cancel()

@@ -13,6 +13,7 @@ import (
 )
 
 var _ aggregator.Recorder = (*Store)(nil)
+var _ interface{ IsolatedRows() uint64 } = (*Store)(nil) // served as fleettop_commit_isolated_nodes_total
 
 // fakeClock is a settable clock for tests.
 type fakeClock struct{ t time.Time }
