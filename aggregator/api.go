@@ -6,22 +6,26 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/wire"
 )
 
 // Totals are fleet-wide counts for /api/v1/fleet.
 type Totals struct {
-	Nodes        int            `json:"nodes"`
-	NodesOnline  int            `json:"nodes_online"`
-	NodesStale   int            `json:"nodes_stale"`
-	NodesOffline int            `json:"nodes_offline"`
-	Devices      int            `json:"devices"`
-	ByVendor     map[string]int `json:"devices_by_vendor"`
-	Gaps         uint64         `json:"gaps"`
-	Util         float64        `json:"util"` // mean over online devices reporting it, 0..1
+	Nodes        int `json:"nodes"`
+	NodesOnline  int `json:"nodes_online"`
+	NodesStale   int `json:"nodes_stale"`
+	NodesOffline int `json:"nodes_offline"`
+	// NodesDegraded are online with a lost or invisible GPU.
+	NodesDegraded int            `json:"nodes_degraded"`
+	Devices       int            `json:"devices"`
+	ByVendor      map[string]int `json:"devices_by_vendor"`
+	Gaps          uint64         `json:"gaps"`
+	Util          float64        `json:"util"` // mean over online devices reporting it, 0..1
 }
 
 // FleetResponse is the body of /api/v1/fleet.
@@ -54,6 +58,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/watch", s.handleWatch)
 	mux.Handle("GET /api/v1/fleet", s.viewerOnly(http.HandlerFunc(s.handleFleet)))
 	mux.Handle("GET /api/v1/nodes/{id}", s.viewerOnly(http.HandlerFunc(s.handleNode)))
+	mux.Handle("GET /api/v1/alerts", s.viewerOnly(http.HandlerFunc(s.handleAlerts)))
 	mux.HandleFunc("POST /api/v1/alerts/mark", s.handleMark)
 	// ContinueOnError: a series that cannot be gathered (a collector's
 	// error) is logged and counted, and everything else is still served;
@@ -120,6 +125,8 @@ func totals(nodes []wire.NodeView) Totals {
 		switch n.State {
 		case wire.StateOnline:
 			t.NodesOnline++
+		case wire.StateDegraded:
+			t.NodesDegraded++
 		case wire.StateStale:
 			t.NodesStale++
 		default:
@@ -129,7 +136,7 @@ func totals(nodes []wire.NodeView) Totals {
 		t.Devices += len(n.Devices)
 		for _, d := range n.Devices {
 			t.ByVendor[string(d.Vendor)]++
-			if n.State == wire.StateOnline && d.Util != nil {
+			if (n.State == wire.StateOnline || n.State == wire.StateDegraded) && d.State != fleet.DeviceLost && d.Util != nil {
 				utilSum += *d.Util
 				utilN++
 			}
@@ -139,6 +146,64 @@ func totals(nodes []wire.NodeView) Totals {
 		t.Util = utilSum / float64(utilN)
 	}
 	return t
+}
+
+// AlertView is one alert in /api/v1/alerts.
+type AlertView struct {
+	ID       string          `json:"id"`
+	Kind     fleet.EventKind `json:"kind"`
+	Severity fleet.Severity  `json:"severity"`
+	Node     string          `json:"node,omitempty"`
+	Region   string          `json:"region,omitempty"`
+	GPU      *int            `json:"gpu"` // device index; null when not device-specific
+	Job      string          `json:"job,omitempty"`
+	Start    time.Time       `json:"start"`
+	End      *time.Time      `json:"end"` // null while open
+	Open     bool            `json:"open"`
+	Message  string          `json:"message"`
+	// An operator's marks (POST /api/v1/alerts/mark).
+	Acked         bool      `json:"acked,omitempty"`
+	AckedBy       string    `json:"acked_by,omitempty"`
+	SilencedUntil time.Time `json:"silenced_until,omitzero"`
+}
+
+// AlertsResponse is the body of /api/v1/alerts: the open alerts and those
+// that ended recently, oldest start first, on the aggregator's clock (Time).
+type AlertsResponse struct {
+	Aggregator string      `json:"aggregator,omitempty"`
+	Time       time.Time   `json:"time"`
+	Open       int         `json:"open"`
+	Alerts     []AlertView `json:"alerts"`
+}
+
+func alertViews(alerts []fleet.Alert) []AlertView {
+	out := make([]AlertView, 0, len(alerts))
+	for _, a := range alerts {
+		v := AlertView{ID: a.ID, Kind: a.Kind, Severity: a.Severity, Node: a.Node, Region: a.Region, Job: a.Job,
+			Start: a.Start, Open: a.Open(), Message: a.Message, Acked: a.Acked, AckedBy: a.AckedBy, SilencedUntil: a.SilencedUntil}
+		if a.Device >= 0 {
+			d := a.Device
+			v.GPU = &d
+		}
+		if !a.Open() {
+			e := a.End
+			v.End = &e
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
+	now := s.clock()
+	_, _, alerts := s.summarize(now)
+	resp := AlertsResponse{Aggregator: s.cfg.Name, Time: now, Alerts: alertViews(alerts)}
+	for _, a := range resp.Alerts {
+		if a.Open {
+			resp.Open++
+		}
+	}
+	s.writeJSON(w, r, resp)
 }
 
 func (s *Server) handleNode(w http.ResponseWriter, r *http.Request) {

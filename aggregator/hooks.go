@@ -50,3 +50,8 @@ type Insights interface {
 	// currency (the lease currency only when that has no exchange rate).
 	NodeBurn(n *fleet.Node) fleet.Money
 }
+
+// ticker is implemented by Insights whose time-driven rules (offline
+// alerts) must be judged although no sample arrives and nobody watches;
+// the aggregator calls Tick after every state check.
+type ticker interface{ Tick(now time.Time) }

@@ -691,6 +691,9 @@ func (s *Server) checkStates() {
 			s.wg.Go(func() { idle.closeWith(wire.CloseNormal, "no samples for "+s.cfg.OfflineAfter.String()) })
 		}
 	}
+	if t, ok := s.cfg.Insights.(ticker); ok {
+		t.Tick(now)
+	}
 }
 
 func (n *nodeState) lastSeenAt() time.Time {

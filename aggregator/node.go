@@ -3,6 +3,7 @@ package aggregator
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,10 @@ import (
 
 // maxEvents is how many recent events each node keeps for viewers.
 const maxEvents = 32
+
+// xidFallenOffBus is NVIDIA's XID 79: the GPU has fallen off the bus. The
+// device is lost until the node boots again.
+const xidFallenOffBus = 79
 
 // nodeState is one node's live state. mu guards everything but the atomics;
 // ingest of one node never contends with another node's.
@@ -60,9 +65,14 @@ func newNodeState(id string) *nodeState {
 }
 
 // setNode installs the identity from Hello (already cloned), keeping device
-// history when the inventory is unchanged. Caller holds n.mu.
+// history when the inventory is unchanged. Within one boot, a device that
+// was lost stays lost and one missing from the new inventory is kept as
+// lost; a new boot starts afresh. Caller holds n.mu.
 func (n *nodeState) setNode(node fleet.Node) {
 	n.gen++
+	if n.node.ID != "" && node.BootID != "" && node.BootID == n.node.BootID {
+		node.Devices = keepLost(n.node.Devices, node.Devices)
+	}
 	same := len(node.Devices) == len(n.devs)
 	for i := 0; same && i < len(node.Devices); i++ {
 		same = node.Devices[i].Index == n.devs[i].dev.Index && node.Devices[i].UUID == n.devs[i].dev.UUID
@@ -84,6 +94,51 @@ func (n *nodeState) setNode(node fleet.Node) {
 		n.slot[d.Index] = int8(i)
 	}
 }
+
+// keepLost returns the inventory cur of a node that reconnected within the
+// same boot: devices lost before stay lost, and devices of prev missing from
+// cur come back as lost, in index order.
+func keepLost(prev, cur []fleet.Device) []fleet.Device {
+	var lost []fleet.Device
+	for _, p := range prev {
+		k := slices.IndexFunc(cur, func(d fleet.Device) bool { return d.Index == p.Index })
+		switch {
+		case k < 0:
+			p.State = fleet.DeviceLost
+			lost = append(lost, p)
+		case p.State == fleet.DeviceLost && cur[k].UUID == p.UUID:
+			cur[k].State = fleet.DeviceLost
+		}
+	}
+	if len(lost) == 0 {
+		return cur
+	}
+	out := append(slices.Clone(cur), lost...)
+	slices.SortFunc(out, func(a, b fleet.Device) int { return a.Index - b.Index })
+	return out
+}
+
+// markLost records that device index fell off the bus. Caller holds n.mu.
+func (n *nodeState) markLost(index int) bool {
+	if index < 0 || index >= wire.MaxDevices || n.slot[index] < 0 {
+		return false
+	}
+	k := n.slot[index]
+	if n.devs[k].dev.State == fleet.DeviceLost {
+		return false
+	}
+	n.devs[k].dev.State = fleet.DeviceLost
+	for i := range n.node.Devices {
+		if n.node.Devices[i].Index == index {
+			n.node.Devices[i].State = fleet.DeviceLost
+		}
+	}
+	return true
+}
+
+// degraded reports whether the node has lost a device or sees fewer GPUs
+// than its lease pays for. Caller holds n.mu.
+func (n *nodeState) degraded() bool { return n.node.BlindGPUs() > 0 }
 
 // validateHello checks a Hello before any state is touched: the protocol
 // version, then everything wire.ValidateHello checks.
@@ -124,12 +179,19 @@ func cloneNode(n *fleet.Node) fleet.Node {
 			c.Labels[strings.Clone(k)] = strings.Clone(v)
 		}
 	}
+	if n.Sources != nil {
+		c.Sources = make([]fleet.SourceStatus, len(n.Sources))
+		for i, st := range n.Sources {
+			c.Sources[i] = fleet.SourceStatus{Name: strings.Clone(st.Name), Up: st.Up, Reason: strings.Clone(st.Reason)}
+		}
+	}
 	c.Devices = make([]fleet.Device, len(n.Devices))
 	for i, d := range n.Devices {
 		d.UUID = strings.Clone(d.UUID)
 		d.Vendor = fleet.Vendor(strings.Clone(string(d.Vendor)))
 		d.Model = strings.Clone(d.Model)
 		d.PCIBusID = strings.Clone(d.PCIBusID)
+		d.State = "" // the aggregator decides
 		c.Devices[i] = d
 	}
 	return c
@@ -180,6 +242,9 @@ func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
 		n.procs = procs
 	}
 	for _, e := range r.Events {
+		if e.Kind == fleet.EventXID && e.Code == xidFallenOffBus {
+			n.markLost(e.Device)
+		}
 		e.Kind = fleet.EventKind(strings.Clone(string(e.Kind)))
 		e.Severity = fleet.Severity(strings.Clone(string(e.Severity)))
 		e.Message = strings.Clone(e.Message)
@@ -203,6 +268,9 @@ func (s *Server) stateAt(n *nodeState, now time.Time) string {
 	age := now.Sub(n.lastSeen)
 	switch {
 	case age <= s.cfg.StaleAfter:
+		if n.degraded() {
+			return wire.StateDegraded
+		}
 		return wire.StateOnline
 	case age <= s.cfg.OfflineAfter:
 		return wire.StateStale
@@ -228,7 +296,11 @@ func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
 		dv := wire.DeviceView{
 			Index: ds.dev.Index, UUID: ds.dev.UUID, Vendor: ds.dev.Vendor, Model: ds.dev.Model,
 			MemoryTotal: ds.dev.MemoryTotal, PowerLimit: ds.dev.PowerLimit,
+			State:   fleet.DeviceOK,
 			Metrics: map[string]float64{},
+		}
+		if ds.dev.State == fleet.DeviceLost {
+			dv.State = fleet.DeviceLost
 		}
 		if ds.seen {
 			for m := fleet.Metric(0); m < fleet.NumMetrics; m++ {
@@ -260,6 +332,9 @@ func (s *Server) viewHead(n *nodeState, now time.Time) wire.NodeView {
 		Seq:          n.seq.Load(),
 		Gaps:         n.gaps,
 		Lease:        nd.Lease,
+		GPUs:         nd.BilledGPUs(),
+		GPUsBlind:    nd.BlindGPUs(),
+		Sources:      nd.Sources,
 		BurnPerHour:  s.burn(n),
 	}
 	if n.hasHost {

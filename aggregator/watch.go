@@ -203,12 +203,21 @@ func (s *Server) basicSummary(now time.Time) wire.Summary {
 	for _, n := range s.nodeList() {
 		n.mu.Lock()
 		st := s.stateAt(n, now)
-		ndev := len(n.devs)
+		ndev := n.node.VisibleGPUs()
+		sum.GPUsLost += len(n.devs) - ndev
+		sum.GPUsBlind += n.node.BlindGPUs()
 		switch st {
-		case wire.StateOnline:
-			sum.NodesOnline++
+		case wire.StateOnline, wire.StateDegraded:
+			if st == wire.StateOnline {
+				sum.NodesOnline++
+			} else {
+				sum.NodesDegraded++
+			}
 			sum.GPUsOnline += ndev
 			for i := range n.devs {
+				if n.devs[i].dev.State == fleet.DeviceLost {
+					continue
+				}
 				if u, ok := n.devs[i].latest.Get(fleet.MetricUtil); ok && n.devs[i].seen && finite(u) {
 					utilSum += u
 					utilN++

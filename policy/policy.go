@@ -41,7 +41,9 @@ type Rules struct {
 	ThermalThrottle bool
 	// TempAbove alerts while a device is hotter than this (°C); 0 disables.
 	TempAbove float64
-	// OfflineAfter alerts when a node has been offline this long; 0 disables.
+	// OfflineAfter alerts when a node has been offline (as the aggregator
+	// judges it: 30 s silent by default) this long; 0 disables. The default,
+	// 90 s, raises the alert within 2 minutes of the node's last word.
 	OfflineAfter time.Duration
 	// IdleThreshold is the utilisation (ratio 0..1) under which a GPU is idle.
 	IdleThreshold float64
@@ -61,7 +63,7 @@ func DefaultRules() Rules {
 		ECCUncorrected:  true,
 		ThermalThrottle: true,
 		TempAbove:       90,
-		OfflineAfter:    5 * time.Minute,
+		OfflineAfter:    90 * time.Second,
 		IdleThreshold:   0.05,
 		IdleAfter:       2 * time.Hour,
 		BudgetWarn:      0.8,

@@ -159,11 +159,11 @@ func TestAlertRules(t *testing.T) {
 			{sample: &fleet.Sample{Devices: []fleet.DeviceSample{dev(2, float64(fleet.MetricTemp), 90)}}},
 			{at: time.Second, sample: &fleet.Sample{Devices: []fleet.DeviceSample{dev(2, float64(fleet.MetricTemp), 91)}}, want: []string{"thermal/n1/2"}},
 		}},
-		{"offline longer than N", def, []step{
+		{"offline longer than 90 s by default", def, []step{
 			{sample: util(0.5)},
-			{at: time.Minute, state: "offline"},
-			{at: 5*time.Minute + 59*time.Second, state: "offline"},
-			{at: 6 * time.Minute, state: "offline", want: []string{"offline/n1"}},
+			{at: 30 * time.Second, state: "offline"},
+			{at: 119 * time.Second, state: "offline"},
+			{at: 120 * time.Second, state: "offline", want: []string{"offline/n1"}},
 			{at: 7 * time.Minute, state: "online"},
 		}},
 		{"lease idle longer than N hours", def, []step{

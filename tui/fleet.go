@@ -517,7 +517,7 @@ func buildRegions(s *Snapshot) []RegionRow {
 		r.Nodes++
 		r.GPUs += n.GPUs
 		switch v.State {
-		case wire.StateOnline:
+		case wire.StateOnline, wire.StateDegraded:
 			r.Online++
 		case wire.StateStale:
 			r.Stale++

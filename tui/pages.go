@@ -73,6 +73,8 @@ func stateText(sh *shared, v *wire.NodeView) cell {
 	switch v.State {
 	case wire.StateOnline:
 		return cell{text: "online", style: &sh.st.OK}
+	case wire.StateDegraded:
+		return cell{text: "degraded", style: &sh.st.Warn}
 	case wire.StateStale:
 		return cell{text: "stale", style: &sh.st.Warn}
 	default:

@@ -27,6 +27,10 @@ const (
 	StateOnline  = "online"
 	StateStale   = "stale"   // missed a few intervals
 	StateOffline = "offline" // missed many; last_seen tells when
+	// StateDegraded is an online node with a device lost (XID 79, or gone
+	// from the inventory within one boot) or fewer visible GPUs than its
+	// lease pays for (paid but blind).
+	StateDegraded = "degraded"
 )
 
 // WatchMsg is one message of the watch stream.
@@ -52,11 +56,18 @@ type NodeView struct {
 	Site         string      `json:"site,omitempty"`
 	Jurisdiction string      `json:"jurisdiction"`
 	Provider     string      `json:"provider"`
-	State        string      `json:"state"` // StateOnline, StateStale, StateOffline
+	State        string      `json:"state"` // StateOnline, StateDegraded, StateStale, StateOffline
 	LastSeen     time.Time   `json:"last_seen"`
 	Seq          uint64      `json:"seq"`  // last applied sequence
 	Gaps         uint64      `json:"gaps"` // records lost in transit, total
 	Lease        fleet.Lease `json:"lease"`
+	// GPUs is what the lease bills (its contracted count, else the devices);
+	// GPUsBlind of them are paid for but not visible (never enumerated, or
+	// lost).
+	GPUs      int `json:"gpus"`
+	GPUsBlind int `json:"gpus_blind,omitempty"`
+	// Sources is each collector source's health, as last reported.
+	Sources []fleet.SourceStatus `json:"sources,omitempty"`
 	// BurnPerHour is what the node costs per hour now (all its GPUs, lease
 	// price × count), converted by the aggregator into its display currency
 	// (in the lease currency only when that has no exchange rate).
@@ -71,14 +82,18 @@ type NodeView struct {
 // absent from Metrics (never 0). Util is duplicated at top level for
 // convenience and is omitted when absent.
 type DeviceView struct {
-	Index       int                `json:"index"`
-	UUID        string             `json:"uuid"`
-	Vendor      fleet.Vendor       `json:"vendor"`
-	Model       string             `json:"model"`
-	MemoryTotal uint64             `json:"memory_total"`
-	PowerLimit  float64            `json:"power_limit"`
-	Util        *float64           `json:"util,omitempty"` // 0..1
-	Metrics     map[string]float64 `json:"metrics"`        // fleet.Metric.String() → value
+	Index       int          `json:"index"`
+	UUID        string       `json:"uuid"`
+	Vendor      fleet.Vendor `json:"vendor"`
+	Model       string       `json:"model"`
+	MemoryTotal uint64       `json:"memory_total"`
+	PowerLimit  float64      `json:"power_limit"`
+	// State is fleet.DeviceOK, or fleet.DeviceLost for a device that fell
+	// off the bus or left the inventory, until its node boots again; a lost
+	// device is not counted online.
+	State   fleet.DeviceState  `json:"state"`
+	Util    *float64           `json:"util,omitempty"` // 0..1
+	Metrics map[string]float64 `json:"metrics"`        // fleet.Metric.String() → value
 }
 
 // Summary is the fleet at a glance. Money is in the display currency.
@@ -98,13 +113,16 @@ type Summary struct {
 	NodesOnline      int         `json:"nodes_online"`
 	NodesStale       int         `json:"nodes_stale"`
 	NodesOffline     int         `json:"nodes_offline"`
-	Util             float64     `json:"util"` // mean over online devices, 0..1
-	BurnPerHour      fleet.Money `json:"burn_per_hour"`
-	IdleBurnPerHour  fleet.Money `json:"idle_burn_per_hour"`
-	SpendToday       fleet.Money `json:"spend_today"`
-	SpendMonth       fleet.Money `json:"spend_month"`
-	ProjectedMonth   fleet.Money `json:"projected_month"`
-	AlertsOpen       int         `json:"alerts_open"`
+	// NodesDegraded are online nodes with a lost or invisible GPU (counted
+	// apart from NodesOnline); their visible GPUs count in GPUsOnline.
+	NodesDegraded   int         `json:"nodes_degraded"`
+	Util            float64     `json:"util"` // mean over online devices, 0..1
+	BurnPerHour     fleet.Money `json:"burn_per_hour"`
+	IdleBurnPerHour fleet.Money `json:"idle_burn_per_hour"`
+	SpendToday      fleet.Money `json:"spend_today"`
+	SpendMonth      fleet.Money `json:"spend_month"`
+	ProjectedMonth  fleet.Money `json:"projected_month"`
+	AlertsOpen      int         `json:"alerts_open"`
 	// Regions and Costs are optional richer breakdowns filled by the cost engine.
 	Costs []CostLine `json:"costs,omitempty"`
 	// LeasesEnding lists leases that end within the configured horizon.

@@ -432,6 +432,31 @@ func (e *Engine) NodeState(n *fleet.Node, state string, t time.Time) {
 	e.cfg.Rules.SetState(&ns.tracker, state, t)
 }
 
+// Tick judges the time-driven rules (a node offline for long enough) at now,
+// so that their alerts open and end on time whether or not anyone watches.
+// The aggregator calls it after every state check.
+func (e *Engine) Tick(now time.Time) {
+	var trs []policy.Transition
+	var conds []policy.Condition
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		for id, ns := range sh.nodes {
+			if ns.state != wire.StateOffline && len(ns.active) == 0 {
+				continue
+			}
+			ns.info.Leased = ns.leasedAt(now)
+			conds = e.cfg.Rules.Conditions(&ns.tracker, ns.info, now, conds[:0])
+			if !sameConds(ns.active, conds) {
+				ns.active = slices.Clone(conds)
+				trs = append(trs, e.book.Sync("node/"+id, conds, now)...)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	e.emit(trs)
+}
+
 // NodeBurn implements aggregator.Insights: price per GPU-hour × GPUs billed
 // (the lease's contracted count, else the devices enumerated),
 // converted into the display currency (rounded once, half to even); in the

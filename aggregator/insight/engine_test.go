@@ -202,7 +202,7 @@ func TestOfflineIsPaidButDark(t *testing.T) {
 	if sum.SpendToday != usd(17_320_000+5_700_000+2_960_000) {
 		t.Errorf("spend today %v", sum.SpendToday)
 	}
-	// After offline_after (5 min default) the offline alert is open.
+	// After offline_after (90 s default) the offline alert is open.
 	_, _, alerts := e.Summarize(now.Add(6 * time.Minute))
 	if !slices.ContainsFunc(alerts, func(a fleet.Alert) bool { return a.ID == "offline/sg-1" && a.Open() }) {
 		t.Errorf("no offline alert in %+v", alerts)

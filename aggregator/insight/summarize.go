@@ -122,11 +122,14 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 			case wire.StateStale:
 				sum.NodesStale++
 				sum.GPUsStale += gpus - lost
+			case wire.StateDegraded:
+				sum.NodesDegraded++
+				sum.GPUsOnline += gpus - lost
 			default:
 				sum.NodesOnline++
 				sum.GPUsOnline += gpus - lost
 			}
-			online := ns.state == "" || ns.state == wire.StateOnline
+			online := ns.state == "" || ns.state == wire.StateOnline || ns.state == wire.StateDegraded
 			lines := [3]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
 			nodeToday, nodeMonth := ns.accrue(ds, mnow), ns.accrue(ms, mnow)
 			c, hasCarry := e.carry[id]

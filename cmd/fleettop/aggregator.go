@@ -44,13 +44,18 @@ type aggregatorOptions struct {
 	MaxNodesPerToken int           // node ids one collector token may send for (4096)
 	NodeTTL          time.Duration // idle nodes are forgotten after this (24h)
 	MaxConns         int           // open connections per listener (32768)
-	// LedgerClock is the time the store accrues leases against (nil: the
-	// wall clock). The demo passes its simulated clock, so that hours the
-	// simulation has not reached yet are not booked as paid but dark.
+	// LedgerClock is the time the store accrues leases against and the
+	// aggregator runs on: node states, alert starts and ends, "now" for
+	// viewers (nil: the wall clock). The demo passes its simulated clock,
+	// so that hours the simulation has not reached yet are not booked as
+	// paid but dark, and a node dark for five simulated minutes is offline
+	// for five minutes.
 	LedgerClock func() time.Time
 	// Heartbeat is called each time the commit loop comes round (the
 	// systemd watchdog); nil: none.
 	Heartbeat func()
+	// StaleAfter overrides the aggregator's stale threshold (0: 3 intervals).
+	StaleAfter time.Duration
 }
 
 func newAggregatorCmd() *cobra.Command {
@@ -190,6 +195,8 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		Insights:       eng,
 		Name:           o.Name,
 		Interval:       o.Interval,
+		StaleAfter:     o.StaleAfter,
+		Clock:          o.LedgerClock,
 		MetricsPublic:  o.MetricsPublic,
 		Insecure:       o.Insecure,
 		MetricsHandler: func(self prometheus.Gatherer) http.Handler { return exp.Handler(self, log) },

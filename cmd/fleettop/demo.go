@@ -196,6 +196,10 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		// With --speed, simulated time trails the wall clock until it
 		// catches up: accrue leases in simulated time, as the samples are.
 		LedgerClock: clock.Now,
+		// While catching up, agents sample every few simulated seconds:
+		// stale after 10 of them, offline after the default 30, so the dark
+		// node's offline alert opens and ends inside its five dark minutes.
+		StaleAfter: 10 * time.Second,
 	}, ln)
 	if err != nil {
 		ln.Close()
@@ -263,7 +267,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		// The aggregator converts every amount into its display currency;
 		// the TUI only formats.
 		NoColor: o.NoColor,
-		Hint:    "demo: 6 shows alerts, : jumps to a node or job (tab completes), ? lists every key",
+		// Ages (alerts, last seen) in simulated time, as the aggregator's.
+		Clock: clock.Now,
+		Hint:  "demo: 6 shows alerts, : jumps to a node or job (tab completes), ? lists every key",
 	})
 }
 

@@ -1,0 +1,162 @@
+package aggregator
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+func deviceStates(v wire.NodeView) []fleet.DeviceState {
+	out := make([]fleet.DeviceState, len(v.Devices))
+	for i, d := range v.Devices {
+		out[i] = d.State
+	}
+	return out
+}
+
+// A GPU that fell off the bus (XID 79) or left the inventory is lost until
+// the node boots again; its node is degraded and the GPU is not online.
+func TestDeviceLostUntilReboot(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	outer := t // the collector outlives each step
+	base := testNode("n1", 4)
+	base.BootID = "boot-1"
+	boot := func(id string, drop ...int) *fleet.Node {
+		n := base
+		n.BootID = id
+		n.Devices = slices.DeleteFunc(slices.Clone(n.Devices), func(d fleet.Device) bool { return slices.Contains(drop, d.Index) })
+		return &n
+	}
+	const ok, lost = fleet.DeviceOK, fleet.DeviceLost
+	var (
+		seq  uint64
+		c    *collector
+		node fleet.Node
+	)
+	for _, step := range []struct {
+		name      string
+		hello     *fleet.Node // reconnect with this inventory first
+		xid       int         // device that reports XID 79; -1 none
+		wantState string
+		want      []fleet.DeviceState
+		blind     int
+	}{
+		{"all well", boot("boot-1"), -1, wire.StateOnline, []fleet.DeviceState{ok, ok, ok, ok}, 0},
+		{"XID 79 on GPU 2", nil, 2, wire.StateDegraded, []fleet.DeviceState{ok, ok, lost, ok}, 1},
+		{"same boot, GPU 2 back in the inventory", boot("boot-1"), -1, wire.StateDegraded, []fleet.DeviceState{ok, ok, lost, ok}, 1},
+		{"same boot, GPU 3 gone from the inventory", boot("boot-1", 3), -1, wire.StateDegraded, []fleet.DeviceState{ok, ok, lost, lost}, 2},
+		{"a new boot starts afresh", boot("boot-2"), -1, wire.StateOnline, []fleet.DeviceState{ok, ok, ok, ok}, 0},
+		{"a new boot without GPU 1 has three", boot("boot-3", 1), -1, wire.StateOnline, []fleet.DeviceState{ok, ok, ok}, 0},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			if step.hello != nil {
+				if c != nil {
+					c.conn.CloseNow()
+				}
+				node = *step.hello
+				c = dialCollector(outer, ts, secretAll)
+				c.hello(node)
+			}
+			seq++
+			s := testSample(node, seq)
+			for i := range s.Devices {
+				s.Devices[i].Index = node.Devices[i].Index
+			}
+			if step.xid >= 0 {
+				s.Events = []fleet.Event{{Time: s.Time, Kind: fleet.EventXID, Severity: fleet.SevCritical, Device: step.xid, Code: 79, Message: "XID 79"}}
+			}
+			c.send(&wire.Samples{Samples: []fleet.Sample{s}})
+			waitFor(t, "sample applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == seq })
+			v := nodeView(t, ts.Server, "n1")
+			if got := deviceStates(v); !slices.Equal(got, step.want) || v.State != step.wantState || v.GPUsBlind != step.blind {
+				t.Fatalf("state %s devices %v blind %d, want %s %v %d", v.State, got, v.GPUsBlind, step.wantState, step.want, step.blind)
+			}
+			sum := ts.basicSummary(ts.clock())
+			if sum.GPUsOnline+sum.GPUsLost != len(v.Devices) || sum.GPUsLost != step.blind {
+				t.Fatalf("summary online %d lost %d of %d devices", sum.GPUsOnline, sum.GPUsLost, len(v.Devices))
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// alertInsights serves fixed alerts and records Tick.
+type alertInsights struct {
+	fakeInsights
+	alerts []fleet.Alert
+	ticks  chan time.Time
+}
+
+func (a *alertInsights) Summarize(time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+	return wire.Summary{Currency: "USD", AlertsOpen: 1}, nil, a.alerts
+}
+
+func (a *alertInsights) Tick(now time.Time) {
+	select {
+	case a.ticks <- now:
+	default:
+	}
+}
+
+func TestAlertsAPI(t *testing.T) {
+	clk := newFakeClock()
+	start := clk.Now().Add(-10 * time.Minute)
+	ins := &alertInsights{ticks: make(chan time.Time, 1), alerts: []fleet.Alert{
+		{ID: "xid/n1/5/79", Kind: fleet.EventXID, Severity: fleet.SevCritical, Node: "n1", Region: "Singapore", Device: 5,
+			Message: "n1 GPU 5: XID 79", Start: start},
+		{ID: "offline/n2", Kind: fleet.EventOffline, Severity: fleet.SevWarning, Node: "n2", Device: -1,
+			Message: "n2: offline since …", Start: start, End: start.Add(3 * time.Minute)},
+	}}
+	ts := startServer(t, nil, func(c *Config) {
+		c.Clock = clk.Now
+		c.Insights = ins
+		c.FlushInterval = time.Hour // the test drives checkStates itself
+	})
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", 401}, {secretAll, 403}, {secretViewer, 200}} {
+		req, _ := http.NewRequest("GET", ts.httpURL("/api/v1/alerts"), nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.want {
+			t.Fatalf("token %q: status %d, want %d", tc.token, resp.StatusCode, tc.want)
+		}
+		if tc.want != 200 {
+			resp.Body.Close()
+			continue
+		}
+		var got AlertsResponse
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Alerts) != 2 || got.Open != 1 || !got.Time.Equal(clk.Now()) {
+			t.Fatalf("response %+v", got)
+		}
+		x, off := got.Alerts[0], got.Alerts[1]
+		if x.Kind != fleet.EventXID || x.GPU == nil || *x.GPU != 5 || !x.Open || x.End != nil || x.Node != "n1" || !x.Start.Equal(start) {
+			t.Errorf("xid alert %+v", x)
+		}
+		if off.Kind != fleet.EventOffline || off.GPU != nil || off.Open || off.End == nil || !off.End.Equal(start.Add(3*time.Minute)) {
+			t.Errorf("offline alert %+v", off)
+		}
+	}
+	// Time-driven rules are judged at every state check, on the server's clock.
+	ts.checkStates()
+	if got := <-ins.ticks; !got.Equal(clk.Now()) {
+		t.Fatalf("tick at %v, want %v", got, clk.Now())
+	}
+}
