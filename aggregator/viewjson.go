@@ -19,21 +19,24 @@ import (
 
 // nodeHead is wire.NodeView without its devices, which are spliced in.
 type nodeHead struct {
-	ID           string             `json:"id"`
-	Hostname     string             `json:"hostname"`
-	Region       string             `json:"region"`
-	Site         string             `json:"site,omitempty"`
-	Jurisdiction string             `json:"jurisdiction"`
-	Provider     string             `json:"provider"`
-	State        string             `json:"state"`
-	LastSeen     time.Time          `json:"last_seen"`
-	Seq          uint64             `json:"seq"`
-	Gaps         uint64             `json:"gaps"`
-	Lease        fleet.Lease        `json:"lease"`
-	BurnPerHour  fleet.Money        `json:"burn_per_hour"`
-	Host         map[string]float64 `json:"host,omitempty"`
-	Procs        []fleet.Process    `json:"procs,omitempty"`
-	Events       []fleet.Event      `json:"events,omitempty"`
+	ID           string               `json:"id"`
+	Hostname     string               `json:"hostname"`
+	Region       string               `json:"region"`
+	Site         string               `json:"site,omitempty"`
+	Jurisdiction string               `json:"jurisdiction"`
+	Provider     string               `json:"provider"`
+	State        string               `json:"state"`
+	LastSeen     time.Time            `json:"last_seen"`
+	Seq          uint64               `json:"seq"`
+	Gaps         uint64               `json:"gaps"`
+	Lease        fleet.Lease          `json:"lease"`
+	GPUs         int                  `json:"gpus"`
+	GPUsBlind    int                  `json:"gpus_blind,omitempty"`
+	Sources      []fleet.SourceStatus `json:"sources,omitempty"`
+	BurnPerHour  fleet.Money          `json:"burn_per_hour"`
+	Host         map[string]float64   `json:"host,omitempty"`
+	Procs        []fleet.Process      `json:"procs,omitempty"`
+	Events       []fleet.Event        `json:"events,omitempty"`
 }
 
 // watchHead and watchTail are wire.WatchMsg around its nodes.
@@ -66,6 +69,7 @@ func (s *Server) appendNodeJSON(dst []byte, n *nodeState, now time.Time) ([]byte
 	head, err := json.Marshal(&nodeHead{
 		ID: v.ID, Hostname: v.Hostname, Region: v.Region, Site: v.Site, Jurisdiction: v.Jurisdiction,
 		Provider: v.Provider, State: v.State, LastSeen: v.LastSeen, Seq: v.Seq, Gaps: v.Gaps, Lease: v.Lease,
+		GPUs: v.GPUs, GPUsBlind: v.GPUsBlind, Sources: v.Sources,
 		BurnPerHour: v.BurnPerHour, Host: v.Host, Procs: v.Procs, Events: v.Events,
 	})
 	if err != nil {
@@ -113,6 +117,11 @@ func appendDevicesJSON(b []byte, n *nodeState) []byte {
 		b = strconv.AppendUint(b, ds.dev.MemoryTotal, 10)
 		b = append(b, `,"power_limit":`...)
 		b = appendFloat(b, ds.dev.PowerLimit)
+		if ds.dev.State == fleet.DeviceLost {
+			b = append(b, `,"state":"lost"`...)
+		} else {
+			b = append(b, `,"state":"ok"`...)
+		}
 		if ds.seen {
 			if u, ok := ds.latest.Get(fleet.MetricUtil); ok && finite(u) {
 				b = append(b, `,"util":`...)
