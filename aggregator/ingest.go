@@ -366,6 +366,8 @@ retry:
 			if err := ss.apply(f.Samples); err != nil {
 				return err
 			}
+		case *wire.Status:
+			ss.setSources(f.Sources)
 		case *wire.Close:
 			return fmt.Errorf("collector closed: %d %s", f.Code, f.Reason)
 		default:
@@ -486,6 +488,21 @@ func (s *Server) noteRepairs(node string, rp wire.Repairs) {
 		s.log.Warn("node sent values outside their bounds; made absent or repaired (counted in fleettop_ingest_repaired_total)",
 			"node", node, "out_of_range", rp.OutOfRange, "bad_string", rp.BadString, "bad_time", rp.BadTime)
 	}
+}
+
+// setSources installs the collector's per-source health from a Status frame.
+func (ss *session) setSources(src []fleet.SourceStatus) {
+	wire.SanitizeSources(src)
+	n := ss.node.Load()
+	c := cloneNode(&fleet.Node{Sources: src}).Sources
+	n.mu.Lock()
+	if n.sess != ss || ss.stopped.Load() {
+		n.mu.Unlock()
+		return
+	}
+	n.node.Sources = c
+	n.mu.Unlock()
+	ss.s.touch(n)
 }
 
 // send encodes and writes one frame within the write timeout.

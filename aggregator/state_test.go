@@ -160,3 +160,23 @@ func TestAlertsAPI(t *testing.T) {
 		t.Fatalf("tick at %v, want %v", got, clk.Now())
 	}
 }
+
+// Per-source health arrives in Hello and in Status frames, and shows on the
+// node.
+func TestSourceStatus(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	node := testNode("n1", 2)
+	node.Sources = []fleet.SourceStatus{{Name: "nvml", Up: true}, {Name: "host", Up: true}}
+	c := dialCollector(t, ts, secretAll)
+	c.hello(node)
+	for i, want := range [][]fleet.SourceStatus{
+		{{Name: "nvml", Up: false, Reason: "driver/library version mismatch"}, {Name: "host", Up: true}},
+		{{Name: "nvml", Up: true}, {Name: "host", Up: true}},
+	} {
+		if i == 0 {
+			waitFor(t, "hello applied", func() bool { return len(nodeView(t, ts.Server, "n1").Sources) == 2 })
+		}
+		c.send(&wire.Status{Sources: want})
+		waitFor(t, "status applied", func() bool { return slices.Equal(nodeView(t, ts.Server, "n1").Sources, want) })
+	}
+}

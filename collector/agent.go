@@ -91,6 +91,46 @@ type Agent struct {
 	appendErr string
 
 	everConnected bool // owned by the uplink goroutine
+
+	// Each source's health, sent in Hello and in a Status frame whenever
+	// it changes; srcVer counts the changes.
+	srcMu   sync.Mutex
+	sources []fleet.SourceStatus
+	srcVer  atomic.Uint64
+}
+
+// Sources returns each source's health: up, or down with its reason.
+// Sources whose hardware is absent (ErrNoData) are not listed.
+func (a *Agent) Sources() []fleet.SourceStatus {
+	a.srcMu.Lock()
+	defer a.srcMu.Unlock()
+	return slices.Clone(a.sources)
+}
+
+// setSource records source name's health; it reports whether it changed.
+func (a *Agent) setSource(name string, up bool, reason string) bool {
+	a.srcMu.Lock()
+	defer a.srcMu.Unlock()
+	st := fleet.SourceStatus{Name: name, Up: up, Reason: reason}
+	if len(st.Reason) > wire.MaxStringBytes {
+		st.Reason = st.Reason[:wire.MaxStringBytes]
+	}
+	for i := range a.sources {
+		if a.sources[i].Name == name {
+			if a.sources[i] == st {
+				return false
+			}
+			a.sources[i] = st
+			a.srcVer.Add(1)
+			return true
+		}
+	}
+	if len(a.sources) >= wire.MaxSources {
+		return false
+	}
+	a.sources = append(a.sources, st)
+	a.srcVer.Add(1)
+	return true
 }
 
 // NewAgent checks cfg and returns an agent; nothing runs until Run.
@@ -171,10 +211,12 @@ func (a *Agent) startSources(ctx context.Context) {
 				a.log.Info("source not available; running without it", "source", s.Name(), "reason", err.Error())
 			} else {
 				a.log.Warn("source failed to start; running without it", "source", s.Name(), "error", err.Error())
+				a.setSource(s.Name(), false, "start: "+err.Error())
 			}
 			s.Close()
 			continue
 		}
+		a.setSource(s.Name(), true, "")
 		as := &agentSource{src: s, offset: len(n.Devices)}
 		for _, d := range inv.Devices {
 			d.Index += as.offset
@@ -272,6 +314,7 @@ func (a *Agent) sampleOnce(ctx context.Context) {
 			msg = err.Error()
 		}
 		if msg != as.lastErr {
+			a.setSource(as.src.Name(), msg == "", msg)
 			if msg != "" {
 				a.log.Warn("source failed to collect", "source", as.src.Name(), "error", msg)
 			} else {
@@ -442,7 +485,10 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 		defer cancel()
 		return conn.Write(wctx, websocket.MessageBinary, out)
 	}
-	if err := send(&wire.Hello{Proto: proto, Node: a.node}); err != nil {
+	hello := a.node
+	sentVer := a.srcVer.Load()
+	hello.Sources = a.Sources()
+	if err := send(&wire.Hello{Proto: proto, Node: hello}); err != nil {
 		return false, fmt.Errorf("send hello: %w", err)
 	}
 	dec := wire.NewDecoder()
@@ -506,6 +552,12 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 	ping := time.NewTicker(a.cfg.PingEvery)
 	defer ping.Stop()
 	for {
+		if v := a.srcVer.Load(); v != sentVer {
+			if err := send(&wire.Status{Sources: a.Sources()}); err != nil {
+				return true, fmt.Errorf("send status: %w", err)
+			}
+			sentVer = v
+		}
 		for cursor < a.spool.NextSeq() {
 			batch = batch[:0]
 			size := 0

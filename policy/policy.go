@@ -125,6 +125,11 @@ type NodeInfo struct {
 	Jurisdiction string
 	// Leased reports that the node is under an active lease (we pay for it).
 	Leased bool
+	// Billed and Visible are the GPUs the lease pays for and those seen
+	// and not lost: fewer visible than billed is "paid but blind".
+	Billed, Visible int
+	// SourcesDown are the collector's sources reported down.
+	SourcesDown []fleet.SourceStatus
 }
 
 // devState is the rule-relevant part of one device's latest sample.
@@ -321,6 +326,23 @@ func (r *Rules) Conditions(t *NodeTracker, n NodeInfo, now time.Time, dst []Cond
 		c.ID = "idle/" + n.ID
 		c.Kind, c.Severity = fleet.EventIdle, fleet.SevWarning
 		c.Message = fmt.Sprintf("%s: leased and idle (under %.0f%%) for %s", host, r.IdleThreshold*100, roundDur(t.last.Sub(t.idleSince)))
+		dst = append(dst, c)
+	}
+	if n.Leased && !t.offline && n.Visible < n.Billed {
+		c := base
+		c.ID = "blind/" + n.ID
+		c.Kind, c.Severity = fleet.EventBlind, fleet.SevWarning
+		c.Message = fmt.Sprintf("%s: paid but blind: the lease pays for %d GPUs, %d visible", host, n.Billed, n.Visible)
+		dst = append(dst, c)
+	}
+	for _, s := range n.SourcesDown {
+		if t.offline {
+			break
+		}
+		c := base
+		c.ID = "source/" + n.ID + "/" + s.Name
+		c.Kind, c.Severity = fleet.EventSource, fleet.SevWarning
+		c.Message = fmt.Sprintf("%s: source %s down: %s", host, s.Name, s.Reason)
 		dst = append(dst, c)
 	}
 	if r.OfflineAfter > 0 && t.offline && now.Sub(t.offSince) >= r.OfflineAfter {

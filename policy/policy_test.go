@@ -212,3 +212,30 @@ func TestBudget(t *testing.T) {
 		}
 	}
 }
+
+func TestPaidButBlindAndSourcesDown(t *testing.T) {
+	r := DefaultRules()
+	nvml := fleet.SourceStatus{Name: "nvml", Reason: "driver/library version mismatch"}
+	for _, tc := range []struct {
+		name    string
+		n       NodeInfo
+		offline bool
+		want    []string
+	}{
+		{"all visible", NodeInfo{ID: "n1", Leased: true, Billed: 8, Visible: 8}, false, []string{}},
+		{"NVML failed", NodeInfo{ID: "n1", Leased: true, Billed: 8, SourcesDown: []fleet.SourceStatus{nvml}}, false, []string{"blind/n1", "source/n1/nvml"}},
+		{"one lost", NodeInfo{ID: "n1", Leased: true, Billed: 8, Visible: 7}, false, []string{"blind/n1"}},
+		{"not leased: nothing paid", NodeInfo{ID: "n1", Billed: 8}, false, []string{}},
+		{"offline says it all", NodeInfo{ID: "n1", Leased: true, Billed: 8, SourcesDown: []fleet.SourceStatus{nvml}}, true, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr NodeTracker
+			if tc.offline {
+				r.SetState(&tr, "offline", t0)
+			}
+			if got := ids(r.Conditions(&tr, tc.n, t0.Add(time.Minute), nil)); !slices.Equal(got, tc.want) {
+				t.Fatalf("conditions %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -281,6 +281,13 @@ func (e *Engine) resolve(n *fleet.Node) (fleet.Money, fleet.Billing, bool) {
 // identify updates the node's identity and lease from n at time t.
 func (e *Engine) identify(ns *nodeState, n *fleet.Node, t time.Time) {
 	ns.info.ID, ns.info.Hostname, ns.info.Region, ns.info.Jurisdiction = n.ID, n.Hostname, n.Region, n.Jurisdiction
+	ns.info.Billed, ns.info.Visible = n.BilledGPUs(), n.VisibleGPUs()
+	ns.info.SourcesDown = ns.info.SourcesDown[:0]
+	for _, s := range n.Sources {
+		if !s.Up {
+			ns.info.SourcesDown = append(ns.info.SourcesDown, s)
+		}
+	}
 	ns.provider = n.Provider
 	if len(n.Devices) > 0 {
 		ns.model = n.Devices[0].Model
