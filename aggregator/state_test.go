@@ -86,18 +86,18 @@ func TestDeviceLostUntilReboot(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// alertInsights serves fixed alerts and records Tick.
-type alertInsights struct {
+// fixedAlerts serves fixed alerts and records Tick.
+type fixedAlerts struct {
 	fakeInsights
 	alerts []fleet.Alert
 	ticks  chan time.Time
 }
 
-func (a *alertInsights) Summarize(time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+func (a *fixedAlerts) Summarize(time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
 	return wire.Summary{Currency: "USD", AlertsOpen: 1}, nil, a.alerts
 }
 
-func (a *alertInsights) Tick(now time.Time) {
+func (a *fixedAlerts) Tick(now time.Time) {
 	select {
 	case a.ticks <- now:
 	default:
@@ -107,7 +107,7 @@ func (a *alertInsights) Tick(now time.Time) {
 func TestAlertsAPI(t *testing.T) {
 	clk := newFakeClock()
 	start := clk.Now().Add(-10 * time.Minute)
-	ins := &alertInsights{ticks: make(chan time.Time, 1), alerts: []fleet.Alert{
+	ins := &fixedAlerts{ticks: make(chan time.Time, 1), alerts: []fleet.Alert{
 		{ID: "xid/n1/5/79", Kind: fleet.EventXID, Severity: fleet.SevCritical, Node: "n1", Region: "Singapore", Device: 5,
 			Message: "n1 GPU 5: XID 79", Start: start},
 		{ID: "offline/n2", Kind: fleet.EventOffline, Severity: fleet.SevWarning, Node: "n2", Device: -1,
