@@ -1,0 +1,111 @@
+package aggregator
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/mock"
+	"github.com/fleettop/fleettop/store"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// encodeMockStream pre-encodes a Hello and n one-record Samples frames of
+// node k of `fleettop mock`'s scenario at 1 Hz, as its collector would send
+// them (process lists only when they change), and returns its GPU count.
+func encodeMockStream(tb testing.TB, k, n int) (hello []byte, frames [][]byte, gpus int) {
+	tb.Helper()
+	t0 := time.Unix(1_770_000_000, 0)
+	sc, err := mock.New(mock.Config{Seed: 1, Start: t0.Add(-time.Hour), Nodes: k + 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nd := sc.Nodes[k]
+	src := mock.NewSource(nd, mock.SourceOptions{Now: func() time.Time { return t0 }})
+	if _, err := src.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	node := nd.Info
+	node.Lease.End = time.Time{}
+	enc := wire.NewEncoder()
+	if hello, err = enc.AppendFrame(nil, &wire.Hello{Proto: wire.Version, Node: node}); err != nil {
+		tb.Fatal(err)
+	}
+	var last []fleet.Process
+	var s fleet.Sample
+	for i := range n {
+		s.Devices, s.Procs, s.Events, s.Host, s.ProcsSet = s.Devices[:0], s.Procs[:0], s.Events[:0], nil, false
+		s.Seq, s.Time = uint64(i+1), t0.Add(time.Duration(i)*time.Second+time.Duration(i*7919%4000)*time.Microsecond)
+		if err := src.Collect(context.Background(), &s); err != nil {
+			tb.Fatal(err)
+		}
+		if i == 0 || !slices.Equal(s.Procs, last) {
+			s.ProcsSet = true
+			last = append(last[:0], s.Procs...)
+		} else {
+			s.Procs = s.Procs[:0]
+		}
+		f, err := enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{s}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		frames = append(frames, f)
+	}
+	return hello, frames, len(node.Devices)
+}
+
+// BenchmarkIngestMockStream is IngestApply on `fleettop mock`'s stream (its
+// noise, process lists, events) with the SQLite store's Record: decode,
+// validate, dedup, apply, record, observe. One op is one record. It reports
+// the process's CPU time (not wall time, which a shared machine inflates)
+// per GPU-sample, and the wire bytes per GPU-sample.
+func BenchmarkIngestMockStream(b *testing.B) {
+	st, err := store.Open(filepath.Join(b.TempDir(), "fleettop.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	toks, _ := ParseTokens(strings.NewReader(testTokens), "tokens")
+	s, err := New(Config{Tokens: toks, Recorder: st, FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	hello, frames, gpus := encodeMockStream(b, 0, b.N)
+	dec := wire.NewDecoder()
+	f, err := dec.Decode(hello)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := f.(*wire.Hello)
+	n := s.getOrCreate(h.Node.ID)
+	ss := &session{s: s}
+	ss.node.Store(n)
+	n.mu.Lock()
+	n.setNode(cloneNode(&h.Node))
+	n.sess = ss
+	n.mu.Unlock()
+	bytes := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := range b.N {
+		bytes += len(frames[i])
+		f, err := dec.Decode(frames[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ss.apply(f.(*wire.Samples).Samples); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N*gpus), "cpu-µs/gpu-sample")
+	b.ReportMetric(float64(bytes)/float64(b.N*gpus), "B/gpu-sample")
+}
