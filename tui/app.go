@@ -131,6 +131,7 @@ type App struct {
 	src       Source
 	pages     [numPages]page
 	node      *nodePage
+	job       *jobPage
 	active    int
 	stack     []int
 	w, h      int
@@ -161,7 +162,8 @@ func NewApp(o Options, src Source) *App {
 	a.help = help.New()
 	a.help.Styles = st.Help
 	a.node = newNodePage(a.sh)
-	a.pages = [numPages]page{newFleetPage(a.sh), newNodesPage(a.sh), a.node, newJobsPage(a.sh), newCostPage(a.sh), newAlertsPage(a.sh)}
+	a.job = newJobPage(a.sh)
+	a.pages = [numPages]page{newFleetPage(a.sh), newNodesPage(a.sh), a.node, newJobsPage(a.sh), newCostPage(a.sh), newAlertsPage(a.sh), a.job}
 	a.problem = o.Hint
 	a.input = textinput.New()
 	a.input.Prompt = "/"
@@ -250,6 +252,9 @@ func (a *App) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return a, nil
 	case navMsg:
 		a.open(msg.page)
+		if msg.job != "" {
+			a.job.SetJob(msg.job)
+		}
 		if msg.node != "" {
 			a.node.SetNode(msg.node)
 			a.histAt = time.Time{}
@@ -345,6 +350,8 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 		a.open(pageCost)
 	case key.Matches(msg, km.Alerts):
 		a.open(pageAlerts)
+	case key.Matches(msg, km.Job):
+		a.open(pageJob)
 	case key.Matches(msg, km.NextView):
 		a.open((a.active + 1) % numPages)
 	case key.Matches(msg, km.PrevView):
@@ -586,7 +593,7 @@ func (a *App) helpView() string {
 	var b strings.Builder
 	b.WriteString(st.Section.Render("Keys") + "\n\n")
 	b.WriteString(a.help.FullHelpView(a.km.FullHelp()))
-	b.WriteString("\n\n" + st.Dim.Render("Views: 1 fleet by region · 2 every node · 3 one node's GPUs · 4 jobs and residency · 5 cost · 6 alerts"))
+	b.WriteString("\n\n" + st.Dim.Render("Views: 1 fleet by region · 2 every node · 3 one node's GPUs · 4 jobs and residency · 5 cost · 6 alerts · 7 one job"))
 	b.WriteString("\n" + st.Dim.Render("Press any key to close this help; q to quit."))
 	return b.String()
 }

@@ -11,7 +11,7 @@ import (
 // tab completion from the fleet on screen.
 //
 //	:node NAME     open a node (id or hostname)
-//	:job NAME      the jobs list narrowed to NAME
+//	:job NAME      that job, or the jobs list narrowed to NAME
 //	:region NAME   the nodes of a region
 //	:fleet :nodes :jobs :cost :alerts   open a view
 //	:q             quit
@@ -74,6 +74,13 @@ func runCommand(line string, s *Snapshot) (cmd tea.Cmd, problem string) {
 	case "job", "j":
 		if arg == "" {
 			return nil, needArg("job id")
+		}
+		if s != nil {
+			for i := range s.Jobs {
+				if strings.EqualFold(s.Jobs[i].ID, arg) {
+					return nav(navMsg{page: pageJob, job: s.Jobs[i].ID}), ""
+				}
+			}
 		}
 		return nav(navMsg{page: pageJobs, filter: strings.ToLower(arg)}), ""
 	case "region", "r":

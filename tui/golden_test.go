@@ -52,7 +52,7 @@ func TestGoldenScreens(t *testing.T) {
 		name string
 		keys string
 	}{
-		{"fleet", ""}, {"nodes", "2"}, {"node", "3"}, {"jobs", "4"}, {"cost", "5"}, {"alerts", "6"}, {"help", "?"},
+		{"fleet", ""}, {"nodes", "2"}, {"node", "3"}, {"jobs", "4"}, {"cost", "5"}, {"alerts", "6"}, {"job", "7"}, {"help", "?"},
 	}
 	for _, size := range [][2]int{{80, 24}, {120, 40}, {200, 50}} {
 		for _, v := range views {

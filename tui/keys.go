@@ -5,6 +5,7 @@ import "charm.land/bubbles/v2/key"
 // KeyMap is every key the TUI answers to, with its help text.
 type KeyMap struct {
 	Fleet, Nodes, Node, Jobs, Cost, Alerts  key.Binding
+	Job                                     key.Binding
 	NextView, PrevView                      key.Binding
 	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
 	Enter, Back                             key.Binding
@@ -29,6 +30,7 @@ func DefaultKeyMap() KeyMap {
 		Jobs:      b([]string{"4"}, "4", "jobs"),
 		Cost:      b([]string{"5"}, "5", "cost"),
 		Alerts:    b([]string{"6"}, "6", "alerts"),
+		Job:       b([]string{"7"}, "7", "job"),
 		NextView:  b([]string{"tab"}, "tab", "view"),
 		PrevView:  b([]string{"shift+tab"}, "shift+tab", "previous view"),
 		Up:        b([]string{"up", "k"}, "↑/k", "up"),
@@ -57,7 +59,7 @@ func DefaultKeyMap() KeyMap {
 // FullHelp is the ? screen, one column per group.
 func (k KeyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
-		{k.Fleet, k.Nodes, k.Node, k.Jobs, k.Cost, k.Alerts, k.NextView, k.PrevView},
+		{k.Fleet, k.Nodes, k.Node, k.Jobs, k.Cost, k.Alerts, k.Job, k.NextView, k.PrevView},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
 		{k.Enter, k.Back, k.Filter, k.Sort, k.Reverse, k.Command, k.Copy, k.Help, k.Quit},
 		{k.Ack, k.Silence},

@@ -20,6 +20,7 @@ const (
 	pageJobs
 	pageCost
 	pageAlerts
+	pageJob
 	numPages
 )
 
@@ -35,6 +36,7 @@ type shared struct {
 type navMsg struct {
 	page   int
 	node   string // pageNode: which node
+	job    string // pageJob: which job
 	filter string // list pages: filter to apply
 }
 
@@ -317,16 +319,7 @@ func newJobsPage(sh *shared) *listPage[JobRow] {
 				cell{text: strconv.Itoa(r.GPUs)}, cell{ratio: r.Util}, cell{text: AmountShort(r.BurnMicros)},
 				cell{text: AmountShort(r.SpendMicros)}, res)
 		},
-		enter: func(r *JobRow) tea.Cmd {
-			switch len(r.Nodes) {
-			case 0:
-				return nil
-			case 1:
-				return nav(navMsg{page: pageNode, node: r.Nodes[0]})
-			}
-			// A job on several nodes: every one of its nodes.
-			return nav(navMsg{page: pageNodes, filter: strings.ToLower(r.ID)})
-		},
+		enter: func(r *JobRow) tea.Cmd { return nav(navMsg{page: pageJob, job: r.ID}) },
 	}
 	p.sorts = []sortKey[JobRow]{
 		{col: 0, cmp: func(a, b *JobRow) int { return 0 }},
