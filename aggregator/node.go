@@ -420,7 +420,7 @@ func (s *Server) claim(tok *Token, id string) (*nodeState, bool) {
 }
 
 // evictIdle forgets nodes without a session that were not heard from for
-// NodeTTL and have nothing uncommitted: viewers are told (Removed), the
+// NodeTTL and have nothing uncommitted: it leaves viewers' pages, the
 // node's durable sequence is kept so that it resumes where it was, and its
 // id stops counting against its token.
 func (s *Server) evictIdle(now time.Time) {
@@ -482,24 +482,11 @@ type removal struct {
 	at      time.Time
 }
 
-// removedSince returns the ids of nodes forgotten after fleet version since.
-func (s *Server) removedSince(since uint64) []string {
-	if since == 0 {
-		return nil // a snapshot simply leaves them out
-	}
-	s.nodesMu.RLock()
-	defer s.nodesMu.RUnlock()
-	var out []string
-	for _, r := range s.removals {
-		if r.version > since {
-			out = append(out, r.id)
-		}
-	}
-	return out
-}
-
 // touch marks n changed for viewers.
-func (s *Server) touch(n *nodeState) { n.version.Store(s.version.Add(1)) }
+func (s *Server) touch(n *nodeState) {
+	n.version.Store(s.version.Add(1))
+	s.kickWatch()
+}
 
 // Nodes returns the current fleet, in order of first contact.
 func (s *Server) Nodes() []wire.NodeView {

@@ -54,9 +54,12 @@ type Config struct {
 	// a websocket write per node per flush: at 100,000 GPUs the acks were a
 	// third of the aggregator's CPU. The final ack at shutdown is sent at once.
 	AckInterval time.Duration
-	// ViewerInterval is the least time between two watch messages to one
-	// viewer (default 1s).
+	// ViewerInterval is how often viewers get fresh fleet aggregates
+	// (default 1s); node rows go out sooner, shortly after ingest.
 	ViewerInterval time.Duration
+	// IdleThreshold is the utilisation below which a GPU counts as idle in
+	// watch rows (default 0.05).
+	IdleThreshold float64
 	// WriteTimeout bounds every websocket write; a peer that does not take a
 	// message in time is dropped (default 5s).
 	WriteTimeout time.Duration
@@ -136,6 +139,9 @@ type Server struct {
 	// Readiness: /healthz answers 503 while commits fail or one is stuck.
 	commitFail  atomic.Pointer[commitFailure] // nil: the last commit succeeded
 	commitStart atomic.Int64                  // unix ns of the running commit's start, 0: none
+
+	watchOnce sync.Once
+	watchHub  atomic.Pointer[watchHub] // nil until the first viewer
 }
 
 // commitFailure is why the aggregator is not ready: commits fail, so
@@ -293,6 +299,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.AckInterval <= 0 {
 		cfg.AckInterval = 5 * cfg.FlushInterval
+	}
+	if cfg.IdleThreshold <= 0 {
+		cfg.IdleThreshold = 0.05
 	}
 	if cfg.ViewerInterval <= 0 {
 		cfg.ViewerInterval = time.Second

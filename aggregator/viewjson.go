@@ -8,14 +8,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/fleettop/fleettop/fleet"
-	"github.com/fleettop/fleettop/wire"
 )
 
-// Watch messages are most of the aggregator's outgoing work: every viewer
-// gets every changed node once a second. Going through wire.NodeView costs a
-// map per device and a sorted, reflective encoding of it, so nodes are
-// written straight from live state here, in exactly wire.NodeView's JSON
-// (TestNodeJSONMatchesView holds the two together).
+// A node's full view goes to every viewer that has it open, each time it
+// changes. Going through wire.NodeView costs a map per device and a sorted,
+// reflective encoding of it, so nodes are written straight from live state
+// here, in exactly wire.NodeView's JSON (TestNodeJSONMatchesView holds the
+// two together).
 
 // nodeHead is wire.NodeView without its devices, which are spliced in.
 type nodeHead struct {
@@ -37,21 +36,6 @@ type nodeHead struct {
 	Host         map[string]float64   `json:"host,omitempty"`
 	Procs        []fleet.Process      `json:"procs,omitempty"`
 	Events       []fleet.Event        `json:"events,omitempty"`
-}
-
-// watchHead and watchTail are wire.WatchMsg around its nodes.
-type watchHead struct {
-	Version    int       `json:"version"`
-	Kind       string    `json:"kind"`
-	Time       time.Time `json:"time"`
-	Aggregator string    `json:"aggregator,omitempty"`
-}
-
-type watchTail struct {
-	Removed []string       `json:"removed,omitempty"`
-	Summary wire.Summary   `json:"summary"`
-	Jobs    []wire.JobView `json:"jobs,omitempty"`
-	Alerts  []fleet.Alert  `json:"alerts,omitempty"`
 }
 
 // spliceObject appends JSON object obj without its closing brace, then a
@@ -78,24 +62,6 @@ func (s *Server) appendNodeJSON(dst []byte, n *nodeState, now time.Time) ([]byte
 	dst = spliceObject(dst, head, "devices")
 	dst = appendDevicesJSON(dst, n)
 	return append(dst, '}'), nil
-}
-
-// appendWatchJSON appends a whole watch message: head, the pre-encoded
-// nodes, tail.
-func appendWatchJSON(dst []byte, h *watchHead, nodes []byte, t *watchTail) ([]byte, error) {
-	hb, err := json.Marshal(h)
-	if err != nil {
-		return dst, err
-	}
-	tb, err := json.Marshal(t)
-	if err != nil {
-		return dst, err
-	}
-	dst = spliceObject(dst, hb, "nodes")
-	dst = append(dst, '[')
-	dst = append(dst, nodes...)
-	dst = append(dst, ']', ',')
-	return append(dst, tb[1:]...), nil
 }
 
 func appendDevicesJSON(b []byte, n *nodeState) []byte {

@@ -56,16 +56,4 @@ func TestNodeJSONMatchesView(t *testing.T) {
 	if len(b.Devices) != 3 || b.Devices[1].Util == nil || *b.Devices[1].Util != 0 || len(b.Devices[2].Metrics) != 0 {
 		t.Fatalf("devices %+v", b.Devices)
 	}
-
-	msg, err := appendWatchJSON(nil, &watchHead{Version: 1, Kind: wire.WatchUpdate, Aggregator: "a"}, got, &watchTail{Summary: wire.Summary{Currency: "USD"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wm wire.WatchMsg
-	if err := json.Unmarshal(msg, &wm); err != nil {
-		t.Fatalf("watch message: %v\n%s", err, msg)
-	}
-	if len(wm.Nodes) != 1 || wm.Nodes[0].ID != "n\"1" || wm.Summary.Currency != "USD" || wm.Aggregator != "a" {
-		t.Fatalf("watch message %+v", wm)
-	}
 }

@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -14,9 +15,9 @@ import (
 	"github.com/fleettop/fleettop/wire"
 )
 
-// viewer is one watch stream. It holds no queue: every tick it sends the
-// nodes whose version is newer than what it last sent, so a slow viewer
-// costs one message of memory and never holds up ingest.
+// viewer is one watch stream. It holds no queue: it sends its group's
+// latest publication (see watchhub.go), so a slow viewer costs at most one
+// message of memory and never holds up ingest or other viewers.
 type viewer struct {
 	s    *Server
 	conn *websocket.Conn
@@ -24,6 +25,11 @@ type viewer struct {
 	done chan struct{}
 	once sync.Once
 }
+
+var errViewerGone = errors.New("viewer went away")
+
+// maxSubscribe bounds a viewer's subscription message.
+const maxSubscribe = 16 << 10
 
 func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	tok := s.authorize(w, r, RoleViewer)
@@ -37,36 +43,59 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		// Watch messages are repetitive JSON: deflate per message, with pooled
-		// compressors instead of a resident 1.2 MB one per viewer.
-		CompressionMode: websocket.CompressionNoContextTakeover,
+		// Messages are a few KiB and shared by every viewer of a
+		// subscription: compressing them per viewer would cost more CPU
+		// than the bytes are worth.
+		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
 		s.log.Debug("watch upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	conn.SetReadLimit(maxSubscribe)
 	v := &viewer{s: s, conn: conn, name: tok.Name, done: make(chan struct{})}
 	defer track(s, s.viewers, s.m.viewers, v)()
 	if s.closing.Load() {
 		v.close(wire.CloseGoingAway, "aggregator shutting down")
 		return
 	}
-	// Viewers only read; CloseRead answers pings and notices the peer leaving.
-	ctx := conn.CloseRead(context.Background())
-	err = v.run(ctx)
+	subs := make(chan wire.WatchSubscribe, 1)
+	gone := make(chan struct{})
+	go v.readSubscriptions(gone, subs)
+	err = v.run(gone, subs)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		s.m.viewerDrops.Inc()
 		s.log.Info("viewer dropped: not reading", "token", v.name, "remote", r.RemoteAddr)
 		v.close(wire.CloseCode(websocket.StatusPolicyViolation), "too slow: reconnect")
-	case errors.As(err, new(*renderError)):
-		// Not the peer going away: say why instead of closing silently.
-		s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
-		s.log.Error("watch ended by an error", "token", v.name, "remote", r.RemoteAddr, "err", err)
-		v.close(wire.CloseCode(websocket.StatusInternalError), "internal error: "+err.Error())
 	case err != nil:
 		s.log.Debug("viewer ended", "token", v.name, "err", err)
 		v.close(wire.CloseNormal, "")
+	}
+}
+
+// readSubscriptions reads the viewer's subscription messages, keeping only
+// the latest unread one in subs, and answers pings; it closes gone when the
+// viewer goes away or sends something that is not a subscription. (Its
+// reads are never cancelled: that would cut the connection before a close
+// frame could go out.)
+func (v *viewer) readSubscriptions(gone chan<- struct{}, subs chan wire.WatchSubscribe) {
+	defer close(gone)
+	for {
+		typ, b, err := v.conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		var sub wire.WatchSubscribe
+		if typ != websocket.MessageText || json.Unmarshal(b, &sub) != nil {
+			v.close(wire.CloseProtocol, "watch: expected a JSON subscription")
+			return
+		}
+		select { // latest wins
+		case <-subs:
+		default:
+		}
+		subs <- sub
 	}
 }
 
@@ -77,45 +106,42 @@ func (v *viewer) close(code wire.CloseCode, reason string) {
 	})
 }
 
-func (v *viewer) run(ctx context.Context) error {
-	s := v.s
-	last := s.version.Load()
-	var scratch []byte
-	msg, err := s.appendWatch(nil, &scratch, wire.WatchSnapshot, 0)
-	if err != nil {
-		return &renderError{err}
-	}
-	if err := v.write(msg); err != nil {
-		return err
-	}
-	t := time.NewTicker(s.cfg.ViewerInterval)
-	defer t.Stop()
+// run sends the group's publications: a snapshot first, then updates from
+// the publication it sent last to the latest (coalesced when it skipped
+// some). It keeps one publication, so its memory does not grow.
+func (v *viewer) run(gone <-chan struct{}, subs <-chan wire.WatchSubscribe) error {
+	h := v.s.hub()
+	g := h.enter(wire.DefaultSubscription())
+	defer func() { h.leave(g) }()
+	var sent *watchPub // the last publication sent; nil: none in this group
 	for {
+		pub, changed := g.latest()
+		if pub != nil && pub != sent {
+			var msg []byte
+			if sent == nil {
+				msg = pub.snapshot()
+			} else {
+				msg = pub.since(sent)
+			}
+			if err := v.write(msg); err != nil {
+				return err
+			}
+			sent = pub
+			continue
+		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-gone:
+			return errViewerGone
 		case <-v.done:
 			return nil
-		case <-t.C:
-		}
-		cur := s.version.Load()
-		msg, err = s.appendWatch(msg[:0], &scratch, wire.WatchUpdate, last)
-		if err != nil {
-			return &renderError{err}
-		}
-		last = cur
-		if err := v.write(msg); err != nil {
-			return err
+		case sub := <-subs:
+			h.leave(g)
+			g = h.enter(sub)
+			sent = nil
+		case <-changed:
 		}
 	}
 }
-
-// renderError is a watch message that could not be built: the viewer is
-// told so (1011 with the reason) rather than closed silently.
-type renderError struct{ err error }
-
-func (e *renderError) Error() string { return "render watch message: " + e.err.Error() }
-func (e *renderError) Unwrap() error { return e.err }
 
 func (v *viewer) write(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), v.s.cfg.WriteTimeout)
@@ -129,42 +155,9 @@ func (v *viewer) write(b []byte) error {
 	return nil
 }
 
-// appendWatch appends a watch message with the nodes changed after version
-// since (0: all of them). scratch is a reusable buffer for the nodes.
-func (s *Server) appendWatch(dst []byte, scratch *[]byte, kind string, since uint64) ([]byte, error) {
-	now := s.clock()
-	nodes := (*scratch)[:0]
-	defer func() { *scratch = nodes }()
-	var err error
-	for _, n := range s.nodeList() {
-		if n.version.Load() <= since {
-			continue
-		}
-		if len(nodes) > 0 {
-			nodes = append(nodes, ',')
-		}
-		mark := len(nodes)
-		n.mu.Lock()
-		nodes, err = s.appendNodeJSON(nodes, n, now)
-		n.mu.Unlock()
-		if err != nil {
-			// One node that cannot be encoded is left out (logged and
-			// counted); it must not close every viewer's watch.
-			nodes = nodes[:max(mark-1, 0)]
-			s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
-			if s.renderLog.allow(now) {
-				s.log.Error("watch: node left out of the update", "node", n.id, "err", err)
-			}
-		}
-	}
-	var tail watchTail
-	tail.Removed = s.removedSince(since)
-	tail.Summary, tail.Jobs, tail.Alerts = s.summarize(now)
-	return appendWatchJSON(dst, &watchHead{Version: wire.WatchVersion, Kind: kind, Time: now, Aggregator: s.cfg.Name}, nodes, &tail)
-}
-
 // summaryCache keeps Insights.Summarize to at most one call per viewer
-// interval however many viewers there are.
+// interval however many viewers there are (the watch hub and the API share
+// it).
 type summaryCache struct {
 	mu     sync.Mutex
 	at     time.Time // the server's clock at the last computation

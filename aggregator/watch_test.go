@@ -3,6 +3,7 @@ package aggregator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -49,7 +50,73 @@ func readWatch(t *testing.T, c *websocket.Conn) wire.WatchMsg {
 	return m
 }
 
-func TestWatchSnapshotThenCoalescedUpdates(t *testing.T) {
+// viewerState applies watch messages as a viewer does: updates on top of
+// the last message, checking that Seq increases.
+type viewerState struct {
+	t     *testing.T
+	seq   uint64
+	fleet *wire.FleetView
+	page  *wire.NodePage
+	rows  map[string]wire.NodeRow
+	node  *wire.NodeView
+	jobs  *wire.JobPage
+}
+
+func (vs *viewerState) apply(m wire.WatchMsg) {
+	vs.t.Helper()
+	if m.Version != wire.WatchVersion {
+		vs.t.Fatalf("version %d", m.Version)
+	}
+	switch m.Kind {
+	case wire.WatchSnapshot:
+		*vs = viewerState{t: vs.t, rows: map[string]wire.NodeRow{}}
+		if m.Fleet == nil || m.Page == nil {
+			vs.t.Fatalf("snapshot without fleet or page: %+v", m)
+		}
+	case wire.WatchUpdate:
+		if m.Seq <= vs.seq {
+			vs.t.Fatalf("update seq %d after %d", m.Seq, vs.seq)
+		}
+	default:
+		vs.t.Fatalf("kind %q", m.Kind)
+	}
+	vs.seq = m.Seq
+	if m.Fleet != nil {
+		vs.fleet = m.Fleet
+	}
+	if m.Page != nil {
+		vs.page = m.Page
+	}
+	for _, r := range m.Rows {
+		vs.rows[r.ID] = r
+	}
+	if len(m.Nodes) > 0 {
+		vs.node = &m.Nodes[0]
+	}
+	if m.JobPage != nil {
+		vs.jobs = m.JobPage
+	}
+	for _, id := range vs.page.IDs {
+		if _, ok := vs.rows[id]; !ok {
+			vs.t.Fatalf("page row %s never sent", id)
+		}
+	}
+}
+
+func subscribe(t *testing.T, c *websocket.Conn, sub wire.WatchSubscribe) {
+	t.Helper()
+	b, _ := json.Marshal(sub)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatchDefaultThenDeltas: a viewer that sends nothing gets the fleet
+// aggregates and the first page of rows, then deltas holding only the rows
+// that changed.
+func TestWatchDefaultThenDeltas(t *testing.T) {
 	ts := startServer(t, nil, func(c *Config) { c.ViewerInterval = 20 * time.Millisecond })
 	a, b := testNode("a", 2), testNode("b", 2)
 	ca, cb := dialCollector(t, ts, secretAll), dialCollector(t, ts, secretAll)
@@ -61,31 +128,162 @@ func TestWatchSnapshotThenCoalescedUpdates(t *testing.T) {
 	cb.waitAck(1)
 
 	v := dialViewer(t, ts, nil)
+	vs := &viewerState{t: t}
 	snap := readWatch(t, v)
-	if snap.Kind != wire.WatchSnapshot || len(snap.Nodes) != 2 || snap.Aggregator != "test" || snap.Version != wire.WatchVersion {
-		t.Fatalf("snapshot kind %s nodes %d aggregator %q", snap.Kind, len(snap.Nodes), snap.Aggregator)
+	if snap.Kind != wire.WatchSnapshot || snap.Aggregator != "test" {
+		t.Fatalf("first message kind %s aggregator %q", snap.Kind, snap.Aggregator)
 	}
-	if snap.Summary.GPUsOnline != 4 {
-		t.Fatalf("snapshot summary %+v", snap.Summary)
+	vs.apply(snap)
+	if vs.fleet.Summary.GPUsOnline != 4 || len(vs.fleet.Regions) != 1 || vs.fleet.Regions[0].GPUs != 4 {
+		t.Fatalf("fleet %+v", vs.fleet)
 	}
-	// Many records for a only: the next update carries a once, at its latest.
+	if vs.page.Total != 2 || len(vs.page.IDs) != 2 || vs.page.IDs[0] != "a" || len(snap.Nodes) != 0 {
+		t.Fatalf("page %+v, %d full nodes", vs.page, len(snap.Nodes))
+	}
+	if r := vs.rows["a"]; r.GPUs != 2 || r.Util == nil || r.Models["NVIDIA H100 80GB HBM3"] != 2 || r.BurnPerHour.Micros != 5_000_000 {
+		t.Fatalf("row a %+v", r)
+	}
+	// Many records for a only: the updates carry a, never b.
 	ca.samples(a, 2, 3, 4)
 	ca.samples(a, 5)
 	ca.waitAck(5)
 	for {
 		m := readWatch(t, v)
-		if m.Kind != wire.WatchUpdate {
-			t.Fatalf("kind %s", m.Kind)
+		vs.apply(m)
+		for _, r := range m.Rows {
+			if r.ID != "a" {
+				t.Fatalf("update rows carry %s", r.ID)
+			}
 		}
-		if len(m.Nodes) == 0 {
-			continue // an update from before the samples
-		}
-		if len(m.Nodes) != 1 || m.Nodes[0].ID != "a" {
-			t.Fatalf("update nodes %v, want only a", ids(m.Nodes))
-		}
-		if m.Nodes[0].Seq == 5 {
+		if u := vs.rows["a"].Util; u != nil && *u == (0.05+0.06)/2 {
 			break
 		}
+	}
+}
+
+// TestWatchSubscription: the server filters, sorts and pages; the open node
+// comes in full; jobs come by page.
+func TestWatchSubscription(t *testing.T) {
+	ts := startServer(t, nil, func(c *Config) { c.ViewerInterval = 20 * time.Millisecond })
+	var cs []*collector
+	var ns []fleet.Node
+	for i := range 12 {
+		n := testNode(fmt.Sprintf("n%02d", i), 4)
+		c := dialCollector(t, ts, secretAll)
+		c.hello(n)
+		c.samples(n, uint64(i+1)) // util differs per node
+		c.waitAck(uint64(i + 1))
+		cs, ns = append(cs, c), append(ns, n)
+	}
+	v := dialViewer(t, ts, nil)
+	vs := &viewerState{t: t}
+	vs.apply(readWatch(t, v))
+	if vs.page.Total != 12 || len(vs.page.IDs) != 12 {
+		t.Fatalf("default page %+v", vs.page)
+	}
+	subscribe(t, v, wire.WatchSubscribe{Version: wire.WatchVersion, Nodes: wire.NodeQuery{Sort: wire.SortUtil, Filter: "N0", Offset: 1, Limit: 3}, Node: "n11",
+		Jobs: &wire.JobQuery{Limit: 5}})
+	for {
+		m := readWatch(t, v)
+		vs.apply(m)
+		if m.Kind == wire.WatchSnapshot && vs.page.Query.Sort == wire.SortUtil {
+			break
+		}
+	}
+	// n00..n09 pass the filter; by utilisation, highest first: seq 9 → n08 … skip one.
+	if vs.page.Total != 10 || vs.page.Offset != 1 || len(vs.page.IDs) != 3 {
+		t.Fatalf("page %+v", vs.page)
+	}
+	for i := 1; i < len(vs.page.IDs); i++ {
+		if *vs.rows[vs.page.IDs[i-1]].Util < *vs.rows[vs.page.IDs[i]].Util {
+			t.Fatalf("page not by utilisation: %v", vs.page.IDs)
+		}
+	}
+	if vs.node == nil || vs.node.ID != "n11" || len(vs.node.Devices) != 4 {
+		t.Fatalf("open node %+v", vs.node)
+	}
+	if vs.jobs == nil || vs.jobs.Total != 0 {
+		t.Fatalf("job page %+v", vs.jobs)
+	}
+	// The open node's changes arrive in full.
+	cs[11].samples(ns[11], 13)
+	cs[11].waitAck(13)
+	for vs.node.Seq != 13 {
+		vs.apply(readWatch(t, v))
+	}
+}
+
+// TestWatchSharedEncoding: viewers with the same subscription share one
+// group, and receive byte-identical messages.
+func TestWatchSharedEncoding(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	a := testNode("a", 2)
+	ca := dialCollector(t, ts, secretAll)
+	ca.hello(a)
+	ca.samples(a, 1)
+	ca.waitAck(1)
+	v1, v2 := dialViewer(t, ts, nil), dialViewer(t, ts, nil)
+	read := func(c *websocket.Conn) []byte {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b1, b2 := read(v1), read(v2)
+	if string(b1) != string(b2) {
+		t.Fatalf("two viewers of one subscription got different snapshots:\n%s\n%s", b1, b2)
+	}
+	h := ts.hub()
+	h.mu.Lock()
+	groups := len(h.groups)
+	h.mu.Unlock()
+	if groups != 1 {
+		t.Fatalf("%d groups for one subscription", groups)
+	}
+}
+
+// TestWatchSlowViewerCoalesced: a viewer that missed publications gets one
+// update with what changed since the last it sent, not every delta.
+func TestWatchSlowViewerCoalesced(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	h := ts.hub()
+	g := h.enter(wire.DefaultSubscription())
+	defer h.leave(g)
+	a := testNode("a", 2)
+	ca := dialCollector(t, ts, secretAll)
+	ca.hello(a)
+	var first *watchPub
+	for seq := uint64(1); ; seq++ {
+		ca.samples(a, seq)
+		ca.waitAck(seq)
+		pub, _ := g.latest()
+		if first == nil {
+			first = pub
+		}
+		if pub == nil || first == nil || pub.seq <= first.seq+1 {
+			continue
+		}
+		vs := &viewerState{t: t}
+		var m wire.WatchMsg
+		if err := json.Unmarshal(first.snapshot(), &m); err != nil {
+			t.Fatal(err)
+		}
+		vs.apply(m)
+		m = wire.WatchMsg{}
+		if err := json.Unmarshal(pub.since(first), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Kind != wire.WatchUpdate || m.Seq != pub.seq || len(m.Rows) != 1 {
+			t.Fatalf("coalesced update %+v", m)
+		}
+		vs.apply(m)
+		if got, want := vs.rows["a"].LastSeen, pub.at; got.After(want) {
+			t.Fatalf("row from %v after the publication at %v", got, want)
+		}
+		return
 	}
 }
 
@@ -102,8 +300,9 @@ func ids(nodes []wire.NodeView) []string {
 // collector keeps being applied and acked.
 func TestStalledViewerDoesNotBlockIngest(t *testing.T) {
 	ts := startServer(t, nil, func(c *Config) {
-		c.ViewerInterval = 5 * time.Millisecond
+		c.ViewerInterval = 20 * time.Millisecond
 		c.WriteTimeout = 200 * time.Millisecond
+		c.Insights = &manyJobs{}
 	})
 	tiny := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -115,7 +314,9 @@ func TestStalledViewerDoesNotBlockIngest(t *testing.T) {
 	opts := dialOpts(secretViewer)
 	opts.HTTPClient = tiny
 	stalled := dialViewer(t, ts, opts) // never read from
-	_ = stalled
+	// A big page of jobs that changes every time, so that the stream fills
+	// the socket soon.
+	subscribe(t, stalled, wire.WatchSubscribe{Nodes: wire.NodeQuery{Limit: wire.MaxPageRows}, Node: "na", Jobs: &wire.JobQuery{Limit: wire.MaxPageRows}})
 	waitFor(t, "viewer connected", func() bool { return counter(t, ts.Server, "viewers") == 1 })
 
 	const nodes = 10
@@ -154,6 +355,29 @@ func TestStalledViewerDoesNotBlockIngest(t *testing.T) {
 		t.Fatalf("node a at seq %d gaps %d, want %d and 0", v.Seq, v.Gaps, seq)
 	}
 	t.Logf("viewer dropped after %d records per node, %d acked meanwhile", seq, acked.Load())
+}
+
+// manyJobs reports 400 big jobs whose figures change at every call (some
+// 400 KB of job page each time).
+type manyJobs struct {
+	fakeInsights
+	calls atomic.Int64
+	nodes []string
+}
+
+func (m *manyJobs) Summarize(time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+	k := m.calls.Add(1)
+	if m.nodes == nil { // read-only once built; Summarize calls are serialised
+		for i := range 64 {
+			m.nodes = append(m.nodes, fmt.Sprintf("node-%04d", i))
+		}
+	}
+	jobs := make([]wire.JobView, 400)
+	for i := range jobs {
+		jobs[i] = wire.JobView{Job: fleet.Job{ID: fmt.Sprintf("job-%04d", i), Team: "research"}, GPUs: int(k), Util: 0.5,
+			Regions: []string{"Singapore"}, Nodes: m.nodes, Allowed: true}
+	}
+	return wire.Summary{Currency: "USD"}, jobs, nil
 }
 
 func TestCloseSendsGoingAway(t *testing.T) {

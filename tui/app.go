@@ -20,6 +20,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/fleettop/fleettop/wire"
 )
 
 // Options configures Run.
@@ -145,6 +147,8 @@ type App struct {
 	histBusy   bool
 	histAt     time.Time
 	histErr    string
+	sub        wire.WatchSubscribe // last sent to the source
+	subSent    bool
 }
 
 // NewApp builds the root model reading from src.
@@ -221,6 +225,46 @@ func (a *App) resize() {
 
 // Update implements tea.Model. It never blocks: I/O happens in commands.
 func (a *App) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	m, cmd := a.update(msg)
+	a.syncSubscription()
+	return m, cmd
+}
+
+// subscription is what the aggregators should send for what is on screen:
+// the node list's window (its filter, order and visible rows), the open
+// node, and the job list's window while it shows.
+func (a *App) subscription() wire.WatchSubscribe {
+	sub := wire.WatchSubscribe{Version: wire.WatchVersion}
+	if np, ok := a.pages[pageNodes].(*listPage[*NodeRow]); ok {
+		sort, desc, filter, off, lim := np.query()
+		sub.Nodes = wire.NodeQuery{Sort: sort, Desc: desc, Filter: filter, Offset: off, Limit: lim}
+	}
+	if a.active == pageNode {
+		sub.Node = a.node.id
+	}
+	if jp, ok := a.pages[pageJobs].(*listPage[JobRow]); ok && a.active == pageJobs {
+		sort, desc, filter, off, lim := jp.query()
+		sub.Jobs = &wire.JobQuery{Sort: sort, Desc: desc, Filter: filter, Offset: off, Limit: lim}
+	}
+	return sub
+}
+
+// syncSubscription tells the source when what is on screen changed.
+func (a *App) syncSubscription() {
+	if a.src == nil {
+		return
+	}
+	sub := a.subscription()
+	same := sub.Nodes == a.sub.Nodes && sub.Node == a.sub.Node && (sub.Jobs == nil) == (a.sub.Jobs == nil) &&
+		(sub.Jobs == nil || *sub.Jobs == *a.sub.Jobs)
+	if same && a.subSent {
+		return
+	}
+	a.sub, a.subSent = sub, true
+	a.src.Subscribe(sub)
+}
+
+func (a *App) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		a.w, a.h = max(msg.Width, 20), max(msg.Height, 5)

@@ -195,16 +195,22 @@ func darkPanel(sh *shared) panel {
 	st := sh.st
 	s := sh.snap
 	var dark []*NodeRow
-	for _, r := range s.Nodes {
-		if r.View.State == wire.StateOffline && r.Burn > 0 {
-			dark = append(dark, r)
+	n := 0
+	if s.Paged { // the aggregators rank the whole fleet
+		dark, n = s.DarkTop, s.DarkNodes
+	} else {
+		for _, r := range s.Nodes {
+			if r.View.State == wire.StateOffline && r.Burn > 0 {
+				dark = append(dark, r)
+			}
 		}
+		n = len(dark)
 	}
 	if len(dark) == 0 {
 		return panel{}
 	}
 	slices.SortStableFunc(dark, func(a, b *NodeRow) int { return cmp.Compare(b.Burn, a.Burn) })
-	p := panel{title: "Paid but dark  " + strconv.Itoa(len(dark)) + " nodes not reporting"}
+	p := panel{title: "Paid but dark  " + strconv.Itoa(n) + " nodes not reporting"}
 	for _, r := range dark {
 		p.lines = append(p.lines, Fit(orDash(r.View.Hostname), 24)+" "+Fit(r.View.Region, 12)+" "+
 			st.Crit.Render(stateText(sh, r.View).text)+"  "+Money(r.Burn, s.Currency)+"/h")
@@ -216,9 +222,13 @@ func darkPanel(sh *shared) panel {
 func idlePanel(sh *shared) panel {
 	s := sh.snap
 	var idle []*NodeRow
-	for _, r := range s.Nodes {
-		if r.IdleBurn > 0 {
-			idle = append(idle, r)
+	if s.Paged { // the aggregators rank the whole fleet
+		idle = s.IdleTop
+	} else {
+		for _, r := range s.Nodes {
+			if r.IdleBurn > 0 {
+				idle = append(idle, r)
+			}
 		}
 	}
 	if len(idle) == 0 {

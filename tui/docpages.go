@@ -363,10 +363,17 @@ func (p *costPage) SetData(s *Snapshot) {
 	add("")
 	add(st.Section.Render("Idle waste, ranked (" + cur + "/h)"))
 	idle := make([]*NodeRow, 0, 16)
-	for _, n := range s.Nodes {
-		if n.IdleBurn > 0 {
-			idle = append(idle, n)
+	idleN := 0
+	if s.Paged { // the aggregators rank the whole fleet
+		idle = append(idle, s.IdleTop...)
+		idleN = s.IdleNodes
+	} else {
+		for _, n := range s.Nodes {
+			if n.IdleBurn > 0 {
+				idle = append(idle, n)
+			}
 		}
+		idleN = len(idle)
 	}
 	slices.SortFunc(idle, func(a, b *NodeRow) int {
 		if c := cmp.Compare(b.IdleBurn, a.IdleBurn); c != 0 {
@@ -382,12 +389,14 @@ func (p *costPage) SetData(s *Snapshot) {
 	const topIdle = 10
 	for i, n := range idle {
 		if i == topIdle {
-			add(st.Dim.Render("  … " + strconv.Itoa(len(idle)-topIdle) + " more"))
 			break
 		}
 		add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
 			FitRight(strconv.Itoa(n.IdleGPUs)+"/"+strconv.Itoa(n.GPUs), 9) + " " + FitRight(AmountShort(n.IdleBurn), 10) + " " +
 			FitRight(Percent(n.Util), 6))
+	}
+	if idleN > topIdle {
+		add(st.Dim.Render("  … " + strconv.Itoa(idleN-topIdle) + " more"))
 	}
 
 	add("")
@@ -406,6 +415,9 @@ func (p *costPage) SetData(s *Snapshot) {
 		}
 		add(Fit(l.Node, 16) + " " + Fit(orDash(l.Lease), 16) + " " + FitRight(strconv.Itoa(l.GPUs), 4) + "  " +
 			l.End.Format("2006-01-02") + "  " + in)
+	}
+	if s.Paged && s.LeasesEnding > len(s.Leases) {
+		add(st.Dim.Render("  … " + strconv.Itoa(s.LeasesEnding-len(s.Leases)) + " more"))
 	}
 	p.lines = lines
 }

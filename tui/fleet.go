@@ -101,6 +101,22 @@ type Snapshot struct {
 	Leases      []wire.LeaseEnding
 	Conns       []ConnStatus
 	nodeByID    map[string]*NodeRow
+
+	// Paged is true when the aggregators watch by subscription (version 2):
+	// Nodes is then the subscribed page of the node list, in the server's
+	// order, starting at NodesOffset of NodesTotal; Jobs likewise. When
+	// false, Nodes and Jobs hold everything and the pages sort and filter
+	// themselves.
+	Paged                   bool
+	NodesOffset, NodesTotal int
+	JobsOffset, JobsTotal   int
+	NodesKnown              int        // nodes in the fleet, whatever the filter
+	JobsKnown               int        // jobs known, whatever the filter
+	LeasesEnding            int        // leases ending within the horizon (Paged: Leases holds the soonest)
+	IdleTop                 []*NodeRow // nodes whose idle GPUs burn most (Paged)
+	IdleNodes               int        // nodes with idle burn (Paged)
+	DarkTop                 []*NodeRow // offline nodes that cost most (Paged)
+	DarkNodes               int        // offline nodes that cost money (Paged)
 }
 
 // Node returns the row of node id, or nil.
@@ -142,14 +158,28 @@ type Fleet struct {
 	idle    float64
 	aggs    []*aggState
 	changed bool
+	query   wire.NodeQuery // the node page the viewer wants (merging pages of several aggregators)
+}
+
+// SetQuery records the node page the viewer wants.
+func (f *Fleet) SetQuery(q wire.NodeQuery) {
+	f.query = q
+	f.changed = true
 }
 
 type aggState struct {
 	conn    ConnStatus
-	nodes   map[string]*NodeRow
+	nodes   map[string]*NodeRow // v1: every node; v2: the open node, in full
 	summary wire.Summary
 	jobs    []wire.JobView
 	alerts  []fleet.Alert
+
+	// Version 2 (watch by subscription).
+	paged   bool
+	fleet   *wire.FleetView
+	page    *wire.NodePage
+	rows    map[string]*NodeRow // the page's rows
+	jobPage *wire.JobPage
 }
 
 // NewFleet returns an empty fleet for the given aggregators. display is the
@@ -164,6 +194,7 @@ func NewFleet(endpoints []Endpoint, display string, idle float64) *Fleet {
 		f.aggs = append(f.aggs, &aggState{
 			conn:  ConnStatus{Name: e.URL, URL: e.URL},
 			nodes: map[string]*NodeRow{},
+			rows:  map[string]*NodeRow{},
 		})
 	}
 	f.changed = true
@@ -191,6 +222,11 @@ func (f *Fleet) Apply(agg int, m *wire.WatchMsg, now time.Time) {
 		a.conn.Name = m.Aggregator
 	}
 	a.conn.LastData = now
+	if m.Version >= 2 {
+		f.applyPaged(a, agg, m)
+		return
+	}
+	a.paged = false
 	if m.Kind == wire.WatchSnapshot {
 		clear(a.nodes)
 	}
@@ -205,6 +241,76 @@ func (f *Fleet) Apply(agg int, m *wire.WatchMsg, now time.Time) {
 	a.jobs = m.Jobs
 	a.alerts = m.Alerts
 	f.changed = true
+}
+
+// applyPaged merges a version 2 message: a snapshot replaces everything, an
+// update replaces the sections it holds.
+func (f *Fleet) applyPaged(a *aggState, agg int, m *wire.WatchMsg) {
+	if m.Kind == wire.WatchSnapshot || !a.paged {
+		a.paged = true
+		clear(a.nodes)
+		clear(a.rows)
+		a.fleet, a.page, a.jobPage, a.jobs, a.alerts = nil, nil, nil, nil, nil
+		a.summary = wire.Summary{}
+	}
+	if m.Fleet != nil {
+		a.fleet = m.Fleet
+		a.summary = m.Fleet.Summary
+		a.alerts = m.Fleet.Alerts
+	}
+	if m.Page != nil {
+		a.page = m.Page
+		keep := make(map[string]bool, len(m.Page.IDs))
+		for _, id := range m.Page.IDs {
+			keep[id] = true
+		}
+		for id := range a.rows {
+			if !keep[id] {
+				delete(a.rows, id)
+			}
+		}
+	}
+	for i := range m.Rows {
+		a.rows[m.Rows[i].ID] = f.pagedRow(&m.Rows[i], agg)
+	}
+	if len(m.Nodes) > 0 {
+		clear(a.nodes)
+		for i := range m.Nodes {
+			nv := m.Nodes[i]
+			a.nodes[nv.ID] = f.nodeRow(&nv, agg)
+		}
+	}
+	for _, id := range m.Removed { // the open node was forgotten
+		delete(a.nodes, id)
+	}
+	if m.JobPage != nil {
+		a.jobPage = m.JobPage
+		a.jobs = m.JobPage.Jobs
+	}
+	f.changed = true
+}
+
+// pagedRow turns a version 2 row into the tables' NodeRow. Its View holds
+// the node's identity only (no devices): the Node view gets the full view.
+func (f *Fleet) pagedRow(r *wire.NodeRow, agg int) *NodeRow {
+	nv := &wire.NodeView{ID: r.ID, Hostname: r.Hostname, Region: r.Region, Provider: r.Provider, State: r.State,
+		LastSeen: r.LastSeen, BurnPerHour: r.BurnPerHour}
+	row := &NodeRow{View: nv, Agg: agg, GPUs: r.GPUs, Util: math.NaN(), Hottest: math.NaN(), MemUsed: r.MemUsed,
+		MemTotal: r.MemTotal, Power: r.Power, IdleGPUs: r.IdleGPUs, Jobs: r.Jobs}
+	if r.Util != nil {
+		row.Util = *r.Util
+	}
+	if r.Hottest != nil {
+		row.Hottest = *r.Hottest
+	}
+	models := map[string]int{}
+	for m, k := range r.Models {
+		models[ShortModel(m)] += k
+	}
+	row.Models = modelsString(models)
+	row.search = strings.ToLower(strings.Join([]string{nv.ID, nv.Hostname, nv.Region, nv.Provider, nv.State,
+		row.Models, strings.Join(row.Jobs, " ")}, " "))
+	return row
 }
 
 // Changed reports whether anything arrived since the last Snapshot.
@@ -414,29 +520,82 @@ func (f *Fleet) Snapshot(now time.Time) *Snapshot {
 			}
 		}
 		s.Alerts = append(s.Alerts, a.alerts...)
-		for _, n := range a.nodes {
+		price := func(n *NodeRow) {
 			n.Agg = ai
 			bm := n.View.BurnPerHour
 			n.Burn = money(bm)
 			if n.GPUs > 0 {
 				n.IdleBurn = n.Burn * int64(n.IdleGPUs) / int64(n.GPUs)
 			}
-			s.Nodes = append(s.Nodes, n)
+		}
+		if a.paged {
+			s.Paged = true
+			if a.page != nil {
+				s.NodesTotal += a.page.Total
+				s.NodesOffset = a.page.Offset
+				for _, id := range a.page.IDs {
+					if n := a.rows[id]; n != nil {
+						price(n)
+						s.Nodes = append(s.Nodes, n)
+						s.nodeByID[id] = n
+					}
+				}
+			}
+			if a.jobPage != nil {
+				s.JobsTotal += a.jobPage.Total
+				s.JobsOffset = a.jobPage.Offset
+			}
+			if fv := a.fleet; fv != nil {
+				s.IdleNodes += fv.IdleNodes
+				for i := range fv.IdleTop {
+					n := f.pagedRow(&fv.IdleTop[i], ai)
+					price(n)
+					s.IdleTop = append(s.IdleTop, n)
+				}
+				s.DarkNodes += fv.DarkNodes
+				for i := range fv.DarkTop {
+					n := f.pagedRow(&fv.DarkTop[i], ai)
+					price(n)
+					s.DarkTop = append(s.DarkTop, n)
+				}
+				for _, r := range fv.Regions {
+					s.NodesKnown += r.Nodes
+				}
+				s.JobsKnown += fv.Jobs
+				s.LeasesEnding += fv.LeasesEnding
+			}
+		}
+		for _, n := range a.nodes {
+			price(n)
+			if !a.paged {
+				s.Nodes = append(s.Nodes, n)
+				s.NodesKnown++
+			}
 			s.nodeByID[n.View.ID] = n
 		}
 	}
 	if s.Summary.GPUsOnline > 0 {
 		s.Summary.Util = utilW / float64(s.Summary.GPUsOnline)
 	}
-	slices.SortFunc(s.Nodes, func(a, b *NodeRow) int {
-		if c := strings.Compare(a.View.Region, b.View.Region); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.View.Hostname, b.View.Hostname); c != 0 {
+	if !s.Paged {
+		slices.SortFunc(s.Nodes, cmpDefaultNode)
+		s.NodesTotal, s.JobsTotal, s.JobsKnown = len(s.Nodes), len(jobs), len(jobs)
+	} else if len(f.aggs) > 1 {
+		// Each aggregator sent the first Offset+Limit rows of the query;
+		// merge them and keep the page.
+		s.Nodes = mergePage(s.Nodes, f.query)
+		s.NodesOffset = f.query.Offset
+		s.JobsOffset = 0
+	}
+	slices.SortFunc(s.IdleTop, func(a, b *NodeRow) int {
+		if c := cmp.Compare(b.IdleBurn, a.IdleBurn); c != 0 {
 			return c
 		}
 		return strings.Compare(a.View.ID, b.View.ID)
 	})
+	if len(s.IdleTop) > wire.FleetIdleTop {
+		s.IdleTop = s.IdleTop[:wire.FleetIdleTop]
+	}
 	for _, c := range costs {
 		s.Costs = append(s.Costs, *c)
 	}
@@ -459,11 +618,165 @@ func (f *Fleet) Snapshot(now time.Time) *Snapshot {
 		}
 		s.Jobs = append(s.Jobs, *j)
 	}
-	slices.SortFunc(s.Jobs, func(a, b JobRow) int { return strings.Compare(a.ID, b.ID) })
+	if !s.Paged || len(f.aggs) > 1 {
+		slices.SortFunc(s.Jobs, func(a, b JobRow) int { return strings.Compare(a.ID, b.ID) })
+	} else if a := f.aggs[0]; a.jobPage != nil {
+		order := make(map[string]int, len(a.jobPage.Jobs))
+		for i, j := range a.jobPage.Jobs {
+			order[j.ID] = i
+		}
+		slices.SortFunc(s.Jobs, func(a, b JobRow) int { return cmp.Compare(order[a.ID], order[b.ID]) })
+	}
 	slices.SortFunc(s.Alerts, alertOrder)
 	slices.SortFunc(s.Leases, func(a, b wire.LeaseEnding) int { return a.End.Compare(b.End) })
-	s.Regions = buildRegions(s)
+	if s.Paged {
+		s.Regions = pagedRegions(f, s, money)
+	} else {
+		s.Regions = buildRegions(s)
+	}
 	return s
+}
+
+func cmpDefaultNode(a, b *NodeRow) int {
+	if c := strings.Compare(a.View.Region, b.View.Region); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.View.Hostname, b.View.Hostname); c != 0 {
+		return c
+	}
+	return strings.Compare(a.View.ID, b.View.ID)
+}
+
+// nodeOrder is the aggregators' order for a node query (wire.Sort*), so
+// pages from several aggregators merge into one.
+func nodeOrder(q wire.NodeQuery) func(a, b *NodeRow) int {
+	descNaNLast := func(x, y float64) int {
+		switch xn, yn := math.IsNaN(x), math.IsNaN(y); {
+		case xn && yn:
+			return 0
+		case xn:
+			return 1
+		case yn:
+			return -1
+		}
+		return cmp.Compare(y, x)
+	}
+	var key func(a, b *NodeRow) int
+	switch q.Sort {
+	case wire.SortHost:
+		key = func(a, b *NodeRow) int { return strings.Compare(a.View.Hostname, b.View.Hostname) }
+	case wire.SortUtil:
+		key = func(a, b *NodeRow) int { return descNaNLast(a.Util, b.Util) }
+	case wire.SortBurn:
+		key = func(a, b *NodeRow) int { return cmp.Compare(b.Burn, a.Burn) }
+	case wire.SortTemp:
+		key = func(a, b *NodeRow) int { return descNaNLast(a.Hottest, b.Hottest) }
+	case wire.SortState:
+		key = func(a, b *NodeRow) int { return strings.Compare(a.View.State, b.View.State) }
+	case wire.SortPower:
+		key = func(a, b *NodeRow) int { return cmp.Compare(b.Power, a.Power) }
+	case wire.SortMem:
+		key = func(a, b *NodeRow) int { return cmp.Compare(b.MemUsed, a.MemUsed) }
+	case wire.SortProvider:
+		key = func(a, b *NodeRow) int { return strings.Compare(a.View.Provider, b.View.Provider) }
+	case wire.SortJobs:
+		key = func(a, b *NodeRow) int { return slices.Compare(a.Jobs, b.Jobs) }
+	}
+	order := func(a, b *NodeRow) int {
+		if key != nil {
+			if c := key(a, b); c != 0 {
+				return c
+			}
+		}
+		return cmpDefaultNode(a, b)
+	}
+	if q.Desc {
+		return func(a, b *NodeRow) int { return order(b, a) }
+	}
+	return order
+}
+
+// mergePage sorts the rows of several aggregators by q and keeps q's page.
+func mergePage(rows []*NodeRow, q wire.NodeQuery) []*NodeRow {
+	slices.SortFunc(rows, nodeOrder(q))
+	lo := min(q.Offset, len(rows))
+	return rows[lo:min(len(rows), lo+q.Limit)]
+}
+
+// pagedRegions merges the aggregators' region rows.
+func pagedRegions(f *Fleet, s *Snapshot, money func(fleet.Money) int64) []RegionRow {
+	type acc struct {
+		row       RegionRow
+		providers map[string]bool
+		models    map[string]int
+		usum      float64
+		un        int
+	}
+	by := map[string]*acc{}
+	var order []string
+	for _, a := range f.aggs {
+		if a.fleet == nil {
+			continue
+		}
+		for _, r := range a.fleet.Regions {
+			x := by[r.Region]
+			if x == nil {
+				x = &acc{row: RegionRow{Region: r.Region, Jurisdiction: r.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
+				by[r.Region] = x
+				order = append(order, r.Region)
+			}
+			rr := &x.row
+			rr.Nodes += r.Nodes
+			rr.GPUs += r.GPUs
+			rr.Online += r.Online
+			rr.Stale += r.Stale
+			rr.Off += r.Offline
+			rr.MemUsed += r.MemUsed
+			rr.MemTotal += r.MemTotal
+			rr.Power += r.Power
+			rr.Alerts += r.AlertsOpen
+			cur := a.summary.Currency
+			burn, idle := r.BurnPerHour, r.IdleBurn
+			if burn.Currency == "" {
+				burn.Currency = cur
+			}
+			if idle.Currency == "" {
+				idle.Currency = cur
+			}
+			rr.Burn += money(burn)
+			rr.IdleBurn += money(idle)
+			for _, p := range r.Providers {
+				x.providers[p] = true
+			}
+			for m, k := range r.Models {
+				x.models[ShortModel(m)] += k
+			}
+			if r.Util != nil {
+				n := r.GPUs - 0
+				x.usum += *r.Util * float64(n)
+				x.un += n
+			}
+		}
+	}
+	slices.Sort(order)
+	out := make([]RegionRow, 0, len(order))
+	for _, name := range order {
+		x := by[name]
+		x.row.Util = math.NaN()
+		if x.un > 0 {
+			x.row.Util = x.usum / float64(x.un)
+		}
+		ps := make([]string, 0, len(x.providers))
+		for p := range x.providers {
+			ps = append(ps, p)
+		}
+		slices.Sort(ps)
+		x.row.Providers = strings.Join(ps, ",")
+		x.row.Models = modelsString(x.models)
+		x.row.search = strings.ToLower(x.row.Region + " " + x.row.Jurisdiction + " " + x.row.Providers + " " + x.row.Models)
+		out = append(out, x.row)
+	}
+	return out
 }
 
 func union(a, b []string) []string {

@@ -9,6 +9,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/exp/teatest/v2"
+
+	"github.com/fleettop/fleettop/wire"
 )
 
 // fakeSource hands the program fixed snapshots and history.
@@ -21,6 +23,9 @@ type fakeSource struct {
 var _ Source = (*fakeSource)(nil)
 
 func (f *fakeSource) Snapshots() <-chan *Snapshot { return f.ch }
+
+func (f *fakeSource) Subscribe(wire.WatchSubscribe) {}
+
 func (f *fakeSource) History(_ context.Context, _ int, node string) (*History, error) {
 	f.history++
 	u1, u2 := 0.2, 0.9

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"math"
 	"slices"
 	"strings"
 
@@ -38,6 +39,7 @@ type sortKey[R any] struct {
 	col  int
 	desc bool // natural direction is descending (busiest, costliest first)
 	cmp  func(a, b *R) int
+	wire string // the aggregator's name of this order (wire.Sort*), for paged lists
 }
 
 // listPage is a filterable, sortable table over rows of type R. The sorted,
@@ -67,6 +69,25 @@ type listPage[R any] struct {
 	// rows need, in the lines left (the Fleet view's panels).
 	footer func(b *strings.Builder, lines int)
 	w, h   int
+
+	// paged reports, for a snapshot whose rows the aggregators page, where
+	// its rows start and how many there are in all. Such a list does not
+	// filter or sort itself: it asks for a page (query) and shows what
+	// comes, a placeholder for rows still on their way.
+	paged   func(*Snapshot) (offset, total, known int, ok bool)
+	remote  bool
+	pageOff int
+	total   int
+	known   int // rows in all, whatever the filter (paged)
+}
+
+// query is the page of rows this list wants from the aggregators: its
+// filter and order, and the rows of its window.
+func (p *listPage[R]) query() (sort string, desc bool, filter string, offset, limit int) {
+	if len(p.sorts) > 0 {
+		sort = p.sorts[p.sortI].wire
+	}
+	return sort, p.desc, p.filter, p.t.offset, max(p.t.height, 1)
 }
 
 func (p *listPage[R]) Title() string { return p.title }
@@ -95,11 +116,12 @@ func (p *listPage[R]) layout() {
 }
 
 func (p *listPage[R]) SetData(s *Snapshot) {
-	var keep string
-	if p.id != nil && p.t.cursor < len(p.idx) {
-		keep = p.id(&p.all[p.idx[p.t.cursor]])
-	}
+	keep := p.current()
 	p.all = p.get(s)
+	p.remote = false
+	if p.paged != nil {
+		p.pageOff, p.total, p.known, p.remote = p.paged(s)
+	}
 	p.rebuild(keep)
 	if p.footer != nil || p.extraH != nil {
 		p.layout()
@@ -110,6 +132,17 @@ func (p *listPage[R]) SetData(s *Snapshot) {
 // rebuild filters and sorts, keeping the row with id keep under the cursor.
 func (p *listPage[R]) rebuild(keep string) {
 	p.idx = p.idx[:0]
+	if p.remote { // the aggregators filtered and sorted
+		for i := range p.all {
+			p.idx = append(p.idx, i)
+		}
+		if len(p.sorts) > 0 {
+			k := p.sorts[p.sortI]
+			p.t.sortCol, p.t.desc = k.col, k.desc != p.desc
+		}
+		p.t.setRows(p.total)
+		return
+	}
 	q := strings.ToLower(p.filter)
 	for i := range p.all {
 		if q == "" || strings.Contains(p.search(&p.all[i]), q) {
@@ -150,13 +183,27 @@ func (p *listPage[R]) currentRow() *R {
 }
 
 func (p *listPage[R]) current() string {
-	if p.id != nil && p.t.cursor < len(p.idx) {
-		return p.id(&p.all[p.idx[p.t.cursor]])
+	if r := p.at(p.t.cursor); r != nil && p.id != nil {
+		return p.id(r)
 	}
 	return ""
 }
 
+// at returns the row at display position i, nil when it is not here (yet).
+func (p *listPage[R]) at(i int) *R {
+	if p.remote {
+		i -= p.pageOff
+	}
+	if i < 0 || i >= len(p.idx) {
+		return nil
+	}
+	return &p.all[p.idx[i]]
+}
+
 func (p *listPage[R]) SetFilter(q string) {
+	if p.remote && q != p.filter {
+		p.t.cursor, p.t.offset = 0, 0 // a new list comes
+	}
 	p.filter = q
 	keep := p.current()
 	p.rebuild(keep)
@@ -164,7 +211,12 @@ func (p *listPage[R]) SetFilter(q string) {
 
 func (p *listPage[R]) Filter() string { return p.filter }
 
-func (p *listPage[R]) Counts() (int, int) { return len(p.idx), len(p.all) }
+func (p *listPage[R]) Counts() (int, int) {
+	if p.remote {
+		return p.total, p.known
+	}
+	return len(p.idx), len(p.all)
+}
 
 func (p *listPage[R]) CycleSort() {
 	if len(p.sorts) == 0 {
@@ -172,11 +224,17 @@ func (p *listPage[R]) CycleSort() {
 	}
 	p.sortI = (p.sortI + 1) % len(p.sorts)
 	p.desc = false
+	if p.remote {
+		p.t.cursor, p.t.offset = 0, 0
+	}
 	p.rebuild(p.current())
 }
 
 func (p *listPage[R]) ReverseSort() {
 	p.desc = !p.desc
+	if p.remote {
+		p.t.cursor, p.t.offset = 0, 0
+	}
 	p.rebuild(p.current())
 }
 
@@ -197,8 +255,8 @@ func (p *listPage[R]) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
 		case key.Matches(msg, km.Bottom):
 			p.t.move(p.t.n)
 		case key.Matches(msg, km.Enter):
-			if p.enter != nil && p.t.cursor < len(p.idx) {
-				return p.enter(&p.all[p.idx[p.t.cursor]])
+			if r := p.at(p.t.cursor); p.enter != nil && r != nil {
+				return p.enter(r)
 			}
 		}
 	case tea.MouseWheelMsg:
@@ -218,13 +276,23 @@ func (p *listPage[R]) View() string {
 		p.header(&b)
 	}
 	p.t.view(&b, func(i int, cells []cell) []cell {
-		return p.cells(&p.all[p.idx[i]], cells)
+		if r := p.at(i); r != nil {
+			return p.cells(r, cells)
+		}
+		for k := range p.t.cols { // on its way from the aggregator
+			c := cell{text: "-", ratio: math.NaN()}
+			if k == 0 {
+				c.text = "…"
+			}
+			cells = append(cells, c)
+		}
+		return cells
 	})
-	shown := min(len(p.idx), p.t.height)
-	if len(p.idx) == 0 {
+	shown := min(p.t.n-p.t.offset, p.t.height)
+	if p.t.n == 0 {
 		b.WriteString("\n")
 		shown = 1
-		if len(p.all) == 0 {
+		if len(p.all) == 0 && (!p.remote || p.filter == "") {
 			b.WriteString(p.st.Dim.Render("  nothing to show yet"))
 		} else {
 			b.WriteString(p.st.Dim.Render("  no row matches the filter " + `"` + p.filter + `"`))
@@ -241,4 +309,4 @@ func (p *listPage[R]) View() string {
 func (p *listPage[R]) Selected() string { return p.current() }
 
 // Enterable reports whether enter opens something from this list.
-func (p *listPage[R]) Enterable() bool { return p.enter != nil && len(p.idx) > 0 }
+func (p *listPage[R]) Enterable() bool { return p.enter != nil && p.at(p.t.cursor) != nil }

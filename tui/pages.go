@@ -267,19 +267,20 @@ func newNodesPage(sh *shared) *listPage[*NodeRow] {
 		enter: func(r **NodeRow) tea.Cmd { return nav(navMsg{page: pageNode, node: (*r).View.ID}) },
 	}
 	p.sorts = []sortKey[*NodeRow]{
-		{col: 1, cmp: func(a, b **NodeRow) int { return 0 }}, // snapshot order: region, hostname
-		{col: 0, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.Hostname, (*b).View.Hostname) }},
-		{col: 4, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Util, (*b).Util) }},
-		{col: 8, desc: true, cmp: func(a, b **NodeRow) int { return cmp.Compare((*a).Burn, (*b).Burn) }},
-		{col: 6, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Hottest, (*b).Hottest) }},
-		{col: 10, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.State, (*b).View.State) }},
-		{col: 7, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Power, (*b).Power) }},
-		{col: 5, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).MemUsed, (*b).MemUsed) }},
-		{col: 2, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.Provider, (*b).View.Provider) }},
-		{col: 9, cmp: func(a, b **NodeRow) int {
+		{col: 1, wire: wire.SortDefault, cmp: func(a, b **NodeRow) int { return 0 }}, // snapshot order: region, hostname
+		{col: 0, wire: wire.SortHost, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.Hostname, (*b).View.Hostname) }},
+		{col: 4, wire: wire.SortUtil, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Util, (*b).Util) }},
+		{col: 8, wire: wire.SortBurn, desc: true, cmp: func(a, b **NodeRow) int { return cmp.Compare((*a).Burn, (*b).Burn) }},
+		{col: 6, wire: wire.SortTemp, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Hottest, (*b).Hottest) }},
+		{col: 10, wire: wire.SortState, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.State, (*b).View.State) }},
+		{col: 7, wire: wire.SortPower, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).Power, (*b).Power) }},
+		{col: 5, wire: wire.SortMem, desc: true, cmp: func(a, b **NodeRow) int { return cmpFloat((*a).MemUsed, (*b).MemUsed) }},
+		{col: 2, wire: wire.SortProvider, cmp: func(a, b **NodeRow) int { return strings.Compare((*a).View.Provider, (*b).View.Provider) }},
+		{col: 9, wire: wire.SortJobs, cmp: func(a, b **NodeRow) int {
 			return strings.Compare(strings.Join((*a).Jobs, ","), strings.Join((*b).Jobs, ","))
 		}},
 	}
+	p.paged = func(s *Snapshot) (int, int, int, bool) { return s.NodesOffset, s.NodesTotal, s.NodesKnown, s.Paged }
 	return p
 }
 
@@ -322,15 +323,16 @@ func newJobsPage(sh *shared) *listPage[JobRow] {
 		enter: func(r *JobRow) tea.Cmd { return nav(navMsg{page: pageJob, job: r.ID}) },
 	}
 	p.sorts = []sortKey[JobRow]{
-		{col: 0, cmp: func(a, b *JobRow) int { return 0 }},
-		{col: 7, desc: true, cmp: func(a, b *JobRow) int { return cmp.Compare(a.BurnMicros, b.BurnMicros) }},
-		{col: 6, desc: true, cmp: func(a, b *JobRow) int { return cmpFloat(a.Util, b.Util) }},
-		{col: 5, desc: true, cmp: func(a, b *JobRow) int { return cmp.Compare(a.GPUs, b.GPUs) }},
-		{col: 1, cmp: func(a, b *JobRow) int { return strings.Compare(a.Team, b.Team) }},
-		{col: 9, cmp: func(a, b *JobRow) int {
+		{col: 0, wire: wire.JobSortID, cmp: func(a, b *JobRow) int { return 0 }},
+		{col: 7, wire: wire.JobSortBurn, desc: true, cmp: func(a, b *JobRow) int { return cmp.Compare(a.BurnMicros, b.BurnMicros) }},
+		{col: 6, wire: wire.JobSortUtil, desc: true, cmp: func(a, b *JobRow) int { return cmpFloat(a.Util, b.Util) }},
+		{col: 5, wire: wire.JobSortGPUs, desc: true, cmp: func(a, b *JobRow) int { return cmp.Compare(a.GPUs, b.GPUs) }},
+		{col: 1, wire: wire.JobSortTeam, cmp: func(a, b *JobRow) int { return strings.Compare(a.Team, b.Team) }},
+		{col: 9, wire: wire.JobSortResidency, cmp: func(a, b *JobRow) int {
 			return cmp.Compare(boolInt(a.Allowed), boolInt(b.Allowed))
 		}},
 	}
+	p.paged = func(s *Snapshot) (int, int, int, bool) { return s.JobsOffset, s.JobsTotal, s.JobsKnown, s.Paged }
 	return p
 }
 

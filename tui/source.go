@@ -39,6 +39,10 @@ type Source interface {
 	// silence or unsilence; d is a silence's length) on the aggregator that
 	// has it. It needs an operator token. It does I/O, like History.
 	MarkAlert(ctx context.Context, id, action string, d time.Duration) error
+	// Subscribe says what the viewer shows (the page of nodes, the open
+	// node, the page of jobs), so that the aggregators send only that. It
+	// does not block: the latest call wins.
+	Subscribe(sub wire.WatchSubscribe)
 }
 
 // History is a node's recent per-device history, as /api/v1/nodes/{id}
@@ -84,6 +88,11 @@ type WatchSource struct {
 	out      chan *Snapshot
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	subMu   sync.Mutex
+	sub     wire.WatchSubscribe
+	subKick []chan struct{}     // per aggregator: the subscription changed
+	queries chan wire.NodeQuery // to the merger (latest wins)
 }
 
 type sourceEvent struct {
@@ -95,14 +104,14 @@ type sourceEvent struct {
 
 var _ Source = (*WatchSource)(nil)
 
-// maxWatchMessage bounds one watch message (a 100,000-GPU snapshot is a few
-// tens of MB of JSON).
+// maxWatchMessage bounds one watch message (a version 1 snapshot of 100,000
+// GPUs is a few tens of MB of JSON; version 2 messages are a few tens of KB).
 const maxWatchMessage = 512 << 20
 
 // NewWatchSource prepares clients for o.Aggregators; Start runs them.
 func NewWatchSource(o Options) *WatchSource {
 	o = o.withDefaults()
-	return &WatchSource{
+	w := &WatchSource{
 		eps:      o.Aggregators,
 		fleet:    NewFleet(o.Aggregators, o.Currency, o.IdleThreshold),
 		interval: o.Refresh,
@@ -110,7 +119,53 @@ func NewWatchSource(o Options) *WatchSource {
 		client:   &http.Client{Timeout: 10 * time.Second},
 		events:   make(chan sourceEvent, 64),
 		out:      make(chan *Snapshot, 1),
+		sub:      wire.DefaultSubscription(),
+		queries:  make(chan wire.NodeQuery, 1),
 	}
+	for range o.Aggregators {
+		w.subKick = append(w.subKick, make(chan struct{}, 1))
+	}
+	w.fleet.SetQuery(w.sub.Nodes)
+	return w
+}
+
+// Subscribe implements Source.
+func (w *WatchSource) Subscribe(sub wire.WatchSubscribe) {
+	w.subMu.Lock()
+	w.sub = sub
+	w.subMu.Unlock()
+	for _, k := range w.subKick {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
+	}
+	select { // latest wins
+	case <-w.queries:
+	default:
+	}
+	w.queries <- sub.Nodes
+}
+
+// subscription is what to ask aggregator agg for. With several
+// aggregators, each sends the rows before the page too, so that their
+// pages merge into the one the viewer shows.
+func (w *WatchSource) subscription() wire.WatchSubscribe {
+	w.subMu.Lock()
+	sub := w.sub
+	w.subMu.Unlock()
+	sub.Version = wire.WatchVersion
+	if len(w.eps) > 1 {
+		sub.Nodes.Limit += sub.Nodes.Offset
+		sub.Nodes.Offset = 0
+		if sub.Jobs != nil {
+			j := *sub.Jobs
+			j.Limit += j.Offset
+			j.Offset = 0
+			sub.Jobs = &j
+		}
+	}
+	return sub
 }
 
 // Start connects to every aggregator and starts merging; Close stops it.
@@ -172,10 +227,14 @@ func (w *WatchSource) merge(ctx context.Context) {
 			} else {
 				w.fleet.SetConn(ev.agg, ev.state, ev.err, now)
 			}
-			if !published && ev.msg != nil {
+			// The first data, and the answer to a new subscription (the
+			// viewer paged, sorted or opened a node), show at once.
+			if ev.msg != nil && (!published || ev.msg.Kind == wire.WatchSnapshot && ev.msg.Version >= 2) {
 				w.publish(w.fleet.Snapshot(now))
 				published = true
 			}
+		case q := <-w.queries:
+			w.fleet.SetQuery(q)
 		case now := <-t.C:
 			if w.fleet.Changed() {
 				w.publish(w.fleet.Snapshot(now))
@@ -257,6 +316,9 @@ func (w *WatchSource) stream(ctx context.Context, agg int) (got bool, err error)
 	if !w.send(ctx, sourceEvent{agg: agg, state: ConnLive}) {
 		return false, ctx.Err()
 	}
+	subscribing := false
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 	for {
 		_, data, err := c.Read(ctx)
 		if err != nil {
@@ -269,9 +331,37 @@ func (w *WatchSource) stream(ctx context.Context, agg int) (got bool, err error)
 		if m.Version > wire.WatchVersion {
 			return got, fmt.Errorf("watch stream version %d is newer than this viewer's %d: upgrade fleettop", m.Version, wire.WatchVersion)
 		}
+		if m.Version >= 2 && !subscribing { // it watches by subscription: say what to send
+			subscribing = true
+			go w.subscribe(sctx, c, agg)
+		}
 		got = true
 		if !w.send(ctx, sourceEvent{agg: agg, msg: m}) {
 			return got, ctx.Err()
+		}
+	}
+}
+
+// subscribe sends aggregator agg the subscription, again whenever it
+// changes, until ctx ends; a failed write ends the stream's read too.
+func (w *WatchSource) subscribe(ctx context.Context, c *websocket.Conn, agg int) {
+	var last []byte
+	for {
+		b, err := json.Marshal(w.subscription())
+		if err == nil && string(b) != string(last) {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = c.Write(wctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				c.CloseNow()
+				return
+			}
+			last = b
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.subKick[agg]:
 		}
 	}
 }

@@ -321,3 +321,30 @@ func TestWatchSourceRealAggregatorOutage(t *testing.T) {
 		return s.Conns[0].State == ConnLive && n != nil && n.Util == 0.9
 	})
 }
+
+// TestWatchSourcePagesFromAggregator: the aggregator sorts, filters and
+// pages for the viewer, and sends the open node in full.
+func TestWatchSourcePagesFromAggregator(t *testing.T) {
+	rec := &memRecorder{seqs: map[string]uint64{}}
+	addr, _ := startAggregator(t, "127.0.0.1:0", rec)
+	for i, u := range []float64{0.1, 0.9, 0.5, 0.7, 0.3} {
+		pushNode(t, addr, fmt.Sprintf("n%d", i), 1, u)
+	}
+	src := startSource(t, []Endpoint{{URL: "http://" + addr, Token: testViewer}})
+	s := waitSnap(t, src, "the default page", func(s *Snapshot) bool { return s.Paged && len(s.Nodes) == 5 })
+	if s.NodesTotal != 5 || s.NodesKnown != 5 || s.Nodes[0].View.ID != "n0" || len(s.Regions) != 1 || s.Regions[0].GPUs != 5 {
+		t.Fatalf("default page: total %d known %d first %s regions %+v", s.NodesTotal, s.NodesKnown, s.Nodes[0].View.ID, s.Regions)
+	}
+	src.Subscribe(wire.WatchSubscribe{Nodes: wire.NodeQuery{Sort: wire.SortUtil, Offset: 1, Limit: 2}, Node: "n4"})
+	s = waitSnap(t, src, "the busiest nodes but one, and n4 in full", func(s *Snapshot) bool {
+		n := s.Node("n4")
+		return len(s.Nodes) == 2 && s.NodesOffset == 1 && n != nil && len(n.View.Devices) == 1
+	})
+	if s.Nodes[0].View.ID != "n3" || s.Nodes[1].View.ID != "n2" || s.NodesTotal != 5 {
+		t.Fatalf("page %s %s of %d, want n3 n2 of 5", s.Nodes[0].View.ID, s.Nodes[1].View.ID, s.NodesTotal)
+	}
+	src.Subscribe(wire.WatchSubscribe{Nodes: wire.NodeQuery{Filter: "N1-HOST", Limit: 10}})
+	waitSnap(t, src, "the filtered page", func(s *Snapshot) bool {
+		return len(s.Nodes) == 1 && s.Nodes[0].View.ID == "n1" && s.NodesTotal == 1
+	})
+}

@@ -193,6 +193,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		Recorder:       st,
 		Marks:          st,
 		Insights:       eng,
+		IdleThreshold:  cfg.Rules.IdleThreshold,
 		Name:           o.Name,
 		Interval:       o.Interval,
 		StaleAfter:     o.StaleAfter,

@@ -1,0 +1,565 @@
+package aggregator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fleettop/fleettop/wire"
+)
+
+// The watch hub turns the live fleet into watch messages (wire.WatchMsg,
+// version 2). Viewers with the same subscription share a group; one
+// goroutine publishes each group's next message, encoded once, shortly after
+// ingest changes something (watchDebounce), at most every watchMinGap, and
+// at least once per ViewerInterval (states age without ingest, and a quiet
+// fleet still shows the link alive). Each viewer
+// then sends the group's latest publication: the delta when it has sent the
+// one before, else one update coalescing the publications it skipped (or a
+// snapshot when it has none yet), so a slow viewer skips publications
+// instead of queueing them.
+
+const (
+	// watchDebounce gathers the changes of one burst of ingest into one
+	// message: a change reaches viewers within debounce + gap, well under the
+	// 200 ms a viewer would notice.
+	watchDebounce = 40 * time.Millisecond
+	// watchMinGap bounds the message rate of a group.
+	watchMinGap = 100 * time.Millisecond
+)
+
+type watchHub struct {
+	s    *Server
+	kick chan struct{} // ingest changed something (capacity 1)
+	join chan struct{} // a new group wants its first publication (capacity 1)
+
+	mu     sync.Mutex
+	groups map[string]*watchGroup // by subscription key
+
+	// Owned by the run goroutine.
+	rows     map[*nodeState]*rowEntry
+	ordered  []*rowEntry
+	fleetAt  time.Time // when fleet was last rebuilt
+	fleetJS  []byte    // encoded wire.FleetView
+	fleetGen uint64    // bumped when fleetJS changes
+	jobs     []wire.JobView
+}
+
+// watchGroup is every viewer with one subscription.
+type watchGroup struct {
+	key     string
+	sub     wire.WatchSubscribe
+	viewers int // guarded by hub.mu
+
+	mu      sync.Mutex
+	cur     *watchPub     // latest publication; nil before the first
+	changed chan struct{} // closed at the next publication
+
+	// Owned by the hub's run goroutine: what the latest publication holds.
+	seq      uint64
+	fleetGen uint64
+	pageJS   []byte
+	rowGen   map[string]uint64 // page row id → gen published
+	rowJS    [][]byte          // page rows, in page order
+	nodeVer  uint64
+	nodeJS   []byte
+	jobsJS   []byte
+}
+
+// watchPub is one publication of a group: immutable once published.
+type watchPub struct {
+	seq   uint64
+	delta []byte // the update from seq-1; nil for the first publication
+
+	// The whole state at seq, for viewers that need a snapshot.
+	at       time.Time
+	agg      string
+	fleetGen uint64
+	fleetJS  []byte
+	pageJS   []byte
+	rowIDs   []string
+	rowGen   map[string]uint64
+	rowJS    [][]byte
+	nodeVer  uint64
+	nodeJS   []byte
+	jobsJS   []byte
+	snapOnce sync.Once
+	snap     []byte
+
+	catchMu sync.Mutex
+	catchup map[uint64][]byte // coalesced updates from an older seq, by that seq
+}
+
+// hub returns the server's watch hub, starting it on first use.
+func (s *Server) hub() *watchHub {
+	if h := s.watchHub.Load(); h != nil {
+		return h
+	}
+	s.watchOnce.Do(func() {
+		h := &watchHub{s: s, kick: make(chan struct{}, 1), join: make(chan struct{}, 1),
+			groups: map[string]*watchGroup{}, rows: map[*nodeState]*rowEntry{}}
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			h.run(s.ctx)
+		}()
+		s.watchHub.Store(h)
+	})
+	return s.watchHub.Load()
+}
+
+// kickWatch tells the hub, if any, that the fleet changed. Cheap: called on
+// the ingest path.
+func (s *Server) kickWatch() {
+	if h := s.watchHub.Load(); h != nil {
+		select {
+		case h.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func subKey(sub wire.WatchSubscribe) string {
+	b, _ := json.Marshal(sub)
+	return string(b)
+}
+
+// normSub bounds a subscription.
+func normSub(sub wire.WatchSubscribe) wire.WatchSubscribe {
+	sub.Version = wire.WatchVersion
+	sub.Nodes = normNodeQuery(sub.Nodes)
+	if sub.Jobs != nil {
+		q := normJobQuery(*sub.Jobs)
+		sub.Jobs = &q
+	}
+	return sub
+}
+
+// enter adds a viewer to the group of sub, creating it.
+func (h *watchHub) enter(sub wire.WatchSubscribe) *watchGroup {
+	sub = normSub(sub)
+	k := subKey(sub)
+	h.mu.Lock()
+	g := h.groups[k]
+	if g == nil {
+		g = &watchGroup{key: k, sub: sub, changed: make(chan struct{}), rowGen: map[string]uint64{}}
+		h.groups[k] = g
+	}
+	g.viewers++
+	first := g.viewers == 1
+	h.mu.Unlock()
+	if first {
+		select {
+		case h.join <- struct{}{}:
+		default:
+		}
+	}
+	return g
+}
+
+// leave removes a viewer; the last one out deletes the group.
+func (h *watchHub) leave(g *watchGroup) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g.viewers--
+	if g.viewers == 0 && h.groups[g.key] == g {
+		delete(h.groups, g.key)
+	}
+}
+
+// latest returns the group's latest publication (nil before the first) and
+// a channel closed at the next one.
+func (g *watchGroup) latest() (*watchPub, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cur, g.changed
+}
+
+func (h *watchHub) run(ctx context.Context) {
+	s := h.s
+	tick := time.NewTicker(s.cfg.ViewerInterval)
+	defer tick.Stop()
+	var last time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.join:
+			// A new subscription gets its first message at once.
+			h.publish(true, false)
+			last = time.Now()
+			continue
+		case <-tick.C:
+			// Every group hears at least once per interval, changed or
+			// not: viewers tell a quiet fleet from a dead link.
+			h.publish(false, true)
+			last = time.Now()
+			continue
+		case <-h.kick:
+			if !armed {
+				armed = true
+				timer.Reset(max(watchDebounce, time.Until(last.Add(watchMinGap))))
+			}
+			continue
+		case <-timer.C:
+			armed = false
+			h.publish(false, false)
+			last = time.Now()
+		}
+	}
+}
+
+// publish refreshes the rows and, once per ViewerInterval, the fleet
+// aggregates, then publishes every group whose state changed (and every
+// group without a publication yet; every group when heartbeat).
+func (h *watchHub) publish(onlyNew, heartbeat bool) {
+	s := h.s
+	h.mu.Lock()
+	groups := make([]*watchGroup, 0, len(h.groups))
+	for _, g := range h.groups {
+		if !onlyNew || g.seq == 0 {
+			groups = append(groups, g)
+		}
+	}
+	h.mu.Unlock()
+	if len(groups) == 0 {
+		return
+	}
+	now := s.clock()
+	h.refreshRows(now)
+	if h.fleetJS == nil || time.Since(h.fleetAt) >= s.cfg.ViewerInterval*9/10 {
+		h.refreshFleet(now)
+	}
+	sorted := map[wire.NodeQuery][]*rowEntry{} // one sort per distinct query
+	for _, g := range groups {
+		q := g.sub.Nodes
+		q.Offset, q.Limit = 0, 0
+		list, ok := sorted[q]
+		if !ok {
+			list = sortedRows(h.ordered, q)
+			sorted[q] = list
+		}
+		h.publishGroup(g, list, now, heartbeat)
+	}
+}
+
+// refreshRows rebuilds the rows of nodes that changed or whose state aged.
+func (h *watchHub) refreshRows(now time.Time) {
+	s := h.s
+	list := s.nodeList()
+	same := len(list) >= len(h.ordered)
+	for i := 0; same && i < len(h.ordered); i++ {
+		same = list[i] == h.ordered[i].n
+	}
+	if !same { // nodes were forgotten (evictIdle): follow the list
+		ordered := make([]*rowEntry, 0, len(list))
+		rows := make(map[*nodeState]*rowEntry, len(list))
+		for _, n := range list {
+			if e := h.rows[n]; e != nil {
+				ordered = append(ordered, e)
+				rows[n] = e
+			}
+		}
+		h.ordered, h.rows = ordered, rows
+	}
+	for _, n := range list[len(h.ordered):] {
+		e := &rowEntry{n: n}
+		h.rows[n] = e
+		h.ordered = append(h.ordered, e)
+	}
+	for _, e := range h.ordered {
+		n := e.n
+		v := n.version.Load()
+		if v == e.ver && e.gen > 0 && s.stateSince(e.seen, now) == e.row.State {
+			continue
+		}
+		n.mu.Lock()
+		s.buildRow(e, n, now)
+		n.mu.Unlock()
+		e.ver = v
+	}
+}
+
+// refreshFleet rebuilds the fleet aggregates.
+func (h *watchHub) refreshFleet(now time.Time) {
+	sum, jobs, alerts := h.s.summarize(now)
+	h.jobs = jobs
+	fv := fleetView(h.ordered, sum, len(jobs), alerts)
+	b, err := json.Marshal(&fv)
+	if err != nil { // the last good one stays; counted
+		h.s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
+		if h.s.renderLog.allow(now) {
+			h.s.log.Error("watch: fleet aggregates left out", "err", err)
+		}
+		return
+	}
+	h.fleetAt = time.Now()
+	if !bytes.Equal(b, h.fleetJS) {
+		h.fleetJS = b
+		h.fleetGen++
+	}
+}
+
+// publishGroup builds g's next publication from list (its sorted, filtered
+// rows) when anything it shows changed.
+func (h *watchHub) publishGroup(g *watchGroup, list []*rowEntry, now time.Time, heartbeat bool) {
+	s := h.s
+	q := g.sub.Nodes
+	page := wire.NodePage{Query: q, Total: len(list), Offset: q.Offset, IDs: []string{}}
+	var rows []*rowEntry
+	if q.Offset < len(list) {
+		rows = list[q.Offset:min(len(list), q.Offset+q.Limit)]
+	}
+	for _, e := range rows {
+		page.IDs = append(page.IDs, e.row.ID)
+	}
+	pageJS, _ := json.Marshal(&page)
+
+	var d deltaWriter
+	d.begin(wire.WatchUpdate, now, s.cfg.Name, g.seq+1)
+	changed := false
+	if g.fleetGen != h.fleetGen {
+		d.field("fleet", h.fleetJS)
+		changed = true
+	}
+	if !bytes.Equal(pageJS, g.pageJS) {
+		d.field("page", pageJS)
+		changed = true
+	} else {
+		pageJS = g.pageJS
+	}
+	rowGen := make(map[string]uint64, len(rows))
+	rowJS := make([][]byte, 0, len(rows))
+	first := true
+	for _, e := range rows {
+		js := e.encoded()
+		rowJS = append(rowJS, js)
+		rowGen[e.row.ID] = e.gen
+		if g.rowGen[e.row.ID] == e.gen {
+			continue
+		}
+		if first {
+			d.key("rows")
+			d.b = append(d.b, '[')
+			first = false
+		} else {
+			d.b = append(d.b, ',')
+		}
+		d.b = append(d.b, js...)
+		changed = true
+	}
+	if !first {
+		d.b = append(d.b, ']')
+	}
+	nodeJS, nodeVer := g.nodeJS, g.nodeVer
+	if id := g.sub.Node; id != "" {
+		n := s.node(id)
+		if n == nil && nodeJS != nil { // forgotten since
+			nodeJS, nodeVer = nil, 0
+			d.key("removed")
+			d.b = append(d.b, '[')
+			d.b = appendString(d.b, id)
+			d.b = append(d.b, ']')
+			changed = true
+		}
+		if n != nil {
+			if v := n.version.Load(); v != g.nodeVer || nodeJS == nil || g.seq == 0 {
+				n.mu.Lock()
+				b, err := s.appendNodeJSON(nil, n, now)
+				n.mu.Unlock()
+				if err != nil { // left out, counted; the watch goes on
+					s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
+					if s.renderLog.allow(now) {
+						s.log.Error("watch: open node left out", "node", id, "err", err)
+					}
+				} else {
+					nodeJS, nodeVer = b, v
+					d.key("nodes")
+					d.b = append(d.b, '[')
+					d.b = append(d.b, b...)
+					d.b = append(d.b, ']')
+					changed = true
+				}
+			}
+		}
+	}
+	jobsJS := g.jobsJS
+	if g.sub.Jobs != nil && (g.fleetGen != h.fleetGen || jobsJS == nil) {
+		jp := jobPage(h.jobs, *g.sub.Jobs)
+		b, _ := json.Marshal(&jp)
+		if !bytes.Equal(b, jobsJS) {
+			jobsJS = b
+			d.field("job_page", b)
+			changed = true
+		}
+	}
+	if !changed && !heartbeat && g.seq > 0 {
+		return
+	}
+	g.seq++
+	g.fleetGen = h.fleetGen
+	g.pageJS, g.rowGen, g.rowJS, g.nodeJS, g.nodeVer, g.jobsJS = pageJS, rowGen, rowJS, nodeJS, nodeVer, jobsJS
+	pub := &watchPub{seq: g.seq, at: now, agg: s.cfg.Name, fleetGen: h.fleetGen, fleetJS: h.fleetJS, pageJS: pageJS,
+		rowIDs: page.IDs, rowGen: rowGen, rowJS: rowJS, nodeVer: nodeVer, nodeJS: nodeJS, jobsJS: jobsJS}
+	if g.seq > 1 {
+		pub.delta = d.end()
+	}
+	g.mu.Lock()
+	g.cur = pub
+	close(g.changed)
+	g.changed = make(chan struct{})
+	g.mu.Unlock()
+}
+
+// snapshot is the whole state at p.seq, encoded once for every viewer that
+// needs it.
+func (p *watchPub) snapshot() []byte {
+	p.snapOnce.Do(func() {
+		var d deltaWriter
+		d.begin(wire.WatchSnapshot, p.at, p.agg, p.seq)
+		d.field("fleet", p.fleetJS)
+		d.field("page", p.pageJS)
+		d.key("rows")
+		d.b = append(d.b, '[')
+		for i, r := range p.rowJS {
+			if i > 0 {
+				d.b = append(d.b, ',')
+			}
+			d.b = append(d.b, r...)
+		}
+		d.b = append(d.b, ']')
+		if p.nodeJS != nil {
+			d.key("nodes")
+			d.b = append(d.b, '[')
+			d.b = append(d.b, p.nodeJS...)
+			d.b = append(d.b, ']')
+		}
+		if p.jobsJS != nil {
+			d.field("job_page", p.jobsJS)
+		}
+		p.snap = d.end()
+	})
+	return p.snap
+}
+
+// since is the update from old (an earlier publication of the same group)
+// to p: one message that coalesces every publication in between, so a
+// viewer that fell behind catches up with what changed, not with a
+// snapshot. Viewers behind by the same amount share its encoding.
+func (p *watchPub) since(old *watchPub) []byte {
+	if old.seq+1 == p.seq && p.delta != nil {
+		return p.delta
+	}
+	p.catchMu.Lock()
+	defer p.catchMu.Unlock()
+	if b, ok := p.catchup[old.seq]; ok {
+		return b
+	}
+	var d deltaWriter
+	d.begin(wire.WatchUpdate, p.at, p.agg, p.seq)
+	if old.fleetGen != p.fleetGen {
+		d.field("fleet", p.fleetJS)
+	}
+	if !bytes.Equal(old.pageJS, p.pageJS) {
+		d.field("page", p.pageJS)
+	}
+	first := true
+	for i, id := range p.rowIDs {
+		if g, ok := old.rowGen[id]; ok && g == p.rowGen[id] {
+			continue
+		}
+		if first {
+			d.key("rows")
+			d.b = append(d.b, '[')
+			first = false
+		} else {
+			d.b = append(d.b, ',')
+		}
+		d.b = append(d.b, p.rowJS[i]...)
+	}
+	if !first {
+		d.b = append(d.b, ']')
+	}
+	if p.nodeJS == nil && old.nodeJS != nil {
+		var m struct {
+			Nodes []struct {
+				ID string `json:"id"`
+			} `json:"nodes"`
+		}
+		_ = json.Unmarshal(append(append([]byte(`{"nodes":[`), old.nodeJS...), ']', '}'), &m)
+		if len(m.Nodes) == 1 {
+			d.key("removed")
+			d.b = append(d.b, '[')
+			d.b = appendString(d.b, m.Nodes[0].ID)
+			d.b = append(d.b, ']')
+		}
+	}
+	if p.nodeJS != nil && (p.nodeVer != old.nodeVer || old.nodeJS == nil) {
+		d.key("nodes")
+		d.b = append(d.b, '[')
+		d.b = append(d.b, p.nodeJS...)
+		d.b = append(d.b, ']')
+	}
+	if p.jobsJS != nil && !bytes.Equal(old.jobsJS, p.jobsJS) {
+		d.field("job_page", p.jobsJS)
+	}
+	b := d.end()
+	if p.catchup == nil {
+		p.catchup = map[uint64][]byte{}
+	}
+	p.catchup[old.seq] = b
+	return b
+}
+
+// deltaWriter writes a wire.WatchMsg from pre-encoded sections.
+type deltaWriter struct{ b []byte }
+
+func (d *deltaWriter) begin(kind string, t time.Time, agg string, seq uint64) {
+	d.b = append(d.b, `{"version":`...)
+	d.b = strconv.AppendInt(d.b, wire.WatchVersion, 10)
+	d.b = append(d.b, `,"kind":`...)
+	d.b = appendString(d.b, kind)
+	d.b = append(d.b, `,"time":"`...)
+	d.b = t.AppendFormat(d.b, time.RFC3339Nano)
+	d.b = append(d.b, '"')
+	if agg != "" {
+		d.b = append(d.b, `,"aggregator":`...)
+		d.b = appendString(d.b, agg)
+	}
+	d.b = append(d.b, `,"seq":`...)
+	d.b = strconv.AppendUint(d.b, seq, 10)
+}
+
+func (d *deltaWriter) key(k string) {
+	d.b = append(d.b, ',', '"')
+	d.b = append(d.b, k...)
+	d.b = append(d.b, '"', ':')
+}
+
+func (d *deltaWriter) field(k string, js []byte) {
+	if js == nil {
+		return
+	}
+	d.key(k)
+	d.b = append(d.b, js...)
+}
+
+func (d *deltaWriter) end() []byte { return append(d.b, '}') }
+
+// stateSince is stateAt for a node last heard at seen.
+func (s *Server) stateSince(seen, now time.Time) string {
+	age := now.Sub(seen)
+	switch {
+	case age <= s.cfg.StaleAfter:
+		return wire.StateOnline
+	case age <= s.cfg.OfflineAfter:
+		return wire.StateStale
+	}
+	return wire.StateOffline
+}

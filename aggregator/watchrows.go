@@ -1,0 +1,432 @@
+package aggregator
+
+import (
+	"cmp"
+	"encoding/json"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// rowEntry is one node's list row, rebuilt only when the node changed (or
+// its state aged), and encoded only when a page shows it. The hub goroutine
+// owns it. js is never modified once set (published messages share it).
+type rowEntry struct {
+	n      *nodeState
+	ver    uint64 // node version the row was built from
+	gen    uint64 // bumped whenever row changes; pages compare it
+	row    wire.NodeRow
+	util   float64 // NaN: unknown
+	hot    float64 // NaN: unknown
+	burn   int64
+	idle   int64
+	seen   time.Time // last heard (the row carries it only when not online)
+	jur    string    // jurisdiction
+	search string    // lower case
+	js     []byte    // nil until encoded for this gen
+}
+
+// buildRow fills e from n. Caller holds n.mu.
+func (s *Server) buildRow(e *rowEntry, n *nodeState, now time.Time) {
+	nd := &n.node
+	r := wire.NodeRow{ID: n.id, Hostname: nd.Hostname, Region: nd.Region, Provider: nd.Provider, State: s.stateAt(n, now), GPUs: len(n.devs)}
+	e.seen = n.lastSeen
+	e.jur = nd.Jurisdiction
+	if r.State != wire.StateOnline {
+		r.LastSeen = n.lastSeen
+	}
+	e.util, e.hot = math.NaN(), math.NaN()
+	var usum float64
+	var un int
+	idleT := s.cfg.IdleThreshold
+	for i := range n.devs {
+		ds := &n.devs[i]
+		if r.Models == nil {
+			r.Models = map[string]int{}
+		}
+		r.Models[ds.dev.Model]++
+		total := float64(ds.dev.MemoryTotal)
+		if ds.seen {
+			if u, ok := ds.latest.Get(fleet.MetricUtil); ok && finite(u) {
+				usum += u
+				un++
+				if u < idleT {
+					r.IdleGPUs++
+				}
+			}
+			if v, ok := ds.latest.Get(fleet.MetricMemUsed); ok && finite(v) {
+				r.MemUsed += v
+			}
+			if v, ok := ds.latest.Get(fleet.MetricMemTotal); ok && finite(v) && v > 0 {
+				total = v
+			}
+			if v, ok := ds.latest.Get(fleet.MetricPower); ok && finite(v) {
+				r.Power += v
+			}
+			if v, ok := ds.latest.Get(fleet.MetricTemp); ok && finite(v) && (math.IsNaN(e.hot) || v > e.hot) {
+				e.hot = v
+			}
+		}
+		r.MemTotal += total
+	}
+	if un > 0 {
+		e.util = usum / float64(un)
+		u := e.util
+		r.Util = &u
+	}
+	if !math.IsNaN(e.hot) {
+		h := e.hot
+		r.Hottest = &h
+	}
+	for _, p := range n.procs {
+		if p.Job.ID != "" && !slices.Contains(r.Jobs, p.Job.ID) {
+			r.Jobs = append(r.Jobs, p.Job.ID)
+		}
+	}
+	slices.Sort(r.Jobs)
+	r.BurnPerHour = s.burn(n)
+	if r.GPUs > 0 {
+		r.IdleBurn = fleet.Money{Micros: r.BurnPerHour.Micros * int64(r.IdleGPUs) / int64(r.GPUs), Currency: r.BurnPerHour.Currency}
+	}
+	e.burn, e.idle = r.BurnPerHour.Micros, r.IdleBurn.Micros
+	var sb strings.Builder
+	for _, x := range []string{r.ID, r.Hostname, r.Region, nd.Site, nd.Jurisdiction, r.Provider, nd.Lease.ID} {
+		sb.WriteString(x)
+		sb.WriteByte(' ')
+	}
+	for m := range r.Models {
+		sb.WriteString(m)
+		sb.WriteByte(' ')
+	}
+	for _, j := range r.Jobs {
+		sb.WriteString(j)
+		sb.WriteByte(' ')
+	}
+	e.search = strings.ToLower(sb.String())
+	e.row = r
+	e.gen++
+	e.js = nil
+}
+
+// matches reports whether the row passes filter q (lower case).
+func (e *rowEntry) matches(q string) bool {
+	return q == "" || strings.Contains(e.search, q) || strings.Contains(e.row.State, q)
+}
+
+// encoded returns the row's JSON, encoding it once per change.
+func (e *rowEntry) encoded() []byte {
+	if e.js == nil {
+		b, err := json.Marshal(&e.row)
+		if err != nil { // cannot happen: finite figures only
+			b = []byte(`{"id":` + string(appendString(nil, e.row.ID)) + `}`)
+		}
+		e.js = b
+	}
+	return e.js
+}
+
+// normNodeQuery bounds a query and lower-cases its filter.
+func normNodeQuery(q wire.NodeQuery) wire.NodeQuery {
+	switch q.Sort {
+	case wire.SortDefault, wire.SortHost, wire.SortUtil, wire.SortBurn, wire.SortTemp, wire.SortState,
+		wire.SortPower, wire.SortMem, wire.SortProvider, wire.SortJobs:
+	default:
+		q.Sort = wire.SortDefault
+	}
+	q.Filter = strings.ToLower(strings.TrimSpace(q.Filter))
+	q.Offset = max(q.Offset, 0)
+	q.Limit = min(max(q.Limit, 0), wire.MaxPageRows)
+	return q
+}
+
+func normJobQuery(q wire.JobQuery) wire.JobQuery {
+	switch q.Sort {
+	case wire.JobSortID, wire.JobSortBurn, wire.JobSortUtil, wire.JobSortGPUs, wire.JobSortTeam, wire.JobSortResidency:
+	default:
+		q.Sort = wire.JobSortID
+	}
+	q.Filter = strings.ToLower(strings.TrimSpace(q.Filter))
+	q.Offset = max(q.Offset, 0)
+	q.Limit = min(max(q.Limit, 0), wire.MaxPageRows)
+	return q
+}
+
+// cmpNaNLast compares figures for a descending natural order with unknown
+// (NaN) last.
+func cmpDescNaNLast(a, b float64) int {
+	switch an, bn := math.IsNaN(a), math.IsNaN(b); {
+	case an && bn:
+		return 0
+	case an:
+		return 1
+	case bn:
+		return -1
+	}
+	return cmp.Compare(b, a)
+}
+
+func cmpDefaultRow(a, b *rowEntry) int {
+	if c := strings.Compare(a.row.Region, b.row.Region); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.row.Hostname, b.row.Hostname); c != 0 {
+		return c
+	}
+	return strings.Compare(a.row.ID, b.row.ID)
+}
+
+// nodeOrder returns the comparison of a node query's sort, in its natural
+// direction.
+func nodeOrder(sort string) func(a, b *rowEntry) int {
+	var key func(a, b *rowEntry) int
+	switch sort {
+	case wire.SortHost:
+		key = func(a, b *rowEntry) int { return strings.Compare(a.row.Hostname, b.row.Hostname) }
+	case wire.SortUtil:
+		key = func(a, b *rowEntry) int { return cmpDescNaNLast(a.util, b.util) }
+	case wire.SortBurn:
+		key = func(a, b *rowEntry) int { return cmp.Compare(b.burn, a.burn) }
+	case wire.SortTemp:
+		key = func(a, b *rowEntry) int { return cmpDescNaNLast(a.hot, b.hot) }
+	case wire.SortState:
+		key = func(a, b *rowEntry) int { return strings.Compare(a.row.State, b.row.State) }
+	case wire.SortPower:
+		key = func(a, b *rowEntry) int { return cmp.Compare(b.row.Power, a.row.Power) }
+	case wire.SortMem:
+		key = func(a, b *rowEntry) int { return cmp.Compare(b.row.MemUsed, a.row.MemUsed) }
+	case wire.SortProvider:
+		key = func(a, b *rowEntry) int { return strings.Compare(a.row.Provider, b.row.Provider) }
+	case wire.SortJobs:
+		key = func(a, b *rowEntry) int { return slices.Compare(a.row.Jobs, b.row.Jobs) }
+	default:
+		return cmpDefaultRow
+	}
+	return func(a, b *rowEntry) int {
+		if c := key(a, b); c != 0 {
+			return c
+		}
+		return cmpDefaultRow(a, b)
+	}
+}
+
+// sortedRows filters and sorts rows for q (offset and limit aside).
+func sortedRows(rows []*rowEntry, q wire.NodeQuery) []*rowEntry {
+	out := make([]*rowEntry, 0, len(rows))
+	for _, e := range rows {
+		if e.matches(q.Filter) {
+			out = append(out, e)
+		}
+	}
+	order := nodeOrder(q.Sort)
+	if q.Desc {
+		slices.SortFunc(out, func(a, b *rowEntry) int { return order(b, a) })
+	} else {
+		slices.SortFunc(out, order)
+	}
+	return out
+}
+
+// jobPage filters, sorts and pages jobs for q.
+func jobPage(jobs []wire.JobView, q wire.JobQuery) wire.JobPage {
+	p := wire.JobPage{Query: q, Offset: q.Offset, Jobs: []wire.JobView{}}
+	idx := make([]int, 0, len(jobs))
+	for i := range jobs {
+		if q.Filter == "" || strings.Contains(jobSearch(&jobs[i]), q.Filter) {
+			idx = append(idx, i)
+		}
+	}
+	byID := func(a, b *wire.JobView) int { return strings.Compare(a.ID, b.ID) }
+	var key func(a, b *wire.JobView) int
+	switch q.Sort {
+	case wire.JobSortBurn:
+		key = func(a, b *wire.JobView) int { return cmp.Compare(b.BurnPerHour.Micros, a.BurnPerHour.Micros) }
+	case wire.JobSortUtil:
+		key = func(a, b *wire.JobView) int { return cmp.Compare(b.Util, a.Util) }
+	case wire.JobSortGPUs:
+		key = func(a, b *wire.JobView) int { return cmp.Compare(b.GPUs, a.GPUs) }
+	case wire.JobSortTeam:
+		key = func(a, b *wire.JobView) int { return strings.Compare(a.Team, b.Team) }
+	case wire.JobSortResidency:
+		key = func(a, b *wire.JobView) int { return cmp.Compare(boolRank(a.Allowed), boolRank(b.Allowed)) }
+	}
+	order := func(a, b int) int {
+		c := 0
+		if key != nil {
+			c = key(&jobs[a], &jobs[b])
+		}
+		if c == 0 {
+			c = byID(&jobs[a], &jobs[b])
+		}
+		if q.Desc {
+			c = -c
+		}
+		return c
+	}
+	slices.SortFunc(idx, order)
+	p.Total = len(idx)
+	for i := q.Offset; i < len(idx) && i < q.Offset+q.Limit; i++ {
+		p.Jobs = append(p.Jobs, jobs[idx[i]])
+	}
+	return p
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func jobSearch(j *wire.JobView) string {
+	s := strings.ToLower(strings.Join([]string{j.ID, j.Team, j.DataClass,
+		strings.Join(j.Regions, " "), strings.Join(j.Jurisdictions, " "), strings.Join(j.Nodes, " "), j.Violation}, " "))
+	if !j.Allowed {
+		s += " violation"
+	}
+	return s
+}
+
+var sevRank = map[fleet.Severity]int{fleet.SevCritical: 0, fleet.SevWarning: 1, fleet.SevInfo: 2}
+
+// alertOrder puts open alerts first, then by severity, then newest first.
+func alertOrder(a, b fleet.Alert) int {
+	if ao, bo := a.Open(), b.Open(); ao != bo {
+		if ao {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]); c != 0 {
+		return c
+	}
+	if c := b.Start.Compare(a.Start); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+// fleetView adds the rows up into the fleet aggregates.
+func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Alert) wire.FleetView {
+	fv := wire.FleetView{Summary: sum, Jobs: jobs, AlertsTotal: len(alerts), Regions: []wire.RegionRow{}, LeasesEnding: len(sum.LeasesEnding)}
+	if len(sum.LeasesEnding) > wire.MaxFleetLeases { // one per node: keep the soonest
+		ls := slices.Clone(sum.LeasesEnding)
+		slices.SortStableFunc(ls, func(a, b wire.LeaseEnding) int { return a.End.Compare(b.End) })
+		fv.Summary.LeasesEnding = ls[:wire.MaxFleetLeases]
+	}
+	type acc struct {
+		row       wire.RegionRow
+		providers map[string]bool
+		usum      float64
+		un        int
+	}
+	byRegion := map[string]*acc{}
+	var idle, dark []*rowEntry
+	for _, e := range rows {
+		r := &e.row
+		a := byRegion[r.Region]
+		if a == nil {
+			a = &acc{row: wire.RegionRow{Region: r.Region, Jurisdiction: e.jur, Models: map[string]int{}}, providers: map[string]bool{}}
+			byRegion[r.Region] = a
+		}
+		rr := &a.row
+		rr.Nodes++
+		rr.GPUs += r.GPUs
+		switch r.State {
+		case wire.StateOnline:
+			rr.Online++
+		case wire.StateStale:
+			rr.Stale++
+		default:
+			rr.Offline++
+		}
+		a.providers[r.Provider] = true
+		for m, k := range r.Models {
+			rr.Models[m] += k
+		}
+		if !math.IsNaN(e.util) && r.State != wire.StateOffline {
+			a.usum += e.util * float64(r.GPUs)
+			a.un += r.GPUs
+		}
+		rr.MemUsed += r.MemUsed
+		rr.MemTotal += r.MemTotal
+		rr.Power += r.Power
+		addMoney(&rr.BurnPerHour, r.BurnPerHour)
+		addMoney(&rr.IdleBurn, r.IdleBurn)
+		if e.idle > 0 {
+			idle = append(idle, e)
+		}
+		if e.burn > 0 && r.State == wire.StateOffline {
+			dark = append(dark, e)
+		}
+	}
+	for i := range alerts {
+		al := &alerts[i]
+		if !al.Open() {
+			continue
+		}
+		if a := byRegion[al.Region]; a != nil {
+			a.row.AlertsOpen++
+		}
+	}
+	// The cost engine's per-region figures, when present, are authoritative.
+	for _, c := range sum.Costs {
+		if a := byRegion[c.Group]; a != nil && c.By == "region" {
+			a.row.BurnPerHour, a.row.IdleBurn = c.BurnPerHour, c.IdleBurn
+		}
+	}
+	for _, a := range byRegion {
+		if a.un > 0 {
+			u := a.usum / float64(a.un)
+			a.row.Util = &u
+		}
+		for p := range a.providers {
+			a.row.Providers = append(a.row.Providers, p)
+		}
+		slices.Sort(a.row.Providers)
+		fv.Regions = append(fv.Regions, a.row)
+	}
+	slices.SortFunc(fv.Regions, func(a, b wire.RegionRow) int { return strings.Compare(a.Region, b.Region) })
+	fv.Alerts = slices.Clone(alerts)
+	slices.SortFunc(fv.Alerts, alertOrder)
+	if len(fv.Alerts) > wire.MaxFleetAlerts {
+		fv.Alerts = fv.Alerts[:wire.MaxFleetAlerts]
+	}
+	fv.IdleNodes = len(idle)
+	slices.SortFunc(idle, func(a, b *rowEntry) int {
+		if c := cmp.Compare(b.idle, a.idle); c != 0 {
+			return c
+		}
+		return strings.Compare(a.row.ID, b.row.ID)
+	})
+	for i := 0; i < len(idle) && i < wire.FleetIdleTop; i++ {
+		fv.IdleTop = append(fv.IdleTop, idle[i].row)
+	}
+	fv.DarkNodes = len(dark)
+	slices.SortFunc(dark, func(a, b *rowEntry) int {
+		if c := cmp.Compare(b.burn, a.burn); c != 0 {
+			return c
+		}
+		return strings.Compare(a.row.ID, b.row.ID)
+	})
+	for i := 0; i < len(dark) && i < wire.FleetIdleTop; i++ {
+		fv.DarkTop = append(fv.DarkTop, dark[i].row)
+	}
+	return fv
+}
+
+// addMoney adds m to dst when the currencies agree (the first one wins).
+func addMoney(dst *fleet.Money, m fleet.Money) {
+	if m.Micros == 0 {
+		return
+	}
+	if dst.Currency == "" {
+		dst.Currency = m.Currency
+	}
+	if dst.Currency == m.Currency {
+		dst.Micros += m.Micros
+	}
+}
