@@ -1,6 +1,3 @@
-// Package aggregator is the jump host's service: it authenticates collectors
-// and viewers, ingests sequenced samples, keeps the live fleet in memory and
-// serves it to viewers, exporters and the HTTP API.
 package aggregator
 
 import (
