@@ -29,6 +29,10 @@ const (
 	// (idle spend, team and job spend): a longer gap is dark time, which the
 	// lease accrual counts on its own.
 	maxSampleGap = time.Minute
+	// endedAlertsKept is how long an ended alert stays in the list viewers
+	// and /api/v1/alerts see: an outage of a few minutes is still there
+	// when someone looks an hour later.
+	endedAlertsKept = time.Hour
 	// noGroup names the group of GPUs without a team.
 	noGroup = "(none)"
 )
@@ -87,7 +91,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 		cfg:    cfg,
 		log:    log,
 		seed:   maphash.MakeSeed(),
-		book:   policy.NewBook(15*time.Minute, 500),
+		book:   policy.NewBook(endedAlertsKept, 500),
 		warned: make(map[string]bool),
 		st:     st,
 	}
