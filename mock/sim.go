@@ -8,6 +8,28 @@ import (
 	"github.com/fleettop/fleettop/fleet"
 )
 
+// Noise model. Each reading is what NVML (or npu-smi) would return, at its
+// resolution: utilisation and memory utilisation in whole percent
+// (nvmlUtilization_t is unsigned int percent), temperature in whole °C
+// (nvmlDeviceGetTemperature), SM clock in 15 MHz steps (the clock tables
+// step in 15 MHz on A100/H100), power at 0.1 W (NVML reports mW; on Ampere
+// and newer it is a 1 s average, so a 1 Hz reader sees a smoothed draw, not
+// sample noise), energy as a counter in whole joules (integrated from the
+// draw), used memory in whole MiB. The shapes follow what nvidia-smi dmon
+// (which prints pwr, gtemp, sm, mem as integers) and DCGM traces of real
+// jobs show: training holds 90–99 % with dips to a few percent at
+// checkpoints (every 30 min here, 45 s long); inference follows the local
+// day with ±8 % second-to-second jitter; notebooks are idle or bursty;
+// power follows utilisation (idle draw plus a 0.9 power of utilisation)
+// with ±1.5 % ripple; temperature follows power with a lag (a weighted look
+// back over a minute) and ±0.75 °C drift; used memory is flat for training
+// (±0.2 % drift, the allocator's caching) and tracks load for inference.
+// Values drift smoothly (value noise joined by a smoothstep over 2–120 s)
+// rather than jumping independently every second, which is what makes
+// delta coding pay on real streams. These shapes are stated from the
+// published dmon/DCGM examples' general form, not fitted to a recorded
+// trace: the session that wrote this had no trace file to fit against.
+
 // NVML clock-event (throttle) reasons, as nvmlDeviceGetCurrentClocksEventReasons reports them.
 const (
 	ThrottleGPUIdle           = 0x1
