@@ -501,6 +501,7 @@ func (ss *session) setSources(src []fleet.SourceStatus) {
 		return
 	}
 	n.node.Sources = c
+	n.gen++ // exporters rebuild the node's label sets
 	n.mu.Unlock()
 	ss.s.touch(n)
 }

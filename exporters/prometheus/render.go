@@ -74,6 +74,8 @@ type nodeCache struct {
 	devs  []*labelSet // by inventory position; nil for an unknown vendor
 	lease *labelSet   // fleettop_lease_price_per_gpu_hour
 	price float64     // lease price per GPU-hour, 0: none
+	srcs  []*labelSet // fleettop_collector_source_up, per source
+	srcUp []float64
 	place place
 }
 
@@ -189,6 +191,16 @@ func (c *nodeCache) build(n NodeReader) {
 			c.devs[i] = newLabelSet(pairs)
 		}
 	}
+	c.srcs, c.srcUp = c.srcs[:0], c.srcUp[:0]
+	for _, s := range nd.Sources {
+		c.srcs = append(c.srcs, newLabelSet([]label{{"node", id}, {"hostname", nd.Hostname}, {"region", nd.Region},
+			{"provider", nd.Provider}, {"jurisdiction", nd.Jurisdiction}, {"source", s.Name}}))
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		c.srcUp = append(c.srcUp, up)
+	}
 	c.price, c.lease = 0, nil
 	if p := nd.Lease.PricePerGPUHour; p.Micros > 0 {
 		c.price = units(p.Micros)
@@ -226,6 +238,12 @@ func (e *Exporter) render(s sink, flt Filter) {
 	for i := range nodes {
 		if c := nodes[i].c; c.lease != nil {
 			s.sample(famLeasePrice, c.lease, c.price)
+		}
+	}
+	for i := range nodes {
+		c := nodes[i].c
+		for k, ls := range c.srcs {
+			s.sample(famSourceUp, ls, c.srcUp[k])
 		}
 	}
 	e.placements(s, flt, now)

@@ -137,6 +137,7 @@ var (
 	famIdleSpend  = counter("fleettop_cost_idle_spend_total", "Spend on GPU time under the idle threshold this calendar month (UTC); resets at the start of a month.")
 	famViolations = gauge("fleettop_residency_violations", "Jobs (per node) processing a data class outside its allowed jurisdictions.")
 	famAlertsOpen = gauge("fleettop_alerts_open", "Open alerts by severity.")
+	famSourceUp   = gauge("fleettop_collector_source_up", "1 when the collector's telemetry source works, 0 when it failed (as the collector last reported).")
 )
 
 // Families lists every family the exporter can write, in output order.
@@ -147,5 +148,5 @@ func Families() []*Family {
 			out = append(out, d.Family)
 		}
 	}
-	return append(out, famLeasePrice, famGPUs, famBurn, famSpend, famIdleSpend, famViolations, famAlertsOpen)
+	return append(out, famLeasePrice, famSourceUp, famGPUs, famBurn, famSpend, famIdleSpend, famViolations, famAlertsOpen)
 }
