@@ -162,6 +162,21 @@ func (p *nodePage) View() string {
 	}
 	lease += "   " + lbl("Burn ") + Money(r.Burn, cur) + "/h  " + lbl("Idle ") + Money(r.IdleBurn, cur) + "/h"
 	add(lease)
+	if len(v.Sources) > 0 || v.GPUsBlind > 0 {
+		// Each collector source's health, and GPUs paid for but not seen.
+		src := []string{lbl("Sources")}
+		for _, s := range v.Sources {
+			if s.Up {
+				src = append(src, p.sh.st.OK.Render(s.Name+" up"))
+			} else {
+				src = append(src, p.sh.st.Crit.Render(s.Name+" down")+" "+Fit(s.Reason, 40))
+			}
+		}
+		if v.GPUsBlind > 0 {
+			src = append(src, p.sh.st.Warn.Render("paid but blind: "+strconv.Itoa(v.GPUsBlind)+" of "+strconv.Itoa(v.GPUs)+" GPUs not visible"))
+		}
+		add(strings.Join(src, "  "))
+	}
 	host := []string{}
 	if x, ok := v.Host["cpu_util"]; ok {
 		host = append(host, lbl("CPU ")+Percent(x))
