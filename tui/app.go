@@ -232,7 +232,8 @@ func (a *App) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 // subscription is what the aggregators should send for what is on screen:
 // the node list's window (its filter, order and visible rows), the open
-// node, and the job list's window while it shows.
+// node, the job list's window while it shows, the open job and its nodes,
+// and on the Fleet view the jobs that break residency.
 func (a *App) subscription() wire.WatchSubscribe {
 	sub := wire.WatchSubscribe{Version: wire.WatchVersion}
 	if np, ok := a.pages[pageNodes].(*listPage[*NodeRow]); ok {
@@ -242,9 +243,22 @@ func (a *App) subscription() wire.WatchSubscribe {
 	if a.active == pageNode {
 		sub.Node = a.node.id
 	}
-	if jp, ok := a.pages[pageJobs].(*listPage[JobRow]); ok && a.active == pageJobs {
-		sort, desc, filter, off, lim := jp.query()
-		sub.Jobs = &wire.JobQuery{Sort: sort, Desc: desc, Filter: filter, Offset: off, Limit: lim}
+	switch a.active {
+	case pageJobs:
+		if jp, ok := a.pages[pageJobs].(*listPage[JobRow]); ok {
+			sort, desc, filter, off, lim := jp.query()
+			sub.Jobs = &wire.JobQuery{Sort: sort, Desc: desc, Filter: filter, Offset: off, Limit: lim}
+		}
+	case pageJob:
+		// The job, and the nodes it runs on (their rows match its id); the
+		// node list is not on screen meanwhile.
+		if id := a.job.id; id != "" {
+			sub.Jobs = &wire.JobQuery{Filter: id, Limit: 50}
+			sub.Nodes = wire.NodeQuery{Filter: id, Limit: wire.MaxPageRows}
+		}
+	case pageFleet:
+		// The residency banner names the violating jobs' class and team.
+		sub.Jobs = &wire.JobQuery{Filter: "violation", Limit: 50}
 	}
 	return sub
 }
