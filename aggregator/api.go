@@ -133,8 +133,11 @@ func totals(nodes []wire.NodeView) Totals {
 			t.NodesOffline++
 		}
 		t.Gaps += n.Gaps
-		t.Devices += len(n.Devices)
 		for _, d := range n.Devices {
+			if d.Instance.Profile != "" {
+				continue // a MIG instance of a GPU already counted
+			}
+			t.Devices++
 			t.ByVendor[string(d.Vendor)]++
 			if (n.State == wire.StateOnline || n.State == wire.StateDegraded) && d.State != fleet.DeviceLost && d.Util != nil {
 				utilSum += *d.Util

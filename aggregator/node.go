@@ -296,7 +296,8 @@ func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
 		dv := wire.DeviceView{
 			Index: ds.dev.Index, UUID: ds.dev.UUID, Vendor: ds.dev.Vendor, Model: ds.dev.Model,
 			MemoryTotal: ds.dev.MemoryTotal, PowerLimit: ds.dev.PowerLimit,
-			State:   fleet.DeviceOK,
+			State:    fleet.DeviceOK,
+			PCIBusID: ds.dev.PCIBusID, Instance: ds.dev.Instance,
 			Metrics: map[string]float64{},
 		}
 		if ds.dev.State == fleet.DeviceLost {
@@ -335,6 +336,7 @@ func (s *Server) viewHead(n *nodeState, now time.Time) wire.NodeView {
 		GPUs:         nd.BilledGPUs(),
 		GPUsBlind:    nd.BlindGPUs(),
 		Sources:      nd.Sources,
+		Driver:       nd.Driver,
 		BurnPerHour:  s.burn(n),
 	}
 	if n.hasHost {

@@ -32,6 +32,7 @@ type nodeHead struct {
 	GPUs         int                  `json:"gpus"`
 	GPUsBlind    int                  `json:"gpus_blind,omitempty"`
 	Sources      []fleet.SourceStatus `json:"sources,omitempty"`
+	Driver       string               `json:"driver,omitempty"`
 	BurnPerHour  fleet.Money          `json:"burn_per_hour"`
 	Host         map[string]float64   `json:"host,omitempty"`
 	Procs        []fleet.Process      `json:"procs,omitempty"`
@@ -53,7 +54,7 @@ func (s *Server) appendNodeJSON(dst []byte, n *nodeState, now time.Time) ([]byte
 	head, err := json.Marshal(&nodeHead{
 		ID: v.ID, Hostname: v.Hostname, Region: v.Region, Site: v.Site, Jurisdiction: v.Jurisdiction,
 		Provider: v.Provider, State: v.State, LastSeen: v.LastSeen, Seq: v.Seq, Gaps: v.Gaps, Lease: v.Lease,
-		GPUs: v.GPUs, GPUsBlind: v.GPUsBlind, Sources: v.Sources,
+		GPUs: v.GPUs, GPUsBlind: v.GPUsBlind, Sources: v.Sources, Driver: v.Driver,
 		BurnPerHour: v.BurnPerHour, Host: v.Host, Procs: v.Procs, Events: v.Events,
 	})
 	if err != nil {
@@ -83,6 +84,21 @@ func appendDevicesJSON(b []byte, n *nodeState) []byte {
 		b = strconv.AppendUint(b, ds.dev.MemoryTotal, 10)
 		b = append(b, `,"power_limit":`...)
 		b = appendFloat(b, ds.dev.PowerLimit)
+		if ds.dev.PCIBusID != "" {
+			b = append(b, `,"pci_bus_id":`...)
+			b = appendString(b, ds.dev.PCIBusID)
+		}
+		if in := &ds.dev.Instance; ds.dev.IsInstance() {
+			b = append(b, `,"mig_instance":{"parent":`...)
+			b = strconv.AppendInt(b, int64(in.Parent), 10)
+			b = append(b, `,"gpu_instance_id":`...)
+			b = strconv.AppendInt(b, int64(in.GPUInstanceID), 10)
+			b = append(b, `,"compute_instance_id":`...)
+			b = strconv.AppendInt(b, int64(in.ComputeInstanceID), 10)
+			b = append(b, `,"profile":`...)
+			b = appendString(b, in.Profile)
+			b = append(b, '}')
+		}
 		if ds.dev.State == fleet.DeviceLost {
 			b = append(b, `,"state":"lost"`...)
 		} else {

@@ -96,6 +96,33 @@ type Device struct {
 	// the bus (XID 79) or left the inventory, until the node boots again.
 	// Collectors never send it.
 	State DeviceState `json:"state,omitempty"`
+	// Instance is set when the device is a MIG GPU instance; the physical
+	// GPU it is carved from is the device with index Instance.Parent.
+	Instance MIGInstance `json:"mig_instance,omitzero"`
+}
+
+// MIGInstance places a MIG device under its physical GPU. The zero value
+// (no profile) means "not a MIG instance".
+type MIGInstance struct {
+	Parent            int    `json:"parent"`              // Device.Index of the physical GPU
+	GPUInstanceID     int    `json:"gpu_instance_id"`     // DCGM's GPU_I_ID
+	ComputeInstanceID int    `json:"compute_instance_id"` //
+	Profile           string `json:"profile"`             // DCGM's GPU_I_PROFILE, e.g. "3g.40gb"
+}
+
+// IsInstance reports whether d is a MIG instance rather than a physical GPU.
+func (d *Device) IsInstance() bool { return d.Instance.Profile != "" }
+
+// PhysicalGPUs counts the node's physical accelerators (MIG instances are
+// carved from them and are not leased on their own).
+func (n *Node) PhysicalGPUs() int {
+	c := 0
+	for i := range n.Devices {
+		if !n.Devices[i].IsInstance() {
+			c++
+		}
+	}
+	return c
 }
 
 // DeviceState is what the aggregator knows of a device's presence.
@@ -179,13 +206,35 @@ const (
 	MetricRemappedRows                 // remapped rows (correctable + uncorrectable)
 	MetricRetiredPages                 // retired pages (older GPUs)
 	MetricHealth                       // Health value
-	NumMetrics                         // number of metrics; not a metric
+	// Profiling activity (NVML GPM, Hopper and newer; absent elsewhere), as
+	// DCGM's DCGM_FI_PROF_* fields: ratios 0..1 of the sample window, link
+	// traffic in bytes per second.
+	MetricGREngineActive    // graphics/compute engine active, ratio 0..1
+	MetricSMActive          // SMs with at least one warp resident, ratio 0..1
+	MetricSMOccupancy       // resident warps over the maximum, ratio 0..1
+	MetricTensorActive      // any tensor pipe active, ratio 0..1
+	MetricDRAMActive        // device memory interface busy, ratio 0..1
+	MetricPCIeTx            // bytes/s sent over PCIe
+	MetricPCIeRx            // bytes/s received over PCIe
+	MetricNVLinkTx          // bytes/s sent over all NVLinks
+	MetricNVLinkRx          // bytes/s received over all NVLinks
+	MetricECCCorrectedAgg   // aggregate (lifetime) corrected ECC error count
+	MetricECCUncorrectedAgg // aggregate (lifetime) uncorrected ECC error count
+	MetricRemapPending      // 1: a row remap waits for the next GPU reset
+	MetricRemapFailure      // 1: a row remap failed (the GPU needs service)
+	NumMetrics              // number of metrics; not a metric
 )
+
+// The device metric set must fit DeviceSample.Present.
+var _ [32 - NumMetrics]struct{}
 
 var metricNames = [NumMetrics]string{
 	"util", "mem_util", "mem_used", "mem_free", "mem_total", "power", "energy", "temp",
 	"sm_clock", "mem_clock", "fan", "throttle", "ecc_corrected", "ecc_uncorrected",
 	"remapped_rows", "retired_pages", "health",
+	"gr_engine_active", "sm_active", "sm_occupancy", "tensor_active", "dram_active",
+	"pcie_tx", "pcie_rx", "nvlink_tx", "nvlink_rx",
+	"ecc_corrected_aggregate", "ecc_uncorrected_aggregate", "remap_pending", "remap_failure",
 }
 
 // String returns the metric's snake_case name, used in JSON.
@@ -294,6 +343,9 @@ type Process struct {
 	Name       string `json:"name,omitempty"`
 	UsedMemory uint64 `json:"used_memory"` // bytes; 0 when the driver does not say
 	Job        Job    `json:"job"`
+	// Util is the process's share of the device's SMs over the last sample
+	// window (NVML process utilisation), ratio 0..1; absent when not known.
+	Util OptFloat `json:"util,omitzero"`
 }
 
 // EventKind classifies events.

@@ -92,6 +92,7 @@ func NewNVMLServer(n *Node, now func() time.Time) (*NVMLServer, error) {
 		s.devs = append(s.devs, d)
 	}
 	srv.EventSetCreateFunc = s.eventSetCreate
+	s.wireGPM()
 	return s, nil
 }
 
@@ -207,10 +208,15 @@ func (s *NVMLServer) wire(d *device) {
 		v, r := metric(fleet.MetricThrottle)
 		return uint64(v), r
 	}
-	d.GetTotalEccErrorsFunc = func(t nvml.MemoryErrorType, _ nvml.EccCounterType) (uint64, nvml.Return) {
+	d.GetTotalEccErrorsFunc = func(t nvml.MemoryErrorType, c nvml.EccCounterType) (uint64, nvml.Return) {
 		m := fleet.MetricECCCorrected
-		if t == nvml.MEMORY_ERROR_TYPE_UNCORRECTED {
+		switch {
+		case t == nvml.MEMORY_ERROR_TYPE_UNCORRECTED && c == nvml.AGGREGATE_ECC:
+			m = fleet.MetricECCUncorrectedAgg
+		case t == nvml.MEMORY_ERROR_TYPE_UNCORRECTED:
 			m = fleet.MetricECCUncorrected
+		case c == nvml.AGGREGATE_ECC:
+			m = fleet.MetricECCCorrectedAgg
 		}
 		v, r := metric(m)
 		return uint64(v), r
@@ -222,10 +228,28 @@ func (s *NVMLServer) wire(d *device) {
 		}
 		rows, _ := ds.Get(fleet.MetricRemappedRows)
 		unc, _ := ds.Get(fleet.MetricECCUncorrected)
-		h, _ := ds.Get(fleet.MetricHealth)
-		// A remap waits for the next reset while the device is unhealthy.
-		return int(rows - min(unc, rows)), int(min(unc, rows)), h >= float64(fleet.HealthWarning) && rows > 0, false, nvml.SUCCESS
+		pending, _ := ds.Get(fleet.MetricRemapPending)
+		failed, _ := ds.Get(fleet.MetricRemapFailure)
+		return int(rows - min(unc, rows)), int(min(unc, rows)), pending > 0, failed > 0, nvml.SUCCESS
 	}
+	d.GetProcessUtilizationFunc = func(since uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+		if _, ok := s.read(d); !ok {
+			return nil, nvml.ERROR_GPU_IS_LOST
+		}
+		now := s.now()
+		var out []nvml.ProcessUtilizationSample
+		for _, p := range s.node.DeviceProcs(nil, d.idx, now) {
+			if u, ok := p.Util.Get(); ok {
+				out = append(out, nvml.ProcessUtilizationSample{Pid: p.PID, TimeStamp: uint64(now.UnixMicro()),
+					SmUtil: uint32(u*100 + 0.5)})
+			}
+		}
+		if len(out) == 0 {
+			return nil, nvml.ERROR_NOT_FOUND
+		}
+		return out, nvml.SUCCESS
+	}
+	s.wireMIG(d)
 	d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
 		if _, ok := s.read(d); !ok {
 			return nil, nvml.ERROR_GPU_IS_LOST

@@ -60,6 +60,7 @@ type Node struct {
 	bootAgo    float64     // seconds between boot and the scenario start
 	energyBase []float64   // joules at the scenario start, per device
 	outageSpan [2]float64  // dark window within each hour (seconds); zero: never dark
+	inst       []instance  // MIG instances, devices after the physical ones
 }
 
 // FaultKind names a scheduled fault.
@@ -240,6 +241,11 @@ func newNode(seed int64, start time.Time, index, block int, sl slot, reg Region,
 		nd.energyBase[d] = nd.bootAgo * (m.IdlePower + 0.45*(m.PowerLimit-m.IdlePower))
 	}
 	nd.jobs, nd.procName = jobsFor(g, m, seed, block, sl, rng)
+	for _, mp := range migPlan {
+		if g.region == mp.region && g.model == mp.model && sl.member == mp.member {
+			nd.addMIG(mp.gpus, notebookUsers, hash2(uint64(seed), uint64(block)<<16|uint64(sl.group)))
+		}
+	}
 	nd.faults = faultsFor(g, sl)
 	for _, f := range nd.faults {
 		if f.Kind == FaultDark {

@@ -264,11 +264,26 @@ func (n *Node) ReadDevice(d int, t time.Time, energy float64, ds *fleet.DeviceSa
 		ds.Set(fleet.MetricEnergy, math.Round(energy))
 		ds.Set(fleet.MetricThrottle, float64(s.throttle))
 		ds.Set(fleet.MetricRemappedRows, float64(remapped))
+		// Lifetime counts: what the volatile ones add to the board's history.
+		ds.Set(fleet.MetricECCCorrectedAgg, corr+math.Floor(at(dk, 14)*40))
+		ds.Set(fleet.MetricECCUncorrectedAgg, float64(uncorr)+math.Floor(at(dk, 15)*1.3))
+		ds.Set(fleet.MetricRemapPending, b2f(health >= fleet.HealthWarning && remapped > 0))
+		ds.Set(fleet.MetricRemapFailure, 0)
+		if m.hasGPM() {
+			n.setProfile(dk, el, &s, ds, 1)
+		}
 		if m.HasFan {
 			ds.Set(fleet.MetricFan, math.Round(clamp(0.3+0.7*(s.temp-35)/50, 0.3, 1)*100)/100)
 		}
 	}
 	return s
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // InitialEnergy is device d's energy counter (joules since driver load) for a
@@ -367,11 +382,19 @@ func (n *Node) AppendProcs(dst []fleet.Process, t time.Time, states []devState) 
 			dst = append(dst, p)
 		}
 	}
-	return dst
+	return n.instProcs(dst, t)
 }
 
 // DeviceProcs appends the compute processes on device d at t.
 func (n *Node) DeviceProcs(dst []fleet.Process, d int, t time.Time) []fleet.Process {
+	if d >= len(n.Info.Devices) {
+		for _, p := range n.instProcs(nil, t) {
+			if p.Device == d {
+				dst = append(dst, p)
+			}
+		}
+		return dst
+	}
 	el := t.Sub(n.start).Seconds()
 	if p, ok := n.proc(d, el, n.state(d, el, float64(t.UnixNano())/1e9)); ok {
 		dst = append(dst, p)
@@ -380,8 +403,8 @@ func (n *Node) DeviceProcs(dst []fleet.Process, d int, t time.Time) []fleet.Proc
 }
 
 func (n *Node) proc(d int, el float64, s devState) (fleet.Process, bool) {
-	if !s.procAlive || s.fellOff {
-		return fleet.Process{}, false
+	if !s.procAlive || s.fellOff || n.Info.Devices[d].MIG {
+		return fleet.Process{}, false // a MIG GPU's processes run in its instances
 	}
 	pid := uint32(4000 + hash2(n.key, 77)%60000 + uint64(d))
 	if n.Work == Notebook {
@@ -391,5 +414,6 @@ func (n *Node) proc(d int, el float64, s devState) (fleet.Process, bool) {
 	if used > 512*mib {
 		used -= 512 * mib
 	}
-	return fleet.Process{Device: d, PID: pid, Name: n.procName, UsedMemory: used, Job: n.jobs[d]}, true
+	return fleet.Process{Device: d, PID: pid, Name: n.procName, UsedMemory: used, Job: n.jobs[d],
+		Util: fleet.Some(math.Round(s.util*100) / 100)}, true
 }

@@ -72,8 +72,7 @@ func (s *Source) Start(context.Context) (collector.Inventory, error) {
 	if !s.devs {
 		return collector.Inventory{}, nil
 	}
-	devs := make([]fleet.Device, len(n.Info.Devices))
-	copy(devs, n.Info.Devices)
+	devs := append(append([]fleet.Device(nil), n.Info.Devices...), n.Instances()...)
 	return collector.Inventory{Devices: devs, Driver: n.Info.Driver, CUDA: n.Info.CUDA}, nil
 }
 
@@ -105,6 +104,11 @@ func (s *Source) Collect(_ context.Context, smp *fleet.Sample) error {
 		s.energy[d] += s.states[d].power * dt
 		var ds fleet.DeviceSample
 		s.states[d] = n.ReadDevice(d, t, s.energy[d], &ds)
+		smp.Devices = append(smp.Devices, ds)
+	}
+	for i := range n.inst {
+		var ds fleet.DeviceSample
+		n.ReadInstance(i, t, &ds)
 		smp.Devices = append(smp.Devices, ds)
 	}
 	if s.host {

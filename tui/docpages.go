@@ -458,7 +458,9 @@ func fallbackCosts(s *Snapshot) map[string][]wire.CostLine {
 		if n.GPUs > 0 {
 			per := map[string]int{}
 			for i := range n.View.Devices {
-				per[ShortModel(n.View.Devices[i].Model)]++
+				if n.View.Devices[i].Instance.Profile == "" {
+					per[ShortModel(n.View.Devices[i].Model)]++
+				}
 			}
 			for m, k := range per {
 				addLine("model", m, k, n.Burn*int64(k)/int64(n.GPUs), n.IdleBurn*int64(k)/int64(n.GPUs))

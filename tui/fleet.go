@@ -346,12 +346,16 @@ func (f *Fleet) displayCurrency() string {
 }
 
 func (f *Fleet) nodeRow(nv *wire.NodeView, agg int) *NodeRow {
-	r := &NodeRow{View: nv, Agg: agg, GPUs: len(nv.Devices), Util: math.NaN(), Hottest: math.NaN()}
+	r := &NodeRow{View: nv, Agg: agg, Util: math.NaN(), Hottest: math.NaN()}
 	var usum float64
 	var un int
 	models := map[string]int{}
 	for i := range nv.Devices {
 		d := &nv.Devices[i]
+		if d.Instance.Profile != "" {
+			continue // a MIG instance: its GPU's figures already include it
+		}
+		r.GPUs++
 		models[ShortModel(d.Model)]++
 		u, ok := deviceUtil(d)
 		if ok {
@@ -839,7 +843,9 @@ func buildRegions(s *Snapshot) []RegionRow {
 		}
 		a.providers[v.Provider] = true
 		for i := range v.Devices {
-			a.models[ShortModel(v.Devices[i].Model)]++
+			if v.Devices[i].Instance.Profile == "" {
+				a.models[ShortModel(v.Devices[i].Model)]++
+			}
 		}
 		if !math.IsNaN(n.Util) && v.State != wire.StateOffline {
 			a.usum += n.Util * float64(n.GPUs)

@@ -16,7 +16,9 @@ package wire
 //	         increasing key order; driver, cuda, boot id, agent version;
 //	         uvarint device count, per device: uvarint index, uuid, vendor,
 //	         model, pci bus id, uvarint memory total, varint power limit (mW),
-//	         flags byte (1 MIG); uvarint contracted GPUs (lease gpus);
+//	         flags byte (1 MIG, 2 MIG instance), [MIG instance: uvarint
+//	         parent index, uvarint GPU instance id, uvarint compute
+//	         instance id, profile]; uvarint contracted GPUs (lease gpus);
 //	         sources (below). Protocol 1 ends after the devices.
 //	Welcome  uvarint proto, uvarint resume-from
 //	Samples  uvarint record count (1..MaxSamples), records
@@ -39,7 +41,8 @@ package wire
 //	                                                the previous record's indices
 //	per device, in layout order: values (below)
 //	[host values]
-//	[uvarint process count, per process: an entry (below)]
+//	[uvarint process count, per process: an entry (below); protocol 2: then
+//	 uvarint SM utilisation (0 absent, else 1 + steps of 1e-4)]
 //	[uvarint event count (≥1), per event: varint time − record time (ms),
 //	 kind, severity, varint device, varint code, message]
 //
@@ -103,7 +106,10 @@ const (
 	leaseEnd      = 1 << 2
 )
 
-const deviceMIG = 1 << 0
+const (
+	deviceMIG      = 1 << 0
+	deviceInstance = 1 << 1
+)
 
 // devState is the last quantised values of one device index, and (protocol
 // 2) each value's last increment, which predicts counters.
@@ -615,6 +621,31 @@ func appendProcs(dst []byte, procs []fleet.Process) ([]byte, *codecError) {
 	return dst, nil
 }
 
+// appendProcUtil appends a process's SM utilisation (protocol 2, after each
+// entry whatever its tag): uvarint 0 absent, else 1 + steps of 1e-4.
+func appendProcUtil(dst []byte, p *fleet.Process) ([]byte, *codecError) {
+	var u uint64
+	if v, ok := p.Util.Get(); ok {
+		q, ok := steps(v, procUtilScale, maxFracSteps)
+		if !ok || q < 0 || q > procUtilScale {
+			return dst, errf(ErrMalformed, "utilisation %v outside 0..1", v)
+		}
+		u = uint64(q) + 1
+	}
+	return binary.AppendUvarint(dst, u), nil
+}
+
+func decodeProcUtil(r *reader, p *fleet.Process) {
+	p.Util = fleet.OptFloat{}
+	if u := r.uvarint(); r.err == nil && u > 0 {
+		if u > procUtilScale+1 {
+			r.fail(ErrMalformed, "utilisation above 1")
+			return
+		}
+		p.Util = fleet.Some(unsteps(int64(u-1), procUtilScale))
+	}
+}
+
 func appendProc(dst []byte, p *fleet.Process) ([]byte, *codecError) {
 	if err := checkDeviceRef("process", p.Device); err != nil {
 		return dst, err
@@ -647,6 +678,14 @@ const (
 	procMem
 )
 
+// procMemOf is the used memory of entry i of the previous list (0 past its end).
+func procMemOf(prev []fleet.Process, i int) uint64 {
+	if i < len(prev) {
+		return prev[i].UsedMemory
+	}
+	return 0
+}
+
 func sameProc(a, b *fleet.Process) bool {
 	return a.Device == b.Device && a.PID == b.PID && a.Name == b.Name && a.Job == b.Job
 }
@@ -655,21 +694,21 @@ func appendProcsV2(dst []byte, procs []fleet.Process, st *streamState) ([]byte, 
 	dst = binary.AppendUvarint(dst, uint64(len(procs)))
 	for i := range procs {
 		p := &procs[i]
-		if i < len(st.procs) && sameProc(p, &st.procs[i]) {
-			r := int64(p.UsedMemory - st.procs[i].UsedMemory)
-			switch {
-			case r == 0:
-				dst = append(dst, procSame)
-				continue
-			case r&(1<<20-1) == 0 || zigzag(r) < 1<<63:
-				dst = append(dst, procMem)
-				dst = appendResidual(dst, r, codeMiB)
-				continue
-			}
-		}
-		dst = append(dst, procFull)
 		var err *codecError
-		if dst, err = appendProc(dst, p); err != nil {
+		switch r := int64(p.UsedMemory - procMemOf(st.procs, i)); {
+		case i < len(st.procs) && sameProc(p, &st.procs[i]) && r == 0:
+			dst = append(dst, procSame)
+		case i < len(st.procs) && sameProc(p, &st.procs[i]) && (r&(1<<20-1) == 0 || zigzag(r) < 1<<63):
+			dst = append(dst, procMem)
+			dst = appendResidual(dst, r, codeMiB)
+		default:
+			dst = append(dst, procFull)
+			dst, err = appendProc(dst, p)
+		}
+		if err == nil {
+			dst, err = appendProcUtil(dst, p)
+		}
+		if err != nil {
 			return dst, err.in("process %d", i)
 		}
 	}
@@ -789,7 +828,24 @@ func appendHello(dst []byte, h *Hello, v uint8) ([]byte, *codecError) {
 		if d.MIG {
 			df |= deviceMIG
 		}
+		in := &d.Instance
+		if d.IsInstance() {
+			df |= deviceInstance
+		}
 		dst = append(dst, df)
+		if d.IsInstance() {
+			if in.Parent < 0 || in.Parent >= MaxDevices || in.GPUInstanceID < 0 || in.ComputeInstanceID < 0 {
+				return dst, errf(ErrMalformed, "device %d: MIG instance parent %d, ids %d/%d out of range",
+					d.Index, in.Parent, in.GPUInstanceID, in.ComputeInstanceID)
+			}
+			dst = binary.AppendUvarint(dst, uint64(in.Parent))
+			dst = binary.AppendUvarint(dst, uint64(in.GPUInstanceID))
+			dst = binary.AppendUvarint(dst, uint64(in.ComputeInstanceID))
+			str("device MIG profile", in.Profile)
+			if err != nil {
+				return dst, err.in("device %d", d.Index)
+			}
+		}
 	}
 	if v < 2 {
 		return dst, nil // protocol 1 ends here: no lease GPU count, no sources
@@ -1223,6 +1279,7 @@ func decodeProcsV2(r *reader, st *streamState) []fleet.Process {
 		default:
 			r.fail(ErrMalformed, "unknown process tag %d", tag)
 		}
+		decodeProcUtil(r, p)
 		if r.err != nil {
 			r.err.in("process %d", i)
 			return nil
@@ -1343,8 +1400,16 @@ func decodeDevices(r *reader, n *fleet.Node, nd int) {
 		if r.err == nil && (pl > maxFracSteps || pl < -maxFracSteps) {
 			r.fail(ErrMalformed, "power limit out of range")
 		}
-		if r.err == nil && df&^deviceMIG != 0 {
+		if r.err == nil && df&^(deviceMIG|deviceInstance) != 0 {
 			r.fail(ErrMalformed, "unknown device flags %#02x", df)
+		}
+		if r.err == nil && df&deviceInstance != 0 {
+			parent, gi, ci := r.uvarint(), r.uvarint(), r.uvarint()
+			d.Instance.Profile = r.string("device MIG profile")
+			if r.err == nil && (parent >= MaxDevices || gi > 1<<20 || ci > 1<<20 || d.Instance.Profile == "") {
+				r.fail(ErrMalformed, "MIG instance parent %d, ids %d/%d or empty profile", parent, gi, ci)
+			}
+			d.Instance.Parent, d.Instance.GPUInstanceID, d.Instance.ComputeInstanceID = int(parent), int(gi), int(ci)
 		}
 		if r.err != nil {
 			r.err.in("device %d", idx)

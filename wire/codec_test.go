@@ -101,6 +101,9 @@ func randomSample(r *rand.Rand, seq uint64, at time.Time) fleet.Sample {
 				Device: r.IntN(9) - 1, PID: r.Uint32(), Name: randString(r), UsedMemory: r.Uint64(),
 				Job: fleet.Job{ID: randString(r), Source: "slurm", Team: randString(r), DataClass: randString(r)},
 			})
+			if r.IntN(2) == 0 {
+				s.Procs[len(s.Procs)-1].Util = fleet.Some(r.Float64())
+			}
 		}
 	}
 	if r.IntN(4) == 0 {
@@ -225,6 +228,8 @@ func TestControlFramesRoundTrip(t *testing.T) {
 			Devices: []fleet.Device{
 				{Index: 3, UUID: "GPU-3", Vendor: fleet.VendorNVIDIA, Model: "NVIDIA H200", PCIBusID: "0000:3b:00.0", MemoryTotal: 141 << 30, PowerLimit: 700.125, MIG: true},
 				{Index: 0, UUID: "NPU-0", Vendor: fleet.VendorAscend, Model: "Ascend 910B", MemoryTotal: 64 << 30},
+				{Index: 4, UUID: "MIG-4", Vendor: fleet.VendorNVIDIA, Model: "NVIDIA H200 MIG 3g.71gb", MemoryTotal: 71 << 30,
+					Instance: fleet.MIGInstance{Parent: 3, GPUInstanceID: 2, ComputeInstanceID: 0, Profile: "3g.71gb"}},
 			},
 		}},
 	} {

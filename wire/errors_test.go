@@ -75,7 +75,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"device index", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 70, 0)...), wire.ErrMalformed, "device index 70 outside 0..63"},
 		{"device repeated", frame(wire.TypeSamples, append(oneRecord, byte(0), 2, 3, 3, 0, 0)...), wire.ErrMalformed, "device index 3 repeated"},
 		{"record flags", frame(wire.TypeSamples, append(oneRecord, byte(0x30))...), wire.ErrMalformed, "unknown record flags 0x30"},
-		{"present bits v1", frameV(1, wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 1, 1<<20)...), wire.ErrMalformed, "device 0: present mask 0x100000 has unknown metric bits"},
+		{"present bits v1", frameV(1, wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 1, 1<<31)...), wire.ErrMalformed, "device 0: present mask 0x80000000 has unknown metric bits"},
 		{"present bit 63", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 1, uint64(1)<<63)...), wire.ErrMalformed, "device 0: present mask 0x8000000000000000 has unknown metric bits"},
 		{"change outside present", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 5, 2)...), wire.ErrMalformed, "device 5: change mask 0x1 outside present mask 0x0"},
 		{"value range", frame(wire.TypeSamples, append(oneRecord, byte(0), 1, 0, 3, 1, int64(1)<<54)...), wire.ErrMalformed, "device 0: util out of range"},
@@ -101,11 +101,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"lease flags", frame(wire.TypeHello, 1, "id", "", "", "", "", "", "", int64(0), "", "", byte(8)), wire.ErrMalformed, "unknown lease flags 0x08"},
 		{"hello devices", hello(0, "", "", "", "", 65), wire.ErrTooBig, "hello: device count 65 exceeds 64"},
 		{"hello device repeated", hello(0, "", "", "", "", 2, 1, "u", "nvidia", "m", "", 0, int64(0), byte(0), 1), wire.ErrMalformed, "device index 1 repeated"},
-		{"hello device flags", hello(0, "", "", "", "", 1, 1, "u", "nvidia", "m", "", 0, int64(0), byte(2)), wire.ErrMalformed, "device 1: unknown device flags 0x02"},
+		{"hello device flags", hello(0, "", "", "", "", 1, 1, "u", "nvidia", "m", "", 0, int64(0), byte(4)), wire.ErrMalformed, "device 1: unknown device flags 0x04"},
 		{"hello lease gpus", hello(0, "", "", "", "", 0, 65, 0), wire.ErrMalformed, "hello: lease gpus 65 exceeds 64"},
 		{"hello sources", hello(0, "", "", "", "", 0, 8, 33), wire.ErrTooBig, "hello: source count 33 exceeds 32"},
 		{"status flags", frame(wire.TypeStatus, 1, "nvml", byte(4), ""), wire.ErrMalformed, "status: source 0: unknown source flags 0x04"},
 		{"status trailing", frame(wire.TypeStatus, 0, byte(1)), wire.ErrMalformed, "status: 1 trailing bytes"},
+		{"hello MIG instance without profile", hello(0, "", "", "", "", 1, 1, "u", "nvidia", "m", "", 0, int64(0), byte(2), 0, 1, 0, ""), wire.ErrMalformed, "empty profile"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := wire.NewDecoder().Decode(tc.in)

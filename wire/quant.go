@@ -24,6 +24,11 @@ import (
 //	temp                    1 °C      nvmlDeviceGetTemperature: unsigned int °C; npu-smi whole °C
 //	sm_clock, mem_clock     1 MHz     nvmlDeviceGetClockInfo: unsigned int MHz
 //	throttle, ecc_*, remapped_rows, retired_pages, health   1 (counts and bitmasks)
+//	gr_engine_active, sm_active, 1e-4   nvmlGpmMetricsGet: double percent (a hundredth
+//	sm_occupancy, tensor_active,        of a percent kept)
+//	dram_active (ratio)
+//	pcie_tx/rx, nvlink_tx/rx  1 B/s     nvmlGpmMetricsGet: double MiB/s
+//	ecc_*_aggregate, remap_pending, remap_failure   1
 //
 // Protocol 1 used 1e-4 for ratios and 0.1 °C for temperature; a protocol-1
 // stream still decodes with those steps.
@@ -89,6 +94,21 @@ var metricCodes = func() (t [fleet.NumMetrics]metricCoding) {
 		fleet.MetricRemappedRows:   {1, predPrev, codeVarint},
 		fleet.MetricRetiredPages:   {1, predPrev, codeVarint},
 		fleet.MetricHealth:         {1, predPrev, codeVarint},
+		// GPM reports float percentages and MiB/s: 1e-4 keeps a hundredth
+		// of a percent, link traffic travels in whole bytes per second.
+		fleet.MetricGREngineActive:    {1e4, predPrev, codeVarint},
+		fleet.MetricSMActive:          {1e4, predPrev, codeVarint},
+		fleet.MetricSMOccupancy:       {1e4, predPrev, codeVarint},
+		fleet.MetricTensorActive:      {1e4, predPrev, codeVarint},
+		fleet.MetricDRAMActive:        {1e4, predPrev, codeVarint},
+		fleet.MetricPCIeTx:            {1, predPrev, codeVarint},
+		fleet.MetricPCIeRx:            {1, predPrev, codeVarint},
+		fleet.MetricNVLinkTx:          {1, predPrev, codeVarint},
+		fleet.MetricNVLinkRx:          {1, predPrev, codeVarint},
+		fleet.MetricECCCorrectedAgg:   {1, predPrev, codeVarint},
+		fleet.MetricECCUncorrectedAgg: {1, predPrev, codeVarint},
+		fleet.MetricRemapPending:      {1, predPrev, codeVarint},
+		fleet.MetricRemapFailure:      {1, predPrev, codeVarint},
 	}
 	for m := range t {
 		c, ok := set[fleet.Metric(m)]
@@ -183,6 +203,9 @@ func codings(v uint8) (dev, host []metricCoding) {
 	return metricCodes[:], hostCodes[:]
 }
 
+// procUtilScale is the resolution of Process.Util (a ratio; NVML reports whole percent).
+const procUtilScale = 1e4
+
 // powerLimitScale is the resolution of Device.PowerLimit in Hello (mW).
 const powerLimitScale = 1e3
 
@@ -247,6 +270,11 @@ func QuantizeSample(s *fleet.Sample) {
 	}
 	if !s.ProcsSet || len(s.Procs) == 0 {
 		s.Procs = nil
+	}
+	for i := range s.Procs {
+		if v, ok := s.Procs[i].Util.Get(); ok {
+			s.Procs[i].Util = fleet.Some(quant(v, procUtilScale))
+		}
 	}
 	for i := range s.Events {
 		s.Events[i].Time = QuantizeTime(s.Events[i].Time)

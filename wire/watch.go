@@ -277,6 +277,7 @@ type NodeView struct {
 	GPUsBlind int `json:"gpus_blind,omitempty"`
 	// Sources is each collector source's health, as last reported.
 	Sources []fleet.SourceStatus `json:"sources,omitempty"`
+	Driver  string               `json:"driver,omitempty"` // NVIDIA driver (or Ascend firmware) version
 	// BurnPerHour is what the node costs per hour now (all its GPUs, lease
 	// price × count), converted by the aggregator into its display currency
 	// (in the lease currency only when that has no exchange rate).
@@ -297,6 +298,9 @@ type DeviceView struct {
 	Model       string       `json:"model"`
 	MemoryTotal uint64       `json:"memory_total"`
 	PowerLimit  float64      `json:"power_limit"`
+	PCIBusID    string       `json:"pci_bus_id,omitempty"`
+	// Instance places a MIG instance under its physical GPU (zero: a GPU).
+	Instance fleet.MIGInstance `json:"mig_instance,omitzero"`
 	// State is fleet.DeviceOK, or fleet.DeviceLost for a device that fell
 	// off the bus or left the inventory, until its node boots again; a lost
 	// device is not counted online.

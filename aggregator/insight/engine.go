@@ -296,15 +296,22 @@ func (e *Engine) identify(ns *nodeState, n *fleet.Node, t time.Time) {
 	if len(n.Devices) > 0 {
 		ns.model = n.Devices[0].Model
 	}
-	if len(ns.devs) != len(n.Devices) {
-		ns.devs = make([]devLive, len(n.Devices))
+	// MIG instances are carved from the leased GPUs: not billed, not idle.
+	gpus := n.PhysicalGPUs()
+	if len(ns.devs) != gpus {
+		ns.devs = make([]devLive, gpus)
 	}
-	for i, d := range n.Devices {
+	i := 0
+	for _, d := range n.Devices {
+		if d.IsInstance() {
+			continue
+		}
 		ns.devs[i].index, ns.devs[i].model = d.Index, d.Model
 		ns.devs[i].lost = d.State == fleet.DeviceLost
 		if ns.devs[i].lost {
 			ns.devs[i].hasUtil = false
 		}
+		i++
 	}
 	price, billing, _ := e.resolve(n)
 	v := cost.Version{From: t, Price: price, GPUs: n.BilledGPUs(), Billing: billing, Start: n.Lease.Start, End: n.Lease.End}

@@ -269,6 +269,10 @@ type onceDevice struct {
 	Metrics map[string]float64 `json:"metrics"`
 	// Absent lists the metrics the hardware did not report.
 	Absent []string `json:"absent"`
+	// ThrottleReasons names the bits of the throttle metric.
+	ThrottleReasons []string `json:"throttle_reasons,omitempty"`
+	// Instance places a MIG instance under its physical GPU.
+	Instance fleet.MIGInstance `json:"mig_instance,omitzero"`
 }
 
 func collectOnce(ctx context.Context, stdout io.Writer, acfg collector.AgentConfig) error {
@@ -312,7 +316,11 @@ func collectOnce(ctx context.Context, stdout io.Writer, acfg collector.AgentConf
 	}
 	slices.SortFunc(s.Devices, func(a, b fleet.DeviceSample) int { return a.Index - b.Index })
 	for _, d := range s.Devices {
-		od := onceDevice{Index: d.Index, UUID: inv[d.Index].UUID, Vendor: inv[d.Index].Vendor, Model: inv[d.Index].Model, Metrics: map[string]float64{}, Absent: []string{}}
+		od := onceDevice{Index: d.Index, UUID: inv[d.Index].UUID, Vendor: inv[d.Index].Vendor, Model: inv[d.Index].Model,
+			Metrics: map[string]float64{}, Absent: []string{}, Instance: inv[d.Index].Instance}
+		if v, ok := d.Get(fleet.MetricThrottle); ok {
+			od.ThrottleReasons = fleet.ThrottleReasons(uint64(v))
+		}
 		for m := range fleet.NumMetrics {
 			if v, ok := d.Get(m); ok {
 				od.Metrics[m.String()] = v

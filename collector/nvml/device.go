@@ -31,6 +31,10 @@ const (
 	fRemap
 	fRetired
 	fProcs
+	fECCCorrAgg
+	fECCUncorrAgg
+	fProcUtil
+	fMigCount
 )
 
 type device struct {
@@ -43,6 +47,13 @@ type device struct {
 	sample fleet.DeviceSample
 	procs  []fleet.Process
 	unsup  uint32 // bit f: field f is not supported
+
+	gpm *gpmState // nil: no GPM on this device
+	// noProcs: the processes are listed by the device's MIG instances.
+	noProcs bool
+	// lastUtilTS is the newest process-utilisation sample already seen.
+	lastUtilTS uint64
+	utilByPID  map[uint32]float64
 }
 
 func (s *Source) worker(d *device) {
@@ -146,6 +157,18 @@ func (d *device) read() {
 	}) {
 		smp.Set(fleet.MetricECCUncorrected, float64(e))
 	}
+	if d.try(fECCCorrAgg, func() nvml.Return {
+		e, ret = h.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.AGGREGATE_ECC)
+		return ret
+	}) {
+		smp.Set(fleet.MetricECCCorrectedAgg, float64(e))
+	}
+	if d.try(fECCUncorrAgg, func() nvml.Return {
+		e, ret = h.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.AGGREGATE_ECC)
+		return ret
+	}) {
+		smp.Set(fleet.MetricECCUncorrectedAgg, float64(e))
+	}
 
 	var corr, unc int
 	var pending, failed bool
@@ -159,6 +182,8 @@ func (d *device) read() {
 			health = fleet.HealthCritical
 		}
 		smp.Set(fleet.MetricHealth, float64(health))
+		smp.Set(fleet.MetricRemapPending, b2f(pending))
+		smp.Set(fleet.MetricRemapFailure, b2f(failed))
 	} else if !d.supported(fRemap) {
 		var pages []uint64
 		n, ok := 0, false
@@ -175,13 +200,58 @@ func (d *device) read() {
 		}
 	}
 
+	if d.gpm != nil {
+		d.gpm.read(smp)
+	}
+
 	d.procs = d.procs[:0]
+	if d.noProcs {
+		return
+	}
 	var ps []nvml.ProcessInfo
 	if d.try(fProcs, func() nvml.Return { ps, ret = h.GetComputeRunningProcesses(); return ret }) {
+		d.readProcUtil()
 		for _, p := range ps {
-			d.procs = append(d.procs, fleet.Process{Device: d.idx, PID: p.Pid, UsedMemory: usedMem(p.UsedGpuMemory)})
+			fp := fleet.Process{Device: d.idx, PID: p.Pid, UsedMemory: usedMem(p.UsedGpuMemory)}
+			if u, ok := d.utilByPID[p.Pid]; ok {
+				fp.Util = fleet.Some(u)
+			}
+			d.procs = append(d.procs, fp)
 		}
 	}
+}
+
+// readProcUtil reads the SM utilisation of each process over the samples
+// NVML took since the previous call (its newest sample per process wins).
+// Without new samples a process keeps no utilisation: absent, not zero.
+func (d *device) readProcUtil() {
+	clear(d.utilByPID)
+	var us []nvml.ProcessUtilizationSample
+	var ret nvml.Return
+	if !d.try(fProcUtil, func() nvml.Return { us, ret = d.h.GetProcessUtilization(d.lastUtilTS); return ret }) {
+		return
+	}
+	if d.utilByPID == nil {
+		d.utilByPID = make(map[uint32]float64, len(us))
+	}
+	newest := map[uint32]uint64{}
+	for _, u := range us {
+		if u.TimeStamp > d.lastUtilTS {
+			d.lastUtilTS = u.TimeStamp
+		}
+		if ts, seen := newest[u.Pid]; seen && ts > u.TimeStamp {
+			continue
+		}
+		newest[u.Pid] = u.TimeStamp
+		d.utilByPID[u.Pid] = min(float64(u.SmUtil)/100, 1)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // usedMem maps NVML's "not available" marker (all ones) to 0, "unknown".

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,13 +191,88 @@ func (s *Source) discover() (collector.Inventory, error) {
 			dev.MIG = cur == nvml.DEVICE_MIG_ENABLE
 		}
 		inv.Devices = append(inv.Devices, dev)
-		s.devs = append(s.devs, &device{idx: idx, h: h, req: make(chan uint64, 1)})
+		s.devs = append(s.devs, &device{idx: idx, h: h, req: make(chan uint64, 1), gpm: newGPM(s.lib, h, false, 0)})
 		s.byH[h] = idx
 	}
 	if len(s.devs) == 0 {
 		return inv, collector.NoData("NVML not available: no usable GPU handle")
 	}
+	// MIG instances follow the physical GPUs, so those keep nvidia-smi's
+	// indexes; each names its parent.
+	for p := range len(s.devs) {
+		if inv.Devices[p].MIG {
+			s.discoverMIG(&inv, p)
+		}
+	}
 	return inv, nil
+}
+
+// discoverMIG adds the MIG instances of physical device p as devices of
+// their own: memory and processes come from the instance's handle, profiling
+// activity from GPM's per-instance samples of the parent.
+func (s *Source) discoverMIG(inv *collector.Inventory, p int) {
+	parent := s.devs[p]
+	var max int
+	if !parent.try(fMigCount, func() nvml.Return {
+		var ret nvml.Return
+		max, ret = parent.h.GetMaxMigDeviceCount()
+		return ret
+	}) {
+		return
+	}
+	found := 0
+	for i := range max {
+		if len(s.devs) >= maxDevices {
+			s.o.Logger.Warn("nvml: too many devices; MIG instances left out", "gpu", p)
+			return
+		}
+		var mh nvml.Device
+		if safe(func() nvml.Return {
+			var ret nvml.Return
+			mh, ret = parent.h.GetMigDeviceHandleByIndex(i)
+			return ret
+		}) != nvml.SUCCESS || mh == nil {
+			continue // an empty slot
+		}
+		idx := len(s.devs)
+		dev := fleet.Device{Index: idx, Vendor: fleet.VendorNVIDIA, PCIBusID: inv.Devices[p].PCIBusID,
+			PowerLimit: 0, Instance: fleet.MIGInstance{Parent: p}}
+		var gi, ci int
+		var name string
+		safe(func() (ret nvml.Return) { gi, ret = mh.GetGpuInstanceId(); return })
+		safe(func() (ret nvml.Return) { ci, ret = mh.GetComputeInstanceId(); return })
+		safe(func() (ret nvml.Return) { name, ret = mh.GetName(); return })
+		safe(func() (ret nvml.Return) { dev.UUID, ret = mh.GetUUID(); return })
+		var m nvml.Memory
+		if safe(func() (ret nvml.Return) { m, ret = mh.GetMemoryInfo(); return }) == nvml.SUCCESS {
+			dev.MemoryTotal = m.Total
+		}
+		dev.Model = name
+		if dev.Model == "" {
+			dev.Model = inv.Devices[p].Model + " MIG"
+		}
+		dev.Instance.GPUInstanceID, dev.Instance.ComputeInstanceID = gi, ci
+		dev.Instance.Profile = migProfile(name, gi)
+		inv.Devices = append(inv.Devices, dev)
+		s.devs = append(s.devs, &device{idx: idx, h: mh, req: make(chan uint64, 1), gpm: newGPM(s.lib, parent.h, true, gi)})
+		found++
+	}
+	// The parent's process list repeats its instances' processes.
+	parent.noProcs = found > 0
+}
+
+// maxDevices bounds the devices of one node (the wire's bound).
+const maxDevices = 64
+
+// migProfile takes the profile from a MIG device's name, "NVIDIA A100-SXM4-80GB
+// MIG 3g.40gb" → "3g.40gb", as DCGM's GPU_I_PROFILE label shows it.
+func migProfile(name string, gi int) string {
+	if i := strings.LastIndex(name, "MIG "); i >= 0 {
+		if p := strings.TrimSpace(name[i+4:]); p != "" {
+			return p
+		}
+	}
+	return fmt.Sprintf("gi%d", gi)
 }
 
 func safeMig(h nvml.Device) (cur, pending int, ret nvml.Return) {
@@ -295,6 +371,11 @@ func (s *Source) Close() error {
 	}
 	if s.evSet != nil {
 		safe(s.evSet.Free)
+	}
+	for _, d := range s.devs {
+		if d.gpm != nil {
+			d.gpm.free()
+		}
 	}
 	if ret := safe(s.lib.Shutdown); ret != nvml.SUCCESS {
 		return fmt.Errorf("nvml shutdown: %s", retText(ret))

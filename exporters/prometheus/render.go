@@ -77,6 +77,8 @@ type nodeCache struct {
 	srcs  []*labelSet // fleettop_collector_source_up, per source
 	srcUp []float64
 	place place
+	gpus  int    // physical GPUs (MIG instances are part of theirs)
+	inst  []bool // by inventory position: a MIG instance
 }
 
 type place struct{ region, provider, jurisdiction string }
@@ -88,6 +90,7 @@ type devSnap struct {
 	index   int
 	seen    bool // a sample arrived since Hello
 	any     bool // it carries at least one finite metric
+	inst    bool // a MIG instance (its GPU carries the XIDs)
 	xidSeen bool
 	xid     int64
 	s       fleet.DeviceSample
@@ -141,7 +144,7 @@ func (e *Exporter) take(flt Filter) {
 		}
 		state := n.State()
 		nd := n.NumDevices()
-		e.snap.nodes = append(e.snap.nodes, nodeSnap{c: c, state: state, burn: n.Burn(), gpus: nd})
+		e.snap.nodes = append(e.snap.nodes, nodeSnap{c: c, state: state, burn: n.Burn(), gpus: c.gpus})
 		if state == wire.StateOffline {
 			return // its last values are history, not the present
 		}
@@ -151,7 +154,7 @@ func (e *Exporter) take(flt Filter) {
 			if c.devs[i] == nil {
 				continue
 			}
-			e.snap.devs = append(e.snap.devs, devSnap{ls: c.devs[i], vendor: d.Vendor, index: d.Index})
+			e.snap.devs = append(e.snap.devs, devSnap{ls: c.devs[i], vendor: d.Vendor, index: d.Index, inst: c.inst[i]})
 			ds := &e.snap.devs[len(e.snap.devs)-1]
 			if s != nil {
 				ds.seen = true
@@ -185,8 +188,14 @@ func (c *nodeCache) build(n NodeReader) {
 	c.gen, c.built = n.Generation(), true
 	c.place = place{nd.Region, nd.Provider, nd.Jurisdiction}
 	c.devs = make([]*labelSet, n.NumDevices())
+	c.inst = make([]bool, len(c.devs))
+	c.gpus = 0
 	for i := range c.devs {
 		d, _ := n.Device(i)
+		c.inst[i] = d.IsInstance()
+		if !c.inst[i] {
+			c.gpus++
+		}
 		if pairs := deviceLabels(nd, id, d); pairs != nil {
 			c.devs[i] = newLabelSet(pairs)
 		}

@@ -76,10 +76,30 @@ var dcgmSeries = []DeviceSeries{
 	{gauge("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz)."), fleet.VendorNVIDIA, metric(fleet.MetricSMClock, 1)},
 	{gauge("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz)."), fleet.VendorNVIDIA, metric(fleet.MetricMemClock, 1)},
 	// The last XID of the device among the node's recent events, 0 when
-	// none; emitted once the device has reported anything.
+	// none; emitted once the device has reported anything. A MIG
+	// instance's XIDs are its GPU's.
 	{gauge("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered."), fleet.VendorNVIDIA, func(d *devSnap) (float64, bool) {
-		return float64(d.xid), d.xidSeen || d.seen && d.any
+		return float64(d.xid), !d.inst && (d.xidSeen || d.seen && d.any)
 	}},
+	// Clock-event (throttle) reasons, ECC and row remapping (gpu, issue 15).
+	{gauge("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock throttle reasons (bitmask of NVML clock event reasons)."), fleet.VendorNVIDIA, metric(fleet.MetricThrottle, 1)},
+	{gauge("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors."), fleet.VendorNVIDIA, metric(fleet.MetricECCCorrected, 1)},
+	{gauge("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors."), fleet.VendorNVIDIA, metric(fleet.MetricECCUncorrected, 1)},
+	{gauge("DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", "Total number of single-bit persistent ECC errors."), fleet.VendorNVIDIA, metric(fleet.MetricECCCorrectedAgg, 1)},
+	{gauge("DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", "Total number of double-bit persistent ECC errors."), fleet.VendorNVIDIA, metric(fleet.MetricECCUncorrectedAgg, 1)},
+	{gauge("DCGM_FI_DEV_ROW_REMAP_PENDING", "Pending row remapping (1: a remap waits for a GPU reset)."), fleet.VendorNVIDIA, metric(fleet.MetricRemapPending, 1)},
+	{gauge("DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether remapping of rows has failed."), fleet.VendorNVIDIA, metric(fleet.MetricRemapFailure, 1)},
+	// Profiling activity (NVML GPM; absent without it), as DCGM's
+	// DCGM_FI_PROF_* fields: ratios 0..1, link traffic in bytes per second.
+	{gauge("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "Ratio of time the graphics engine is active."), fleet.VendorNVIDIA, metric(fleet.MetricGREngineActive, 1)},
+	{gauge("DCGM_FI_PROF_SM_ACTIVE", "The ratio of cycles an SM has at least 1 warp assigned."), fleet.VendorNVIDIA, metric(fleet.MetricSMActive, 1)},
+	{gauge("DCGM_FI_PROF_SM_OCCUPANCY", "The ratio of number of warps resident on an SM."), fleet.VendorNVIDIA, metric(fleet.MetricSMOccupancy, 1)},
+	{gauge("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "Ratio of cycles the tensor (HMMA) pipe is active."), fleet.VendorNVIDIA, metric(fleet.MetricTensorActive, 1)},
+	{gauge("DCGM_FI_PROF_DRAM_ACTIVE", "Ratio of cycles the device memory interface is active sending or receiving data."), fleet.VendorNVIDIA, metric(fleet.MetricDRAMActive, 1)},
+	{gauge("DCGM_FI_PROF_PCIE_TX_BYTES", "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second."), fleet.VendorNVIDIA, metric(fleet.MetricPCIeTx, 1)},
+	{gauge("DCGM_FI_PROF_PCIE_RX_BYTES", "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second."), fleet.VendorNVIDIA, metric(fleet.MetricPCIeRx, 1)},
+	{gauge("DCGM_FI_PROF_NVLINK_TX_BYTES", "The rate of data transmitted over NVLink, not including protocol headers, in bytes per second."), fleet.VendorNVIDIA, metric(fleet.MetricNVLinkTx, 1)},
+	{gauge("DCGM_FI_PROF_NVLINK_RX_BYTES", "The rate of data received over NVLink, not including protocol headers, in bytes per second."), fleet.VendorNVIDIA, metric(fleet.MetricNVLinkRx, 1)},
 }
 
 // npuSeries are Ascend devices under npu-exporter's names.
@@ -114,11 +134,28 @@ func deviceLabels(n *fleet.Node, id string, d *fleet.Device) []label {
 	idx := strconv.Itoa(d.Index)
 	switch d.Vendor {
 	case fleet.VendorNVIDIA:
-		return []label{
-			{"gpu", idx}, {"UUID", d.UUID}, {"device", "nvidia" + idx}, {"modelName", d.Model},
+		// As dcgm-exporter: a MIG instance carries its GPU's gpu, UUID and
+		// device, told apart by GPU_I_PROFILE and GPU_I_ID, which a whole
+		// GPU does not carry; pci_bus_id and DCGM_FI_DRIVER_VERSION on all.
+		uuid := d.UUID
+		if d.IsInstance() {
+			idx = strconv.Itoa(d.Instance.Parent)
+			for i := range n.Devices {
+				if n.Devices[i].Index == d.Instance.Parent {
+					uuid = n.Devices[i].UUID
+				}
+			}
+		}
+		ls := []label{
+			{"gpu", idx}, {"UUID", uuid}, {"device", "nvidia" + idx}, {"modelName", d.Model},
 			{"Hostname", host}, {"hostname", host},
 			{"region", n.Region}, {"provider", n.Provider}, {"jurisdiction", n.Jurisdiction}, {"node", id},
+			{"pci_bus_id", d.PCIBusID}, {"DCGM_FI_DRIVER_VERSION", n.Driver},
 		}
+		if d.IsInstance() {
+			ls = append(ls, label{"GPU_I_PROFILE", d.Instance.Profile}, label{"GPU_I_ID", strconv.Itoa(d.Instance.GPUInstanceID)})
+		}
+		return ls
 	case fleet.VendorAscend:
 		return []label{
 			{"id", idx}, {"model_name", d.Model}, {"vdie_id", d.UUID}, {"hostname", host},
