@@ -56,19 +56,20 @@ type SourceStatus struct {
 }
 
 // BilledGPUs is how many GPUs the node's lease charges for: the contracted
-// count when the lease states one, else the devices its sources enumerated.
+// count when the lease states one, else the GPUs its sources enumerated
+// (MIG instances are part of their GPU, not GPUs of their own).
 func (n *Node) BilledGPUs() int {
 	if n.Lease.GPUs > 0 {
 		return n.Lease.GPUs
 	}
-	return len(n.Devices)
+	return n.PhysicalGPUs()
 }
 
-// VisibleGPUs is how many of the node's devices are not lost.
+// VisibleGPUs is how many of the node's GPUs (not MIG instances) are not lost.
 func (n *Node) VisibleGPUs() int {
 	v := 0
 	for i := range n.Devices {
-		if n.Devices[i].State != DeviceLost {
+		if n.Devices[i].State != DeviceLost && !n.Devices[i].IsInstance() {
 			v++
 		}
 	}
