@@ -157,8 +157,10 @@ func (r *Runner) node(ctx context.Context, n *Node, delay time.Duration) {
 			info.BootID = fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", uint32(k), uint16(k>>32), uint16(k>>48), uint16(k>>8), k>>16&0xffffffffffff)
 		}
 		var until time.Duration // wall time this run may last; 0: until ctx ends
+		var darkAt time.Time    // when the node goes dark next; zero: never
 		if r.cfg.Outages {
 			if next := n.NextChange(now); !next.IsZero() {
+				darkAt = next
 				until = max(clock.Real(next.Sub(now)), time.Millisecond)
 			}
 		}
@@ -174,6 +176,12 @@ func (r *Runner) node(ctx context.Context, n *Node, delay time.Duration) {
 		stop()
 		if ctx.Err() != nil {
 			return
+		}
+		// The run ended at the start of an outage. On a loaded machine this
+		// goroutine may wake after a short outage is already over; the node
+		// still went dark, so the next run is a new boot all the same.
+		if !darkAt.IsZero() && !clock.Now().Before(darkAt) {
+			wasDark = true
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 			r.mu.Lock()
