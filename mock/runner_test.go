@@ -17,9 +17,10 @@ type fakeAgents struct {
 	runs  map[string][]string // node → boot ids
 	spool map[string]string
 	seen  map[string]int // node → samples
-	// rebooted, when set, is closed once the node watch runs with a boot
-	// id other than its first.
+	// rebooted, when set, is closed once every one of nodes nodes has run
+	// and the node watch runs with a boot id other than its first.
 	watch    string
+	nodes    int
 	rebooted chan struct{}
 }
 
@@ -27,7 +28,7 @@ func (f *fakeAgents) run(ctx context.Context, node fleet.Node, srcs []collector.
 	f.mu.Lock()
 	f.runs[node.ID] = append(f.runs[node.ID], node.BootID)
 	f.spool[node.ID] = spool
-	if b := f.runs[node.ID]; f.rebooted != nil && node.ID == f.watch && b[len(b)-1] != b[0] {
+	if b := f.runs[f.watch]; f.rebooted != nil && len(f.runs) == f.nodes && len(b) > 0 && b[len(b)-1] != b[0] {
 		close(f.rebooted)
 		f.rebooted = nil
 	}
@@ -73,7 +74,7 @@ func TestRunnerOutage(t *testing.T) {
 	clock := NewClock(testStart.Add(5*time.Minute), 3600)
 	rebooted := make(chan struct{})
 	f := &fakeAgents{runs: map[string][]string{}, spool: map[string]string{}, seen: map[string]int{},
-		watch: dark.Info.ID, rebooted: rebooted}
+		watch: dark.Info.ID, nodes: len(sc.Nodes), rebooted: rebooted}
 	r, err := NewRunner(RunnerConfig{Scenario: sc, Clock: clock, SpoolRoot: t.TempDir(), Agent: f.run, Outages: true})
 	if err != nil {
 		t.Fatal(err)
