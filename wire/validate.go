@@ -353,6 +353,14 @@ func metricRange(m fleet.Metric) (r valueRange, ok bool) {
 		return valueRange{0, maxCount}, true
 	case fleet.MetricHealth:
 		return valueRange{float64(fleet.HealthOK), float64(fleet.HealthCritical)}, true
+	case fleet.MetricGREngineActive, fleet.MetricSMActive, fleet.MetricSMOccupancy, fleet.MetricTensorActive, fleet.MetricDRAMActive:
+		return valueRange{0, 1}, true
+	case fleet.MetricPCIeTx, fleet.MetricPCIeRx, fleet.MetricNVLinkTx, fleet.MetricNVLinkRx:
+		return valueRange{0, 1e13}, true // 10 TB/s, above any link
+	case fleet.MetricECCCorrectedAgg, fleet.MetricECCUncorrectedAgg:
+		return valueRange{0, maxCount}, true
+	case fleet.MetricRemapPending, fleet.MetricRemapFailure:
+		return valueRange{0, 1}, true
 	}
 	return valueRange{}, false
 }
