@@ -36,6 +36,7 @@ type collectorOptions struct {
 	seed                          int64
 	once, json                    bool
 	procRoot, npuSmi, nvmlLib     string
+	npuSmiInterval                time.Duration
 	machineID                     string
 	insecure                      bool
 }
@@ -78,6 +79,7 @@ The token comes from --token-file or the FLEETTOP_TOKEN environment variable.`,
 	f.BoolVar(&o.json, "json", false, "print the --once sample as JSON (the only format)")
 	f.StringVar(&o.procRoot, "proc-root", "/proc", "proc filesystem to read host and job data from")
 	f.StringVar(&o.npuSmi, "npu-smi", "npu-smi", "npu-smi binary for Ascend NPUs")
+	f.DurationVar(&o.npuSmiInterval, "npu-smi-interval", 5*time.Second, "how often npu-smi runs, in the background (each tick uses its last good reading)")
 	f.StringVar(&o.nvmlLib, "nvml-lib", "", "NVML library to load (default: the system's libnvidia-ml.so.1)")
 	f.StringVar(&o.machineID, "machine-id-file", "/etc/machine-id", "file whose content is the default node id")
 	for _, key := range collector.ConfigKeys {
@@ -99,6 +101,9 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 	}
 	if o.interval <= 0 {
 		return usagef("--interval %s: give a positive duration such as 1s", o.interval)
+	}
+	if o.npuSmiInterval <= 0 {
+		return usagef("--npu-smi-interval %s: give a positive duration such as 5s", o.npuSmiInterval)
 	}
 	if o.mock != "" && o.mock != "nvidia" && o.mock != "ascend" {
 		return usagef("--mock %q: write nvidia or ascend", o.mock)
@@ -144,7 +149,7 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 			return nvmlsource.NewSystem(nvmlsource.Options{LibraryPath: o.nvmlLib, Logger: log}), nil
 		})
 		reg.Register("ascend", func() (collector.Source, error) {
-			return ascend.New(ascend.Options{Path: o.npuSmi, Logger: log}), nil
+			return ascend.New(ascend.Options{Path: o.npuSmi, Interval: o.npuSmiInterval, Logger: log}), nil
 		})
 		reg.Register("host", func() (collector.Source, error) {
 			return host.New(host.Options{ProcRoot: o.procRoot}), nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
@@ -64,7 +65,9 @@ func fakeSource(t *testing.T, fixture string) (*Source, string) {
 	log := filepath.Join(t.TempDir(), "calls")
 	t.Setenv("NPU_FIXTURE", fixture)
 	t.Setenv("FAKE_NPU_SMI_LOG", log)
-	return New(Options{Path: bin}), log
+	s := New(Options{Path: bin, Interval: time.Hour})
+	t.Cleanup(func() { s.Close() })
+	return s, log
 }
 
 func TestSource910B(t *testing.T) {
@@ -78,6 +81,7 @@ func TestSource910B(t *testing.T) {
 	}
 	var smp fleet.Sample
 	for range 2 {
+		s.pollOnce(context.Background())
 		smp = fleet.Sample{}
 		if err := s.Collect(context.Background(), &smp); err != nil {
 			t.Fatal(err)
@@ -123,6 +127,7 @@ func TestSource310PPowerAndUnsupported(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
+		s.pollOnce(context.Background())
 		var smp fleet.Sample
 		if err := s.Collect(context.Background(), &smp); err != nil {
 			t.Fatal(err)
@@ -154,16 +159,18 @@ func TestHealthChangeEvent(t *testing.T) {
 	script, _ := os.ReadFile("testdata/fake-npu-smi")
 	os.WriteFile(filepath.Join(dir, "npu-smi"), script, 0o755)
 	t.Setenv("NPU_FIXTURE", "x")
-	s := New(Options{Path: filepath.Join(dir, "npu-smi")})
+	s := New(Options{Path: filepath.Join(dir, "npu-smi"), Interval: time.Hour})
 	if _, err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	var smp fleet.Sample
 	s.Collect(context.Background(), &smp)
 	if len(smp.Events) != 0 {
 		t.Fatalf("events on first sample: %+v", smp.Events)
 	}
 	os.WriteFile(filepath.Join(dir, "x", "info.txt"), []byte(strings.Replace(string(src), "| OK            | 96.8", "| Critical      | 96.8", 1)), 0o644)
+	s.pollOnce(context.Background())
 	smp = fleet.Sample{}
 	s.Collect(context.Background(), &smp)
 	if len(smp.Events) != 1 || smp.Events[0].Kind != fleet.EventHealth || smp.Events[0].Device != 0 || smp.Events[0].Severity != fleet.SevCritical {
