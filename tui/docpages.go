@@ -198,7 +198,7 @@ func (p *nodePage) View() string {
 	}
 	spark := max(0, min(30, (w-86)/2))
 	clocks := w >= 96
-	hdr := "GPU Model       Utilisation         Memory        Power      Temp"
+	hdr := "GPU Model       Utilisation  SM act        Memory        Power      Temp"
 	if clocks {
 		hdr += "   SM MHz  Mem MHz"
 	}
@@ -210,12 +210,22 @@ func (p *nodePage) View() string {
 		d := &v.Devices[i]
 		m := d.Metrics
 		var b strings.Builder
-		b.WriteString(FitRight(strconv.Itoa(d.Index), 3) + " " + Fit(ShortModel(d.Model), 11) + " ")
+		name := ShortModel(d.Model)
+		if in := d.Instance; in.Profile != "" {
+			name = " ↳" + in.Profile // a MIG instance, under its GPU
+		}
+		b.WriteString(FitRight(strconv.Itoa(d.Index), 3) + " " + Fit(name, 11) + " ")
 		if u, ok := deviceUtil(d); ok {
 			b.WriteString(st.bar(u, 12) + " " + FitRight(Percent(u), 6))
 		} else {
 			b.WriteString(FitRight("-", 19))
 		}
+		// SM activity beside utilisation: "100 %" busy can be a few SMs.
+		sm := "-"
+		if x, ok := m["sm_active"]; ok {
+			sm = Percent(x)
+		}
+		b.WriteString(" " + FitRight(sm, 6))
 		b.WriteString(" " + FitRight(memString(m["mem_used"], float64(d.MemoryTotal)), 13))
 		pw := "-"
 		if x, ok := m["power"]; ok {
@@ -412,6 +422,41 @@ func (p *costPage) SetData(s *Snapshot) {
 	}
 	if idleN > topIdle {
 		add(st.Dim.Render("  … " + strconv.Itoa(idleN-topIdle) + " more"))
+	}
+
+	// Paid for, SMs idle: nodes ranked by profiling SM activity, lowest
+	// first (only GPUs with GPM report it). Utilisation counts a GPU busy
+	// when any kernel runs; SM activity says how much of it the work uses.
+	add("")
+	add(st.Section.Render("Paid for, SMs idle: ranked by SM activity (" + cur + "/h)"))
+	smIdle := make([]*NodeRow, 0, 16)
+	for _, n := range s.Nodes {
+		if !math.IsNaN(n.SMActive) && n.Burn > 0 {
+			smIdle = append(smIdle, n)
+		}
+	}
+	slices.SortFunc(smIdle, func(a, b *NodeRow) int {
+		if c := cmp.Compare(a.SMActive, b.SMActive); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.Burn, a.Burn); c != 0 {
+			return c
+		}
+		return strings.Compare(a.View.ID, b.View.ID)
+	})
+	if len(smIdle) == 0 {
+		add(st.Dim.Render("  no GPU reports SM activity (profiling needs Hopper or newer)"))
+	} else {
+		add(st.TableHeader.Render(Fit("Node             Region       Provider      GPUs     Burn/h   Util  SM act", w)))
+	}
+	for i, n := range smIdle {
+		if i == topIdle {
+			add(st.Dim.Render("  … " + strconv.Itoa(len(smIdle)-topIdle) + " more"))
+			break
+		}
+		add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
+			FitRight(strconv.Itoa(n.GPUs), 5) + " " + FitRight(AmountShort(n.Burn), 10) + " " +
+			FitRight(Percent(n.Util), 5) + " " + FitRight(Percent(n.SMActive), 6))
 	}
 
 	add("")

@@ -2,6 +2,8 @@ package tui
 
 import (
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
@@ -52,6 +54,9 @@ func makeNode(s nodeSpec) wire.NodeView {
 			d.Metrics["temp"] = 35 + 45*u + float64(i)
 			d.Metrics["sm_clock"] = 1980
 			d.Metrics["mem_clock"] = 2619
+			if strings.Contains(s.model, "H100") { // GPM: Hopper only
+				d.Metrics["sm_active"] = math.Round(u*0.6*100) / 100
+			}
 		}
 		nv.Devices = append(nv.Devices, d)
 	}

@@ -46,10 +46,13 @@ type ConnStatus struct {
 // NodeRow is one node with the figures the tables need, derived once when
 // the node's view arrives (never in View).
 type NodeRow struct {
-	View     *wire.NodeView
-	Agg      int // index of the aggregator that reports it
-	GPUs     int
-	Util     float64 // mean over devices that report it; NaN when none do
+	View *wire.NodeView
+	Agg  int // index of the aggregator that reports it
+	GPUs int
+	Util float64 // mean over devices that report it; NaN when none do
+	// SMActive is the mean profiling SM activity (DCGM_FI_PROF_SM_ACTIVE)
+	// over the GPUs that report it; NaN when none do (no GPM).
+	SMActive float64
 	MemUsed  float64
 	MemTotal float64
 	Power    float64
@@ -346,9 +349,9 @@ func (f *Fleet) displayCurrency() string {
 }
 
 func (f *Fleet) nodeRow(nv *wire.NodeView, agg int) *NodeRow {
-	r := &NodeRow{View: nv, Agg: agg, Util: math.NaN(), Hottest: math.NaN()}
-	var usum float64
-	var un int
+	r := &NodeRow{View: nv, Agg: agg, Util: math.NaN(), SMActive: math.NaN(), Hottest: math.NaN()}
+	var usum, smsum float64
+	var un, smn int
 	models := map[string]int{}
 	for i := range nv.Devices {
 		d := &nv.Devices[i]
@@ -379,9 +382,16 @@ func (f *Fleet) nodeRow(nv *wire.NodeView, agg int) *NodeRow {
 		if v, ok := d.Metrics["temp"]; ok && (math.IsNaN(r.Hottest) || v > r.Hottest) {
 			r.Hottest = v
 		}
+		if v, ok := d.Metrics["sm_active"]; ok {
+			smsum += v
+			smn++
+		}
 	}
 	if un > 0 {
 		r.Util = usum / float64(un)
+	}
+	if smn > 0 {
+		r.SMActive = smsum / float64(smn)
 	}
 	r.Models = modelsString(models)
 	seen := map[string]bool{}

@@ -79,7 +79,7 @@ The token comes from --token-file or the FLEETTOP_TOKEN environment variable.`,
 	f.BoolVar(&o.json, "json", false, "print the --once sample as JSON (the only format)")
 	f.StringVar(&o.procRoot, "proc-root", "/proc", "proc filesystem to read host and job data from")
 	f.StringVar(&o.npuSmi, "npu-smi", "npu-smi", "npu-smi binary for Ascend NPUs")
-	f.DurationVar(&o.npuSmiInterval, "npu-smi-interval", 5*time.Second, "how often npu-smi runs, in the background (each tick uses its last good reading)")
+	f.DurationVar(&o.npuSmiInterval, "npu-smi-interval", 5*time.Second, "how often npu-smi runs, in the background (each tick uses its last good reading); 0: 5s")
 	f.StringVar(&o.nvmlLib, "nvml-lib", "", "NVML library to load (default: the system's libnvidia-ml.so.1)")
 	f.StringVar(&o.machineID, "machine-id-file", "/etc/machine-id", "file whose content is the default node id")
 	for _, key := range collector.ConfigKeys {
@@ -102,7 +102,7 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 	if o.interval <= 0 {
 		return usagef("--interval %s: give a positive duration such as 1s", o.interval)
 	}
-	if o.npuSmiInterval <= 0 {
+	if o.npuSmiInterval < 0 {
 		return usagef("--npu-smi-interval %s: give a positive duration such as 5s", o.npuSmiInterval)
 	}
 	if o.mock != "" && o.mock != "nvidia" && o.mock != "ascend" {
