@@ -36,6 +36,9 @@ type session struct {
 	enc   *wire.Encoder
 	wbuf  []byte
 
+	clk        clockFilter // reader only
+	clockAware atomic.Bool // the collector sent a Clock frame: acks carry our time
+
 	ackSeq  atomic.Uint64 // highest committed sequence to ack
 	ackSent atomic.Uint64 // highest sequence acked
 	ackCh   chan struct{} // cap 1: an ack is pending
@@ -315,6 +318,9 @@ retry:
 		return s.conflict(n, holder, ss)
 	}
 	now := s.clock()
+	if c, ok := s.cfg.Recorder.(Connector); ok {
+		c.Connected(nd.ID, s.sampleClock())
+	}
 	n.mu.Lock()
 	if s.closing.Load() {
 		n.mu.Unlock()
@@ -368,6 +374,8 @@ retry:
 			}
 		case *wire.Status:
 			ss.setSources(f.Sources)
+		case *wire.Clock:
+			ss.onClock(f, s.sampleClock())
 		case *wire.Close:
 			return fmt.Errorf("collector closed: %d %s", f.Code, f.Reason)
 		default:
@@ -429,6 +437,7 @@ func (ss *session) apply(recs []fleet.Sample) error {
 			break
 		}
 		repairs.Add(rp)
+		ss.clk.correct(r)
 		// A gap is counted only against a sequence we know: the first
 		// record ever seen from a node starts its history.
 		if last > 0 && r.Seq > last+1 {
@@ -568,7 +577,11 @@ func (ss *session) sendAck() error {
 	if seq <= ss.ackSent.Load() {
 		return nil
 	}
-	if err := ss.send(&wire.Ack{Seq: seq}); err != nil {
+	a := wire.Ack{Seq: seq}
+	if ss.clockAware.Load() {
+		a.Time = ss.s.sampleClock()
+	}
+	if err := ss.send(&a); err != nil {
 		return err
 	}
 	for {

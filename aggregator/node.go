@@ -30,6 +30,9 @@ type nodeState struct {
 
 	committed atomic.Uint64 // last committed (durable) sequence
 
+	offset      atomic.Int64 // estimated clock offset (aggregator − collector), ns
+	offsetKnown atomic.Bool
+
 	mu         sync.Mutex
 	node       fleet.Node
 	gen        uint64                // bumped by setNode: exporters rebuild label sets when it moves

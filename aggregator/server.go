@@ -34,9 +34,12 @@ type Config struct {
 	StaleAfter time.Duration
 	// OfflineAfter: a node not heard from for longer is offline (default 30s,
 	// at least twice StaleAfter).
-	OfflineAfter  time.Duration
-	Clock         func() time.Time // default time.Now (tests inject)
-	MetricsPublic bool             // serve /metrics without a token
+	OfflineAfter time.Duration
+	Clock        func() time.Time // default time.Now (tests inject)
+	// SampleClock is the clock sample times are corrected onto, the one the
+	// store books by (default Clock). fleettop demo passes its simulated clock.
+	SampleClock   func() time.Time
+	MetricsPublic bool // serve /metrics without a token
 	// Insecure allows plain ws:// and http on non-loopback listeners.
 	Insecure   bool
 	Collectors []prometheus.Collector // extra collectors served on /metrics (exporters)
@@ -184,6 +187,9 @@ func track[T comparable](s *Server, set map[T]struct{}, g prometheus.Gauge, x T)
 	}
 }
 
+// sampleClock reads the clock samples are booked by.
+func (s *Server) sampleClock() time.Time { return s.cfg.SampleClock() }
+
 // Status summarises the server in one line for systemd's STATUS= (it changes
 // only when sessions come or go): e.g. "312 collectors, 2 viewers".
 func (s *Server) Status() string {
@@ -290,6 +296,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.SampleClock == nil {
+		cfg.SampleClock = cfg.Clock
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

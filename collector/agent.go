@@ -491,6 +491,11 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 	if err := send(&wire.Hello{Proto: proto, Node: hello}); err != nil {
 		return false, fmt.Errorf("send hello: %w", err)
 	}
+	// Our clock, for the aggregator's offset estimate: it books our samples
+	// on its own clock.
+	if err := send(&wire.Clock{Sent: a.cfg.Clock()}); err != nil {
+		return false, fmt.Errorf("send clock: %w", err)
+	}
 	dec := wire.NewDecoder()
 	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
 	_, msg, err := conn.Read(rctx)
@@ -613,8 +618,11 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 var errBatchFull = errors.New("batch full")
 
 func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn, dec *wire.Decoder) error {
+	var cbuf []byte
+	cenc := wire.NewEncoder() // Clock frames carry no stream state
 	for {
 		_, msg, err := conn.Read(ctx)
+		recv := a.cfg.Clock()
 		if err != nil {
 			if st := websocket.CloseStatus(err); st != -1 {
 				return fmt.Errorf("closed by aggregator (%d)", st)
@@ -628,6 +636,21 @@ func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn, dec *wire.De
 		switch f := f.(type) {
 		case *wire.Ack:
 			a.spool.Ack(f.Seq)
+			if !f.Time.IsZero() {
+				// Answer at once: the shorter the turnaround, the tighter
+				// the aggregator's estimate. Conn.Write is safe beside the
+				// sender's writes.
+				cbuf, err = cenc.AppendFrame(cbuf[:0], &wire.Clock{Origin: f.Time, Received: recv, Sent: a.cfg.Clock()})
+				if err != nil {
+					return fmt.Errorf("encode clock: %w", err)
+				}
+				wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				err = conn.Write(wctx, websocket.MessageBinary, cbuf)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("send clock: %w", err)
+				}
+			}
 		case *wire.Close:
 			return &errClosedByPeer{f.Code, f.Reason}
 		}

@@ -365,6 +365,7 @@ const (
 	EventBlind     EventKind = "blind"     // fewer GPUs visible than the lease pays for
 	EventSource    EventKind = "source"    // a collector source is down
 	EventConflict  EventKind = "conflict"  // two collectors claim one node id
+	EventClock     EventKind = "clock"     // node clock off the aggregator's by more than the threshold
 )
 
 // Severity of an event or alert.

@@ -160,7 +160,10 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 			}
 		}
 		for _, h := range ns.dirty {
-			if h+hourMs <= now && h < from && h >= floorTo(origin, hourMs) {
+			// Closed hours with late minutes; when forced, the current hour
+			// too, even if already accrued up to now: minutes folded since
+			// then belong in it.
+			if (h+hourMs <= now || force) && h < from && h >= floorTo(origin, hourMs) {
 				due = append(due, h)
 			}
 		}

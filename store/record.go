@@ -153,6 +153,8 @@ type nodeAcc struct {
 	identAt    int64 // sample time (ms) the current identity was first seen
 	firstMs    int64
 	lastMs     int64
+	floorMs    int64 // the node's first connection: nothing is booked before it (0: unknown)
+	refused    uint64
 	jobs       map[int]jobRef
 	cur        []bucket         // open bucket per device
 	old        map[bkey]*bucket // buckets of earlier minutes not yet written
@@ -186,9 +188,28 @@ func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
 	}
 	a := s.acc(n.ID)
 	t := smp.Time.UnixMilli()
+	now := s.opts.Clock().UnixMilli()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.maxSeq = max(a.maxSeq, smp.Seq)
+	// Booking bounds: no time before the node's first connection, none after
+	// now. The aggregator corrects sample times onto this clock, so a sample
+	// a little ahead (up to 5 intervals or 15 s, the longest gap a sample
+	// covers) is its estimate's error (the one-way delay before the first
+	// round trip) and is booked now; anything further out, or before the
+	// first connection, comes from a clock the aggregator could not correct
+	// and is refused.
+	if t > now {
+		if t-now > max(5*s.opts.Interval.Milliseconds(), 15_000) {
+			a.refuse(n.ID, t, now, s)
+			return
+		}
+		t = now
+	}
+	if a.floorMs > 0 && t < a.floorMs {
+		a.refuse(n.ID, t, now, s)
+		return
+	}
 	// The identity changes only when a collector reconnects: compare the
 	// scalar fields (placement, lease, counts) every sample, the labels and
 	// devices every 16th.
@@ -236,6 +257,46 @@ func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
 	}
 	a.events = append(a.events, smp.Events...)
 }
+
+// refuse counts a sample outside the booking bounds, and logs the first.
+// Caller holds a.mu.
+func (a *nodeAcc) refuse(id string, t, now int64, s *Store) {
+	a.refused++
+	s.refused.Add(1)
+	if a.refused == 1 {
+		s.opts.Logger.Warn("refusing to book samples outside the node's time (before its first connection or after now)",
+			"node", id, "sample_time", time.UnixMilli(t).UTC(), "now", time.UnixMilli(now).UTC(), "first_connection", time.UnixMilli(a.floorMs).UTC())
+	}
+}
+
+// Connected bounds node id's booking by its first connection (at, on the
+// store's clock, for a node the store has not seen; else its first sight):
+// no sample before it is booked. The aggregator calls it at every Hello.
+func (s *Store) Connected(id string, at time.Time) {
+	if s.opts.ReadOnly {
+		return
+	}
+	a := s.acc(id)
+	s.accMu.RLock()
+	first := s.firstSeen[id]
+	s.accMu.RUnlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.floorMs > 0 {
+		return
+	}
+	switch {
+	case a.firstMs > 0:
+		a.floorMs = a.firstMs
+	case first > 0:
+		a.floorMs = first
+	default:
+		a.floorMs = at.UnixMilli()
+	}
+}
+
+// Refused returns how many samples were refused for booking since Open.
+func (s *Store) Refused() uint64 { return s.refused.Load() }
 
 // bucketFor returns the bucket collecting device idx's samples of minute.
 func (a *nodeAcc) bucketFor(idx int, minute int64) *bucket {

@@ -127,6 +127,10 @@ type Store struct {
 
 	accMu sync.RWMutex
 	accs  map[string]*nodeAcc // node id → in-memory accumulator
+	// firstSeen is each node's durable first sight at Open (Unix ms), the
+	// booking floor of nodes that connect again.
+	firstSeen map[string]int64
+	refused   atomic.Uint64
 
 	alertMu sync.Mutex
 	alerts  []fleet.Alert // queued by RecordAlert
@@ -240,6 +244,12 @@ func Open(path string, o Options) (*Store, error) {
 	if err := s.replayJournal(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	s.firstSeen = make(map[string]int64, len(s.nodes))
+	for id, ns := range s.nodes {
+		if ns.firstMs > 0 {
+			s.firstSeen[id] = ns.firstMs
+		}
 	}
 	return s, nil
 }

@@ -22,9 +22,10 @@ package wire
 //	         sources (below). Protocol 1 ends after the devices.
 //	Welcome  uvarint proto, uvarint resume-from
 //	Samples  uvarint record count (1..MaxSamples), records
-//	Ack      uvarint seq
+//	Ack      uvarint seq, [varint time ms]    the time only when set
 //	Close    uvarint code, string reason
 //	Status   sources (protocol 2 only)
+//	Clock    varint origin ms, varint received ms, varint sent ms (0: unset)
 //
 // Sources are a uvarint count (at most MaxSources), then per source: name,
 // flags byte (1 up), reason.
@@ -280,6 +281,17 @@ func (e *Encoder) AppendFrame(dst []byte, f Frame) ([]byte, error) {
 		}
 		dst = append(dst, frameMagic|e.st.v, byte(TypeAck))
 		dst = binary.AppendUvarint(dst, f.Seq)
+		if !f.Time.IsZero() {
+			dst = binary.AppendVarint(dst, f.Time.UnixMilli())
+		}
+	case *Clock:
+		if f == nil {
+			break
+		}
+		dst = append(dst, frameMagic|e.st.v, byte(TypeClock))
+		dst = binary.AppendVarint(dst, clockMs(f.Origin))
+		dst = binary.AppendVarint(dst, clockMs(f.Received))
+		dst = binary.AppendVarint(dst, clockMs(f.Sent))
 	case *Close:
 		if f == nil {
 			break
@@ -907,7 +919,7 @@ func decodeSources(r *reader) []fleet.SourceStatus {
 
 // Decoder decodes the frames of one connection. Not safe for concurrent use.
 //
-// Aliasing: a decoded *Samples, *Welcome, *Ack or *Close, and each record's
+// Aliasing: a decoded *Samples, *Welcome, *Ack, *Close or *Clock, and each record's
 // Devices and Host, live in the decoder's buffers and are valid until the
 // next call to Decode; copy what you keep. A record's Procs and Events and
 // every string, and a whole *Hello, are freshly allocated and may be kept.
@@ -922,6 +934,7 @@ type Decoder struct {
 	welcome Welcome
 	ack     Ack
 	close   Close
+	clock   Clock
 }
 
 // NewDecoder returns a decoder with fresh per-connection state.
@@ -978,6 +991,9 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 		return &d.samples, nil
 	case TypeAck:
 		a := Ack{Seq: r.uvarint()}
+		if r.err == nil && r.remaining() > 0 {
+			a.Time = clockTime(r.varint())
+		}
 		r.end()
 		if r.err != nil {
 			return nil, r.err.in("ack")
@@ -1003,9 +1019,32 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 			return nil, r.err.in("status")
 		}
 		return st, nil
+	case TypeClock:
+		c := Clock{Origin: clockTime(r.varint()), Received: clockTime(r.varint()), Sent: clockTime(r.varint())}
+		r.end()
+		if r.err != nil {
+			return nil, r.err.in("clock")
+		}
+		d.clock = c
+		return &d.clock, nil
 	default:
 		return nil, errf(ErrMalformed, "unknown frame type %d", t)
 	}
+}
+
+// clockMs codes a Clock timestamp: milliseconds since the epoch, 0 when unset.
+func clockMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func clockTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
 }
 
 func checkHeader(b []byte, magic byte, size int, what string) error {

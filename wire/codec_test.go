@@ -209,6 +209,9 @@ func TestControlFramesRoundTrip(t *testing.T) {
 	for _, f := range []wire.Frame{
 		&wire.Welcome{Proto: wire.Version, ResumeFrom: 1 << 40},
 		&wire.Ack{Seq: 12345678},
+		&wire.Ack{Seq: 9, Time: t0.Add(1234 * time.Millisecond)},
+		&wire.Clock{Sent: t0.Add(-time.Hour)},
+		&wire.Clock{Origin: t0, Received: t0.Add(-40 * 24 * time.Hour), Sent: t0.Add(-40*24*time.Hour + time.Millisecond)},
 		&wire.Close{Code: wire.CloseForbidden, Reason: "token not allowed for node gpu-7"},
 		&wire.Close{Code: wire.CloseNormal},
 		&wire.Hello{Proto: 7, Node: fleet.Node{ID: "bare"}},

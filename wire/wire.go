@@ -7,8 +7,10 @@
 //	collector → Hello
 //	aggregator → Welcome{ResumeFrom}      next sequence number it wants
 //	collector → Samples …                 records ResumeFrom, ResumeFrom+1, …
-//	aggregator → Ack{Seq} …               highest sequence durably applied
+//	aggregator → Ack{Seq, Time} …         highest sequence durably applied
 //	collector → Status …                  its sources' health, when it changes
+//	collector → Clock …                   after Hello, and in answer to every
+//	                                      Ack that carries the aggregator's Time
 //	either     → Close{Code, Reason}      then the websocket close
 //
 // Every connection starts with fresh codec state on both sides (Encoder and
@@ -17,6 +19,7 @@ package wire
 
 import (
 	"errors"
+	"time"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -61,9 +64,10 @@ const (
 	TypeAck     Type = 4
 	TypeClose   Type = 5
 	TypeStatus  Type = 6
+	TypeClock   Type = 7
 )
 
-// Frame is one of *Hello, *Welcome, *Samples, *Ack, *Close, *Status.
+// Frame is one of *Hello, *Welcome, *Samples, *Ack, *Close, *Status, *Clock.
 type Frame interface{ Type() Type }
 
 // Hello opens a collector session: who the node is and what it has.
@@ -86,8 +90,27 @@ type Samples struct {
 
 // Ack tells the collector that every record up to and including Seq is
 // durably applied; it may drop them from its spool.
+//
+// Time, when not zero, is the aggregator's clock as it sent the Ack: the
+// collector answers with a Clock frame so the aggregator can estimate the
+// collector's clock offset. The aggregator sets it only for collectors that
+// sent a Clock frame (older collectors refuse trailing bytes).
 type Ack struct {
-	Seq uint64
+	Seq  uint64
+	Time time.Time
+}
+
+// Clock gives the aggregator the collector's clock, NTP-style: the collector
+// sends one right after Hello (Origin and Received zero: a one-way reading),
+// and one in answer to every Ack with a Time (Origin is that Time, Received
+// the collector's clock when the Ack arrived). Sent is the collector's clock
+// as it sends the frame. With the aggregator's receive time these are NTP's
+// four timestamps, from which the aggregator derives the offset and the
+// round-trip delay, and keeps the reading of the least delay.
+type Clock struct {
+	Origin   time.Time
+	Received time.Time
+	Sent     time.Time
 }
 
 // Status is the collector's per-source health (fleet.Node.Sources), sent
@@ -126,6 +149,7 @@ func (*Samples) Type() Type { return TypeSamples }
 func (*Ack) Type() Type     { return TypeAck }
 func (*Close) Type() Type   { return TypeClose }
 func (*Status) Type() Type  { return TypeStatus }
+func (*Clock) Type() Type   { return TypeClock }
 
 // Errors returned by decoders. Every malformed input yields an error that
 // wraps ErrMalformed (or ErrTooBig / ErrVersion), never a panic.

@@ -40,6 +40,9 @@ type Config struct {
 	LeasesEndingWithin time.Duration
 	// Webhook receives alert starts and ends; URL "" disables it.
 	Webhook WebhookConfig
+	// ClockOffsetMax: a node whose clock is further off the aggregator's
+	// raises a clock alert (default 2s; alerts.clock_offset_above).
+	ClockOffsetMax time.Duration
 	// Path is the file the config came from ("" for defaults).
 	Path string
 }
@@ -73,6 +76,7 @@ func DefaultConfig() Config {
 		RegionBudgets:      map[string]int64{},
 		TeamBudgets:        map[string]int64{},
 		LeasesEndingWithin: 7 * 24 * time.Hour,
+		ClockOffsetMax:     2 * time.Second,
 		Webhook:            WebhookConfig{Timeout: 5 * time.Second, Queue: 1024, MaxRetries: 5},
 	}
 }
@@ -113,6 +117,7 @@ type fileAlerts struct {
 	ThermalThrottle  *bool    `yaml:"thermal_throttling"`
 	TemperatureAbove *float64 `yaml:"temperature_above"`
 	OfflineAfter     string   `yaml:"offline_after"`
+	ClockOffsetAbove string   `yaml:"clock_offset_above"`
 	IdleAfter        string   `yaml:"idle_after"`
 	BudgetWarn       string   `yaml:"budget_warn"`
 	BudgetCritical   string   `yaml:"budget_critical"`
@@ -297,6 +302,7 @@ func (c *checker) build(fc *fileConfig) Config {
 	c.duration("$.alerts.xid_clear_after", a.XIDClearAfter, &cfg.Rules.XIDHold)
 	c.duration("$.alerts.offline_after", a.OfflineAfter, &cfg.Rules.OfflineAfter)
 	c.duration("$.alerts.idle_after", a.IdleAfter, &cfg.Rules.IdleAfter)
+	c.duration("$.alerts.clock_offset_above", a.ClockOffsetAbove, &cfg.ClockOffsetMax)
 	c.duration("$.leases_ending_within", fc.LeasesEndingWithin, &cfg.LeasesEndingWithin)
 	for _, b := range []struct {
 		path, v string

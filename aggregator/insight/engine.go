@@ -7,6 +7,7 @@
 package insight
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -504,6 +505,28 @@ func (e *Engine) NodeBurn(n *fleet.Node) fleet.Money {
 	}
 	e.warnRate(b.Currency)
 	return b
+}
+
+// ClockOffset implements aggregator.ClockObserver: a node whose clock is off
+// the aggregator's by more than ClockOffsetMax raises a clock alert, which
+// ends when the estimate is back within it. Its samples are booked on the
+// aggregator's clock meanwhile; the alert says the node's clock needs NTP.
+func (e *Engine) ClockOffset(n *fleet.Node, offset time.Duration, t time.Time) {
+	scope := "clock/" + n.ID
+	var conds []policy.Condition
+	if lim := e.cfg.ClockOffsetMax; lim > 0 && (offset > lim || offset < -lim) {
+		dir, d := "behind", offset
+		if offset < 0 {
+			dir, d = "ahead of", -offset
+		}
+		conds = []policy.Condition{{ID: scope, Kind: fleet.EventClock, Severity: fleet.SevWarning, Node: n.ID,
+			Region: n.Region, Device: -1,
+			Message: fmt.Sprintf("%s's clock is %s %s the aggregator's (limit %s); its samples are booked on the aggregator's clock", cmp.Or(n.Hostname, n.ID), d, dir, lim)}}
+	}
+	if e.book.Unchanged(scope, conds) {
+		return
+	}
+	e.emit(e.book.Sync(scope, conds, t))
 }
 
 func (e *Engine) emit(trs []policy.Transition) {

@@ -1,0 +1,136 @@
+package aggregator
+
+import (
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// The aggregator's clock decides when a sample happened. A collector stamps
+// its samples with its own clock, which may be off by seconds, hours or
+// days; booking them as stamped bills a node an hour behind for an hour it
+// was not seen, and a node ahead for nothing. So each session estimates its
+// collector's offset from wire.Clock frames, NTP-style, and every applied
+// record (and its events) is moved onto the aggregator's sample clock before
+// anything records or observes it. Resent spool records are corrected by
+// the same offset, so an outage is filled in at its true times.
+
+// clockWindow is how many round-trip readings the estimate chooses from: the
+// one of the least delay wins, and a reading older than the window is
+// forgotten, so a collector whose clock is stepped is followed within
+// clockWindow acks.
+const clockWindow = 8
+
+// ClockObserver is implemented by Insights that alert on clock offsets: it
+// is told each node's current estimate (aggregator − collector) whenever it
+// changes.
+type ClockObserver interface {
+	ClockOffset(n *fleet.Node, offset time.Duration, t time.Time)
+}
+
+type clockReading struct {
+	offset, delay time.Duration
+}
+
+// clockFilter estimates one session's offset. Owned by the session's reader.
+type clockFilter struct {
+	oneWay  time.Duration // T4 − T3 of the reading after Hello (offset + one-way delay)
+	hasOne  bool
+	ring    [clockWindow]clockReading
+	n       int // readings in ring
+	next    int
+	offset  time.Duration
+	known   bool
+	changed bool // since the last report
+}
+
+// observe adds the reading of frame c received at t4 (aggregator sample
+// clock) and updates the estimate.
+func (f *clockFilter) observe(c *wire.Clock, t4 time.Time) {
+	// A reading outside the times any node may send (wire.TimeOK) would
+	// overflow the offset: ignore it, as NTP ignores a bogus packet.
+	if !wire.TimeOK(c.Sent) || !c.Origin.IsZero() && (!wire.TimeOK(c.Origin) || !wire.TimeOK(c.Received)) {
+		return
+	}
+	t3 := c.Sent
+	var est time.Duration
+	if c.Origin.IsZero() || c.Received.IsZero() {
+		// One way: the offset plus the network's one-way delay; the best
+		// there is until an ack's round trip.
+		f.oneWay, f.hasOne = t4.Sub(t3), true
+		if f.n > 0 {
+			return
+		}
+		est = f.oneWay
+	} else {
+		t1, t2 := c.Origin, c.Received
+		// offset = ((T1 − T2) + (T4 − T3)) / 2, delay = (T4 − T1) − (T3 − T2)
+		delay := t4.Sub(t1) - t3.Sub(t2)
+		if delay < 0 {
+			delay = 0 // ms resolution
+		}
+		off := (t1.Sub(t2) + t4.Sub(t3)) / 2
+		f.ring[f.next] = clockReading{offset: off, delay: delay}
+		f.next = (f.next + 1) % clockWindow
+		f.n = min(f.n+1, clockWindow)
+		best := f.ring[0]
+		for _, r := range f.ring[1:f.n] {
+			if r.delay < best.delay {
+				best = r
+			}
+		}
+		est = best.offset
+	}
+	est = est.Round(time.Millisecond) // the wire's resolution
+	if !f.known || est != f.offset {
+		f.offset, f.known, f.changed = est, true, true
+	}
+}
+
+// correct moves a record and its events onto the aggregator's clock.
+func (f *clockFilter) correct(r *fleet.Sample) {
+	if !f.known || f.offset == 0 {
+		return
+	}
+	r.Time = r.Time.Add(f.offset)
+	for i := range r.Events {
+		r.Events[i].Time = r.Events[i].Time.Add(f.offset)
+	}
+}
+
+// onClock handles a Clock frame received at t4 on the sample clock.
+func (ss *session) onClock(c *wire.Clock, t4 time.Time) {
+	ss.clockAware.Store(true)
+	ss.clk.observe(c, t4)
+	if !ss.clk.changed {
+		return
+	}
+	ss.clk.changed = false
+	n := ss.node.Load()
+	off := ss.clk.offset
+	n.offset.Store(int64(off))
+	n.offsetKnown.Store(true)
+	if abs(off) >= time.Second {
+		ss.s.log.Debug("collector clock offset", "node", n.id, "offset", off)
+	}
+	if co, ok := ss.s.cfg.Insights.(ClockObserver); ok {
+		n.mu.Lock()
+		co.ClockOffset(&n.node, off, t4)
+		n.mu.Unlock()
+	}
+}
+
+func abs(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// Connector is implemented by Recorders that bound booking by a node's
+// connections (the store): Connected is called at every Hello with the
+// aggregator's sample clock, before any of the session's records.
+type Connector interface {
+	Connected(id string, at time.Time)
+}
