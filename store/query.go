@@ -115,6 +115,8 @@ func (s *Store) Usage(ctx context.Context, by string, from, to time.Time) ([]Usa
 type Display struct {
 	Currency string            `json:"currency"`
 	Rates    map[string]string `json:"rates"`
+	// TimeZone is the IANA zone of "today" and "this month" ("" = UTC).
+	TimeZone string `json:"timezone,omitempty"`
 }
 
 // SetDisplay records the display currency and rates in the database.

@@ -40,6 +40,9 @@ type Config struct {
 	LeasesEndingWithin time.Duration
 	// Webhook receives alert starts and ends; URL "" disables it.
 	Webhook WebhookConfig
+	// Location is the time zone of "today" and "this month" (timezone:,
+	// default UTC). Its offsets are whole hours: the ledger's grain.
+	Location *time.Location
 	// ClockOffsetMax: a node whose clock is further off the aggregator's
 	// raises a clock alert (default 2s; alerts.clock_offset_above).
 	ClockOffsetMax time.Duration
@@ -84,6 +87,7 @@ func DefaultConfig() Config {
 // The file's shape. Every key is optional.
 type fileConfig struct {
 	Currency           string              `yaml:"currency"`
+	TimeZone           string              `yaml:"timezone"`
 	Rates              map[string]string   `yaml:"rates"`
 	Prices             []filePrice         `yaml:"prices"`
 	IdleThreshold      string              `yaml:"idle_threshold"`
@@ -205,6 +209,13 @@ func (c *checker) failf(path, format string, a ...any) {
 
 func (c *checker) build(fc *fileConfig) Config {
 	cfg := DefaultConfig()
+	if fc.TimeZone != "" {
+		if loc, err := LoadZone(fc.TimeZone); err != nil {
+			c.failf("$.timezone", "%v", err)
+		} else {
+			cfg.Location = loc
+		}
+	}
 	if fc.Currency != "" {
 		if !isCurrency(fc.Currency) {
 			c.failf("$.currency", "currency %q is not an ISO 4217 code; write three capital letters, e.g. USD", fc.Currency)
@@ -357,6 +368,30 @@ func (c *checker) duration(path, v string, dst *time.Duration) {
 		return
 	}
 	*dst = d
+}
+
+// loc is the periods' time zone: Location, or UTC.
+func (c *Config) loc() *time.Location {
+	if c.Location == nil {
+		return time.UTC
+	}
+	return c.Location
+}
+
+// LoadZone loads an IANA time zone for "today" and "this month" and checks
+// that its offsets from UTC are whole hours (the ledger is kept per UTC hour,
+// so a day that starts at a half hour could not be summed from it).
+func LoadZone(name string) (*time.Location, error) {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("time zone %q: %v; write an IANA name such as UTC, Asia/Singapore or Europe/Berlin", name, err)
+	}
+	for _, m := range []time.Month{time.January, time.April, time.July, time.October} {
+		if _, off := time.Date(2026, m, 1, 0, 0, 0, 0, loc).Zone(); off%3600 != 0 {
+			return nil, fmt.Errorf("time zone %q is %+.1f h from UTC: the ledger is kept per hour, so the zone's offset must be whole hours", name, float64(off)/3600)
+		}
+	}
+	return loc, nil
 }
 
 // ParseDuration is time.ParseDuration plus a whole-day suffix "d" ("7d").

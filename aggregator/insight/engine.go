@@ -105,7 +105,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 	if st != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := st.SetDisplay(ctx, store.Display{Currency: cfg.Currency, Rates: cfg.RateTable}); err != nil {
+		if err := st.SetDisplay(ctx, store.Display{Currency: cfg.Currency, Rates: cfg.RateTable, TimeZone: cfg.loc().String()}); err != nil {
 			return nil, fmt.Errorf("record display currency: %w", err)
 		}
 		e.clock = st.Now
@@ -121,7 +121,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 func (e *Engine) carryLedger(ctx context.Context, st *store.Store, now time.Time) error {
 	from := store.HourFloor(now)
 	e.carry, e.carryFrom = map[string]carried{}, from
-	e.carryDay, e.carryMonth = dayKey(now), monthKey(now)
+	e.carryDay, e.carryMonth = e.dayKey(now), e.monthKey(now)
 	get := func(id string) carried {
 		c, ok := e.carry[id]
 		if !ok {
@@ -133,7 +133,7 @@ func (e *Engine) carryLedger(ctx context.Context, st *store.Store, now time.Time
 	for _, p := range []struct {
 		start time.Time
 		month bool
-	}{{monthStart(now), true}, {dayStart(now), false}} {
+	}{{e.monthStart(now), true}, {e.dayStart(now), false}} {
 		if !p.start.Before(from) {
 			continue
 		}
@@ -239,24 +239,27 @@ type nodeState struct {
 	jobs     map[string]*cost.Exact // job id → spend while observed (this aggregator run)
 }
 
-func dayKey(t time.Time) int {
-	t = t.UTC()
+// Periods: "today" and "this month" are the calendar day and month in the
+// configured time zone (Config.Location, UTC by default).
+
+func (e *Engine) dayKey(t time.Time) int {
+	t = t.In(e.cfg.loc())
 	return t.Year()*10000 + int(t.Month())*100 + t.Day()
 }
 
-func monthKey(t time.Time) int {
-	t = t.UTC()
+func (e *Engine) monthKey(t time.Time) int {
+	t = t.In(e.cfg.loc())
 	return t.Year()*100 + int(t.Month())
 }
 
-func monthStart(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+func (e *Engine) monthStart(t time.Time) time.Time {
+	t = t.In(e.cfg.loc())
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, t.Location())
 }
 
-func dayStart(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+func (e *Engine) dayStart(t time.Time) time.Time {
+	t = t.In(e.cfg.loc())
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, t.Location())
 }
 
 // resolve returns the lease's price per GPU-hour and billing: the lease
@@ -378,8 +381,8 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 // accountSample adds the time since the previous sample to the sampled
 // figures: idle spend, and spend per team and per job.
 func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
-	ns.day.roll(dayKey(t))
-	ns.month.roll(monthKey(t))
+	ns.day.roll(e.dayKey(t))
+	ns.month.roll(e.monthKey(t))
 	if prev.IsZero() || !t.After(prev) {
 		return
 	}

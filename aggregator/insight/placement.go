@@ -38,7 +38,7 @@ type placeAcc struct {
 // provider and jurisdiction, sorted by those. Alerts that belong to no node
 // (budgets) are not counted here.
 func (e *Engine) Placements(now time.Time) []Placement {
-	ms, mk := monthStart(now), monthKey(now)
+	ms, mk := e.monthStart(now), e.monthKey(now)
 	accs := map[placeKey]*placeAcc{}
 	nodeKey := map[string]placeKey{}
 	for i := range e.shards {

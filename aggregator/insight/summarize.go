@@ -78,9 +78,9 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	if e.clock != nil {
 		mnow = e.clock()
 	}
-	ms, ds := monthStart(mnow), dayStart(mnow)
+	ms, ds := e.monthStart(mnow), e.dayStart(mnow)
 	me := ms.AddDate(0, 1, 0)
-	dk, mk := dayKey(mnow), monthKey(mnow)
+	dk, mk := e.dayKey(mnow), e.monthKey(mnow)
 	thr := e.cfg.Rules.IdleThreshold
 
 	var sum wire.Summary
@@ -198,17 +198,20 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 					l.idleMon.merge(c.idleMonth)
 				}
 			}
-			// Teams: sampled spend, and the burn of the GPUs their jobs hold now.
+			// Teams: the node's spend split by the teams whose jobs held its
+			// GPUs (sampled), the rest (dark time, prepaid hours, what the
+			// ledger carried over a restart) unattributed, so the teams are a
+			// partition of the fleet figure; and the burn of the GPUs their
+			// jobs hold now.
+			var dayTeams, monthTeams map[string]*cost.Exact
 			if ns.day.key == dk {
-				for t, a := range ns.day.teams {
-					group("team", t).today.add(*a, cur)
-				}
+				dayTeams = ns.day.teams
 			}
 			if ns.month.key == mk {
-				for t, a := range ns.month.teams {
-					group("team", t).month.add(*a, cur)
-				}
+				monthTeams = ns.month.teams
 			}
+			splitTeams(nodeToday, dayTeams, cur, func(t string) multi { return group("team", t).today })
+			splitTeams(nodeMonth, monthTeams, cur, func(t string) multi { return group("team", t).month })
 			procs := ns.tracker.Procs()
 			if extra := billed - len(ns.devs); extra > 0 {
 				l := group("team", noGroup)
@@ -342,6 +345,27 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	e.emit(trs)
 	sum.AlertsOpen = e.book.OpenCount()
 	return sum, views, e.book.Alerts(now)
+}
+
+// splitTeams adds a node's spend (all of it) to its teams: each team its
+// sampled share, and what is left unattributed. When the sampled shares
+// exceed the spend in the lease currency (they count from the previous
+// sample, the accrual from the node's origin), they are taken as they are
+// and the team breakdown is not a partition for this node.
+func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(team string) multi) {
+	rest := spend[cur]
+	for t, a := range teams {
+		to(t).add(*a, cur)
+		rest = rest.Sub(*a)
+	}
+	if rest.Rat().Sign() > 0 {
+		to(noGroup).add(rest, cur)
+	}
+	for c, e := range spend {
+		if c != cur {
+			to(noGroup).add(e, c)
+		}
+	}
 }
 
 // apportion makes every breakdown add up to the fleet figure to the

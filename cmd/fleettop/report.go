@@ -19,7 +19,7 @@ import (
 )
 
 type reportOptions struct {
-	dataDir, since, until, by, format, currency, config string
+	dataDir, since, until, by, format, currency, config, timezone string
 }
 
 func newReportCmd() *cobra.Command {
@@ -33,7 +33,8 @@ used GPU-hour, from the cost ledger in the aggregator's data directory. It
 reads the database read-only, also while the aggregator runs.
 
 The ledger is kept per UTC hour: --since is rounded down to the hour, and
---until up to it. While the aggregator runs, the current hour trails it by up
+--until up to it. "today", "month" and dates are in the aggregator's time zone
+(its config's timezone:, UTC by default) unless --timezone says otherwise. While the aggregator runs, the current hour trails it by up
 to five minutes. Money is converted into the display currency with the rates of
 --config (the aggregator's config file), or else those the aggregator last
 ran with; without rates, each currency gets its own lines.`,
@@ -42,12 +43,13 @@ ran with; without rates, each currency gets its own lines.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.dataDir, "data-dir", "", "the aggregator's data directory (holding fleettop.db)")
-	f.StringVar(&o.since, "since", "7d", "start: today, month (UTC), a duration back from --until (7d, 36h) or a time (2026-03-01, RFC 3339)")
+	f.StringVar(&o.since, "since", "7d", "start: today, month, a duration back from --until (7d, 36h) or a time (2026-03-01, RFC 3339)")
 	f.StringVar(&o.until, "until", "", "end: a time (2026-03-31, RFC 3339) or a duration back from now; default now")
 	f.StringVar(&o.by, "by", "region", "group by region, provider, model, team, job or node")
 	f.StringVar(&o.format, "format", "csv", "output format: csv, md or json")
 	f.StringVar(&o.currency, "currency", "", "display currency (default: the config's or the aggregator's)")
-	f.StringVar(&o.config, "config", "", "the aggregator's config file, for its display currency and rates")
+	f.StringVar(&o.config, "config", "", "the aggregator's config file, for its display currency, rates and time zone")
+	f.StringVar(&o.timezone, "timezone", "", "time zone of today, month and dates (default: the config's or the aggregator's, else UTC)")
 	return c
 }
 
@@ -61,26 +63,6 @@ func runReport(c *cobra.Command, o reportOptions) error {
 	if !slices.Contains(report.Formats, o.format) {
 		return usagef("--format %q is not one of %s", o.format, strings.Join(report.Formats, ", "))
 	}
-	now := time.Now()
-	until := now
-	if o.until != "" {
-		t, err := parseWhen(o.until, now)
-		if err != nil {
-			return usagef("--until %q: %v", o.until, err)
-		}
-		until = t
-	}
-	since, err := parseWhen(o.since, until)
-	if err != nil {
-		return usagef("--since %q: %v", o.since, err)
-	}
-	from, to := store.HourFloor(since), store.HourFloor(until)
-	if until.After(to) {
-		to = to.Add(time.Hour) // the hour in progress counts up to now
-	}
-	if !from.Before(to) {
-		return usagef("--since must be before --until")
-	}
 	path := filepath.Join(o.dataDir, store.FileName)
 	if _, err := os.Stat(path); err != nil {
 		return usagef("no fleettop database in %s: give the aggregator's --data-dir", o.dataDir)
@@ -91,9 +73,29 @@ func runReport(c *cobra.Command, o reportOptions) error {
 	}
 	defer st.Close()
 	ctx := c.Context()
-	rates, err := reportRates(c, st, o)
+	rates, loc, err := reportRates(c, st, o)
 	if err != nil {
 		return err
+	}
+	now := time.Now()
+	until := now
+	if o.until != "" {
+		t, err := parseWhen(o.until, now, loc)
+		if err != nil {
+			return usagef("--until %q: %v", o.until, err)
+		}
+		until = t
+	}
+	since, err := parseWhen(o.since, until, loc)
+	if err != nil {
+		return usagef("--since %q: %v", o.since, err)
+	}
+	from, to := store.HourFloor(since), store.HourFloor(until)
+	if until.After(to) {
+		to = to.Add(time.Hour) // the hour in progress counts up to now
+	}
+	if !from.Before(to) {
+		return usagef("--since must be before --until")
 	}
 	us, err := st.Usage(ctx, o.by, from, to)
 	if err != nil {
@@ -110,29 +112,51 @@ func runReport(c *cobra.Command, o reportOptions) error {
 	return report.Write(c.OutOrStdout(), r, o.format)
 }
 
-// reportRates picks the rate table: --config's, else the one the aggregator
-// stored; --currency rebases it. nil: report each currency on its own.
-func reportRates(c *cobra.Command, st *store.Store, o reportOptions) (*cost.Rates, error) {
+// reportRates picks the rate table and time zone: --config's, else the ones
+// the aggregator stored; --currency rebases the rates, --timezone replaces
+// the zone. nil rates: report each currency on its own.
+func reportRates(c *cobra.Command, st *store.Store, o reportOptions) (*cost.Rates, *time.Location, error) {
 	var display string
+	loc := time.UTC
 	decimals := map[string]string{}
 	if o.config != "" {
 		cfg, err := insight.LoadConfig(o.config)
 		if err != nil {
-			return nil, usagef("config: %v", err)
+			return nil, nil, usagef("config: %v", err)
 		}
 		display = cfg.Currency
 		for cur, r := range cfg.RateTable {
 			decimals[cur] = r
 		}
+		if cfg.Location != nil {
+			loc = cfg.Location
+		}
 	} else {
 		d, ok, err := st.Display(c.Context())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ok {
 			display, decimals = d.Currency, d.Rates
+			if d.TimeZone != "" {
+				if l, err := insight.LoadZone(d.TimeZone); err == nil {
+					loc = l
+				}
+			}
 		}
 	}
+	if o.timezone != "" {
+		l, err := insight.LoadZone(o.timezone)
+		if err != nil {
+			return nil, nil, usagef("--timezone: %v", err)
+		}
+		loc = l
+	}
+	rates, err := parseRates(display, decimals, o)
+	return rates, loc, err
+}
+
+func parseRates(display string, decimals map[string]string, o reportOptions) (*cost.Rates, error) {
 	if display == "" && o.currency == "" {
 		return nil, nil
 	}
@@ -152,18 +176,18 @@ func reportRates(c *cobra.Command, st *store.Store, o reportOptions) (*cost.Rate
 }
 
 // parseWhen reads a time (2006-01-02, RFC 3339) or a duration back from ref
-// (7d, 2w, 36h).
-func parseWhen(s string, ref time.Time) (time.Time, error) {
-	switch u := ref.UTC(); s {
+// (7d, 2w, 36h); today, month and dates are in loc.
+func parseWhen(s string, ref time.Time, loc *time.Location) (time.Time, error) {
+	switch u := ref.In(loc); s {
 	case "today":
-		return time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC), nil
+		return time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, loc), nil
 	case "month":
-		return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC), nil
+		return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, loc), nil
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
+	if t, err := time.ParseInLocation("2006-01-02", s, loc); err == nil {
 		return t, nil
 	}
 	mult := time.Duration(0)
