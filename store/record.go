@@ -270,8 +270,9 @@ func (a *nodeAcc) refuse(id string, t, now int64, s *Store) {
 }
 
 // Connected bounds node id's booking by its first connection (at, on the
-// store's clock, for a node the store has not seen; else its first sight):
-// no sample before it is booked. The aggregator calls it at every Hello.
+// store's clock, for a node the store has not seen, which is then its first
+// sight; else its first sight): no sample before it is booked. The
+// aggregator calls it at every Hello.
 func (s *Store) Connected(id string, at time.Time) {
 	if s.opts.ReadOnly {
 		return
@@ -291,7 +292,10 @@ func (s *Store) Connected(id string, at time.Time) {
 	case first > 0:
 		a.floorMs = first
 	default:
+		// A new node: its first sight, where its lease starts accruing, is
+		// this first connection (the live figures start there too).
 		a.floorMs = at.UnixMilli()
+		a.firstMs = a.floorMs
 	}
 }
 

@@ -395,18 +395,21 @@ func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
 		return
 	}
 	per := v.Price.Micros
+	// The time since the previous sample counts in today and this month
+	// only from their start: the minutes before midnight are yesterday's.
+	dd, dm := t.Sub(later(prev, e.dayStart(t))), t.Sub(later(prev, e.monthStart(t)))
 	if blind := int64(v.GPUs - len(ns.devs)); blind > 0 {
 		// Paid but never enumerated: idle, and nobody's.
-		addTime(&ns.day.idle, per*blind, dt)
-		addTime(&ns.month.idle, per*blind, dt)
-		addTime(ns.day.team(noGroup), per*blind, dt)
-		addTime(ns.month.team(noGroup), per*blind, dt)
+		addTime(&ns.day.idle, per*blind, dd)
+		addTime(&ns.month.idle, per*blind, dm)
+		addTime(ns.day.team(noGroup), per*blind, dd)
+		addTime(ns.month.team(noGroup), per*blind, dm)
 	}
 	procs := ns.tracker.Procs()
 	for _, d := range ns.devs {
 		if d.idle(e.cfg.Rules.IdleThreshold) {
-			addTime(&ns.day.idle, per, dt)
-			addTime(&ns.month.idle, per, dt)
+			addTime(&ns.day.idle, per, dd)
+			addTime(&ns.month.idle, per, dm)
 		}
 		team, job := noGroup, ""
 		for _, p := range procs {
@@ -418,8 +421,8 @@ func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
 				break
 			}
 		}
-		addTime(ns.day.team(team), per, dt)
-		addTime(ns.month.team(team), per, dt)
+		addTime(ns.day.team(team), per, dd)
+		addTime(ns.month.team(team), per, dm)
 		if job != "" {
 			if ns.jobs == nil {
 				ns.jobs = make(map[string]*cost.Exact)
@@ -432,6 +435,13 @@ func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
 			addTime(a, per, dt)
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (ns *nodeState) leasedAt(t time.Time) bool {

@@ -108,6 +108,25 @@ func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (
 		total.group = "total"
 		t := line(total)
 		r.Total = &t
+		// The lines add up to the total to the micro-unit: the rounded
+		// total is split by largest remainder, not each line rounded alone.
+		for _, f := range []struct {
+			total int64
+			part  func(a *acc) *big.Rat
+			field func(l *Line) *int64
+		}{
+			{t.Spend, func(a *acc) *big.Rat { return a.spend }, func(l *Line) *int64 { return &l.Spend }},
+			{t.IdleSpend, func(a *acc) *big.Rat { return a.idle }, func(l *Line) *int64 { return &l.IdleSpend }},
+			{t.DarkSpend, func(a *acc) *big.Rat { return a.dk }, func(l *Line) *int64 { return &l.DarkSpend }},
+		} {
+			parts := make([]*big.Rat, len(r.Lines))
+			for i, l := range r.Lines {
+				parts[i] = f.part(accs[[2]string{l.Group, l.Currency}])
+			}
+			for i, v := range cost.Apportion(f.total, parts) {
+				*f.field(&r.Lines[i]) = v
+			}
+		}
 	}
 	return r, nil
 }
