@@ -95,9 +95,18 @@ func TestBuildConvertsOncePerLine(t *testing.T) {
 		}
 	}
 	// 1,122.24 SGD × 0.7412 = 831.804288 USD, plus 209.160001 + 1,799,999/3,600,000
-	// micros USD (0.4999997…, rounds down): 1,040.964289 USD.
-	if sg.Currency != "USD" || sg.Spend != 1_040_964_289 {
-		t.Fatalf("Singapore spend = %d %s, want 1040964289 USD", sg.Spend, sg.Currency)
+	// micros USD (0.4999997…): 1,040.964289 USD and a half micro-unit, which
+	// rounds down alone; the lines add up to the total, so the total's
+	// left-over micro-unit goes to the line with the largest fraction: this one.
+	if sg.Currency != "USD" || sg.Spend != 1_040_964_290 {
+		t.Fatalf("Singapore spend = %d %s, want 1040964290 USD", sg.Spend, sg.Currency)
+	}
+	var lines int64
+	for _, l := range r.Lines {
+		lines += l.Spend
+	}
+	if r.Total == nil || lines != r.Total.Spend {
+		t.Fatalf("lines add up to %d, total %+v", lines, r.Total)
 	}
 	if r.Total == nil || r.Total.Currency != "USD" {
 		t.Fatalf("total = %+v, want one in USD", r.Total)
