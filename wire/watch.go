@@ -333,9 +333,13 @@ type Summary struct {
 	BurnPerHour     fleet.Money `json:"burn_per_hour"`
 	IdleBurnPerHour fleet.Money `json:"idle_burn_per_hour"`
 	SpendToday      fleet.Money `json:"spend_today"`
-	SpendMonth      fleet.Money `json:"spend_month"`
-	ProjectedMonth  fleet.Money `json:"projected_month"`
-	AlertsOpen      int         `json:"alerts_open"`
+	// PrepaidToday is the part of SpendToday that hourly-billed leases
+	// charged ahead: the rest of each started hour (zero when no lease
+	// bills by the hour). Spend figures include it.
+	PrepaidToday   fleet.Money `json:"prepaid_today"`
+	SpendMonth     fleet.Money `json:"spend_month"`
+	ProjectedMonth fleet.Money `json:"projected_month"`
+	AlertsOpen     int         `json:"alerts_open"`
 	// Regions and Costs are optional richer breakdowns filled by the cost engine.
 	Costs []CostLine `json:"costs,omitempty"`
 	// LeasesEnding lists leases that end within the configured horizon.

@@ -57,3 +57,29 @@ func TestTodayInTimeZone(t *testing.T) {
 		t.Fatalf("today %d, month %d micro-USD; want one hour (%d) today, two this month", sum.SpendToday.Micros, sum.SpendMonth.Micros, 2*2_850_000)
 	}
 }
+
+// An hourly-billed lease charges each started hour ahead; the live figures
+// say how much of spend today that is.
+func TestPrepaidHoursAreStated(t *testing.T) {
+	e, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, _ := fixtureNodes() // 2 GPUs at 2.85 USD per GPU-hour
+	sg.Lease.Billing = fleet.BillPerStartedHour
+	start := time.Date(2026, 3, 10, 15, 0, 0, 0, time.UTC)
+	for i := 0; i <= 60; i++ { // 15:00 to 15:30
+		e.Observe(sg, &fleet.Sample{Seq: uint64(i + 1), Time: start.Add(time.Duration(i) * 30 * time.Second),
+			Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.5)}})
+	}
+	sum, _, _ := e.Summarize(start.Add(30 * time.Minute))
+	if sum.SpendToday.Micros != 2*2_850_000 || sum.PrepaidToday.Micros != 2_850_000 {
+		t.Fatalf("spend today %d, prepaid %d micro-USD; want the started hour (%d), half of it prepaid", sum.SpendToday.Micros, sum.PrepaidToday.Micros, 2*2_850_000)
+	}
+	sg.Lease.Billing = fleet.BillPerSecond
+	e2, _ := New(DefaultConfig(), nil, nil)
+	e2.Observe(sg, &fleet.Sample{Seq: 1, Time: start})
+	if sum, _, _ := e2.Summarize(start.Add(time.Minute)); sum.PrepaidToday.Micros != 0 {
+		t.Fatalf("per-second lease shows %d prepaid", sum.PrepaidToday.Micros)
+	}
+}

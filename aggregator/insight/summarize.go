@@ -46,6 +46,30 @@ func (ns *nodeState) accrue(from, to time.Time) multi {
 	return m
 }
 
+// prepaid returns what the node's hourly-billed lease charged ahead over
+// [from, to): its accrual less the same lease billed per second.
+func (ns *nodeState) prepaid(from, to time.Time) multi {
+	hourly := false
+	for _, v := range ns.versions {
+		hourly = hourly || v.Billing == fleet.BillPerStartedHour
+	}
+	m := multi{}
+	if !hourly || !to.After(from) {
+		return m
+	}
+	per := slices.Clone(ns.versions)
+	for i := range per {
+		per[i].Billing = fleet.BillPerSecond
+	}
+	for _, a := range cost.Accrue(ns.versions, ns.origin, from, to) {
+		m.add(a.Charge, a.Currency)
+	}
+	for _, a := range cost.Accrue(per, ns.origin, from, to) {
+		m.add(cost.MakeExact(0, 0).Sub(a.Charge), a.Currency)
+	}
+	return m
+}
+
 // line accumulates one CostLine.
 type line struct {
 	gpus                                  int
@@ -85,6 +109,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 
 	var sum wire.Summary
 	burn, idleBurn, today, month, proj, blindBurn := multi{}, multi{}, multi{}, multi{}, multi{}, multi{}
+	prepaid := multi{}
 	groups := map[[2]string]*line{}
 	group := func(by, g string) *line {
 		if g == "" {
@@ -140,6 +165,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 				nodeMonth.merge(c.month)
 			}
 			today.merge(nodeToday)
+			prepaid.merge(ns.prepaid(ds, mnow))
 			month.merge(nodeMonth)
 			nodeRest := ns.accrue(mnow, me)
 			proj.merge(nodeMonth)
@@ -287,6 +313,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	sum.IdleBurnPerHour = e.conv(idleBurn)
 	sum.BlindBurnPerHour = e.conv(blindBurn)
 	sum.SpendToday = e.conv(today)
+	sum.PrepaidToday = e.conv(prepaid)
 	sum.SpendMonth = e.conv(month)
 	sum.ProjectedMonth = e.conv(proj)
 
