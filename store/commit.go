@@ -194,7 +194,7 @@ type writer struct {
 	tx  *sql.Tx
 	ctx context.Context
 	// staged changes to Store.nodes, applied only once the transaction commits
-	staged map[string]*nodeState
+	staged map[string]*ledgerNode
 	pruned bool
 	local  map[string]*sql.Stmt // statements prepared on this transaction
 	// isolated: nodes whose rows could not be stored, left out of this
@@ -250,21 +250,21 @@ func (w *writer) exec(q string, args ...any) error {
 }
 
 // state returns a staged copy of node id's durable state, creating it.
-func (w *writer) state(id string) *nodeState {
+func (w *writer) state(id string) *ledgerNode {
 	if ns, ok := w.staged[id]; ok {
 		return ns
 	}
-	var ns *nodeState
+	var ns *ledgerNode
 	if cur, ok := w.s.nodes[id]; ok {
 		c := *cur
 		c.versions = slices.Clone(cur.versions)
 		c.dirty = slices.Clone(cur.dirty)
 		ns = &c
 	} else {
-		ns = &nodeState{id: id}
+		ns = &ledgerNode{id: id}
 	}
 	if w.staged == nil {
-		w.staged = map[string]*nodeState{}
+		w.staged = map[string]*ledgerNode{}
 	}
 	w.staged[id] = ns
 	return ns
@@ -484,7 +484,7 @@ func (w *writer) writeNodeMeta(nb *nodeBatch) error {
 	return nil
 }
 
-func (w *writer) writeIdent(ns *nodeState, nb *nodeBatch) error {
+func (w *writer) writeIdent(ns *ledgerNode, nb *nodeBatch) error {
 	n := &nb.ident.node
 	labels, err := json.Marshal(n.Labels)
 	if err != nil {
@@ -536,7 +536,7 @@ func (w *writer) writeIdent(ns *nodeState, nb *nodeBatch) error {
 // the current one. A change seen at t takes effect at the next whole
 // minute, so every minute has one price; the first version holds from the
 // beginning of time.
-func (w *writer) writeLease(ns *nodeState, v leaseVersion, seenMs int64) error {
+func (w *writer) writeLease(ns *ledgerNode, v leaseVersion, seenMs int64) error {
 	if k := len(ns.versions); k > 0 {
 		last := ns.versions[k-1]
 		v.version, v.effective = last.version, last.effective

@@ -42,7 +42,7 @@ func (w *writer) isolate(id string, f func() error) error {
 		return err
 	}
 	prev, had := w.staged[id]
-	var saved nodeState
+	var saved ledgerNode
 	if had {
 		saved = *prev
 		saved.versions = slices.Clone(prev.versions)

@@ -240,7 +240,7 @@ func (s *Store) replayJournal(ctx context.Context) error {
 		}
 		ns := s.nodes[id]
 		if ns == nil {
-			ns = &nodeState{id: id}
+			ns = &ledgerNode{id: id}
 			s.nodes[id] = ns
 		}
 		if pn.firstMs > 0 && (ns.firstMs == 0 || pn.firstMs < ns.firstMs) {

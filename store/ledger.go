@@ -25,8 +25,9 @@ type leaseVersion struct {
 	end       int64
 }
 
-// nodeState is the durable state of a node that Commit keeps in memory.
-type nodeState struct {
+// ledgerNode is what Commit keeps in memory about one node: its first
+// sight, lease versions and how far its ledger is accrued.
+type ledgerNode struct {
 	id       string
 	firstMs  int64
 	team     string
@@ -36,7 +37,7 @@ type nodeState struct {
 	dirty    []int64 // hours (Unix ms) with minute rollups newer than their ledger rows
 }
 
-func (ns *nodeState) touch(minute int64) {
+func (ns *ledgerNode) touch(minute int64) {
 	h := floorTo(minute, hourMs)
 	if !slices.Contains(ns.dirty, h) {
 		ns.dirty = append(ns.dirty, h)
@@ -46,7 +47,7 @@ func (ns *nodeState) touch(minute int64) {
 // origin is when the node's lease starts accruing: the lease's start, but
 // at most MaxBackfill before the node was first seen; the first sight when
 // the start is unknown.
-func (ns *nodeState) origin(backfill time.Duration) int64 {
+func (ns *ledgerNode) origin(backfill time.Duration) int64 {
 	if ns.firstMs == 0 {
 		return 0
 	}
@@ -59,7 +60,7 @@ func (ns *nodeState) origin(backfill time.Duration) int64 {
 	return o
 }
 
-func (ns *nodeState) costVersions() []cost.Version {
+func (ns *ledgerNode) costVersions() []cost.Version {
 	vs := make([]cost.Version, len(ns.versions))
 	for i, v := range ns.versions {
 		cv := cost.Version{
@@ -88,7 +89,7 @@ func (s *Store) load(ctx context.Context) error {
 		return fmt.Errorf("load nodes: %w", err)
 	}
 	for rows.Next() {
-		ns := &nodeState{}
+		ns := &ledgerNode{}
 		if err := rows.Scan(&ns.id, &ns.firstMs, &ns.team, &ns.ledgerTo); err != nil {
 			rows.Close()
 			return fmt.Errorf("load nodes: %w", err)
@@ -247,7 +248,7 @@ func (w *writer) minutes(id string, hour int64) ([]minuteRow, error) {
 	return out, rows.Err()
 }
 
-func (w *writer) accrueHour(ns *nodeState, hour, upto, origin int64) (err error) {
+func (w *writer) accrueHour(ns *ledgerNode, hour, upto, origin int64) (err error) {
 	mins, err := w.minutes(ns.id, hour)
 	if err != nil {
 		return err

@@ -139,7 +139,7 @@ type Store struct {
 	stmts      map[string]*sql.Stmt  // prepared once, used by every Commit
 	unprepared map[string]bool       // statements to prepare before the next Commit
 	retry      []*nodeBatch          // drained by a Commit that failed; written by the next
-	nodes      map[string]*nodeState // durable per-node state, owned by Commit
+	nodes      map[string]*ledgerNode // durable per-node state, owned by Commit
 	lastPrune  time.Time
 	pend       pending           // committed since the last fold (see journal.go)
 	mustFold   bool              // a Commit failed: the next one folds
@@ -193,7 +193,7 @@ func Open(path string, o Options) (*Store, error) {
 		// connection keeps prepared statements and the page cache warm.
 		db.SetMaxOpenConns(1)
 	}
-	s := &Store{db: db, opts: o, path: path, accs: map[string]*nodeAcc{}, nodes: map[string]*nodeState{}, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{},
+	s := &Store{db: db, opts: o, path: path, accs: map[string]*nodeAcc{}, nodes: map[string]*ledgerNode{}, stmts: map[string]*sql.Stmt{}, unprepared: map[string]bool{},
 		pend: newPending(), durable: map[string]uint64{}}
 	ctx := context.Background()
 	if err := db.PingContext(ctx); err != nil {

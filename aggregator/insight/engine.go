@@ -70,7 +70,7 @@ type carried struct{ today, month, idleMonth multi }
 
 type shard struct {
 	mu    sync.Mutex
-	nodes map[string]*nodeState
+	nodes map[string]*costNode
 }
 
 // New builds the engine. When st is not nil, the display currency and rates
@@ -97,7 +97,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 		st:     st,
 	}
 	for i := range e.shards {
-		e.shards[i].nodes = make(map[string]*nodeState)
+		e.shards[i].nodes = make(map[string]*costNode)
 	}
 	if cfg.Webhook.URL != "" {
 		e.hook = NewWebhook(cfg.Webhook, log)
@@ -221,8 +221,9 @@ type devLive struct {
 // idle reports whether the device counts as idle: lost, silent or under thr.
 func (d *devLive) idle(thr float64) bool { return d.lost || !d.hasUtil || d.util < thr }
 
-// nodeState is everything the engine keeps about one node, under its shard lock.
-type nodeState struct {
+// costNode is everything the cost engine keeps about one node, under its
+// shard lock.
+type costNode struct {
 	info     policy.NodeInfo
 	provider string
 	model    string // model of the first device, for the by-model lines
@@ -287,7 +288,7 @@ func (e *Engine) resolve(n *fleet.Node) (fleet.Money, fleet.Billing, bool) {
 }
 
 // identify updates the node's identity and lease from n at time t.
-func (e *Engine) identify(ns *nodeState, n *fleet.Node, t time.Time) {
+func (e *Engine) identify(ns *costNode, n *fleet.Node, t time.Time) {
 	ns.info.ID, ns.info.Hostname, ns.info.Region, ns.info.Jurisdiction = n.ID, n.Hostname, n.Region, n.Jurisdiction
 	ns.info.Billed, ns.info.Visible = n.BilledGPUs(), n.VisibleGPUs()
 	ns.info.SourcesDown = ns.info.SourcesDown[:0]
@@ -331,7 +332,7 @@ func (e *Engine) identify(ns *nodeState, n *fleet.Node, t time.Time) {
 }
 
 // terms returns the lease terms in effect at t, if the node is leased then.
-func (ns *nodeState) terms(t time.Time) (cost.Version, bool) {
+func (ns *costNode) terms(t time.Time) (cost.Version, bool) {
 	k := len(ns.versions)
 	if k == 0 {
 		return cost.Version{}, false
@@ -349,7 +350,7 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 	sh.mu.Lock()
 	ns := sh.nodes[n.ID]
 	if ns == nil {
-		ns = &nodeState{origin: e.originFor(n.ID, s.Time), state: wire.StateOnline}
+		ns = &costNode{origin: e.originFor(n.ID, s.Time), state: wire.StateOnline}
 		sh.nodes[n.ID] = ns
 	}
 	e.identify(ns, n, s.Time)
@@ -380,7 +381,7 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 
 // accountSample adds the time since the previous sample to the sampled
 // figures: idle spend, and spend per team and per job.
-func (e *Engine) accountSample(ns *nodeState, prev, t time.Time) {
+func (e *Engine) accountSample(ns *costNode, prev, t time.Time) {
 	ns.day.roll(e.dayKey(t))
 	ns.month.roll(e.monthKey(t))
 	if prev.IsZero() || !t.After(prev) {
@@ -444,7 +445,7 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-func (ns *nodeState) leasedAt(t time.Time) bool {
+func (ns *costNode) leasedAt(t time.Time) bool {
 	_, ok := ns.terms(t)
 	return ok
 }
@@ -456,7 +457,7 @@ func (e *Engine) NodeState(n *fleet.Node, state string, t time.Time) {
 	defer sh.mu.Unlock()
 	ns := sh.nodes[n.ID]
 	if ns == nil {
-		ns = &nodeState{origin: e.originFor(n.ID, t)}
+		ns = &costNode{origin: e.originFor(n.ID, t)}
 		sh.nodes[n.ID] = ns
 		e.identify(ns, n, t)
 	}

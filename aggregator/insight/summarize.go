@@ -35,7 +35,7 @@ func (m multi) merge(o multi) {
 }
 
 // accrue returns what the node's lease charges over [from, to).
-func (ns *nodeState) accrue(from, to time.Time) multi {
+func (ns *costNode) accrue(from, to time.Time) multi {
 	m := multi{}
 	if len(ns.versions) == 0 || !to.After(from) {
 		return m
@@ -48,7 +48,7 @@ func (ns *nodeState) accrue(from, to time.Time) multi {
 
 // prepaid returns what the node's hourly-billed lease charged ahead over
 // [from, to): its accrual less the same lease billed per second.
-func (ns *nodeState) prepaid(from, to time.Time) multi {
+func (ns *costNode) prepaid(from, to time.Time) multi {
 	hourly := false
 	for _, v := range ns.versions {
 		hourly = hourly || v.Billing == fleet.BillPerStartedHour
