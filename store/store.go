@@ -135,10 +135,10 @@ type Store struct {
 	alertMu sync.Mutex
 	alerts  []fleet.Alert // queued by RecordAlert
 
-	commitMu   ctxMutex              // one Commit at a time
-	stmts      map[string]*sql.Stmt  // prepared once, used by every Commit
-	unprepared map[string]bool       // statements to prepare before the next Commit
-	retry      []*nodeBatch          // drained by a Commit that failed; written by the next
+	commitMu   ctxMutex               // one Commit at a time
+	stmts      map[string]*sql.Stmt   // prepared once, used by every Commit
+	unprepared map[string]bool        // statements to prepare before the next Commit
+	retry      []*nodeBatch           // drained by a Commit that failed; written by the next
 	nodes      map[string]*ledgerNode // durable per-node state, owned by Commit
 	lastPrune  time.Time
 	pend       pending           // committed since the last fold (see journal.go)
