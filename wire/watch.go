@@ -59,7 +59,7 @@ const (
 // Page sizes.
 const (
 	// DefaultPageRows is the node page of a viewer that does not subscribe.
-	DefaultPageRows = 50
+	DefaultPageRows = 30
 	// MaxPageRows bounds a page (NodeQuery.Limit, JobQuery.Limit).
 	MaxPageRows = 1000
 	// MaxFleetAlerts bounds FleetView.Alerts (the most urgent first).
