@@ -84,9 +84,6 @@ func (s *NVMLServer) wireGPM() {
 				return nvml.ERROR_NOT_FOUND
 			}
 		}
-		if _, alive := s.read(s.devs[d]); !alive {
-			return nvml.ERROR_GPU_IS_LOST
-		}
 		g.mu.Lock()
 		g.dev, g.inst, g.t = d, inst, s.now()
 		g.mu.Unlock()
