@@ -37,10 +37,41 @@ for dev in d.get("devices", []):
         print(f"  present  {k:16s} {v:g}")
     for k in dev.get("absent", []):
         print(f"  absent   {k}")
+# Issue 15's fields: report each as present or absent (absent is legitimate
+# where the GPU lacks the feature: GPM needs Hopper or newer, ECC and row
+# remapping data-centre boards, MIG instances MIG mode), and fail on a value
+# outside its range, which would be a conversion bug.
+ratios = ["gr_engine_active", "sm_active", "sm_occupancy", "tensor_active", "dram_active"]
+rates = ["pcie_tx", "pcie_rx", "nvlink_tx", "nvlink_rx"]
+counts = ["throttle", "ecc_corrected", "ecc_uncorrected", "ecc_corrected_aggregate",
+          "ecc_uncorrected_aggregate", "remap_pending", "remap_failure"]
+bad = []
+print("\nissue 15 fields:")
+for dev in d.get("devices", []):
+    m = dev.get("metrics", {})
+    tag = f"GPU {dev['index']}" + (f" (MIG {dev['mig_instance']['profile']} of GPU {dev['mig_instance']['parent']})" if dev.get("mig_instance") else "")
+    have = [k for k in ratios + rates + counts if k in m]
+    print(f"  {tag}: {len(have)}/{len(ratios + rates + counts)} present; absent: {', '.join(k for k in ratios + rates + counts if k not in m) or 'none'}")
+    if "throttle" in m:
+        print(f"    throttle reasons: {', '.join(dev.get('throttle_reasons') or []) or 'none'}")
+    for k in ratios:
+        if k in m and not 0 <= m[k] <= 1: bad.append(f"{tag} {k}={m[k]} outside 0..1")
+    for k in rates:
+        if k in m and not 0 <= m[k] < 1e13: bad.append(f"{tag} {k}={m[k]} B/s out of range")
+    for k in ("remap_pending", "remap_failure"):
+        if k in m and m[k] not in (0, 1): bad.append(f"{tag} {k}={m[k]} not 0/1")
+    if "sm_active" in m and "util" in m and m["sm_active"] > m["util"] + 0.05:
+        print(f"    note: sm_active {m['sm_active']:.2f} above util {m['util']:.2f} (different sample windows)")
 procs = d.get("procs", [])
 print(f"\n{len(procs)} compute process(es)")
 for p in procs:
-    print(f"  GPU {p['device']} pid {p['pid']} {p.get('name', '')} {p.get('used_memory', 0) / 2**20:.0f} MiB job={p['job'].get('id') or '-'}")
+    u = p.get("util")
+    if u is not None and not 0 <= u <= 1: bad.append(f"process {p['pid']} util {u} outside 0..1")
+    print(f"  GPU {p['device']} pid {p['pid']} {p.get('name', '')} {p.get('used_memory', 0) / 2**20:.0f} MiB "
+          f"SM {'-' if u is None else f'{u:.0%}'} job={p['job'].get('id') or '-'}")
+if bad:
+    print("\nFAIL: " + "; ".join(bad), file=sys.stderr)
+    sys.exit(1)
 for e in d.get("events", []):
     print(f"event: {e}")
 if not nv.get("available") or not d.get("devices"):
