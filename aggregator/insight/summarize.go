@@ -375,15 +375,28 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 }
 
 // splitTeams adds a node's spend (all of it) to its teams: each team its
-// sampled share, and what is left unattributed. When the sampled shares
-// exceed the spend in the lease currency (they count from the previous
-// sample, the accrual from the node's origin), they are taken as they are
-// and the team breakdown is not a partition for this node.
+// sampled share, and what is left unattributed. The sampled shares count
+// from the previous sample and the accrual from the node's origin, so they
+// can exceed the spend by a sample's worth: then, in team order, each team
+// gets at most what is left, so the teams are always an exact partition of
+// the node's spend and every breakdown adds up to the fleet figure.
 func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(team string) multi) {
 	rest := spend[cur]
-	for t, a := range teams {
-		to(t).add(*a, cur)
-		rest = rest.Sub(*a)
+	names := make([]string, 0, len(teams))
+	for t := range teams {
+		names = append(names, t)
+	}
+	slices.Sort(names)
+	for _, t := range names {
+		a := *teams[t]
+		if a.Rat().Cmp(rest.Rat()) > 0 {
+			a = rest
+			if a.Rat().Sign() < 0 {
+				a = cost.Exact{}
+			}
+		}
+		to(t).add(a, cur)
+		rest = rest.Sub(a)
 	}
 	if rest.Rat().Sign() > 0 {
 		to(noGroup).add(rest, cur)
