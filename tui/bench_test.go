@@ -28,7 +28,7 @@ func bigFleet(gpus int) *Snapshot {
 		jobs = append(jobs, wire.JobView{Job: fleet.Job{ID: fmt.Sprintf("job-%d", j), Team: "t"}, Regions: regions[:2],
 			Nodes: []string{"n000001"}, GPUs: gpus / 500, Util: 0.5, Allowed: j%50 != 0})
 	}
-	f := NewFleet([]Endpoint{{URL: "http://a"}}, "USD", 0.05)
+	f := NewMerger([]Endpoint{{URL: "http://a"}}, "USD", 0.05)
 	f.SetConn(0, ConnLive, nil, fixedNow)
 	f.Apply(0, &wire.WatchMsg{Version: 1, Kind: wire.WatchSnapshot, Nodes: nodes, Jobs: jobs,
 		Summary: wire.Summary{Currency: "USD", GPUsOnline: gpus, Util: 0.5, BurnPerHour: usd(2.5 * float64(gpus))}}, fixedNow)
@@ -71,7 +71,7 @@ func BenchmarkSnapshot100kGPUs(b *testing.B) {
 	for _, n := range s.Nodes {
 		nodes = append(nodes, *n.View)
 	}
-	f := NewFleet([]Endpoint{{URL: "http://a"}}, "USD", 0.05)
+	f := NewMerger([]Endpoint{{URL: "http://a"}}, "USD", 0.05)
 	f.Apply(0, &wire.WatchMsg{Version: 1, Kind: wire.WatchSnapshot, Nodes: nodes}, fixedNow)
 	b.ResetTimer()
 	start := time.Now()

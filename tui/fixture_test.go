@@ -152,7 +152,7 @@ func fixtureMsgs() []*wire.WatchMsg {
 
 // fixtureSnapshot merges the fixture as the watch source would.
 func fixtureSnapshot() *Snapshot {
-	f := NewFleet([]Endpoint{{URL: "http://asia:8443"}, {URL: "http://gulf:8443"}}, "", 0.05)
+	f := NewMerger([]Endpoint{{URL: "http://asia:8443"}, {URL: "http://gulf:8443"}}, "", 0.05)
 	for i, m := range fixtureMsgs() {
 		f.SetConn(i, ConnLive, nil, fixedNow)
 		f.Apply(i, m, fixedNow)

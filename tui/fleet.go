@@ -154,9 +154,9 @@ func (s *Snapshot) LastData() time.Time {
 	return t
 }
 
-// Fleet merges the watch streams of several aggregators. It is owned by one
+// Merger merges the watch streams of several aggregators. It is owned by one
 // goroutine (the source's merger, or a test).
-type Fleet struct {
+type Merger struct {
 	display string
 	idle    float64
 	aggs    []*aggState
@@ -165,7 +165,7 @@ type Fleet struct {
 }
 
 // SetQuery records the node page the viewer wants.
-func (f *Fleet) SetQuery(q wire.NodeQuery) {
+func (f *Merger) SetQuery(q wire.NodeQuery) {
 	f.query = q
 	f.changed = true
 }
@@ -185,14 +185,14 @@ type aggState struct {
 	jobPage *wire.JobPage
 }
 
-// NewFleet returns an empty fleet for the given aggregators. display is the
+// NewMerger returns an empty merged fleet for the given aggregators. display is the
 // display currency ("" = the first aggregator's); every aggregator converts
 // its money into its own display currency, so the TUI converts nothing:
 // amounts in another currency are left out of the totals and flagged
 // (Snapshot.Unconverted). idle is the utilisation below which a GPU counts
 // as idle.
-func NewFleet(endpoints []Endpoint, display string, idle float64) *Fleet {
-	f := &Fleet{display: display, idle: idle}
+func NewMerger(endpoints []Endpoint, display string, idle float64) *Merger {
+	f := &Merger{display: display, idle: idle}
 	for _, e := range endpoints {
 		f.aggs = append(f.aggs, &aggState{
 			conn:  ConnStatus{Name: e.URL, URL: e.URL},
@@ -205,7 +205,7 @@ func NewFleet(endpoints []Endpoint, display string, idle float64) *Fleet {
 }
 
 // SetConn records a link state change.
-func (f *Fleet) SetConn(agg int, st ConnState, err error, now time.Time) {
+func (f *Merger) SetConn(agg int, st ConnState, err error, now time.Time) {
 	c := &f.aggs[agg].conn
 	if c.State != st {
 		c.Since = now
@@ -219,7 +219,7 @@ func (f *Fleet) SetConn(agg int, st ConnState, err error, now time.Time) {
 }
 
 // Apply merges one watch message from aggregator agg.
-func (f *Fleet) Apply(agg int, m *wire.WatchMsg, now time.Time) {
+func (f *Merger) Apply(agg int, m *wire.WatchMsg, now time.Time) {
 	a := f.aggs[agg]
 	if m.Aggregator != "" {
 		a.conn.Name = m.Aggregator
@@ -248,7 +248,7 @@ func (f *Fleet) Apply(agg int, m *wire.WatchMsg, now time.Time) {
 
 // applyPaged merges a version 2 message: a snapshot replaces everything, an
 // update replaces the sections it holds.
-func (f *Fleet) applyPaged(a *aggState, agg int, m *wire.WatchMsg) {
+func (f *Merger) applyPaged(a *aggState, agg int, m *wire.WatchMsg) {
 	if m.Kind == wire.WatchSnapshot || !a.paged {
 		a.paged = true
 		clear(a.nodes)
@@ -295,7 +295,7 @@ func (f *Fleet) applyPaged(a *aggState, agg int, m *wire.WatchMsg) {
 
 // pagedRow turns a version 2 row into the tables' NodeRow. Its View holds
 // the node's identity only (no devices): the Node view gets the full view.
-func (f *Fleet) pagedRow(r *wire.NodeRow, agg int) *NodeRow {
+func (f *Merger) pagedRow(r *wire.NodeRow, agg int) *NodeRow {
 	nv := &wire.NodeView{ID: r.ID, Hostname: r.Hostname, Region: r.Region, Provider: r.Provider, State: r.State,
 		LastSeen: r.LastSeen, BurnPerHour: r.BurnPerHour}
 	row := &NodeRow{View: nv, Agg: agg, GPUs: r.GPUs, Util: math.NaN(), Hottest: math.NaN(), MemUsed: r.MemUsed,
@@ -317,19 +317,19 @@ func (f *Fleet) pagedRow(r *wire.NodeRow, agg int) *NodeRow {
 }
 
 // Changed reports whether anything arrived since the last Snapshot.
-func (f *Fleet) Changed() bool { return f.changed }
+func (f *Merger) Changed() bool { return f.changed }
 
 // convert returns m's micro-units when m is in display (or carries no
 // currency); ok is false for any other currency: the aggregators convert,
 // the TUI never does.
-func (f *Fleet) convert(m fleet.Money, display string) (int64, bool) {
+func (f *Merger) convert(m fleet.Money, display string) (int64, bool) {
 	if m.Micros == 0 || m.Currency == "" || strings.EqualFold(m.Currency, display) {
 		return m.Micros, true
 	}
 	return 0, false
 }
 
-func (f *Fleet) displayCurrency() string {
+func (f *Merger) displayCurrency() string {
 	if f.display != "" {
 		return strings.ToUpper(f.display)
 	}
@@ -348,7 +348,7 @@ func (f *Fleet) displayCurrency() string {
 	return "USD"
 }
 
-func (f *Fleet) nodeRow(nv *wire.NodeView, agg int) *NodeRow {
+func (f *Merger) nodeRow(nv *wire.NodeView, agg int) *NodeRow {
 	r := &NodeRow{View: nv, Agg: agg, Util: math.NaN(), SMActive: math.NaN(), Hottest: math.NaN()}
 	var usum, smsum float64
 	var un, smn int
@@ -440,7 +440,7 @@ func modelsString(models map[string]int) string {
 
 // Snapshot builds the merged picture. Its cost is linear in the fleet (plus
 // one sort of the nodes); the source calls it at most once a second.
-func (f *Fleet) Snapshot(now time.Time) *Snapshot {
+func (f *Merger) Snapshot(now time.Time) *Snapshot {
 	f.changed = false
 	cur := f.displayCurrency()
 	s := &Snapshot{Built: now, Currency: cur, nodeByID: map[string]*NodeRow{}}
@@ -718,7 +718,7 @@ func mergePage(rows []*NodeRow, q wire.NodeQuery) []*NodeRow {
 }
 
 // pagedRegions merges the aggregators' region rows.
-func pagedRegions(f *Fleet, s *Snapshot, money func(fleet.Money) int64) []RegionRow {
+func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []RegionRow {
 	type acc struct {
 		row       RegionRow
 		providers map[string]bool

@@ -63,7 +63,7 @@ func TestFormat(t *testing.T) {
 }
 
 func TestNoConversion(t *testing.T) {
-	f := NewFleet(nil, "USD", 0.05)
+	f := NewMerger(nil, "USD", 0.05)
 	for _, c := range []struct {
 		micros int64
 		cur    string

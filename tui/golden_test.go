@@ -81,7 +81,7 @@ func TestGoldenScreens(t *testing.T) {
 // TestDisconnectedShowsNoMoney: with every aggregator down, the header shows
 // "—" for money rather than the last figures (or 0.00) as if current.
 func TestDisconnectedShowsNoMoney(t *testing.T) {
-	f := NewFleet([]Endpoint{{URL: "http://asia:8443"}, {URL: "http://gulf:8443"}}, "", 0.05)
+	f := NewMerger([]Endpoint{{URL: "http://asia:8443"}, {URL: "http://gulf:8443"}}, "", 0.05)
 	for i, m := range fixtureMsgs() {
 		f.SetConn(i, ConnLive, nil, fixedNow)
 		f.Apply(i, m, fixedNow)

@@ -76,11 +76,11 @@ func points(p []*float64) []float64 {
 }
 
 // WatchSource is the production Source: one websocket client per aggregator
-// (each reconnecting with backoff), merged into one Fleet by a single
+// (each reconnecting with backoff), merged into one Merger by a single
 // goroutine that publishes a snapshot at most once per Interval.
 type WatchSource struct {
 	eps      []Endpoint
-	fleet    *Fleet
+	fleet    *Merger
 	interval time.Duration
 	log      *slog.Logger
 	client   *http.Client
@@ -113,7 +113,7 @@ func NewWatchSource(o Options) *WatchSource {
 	o = o.withDefaults()
 	w := &WatchSource{
 		eps:      o.Aggregators,
-		fleet:    NewFleet(o.Aggregators, o.Currency, o.IdleThreshold),
+		fleet:    NewMerger(o.Aggregators, o.Currency, o.IdleThreshold),
 		interval: o.Refresh,
 		log:      o.Logger,
 		client:   &http.Client{Timeout: 10 * time.Second},
