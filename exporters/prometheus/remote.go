@@ -45,6 +45,7 @@ func (p *pbSink) sample(f *Family, ls *labelSet, v float64) {
 	ls.protobuf()
 	// Sample{value=1 double, timestamp=2 int64}
 	sampleLen := 1 + 8 + 1 + protowire.SizeVarint(uint64(p.ts))
+	f.render()
 	tsLen := len(ls.pbBefore) + len(f.nameLabelPB) + len(ls.pbAfter) + 1 + protowire.SizeBytes(sampleLen)
 	p.buf = protowire.AppendTag(p.buf, 1, protowire.BytesType)
 	p.buf = protowire.AppendVarint(p.buf, uint64(tsLen))

@@ -3,6 +3,7 @@ package prometheus
 import (
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -12,20 +13,30 @@ import (
 type Family struct {
 	Name, Help, Type string
 
-	textHdr, omHdr string // rendered once by init
+	// Rendered once, at the first scrape: the same binary runs as a
+	// collector, which never scrapes and should not pay for them.
+	once           sync.Once
+	textHdr, omHdr string
 	nameLabelPB    []byte // the __name__ Label message for remote_write
 }
 
 func newFamily(name, help, typ string) *Family {
-	f := &Family{Name: name, Help: help, Type: typ}
-	h := escapeHelp(help)
-	f.textHdr = "# HELP " + name + " " + h + "\n# TYPE " + name + " " + typ + "\n"
-	om := name
-	if typ == "counter" {
-		om = strings.TrimSuffix(name, "_total")
-	}
-	f.omHdr = "# HELP " + om + " " + h + "\n# TYPE " + om + " " + typ + "\n"
-	f.nameLabelPB = appendLabelPB(nil, "__name__", name)
+	return &Family{Name: name, Help: help, Type: typ}
+}
+
+// render fills the family's pre-rendered headers; call it before reading
+// them.
+func (f *Family) render() *Family {
+	f.once.Do(func() {
+		h := escapeHelp(f.Help)
+		f.textHdr = "# HELP " + f.Name + " " + h + "\n# TYPE " + f.Name + " " + f.Type + "\n"
+		om := f.Name
+		if f.Type == "counter" {
+			om = strings.TrimSuffix(f.Name, "_total")
+		}
+		f.omHdr = "# HELP " + om + " " + h + "\n# TYPE " + om + " " + f.Type + "\n"
+		f.nameLabelPB = appendLabelPB(nil, "__name__", f.Name)
+	})
 	return f
 }
 

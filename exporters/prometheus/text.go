@@ -22,6 +22,7 @@ const textChunk = 64 << 10
 func (t *textSink) sample(f *Family, ls *labelSet, v float64) {
 	if f != t.cur {
 		t.cur = f
+		f.render()
 		if t.om {
 			t.buf = append(t.buf, f.omHdr...)
 		} else {
