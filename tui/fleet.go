@@ -717,16 +717,36 @@ func mergePage(rows []*NodeRow, q wire.NodeQuery) []*NodeRow {
 	return rows[lo:min(len(rows), lo+q.Limit)]
 }
 
+// regionAcc sums one region's rows or nodes into a RegionRow.
+type regionAcc struct {
+	row       RegionRow
+	providers map[string]bool
+	models    map[string]int
+	usum      float64 // utilisation × GPUs
+	un        int     // GPUs with a utilisation
+}
+
+// finish derives the row's mean utilisation, provider and model lists and
+// filter text.
+func (x *regionAcc) finish() RegionRow {
+	x.row.Util = math.NaN()
+	if x.un > 0 {
+		x.row.Util = x.usum / float64(x.un)
+	}
+	ps := make([]string, 0, len(x.providers))
+	for p := range x.providers {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	x.row.Providers = strings.Join(ps, ",")
+	x.row.Models = modelsString(x.models)
+	x.row.search = strings.ToLower(x.row.Region + " " + x.row.Jurisdiction + " " + x.row.Providers + " " + x.row.Models)
+	return x.row
+}
+
 // pagedRegions merges the aggregators' region rows.
 func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []RegionRow {
-	type acc struct {
-		row       RegionRow
-		providers map[string]bool
-		models    map[string]int
-		usum      float64
-		un        int
-	}
-	by := map[string]*acc{}
+	by := map[string]*regionAcc{}
 	var order []string
 	for _, a := range f.aggs {
 		if a.fleet == nil {
@@ -735,7 +755,7 @@ func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []Regio
 		for _, r := range a.fleet.Regions {
 			x := by[r.Region]
 			if x == nil {
-				x = &acc{row: RegionRow{Region: r.Region, Jurisdiction: r.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
+				x = &regionAcc{row: RegionRow{Region: r.Region, Jurisdiction: r.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
 				by[r.Region] = x
 				order = append(order, r.Region)
 			}
@@ -775,20 +795,7 @@ func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []Regio
 	slices.Sort(order)
 	out := make([]RegionRow, 0, len(order))
 	for _, name := range order {
-		x := by[name]
-		x.row.Util = math.NaN()
-		if x.un > 0 {
-			x.row.Util = x.usum / float64(x.un)
-		}
-		ps := make([]string, 0, len(x.providers))
-		for p := range x.providers {
-			ps = append(ps, p)
-		}
-		slices.Sort(ps)
-		x.row.Providers = strings.Join(ps, ",")
-		x.row.Models = modelsString(x.models)
-		x.row.search = strings.ToLower(x.row.Region + " " + x.row.Jurisdiction + " " + x.row.Providers + " " + x.row.Models)
-		out = append(out, x.row)
+		out = append(out, by[name].finish())
 	}
 	return out
 }
@@ -823,20 +830,13 @@ func alertOrder(a, b fleet.Alert) int {
 }
 
 func buildRegions(s *Snapshot) []RegionRow {
-	type acc struct {
-		row       RegionRow
-		providers map[string]bool
-		models    map[string]int
-		usum      float64
-		un        int
-	}
-	byRegion := map[string]*acc{}
+	byRegion := map[string]*regionAcc{}
 	var order []string
 	for _, n := range s.Nodes {
 		v := n.View
 		a := byRegion[v.Region]
 		if a == nil {
-			a = &acc{row: RegionRow{Region: v.Region, Jurisdiction: v.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
+			a = &regionAcc{row: RegionRow{Region: v.Region, Jurisdiction: v.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
 			byRegion[v.Region] = a
 			order = append(order, v.Region)
 		}
@@ -894,20 +894,7 @@ func buildRegions(s *Snapshot) []RegionRow {
 	slices.Sort(order)
 	out := make([]RegionRow, 0, len(order))
 	for _, name := range order {
-		a := byRegion[name]
-		a.row.Util = math.NaN()
-		if a.un > 0 {
-			a.row.Util = a.usum / float64(a.un)
-		}
-		ps := make([]string, 0, len(a.providers))
-		for p := range a.providers {
-			ps = append(ps, p)
-		}
-		slices.Sort(ps)
-		a.row.Providers = strings.Join(ps, ",")
-		a.row.Models = modelsString(a.models)
-		a.row.search = strings.ToLower(a.row.Region + " " + a.row.Jurisdiction + " " + a.row.Providers + " " + a.row.Models)
-		out = append(out, a.row)
+		out = append(out, byRegion[name].finish())
 	}
 	return out
 }
