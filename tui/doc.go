@@ -53,3 +53,21 @@ func (d *doc) window(lines []string) string {
 	end := min(d.offset+d.h, len(lines))
 	return strings.Join(lines[d.offset:end], "\n")
 }
+
+// docPage is what the one-thing views (Node, Job) share: a scrolling
+// document about the thing with id, for y to copy.
+type docPage struct {
+	sh  *shared
+	doc doc
+	id  string
+}
+
+func (p *docPage) SetSize(w, h int) { p.doc.w, p.doc.h = w, h }
+
+// Selected is the id of what the view shows, for y.
+func (p *docPage) Selected() string { return p.id }
+
+func (p *docPage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
+	p.doc.update(msg, km)
+	return nil
+}

@@ -3,8 +3,6 @@ package tui
 import (
 	"strconv"
 	"strings"
-
-	tea "charm.land/bubbletea/v2"
 )
 
 // ---- Job ----
@@ -12,24 +10,13 @@ import (
 // jobPage is one job: who owns it, what data it processes and whether it
 // may be where it runs, what it costs, and each of its nodes.
 type jobPage struct {
-	sh  *shared
-	doc doc
-	id  string
+	docPage
 	row *JobRow
 }
 
-func newJobPage(sh *shared) *jobPage { return &jobPage{sh: sh} }
+func newJobPage(sh *shared) *jobPage { return &jobPage{docPage: docPage{sh: sh}} }
 
-func (p *jobPage) Title() string    { return "Job" }
-func (p *jobPage) SetSize(w, h int) { p.doc.w, p.doc.h = w, h }
-
-// Selected is the job shown, for y.
-func (p *jobPage) Selected() string { return p.id }
-
-func (p *jobPage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
-	p.doc.update(msg, km)
-	return nil
-}
+func (p *jobPage) Title() string { return "Job" }
 
 // SetJob selects the job to show.
 func (p *jobPage) SetJob(id string) {

@@ -7,34 +7,21 @@ import (
 	"strconv"
 	"strings"
 
-	tea "charm.land/bubbletea/v2"
-
 	"github.com/fleettop/fleettop/fleet"
 )
 
 // ---- Node ----
 
 type nodePage struct {
-	sh      *shared
-	doc     doc
-	id      string
+	docPage
 	row     *NodeRow
 	hist    *History
 	histFor string
 }
 
-func newNodePage(sh *shared) *nodePage { return &nodePage{sh: sh} }
+func newNodePage(sh *shared) *nodePage { return &nodePage{docPage: docPage{sh: sh}} }
 
-func (p *nodePage) Title() string    { return "Node" }
-func (p *nodePage) SetSize(w, h int) { p.doc.w, p.doc.h = w, h }
-
-// Selected is the node shown, for y.
-func (p *nodePage) Selected() string { return p.id }
-
-func (p *nodePage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
-	p.doc.update(msg, km)
-	return nil
-}
+func (p *nodePage) Title() string { return "Node" }
 
 // SetNode selects the node to show.
 func (p *nodePage) SetNode(id string) {
