@@ -403,12 +403,6 @@ func HumanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// Spool returns the agent's spool (nil before Run).
-func (a *Agent) Spool() *Spool { return a.spool }
-
-// Connected reports whether a session with the aggregator is up.
-func (a *Agent) Connected() bool { return a.connected.Load() }
-
 // uplink keeps a session with the aggregator, reconnecting with jittered
 // exponential backoff, and logs once per state change.
 func (a *Agent) uplink(ctx context.Context) {

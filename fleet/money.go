@@ -37,6 +37,11 @@ func ParseMicros(s string) (int64, error) {
 
 // FormatMicros formats micro-units with decimals (0..6) decimals, rounded
 // half to even: FormatMicros(2_345_000, 2) is "2.34", (2_355_000, 2) "2.36".
+//
+// Only tests call it so far (deadcode lists it): the TUI and the report still
+// round half away from zero with their own formatters, and moving them onto
+// this one rule changes figures users see by a cent, so it is left for a
+// change of its own.
 func FormatMicros(micros int64, decimals int) string {
 	decimals = min(max(decimals, 0), 6)
 	div := int64(1)

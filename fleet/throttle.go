@@ -49,12 +49,6 @@ func ThrottleReasons(mask uint64) []string {
 	return out
 }
 
-// Slowing reports whether the mask holds a reason that costs performance
-// (anything but idle, application clocks and display clocks).
-func Slowing(mask uint64) bool {
-	return mask&^(ThrottleGPUIdle|ThrottleApplicationsClocks|ThrottleDisplayClocks) != 0
-}
-
 func itoa(n int) string {
 	if n < 10 {
 		return string(rune('0' + n))

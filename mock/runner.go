@@ -107,13 +107,6 @@ func (r *Runner) Close(ctx context.Context) error {
 	return errors.Join(r.errs...)
 }
 
-// Restarts returns how many times nodes came back from an outage.
-func (r *Runner) Restarts() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.restarts
-}
-
 // node supervises one node: its agent runs while the node is up.
 func (r *Runner) node(ctx context.Context, n *Node, delay time.Duration) {
 	defer r.wg.Done()

@@ -85,14 +85,6 @@ func (e *Exporter) Handler(self prometheus.Gatherer, log *slog.Logger) http.Hand
 	})
 }
 
-// WriteText writes the fleet's series in the text format (tests, tools).
-func (e *Exporter) WriteText(w io.Writer, flt Filter) error {
-	ts := &textSink{w: w}
-	e.render(ts, flt)
-	ts.flush()
-	return ts.err
-}
-
 // filterFrom reads ?region= and ?node=, each repeatable or comma-separated.
 func filterFrom(r *http.Request) Filter {
 	q := r.URL.Query()

@@ -187,14 +187,3 @@ var (
 	famAlertsOpen = gauge("fleettop_alerts_open", "Open alerts by severity.")
 	famSourceUp   = gauge("fleettop_collector_source_up", "1 when the collector's telemetry source works, 0 when it failed (as the collector last reported).")
 )
-
-// Families lists every family the exporter can write, in output order.
-func Families() []*Family {
-	var out []*Family
-	for _, t := range [][]DeviceSeries{dcgmSeries, npuSeries} {
-		for _, d := range t {
-			out = append(out, d.Family)
-		}
-	}
-	return append(out, famLeasePrice, famSourceUp, famGPUs, famBurn, famSpend, famIdleSpend, famViolations, famAlertsOpen)
-}

@@ -181,12 +181,6 @@ func (w *Writer) updateGauges() {
 	w.m.bufBytes.WithLabelValues(w.cfg.Name).Set(float64(b))
 }
 
-// Pending returns the intervals buffered and not yet delivered.
-func (w *Writer) Pending() int {
-	p, _ := w.buf.stats()
-	return p
-}
-
 // send delivers the buffer in order until ctx ends.
 func (w *Writer) send(ctx context.Context) {
 	for {
