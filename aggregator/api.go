@@ -63,7 +63,7 @@ func (s *Server) routes() http.Handler {
 	// ContinueOnError: a series that cannot be gathered (a collector's
 	// error) is logged and counted, and everything else is still served;
 	// one node's data never turns /metrics into a 500.
-	var m http.Handler = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}, ErrorHandling: promhttp.ContinueOnError})
+	m := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}, ErrorHandling: promhttp.ContinueOnError})
 	if s.cfg.MetricsHandler != nil {
 		m = s.cfg.MetricsHandler(s.reg)
 	}

@@ -84,8 +84,6 @@ func TestDeviceLostUntilReboot(t *testing.T) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // fixedAlerts serves fixed alerts and records Tick.
 type fixedAlerts struct {
 	fakeInsights

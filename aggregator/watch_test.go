@@ -287,14 +287,6 @@ func TestWatchSlowViewerCoalesced(t *testing.T) {
 	}
 }
 
-func ids(nodes []wire.NodeView) []string {
-	var out []string
-	for _, n := range nodes {
-		out = append(out, n.ID)
-	}
-	return out
-}
-
 // TestStalledViewerDoesNotBlockIngest: a viewer that never reads, behind a
 // tiny receive buffer, is dropped once a write times out; meanwhile every
 // collector keeps being applied and acked.

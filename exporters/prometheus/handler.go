@@ -37,7 +37,7 @@ func (e *Exporter) Handler(self prometheus.Gatherer, log *slog.Logger) http.Hand
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		flt := filterFrom(r)
-		format := expfmt.NegotiateIncludingOpenMetrics(r.Header)
+		format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...)
 		om := format.FormatType() == expfmt.TypeOpenMetrics
 		h := w.Header()
 		if om {

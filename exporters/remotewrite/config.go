@@ -150,7 +150,7 @@ func ParseConfig(data []byte, name string) ([]Config, error) {
 			return nil, fmt.Errorf("%s: remote_write[%d]: %w", name, i, err)
 		}
 		if names[c.Name] {
-			return nil, fmt.Errorf("%s: remote_write[%d]: name %q is used twice; give each endpoint its own name:", name, i, c.Name)
+			return nil, fmt.Errorf("%s: remote_write[%d]: name %q is used twice; give each endpoint its own name", name, i, c.Name)
 		}
 		names[c.Name] = true
 		out = append(out, c)

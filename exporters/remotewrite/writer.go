@@ -43,7 +43,6 @@ type Writer struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ready  atomic.Bool
 }
 
 // New opens the endpoint's buffer under dir (one folder per endpoint name)
