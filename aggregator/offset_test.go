@@ -174,6 +174,12 @@ func TestResentSpoolKeepsTrueTimes(t *testing.T) {
 		c.send(&wire.Samples{Samples: []fleet.Sample{c.record()}})
 	}
 	waitApplied(t, ts, "gpu-1", c.seq)
+	// The aggregator resumes a collector from what is durable: wait for the
+	// commit, so the collector resumes after its tenth record.
+	waitFor(t, "first ten records committed", func() bool {
+		seqs, err := st.LastSeqs(context.Background())
+		return err == nil && seqs["gpu-1"] == c.seq
+	})
 	c.conn.CloseNow()
 	// Two hours without a connection: the collector spools a record a second.
 	var spool []fleet.Sample
