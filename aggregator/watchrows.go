@@ -290,25 +290,6 @@ func jobSearch(j *wire.JobView) string {
 	return s
 }
 
-var sevRank = map[fleet.Severity]int{fleet.SevCritical: 0, fleet.SevWarning: 1, fleet.SevInfo: 2}
-
-// alertOrder puts open alerts first, then by severity, then newest first.
-func alertOrder(a, b fleet.Alert) int {
-	if ao, bo := a.Open(), b.Open(); ao != bo {
-		if ao {
-			return -1
-		}
-		return 1
-	}
-	if c := cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]); c != 0 {
-		return c
-	}
-	if c := b.Start.Compare(a.Start); c != 0 {
-		return c
-	}
-	return strings.Compare(a.ID, b.ID)
-}
-
 // fleetView adds the rows up into the fleet aggregates.
 func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Alert) wire.FleetView {
 	fv := wire.FleetView{Summary: sum, Jobs: jobs, AlertsTotal: len(alerts), Regions: []wire.RegionRow{}, LeasesEnding: len(sum.LeasesEnding)}
@@ -391,7 +372,7 @@ func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Aler
 	}
 	slices.SortFunc(fv.Regions, func(a, b wire.RegionRow) int { return strings.Compare(a.Region, b.Region) })
 	fv.Alerts = slices.Clone(alerts)
-	slices.SortFunc(fv.Alerts, alertOrder)
+	slices.SortFunc(fv.Alerts, fleet.CompareAlerts)
 	if len(fv.Alerts) > wire.MaxFleetAlerts {
 		fv.Alerts = fv.Alerts[:wire.MaxFleetAlerts]
 	}

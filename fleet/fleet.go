@@ -8,7 +8,9 @@
 package fleet
 
 import (
+	"cmp"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -420,6 +422,26 @@ type AlertMark struct {
 
 // Open reports whether the alert has not ended.
 func (a *Alert) Open() bool { return a.End.IsZero() }
+
+var sevRank = map[Severity]int{SevCritical: 0, SevWarning: 1, SevInfo: 2}
+
+// CompareAlerts orders alerts as every list shows them: open first, then by
+// severity, then newest first, then by id.
+func CompareAlerts(a, b Alert) int {
+	if ao, bo := a.Open(), b.Open(); ao != bo {
+		if ao {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]); c != 0 {
+		return c
+	}
+	if c := b.Start.Compare(a.Start); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
 
 // Sample is one sequenced record from a node: everything measured at one tick,
 // plus the events seen since the previous record. Seq is per node, starts at 1

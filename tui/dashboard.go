@@ -135,7 +135,7 @@ func alertsPanel(sh *shared) panel {
 	if crit+warn == 0 && len(open) == 0 {
 		return panel{}
 	}
-	slices.SortStableFunc(open, func(a, b *fleet.Alert) int { return alertOrder(*a, *b) })
+	slices.SortStableFunc(open, func(a, b *fleet.Alert) int { return fleet.CompareAlerts(*a, *b) })
 	p := panel{title: "Open alerts  " + strconv.Itoa(crit) + " critical · " + strconv.Itoa(warn) + " warning"}
 	for _, a := range open {
 		sev := st.Warn.Render(Fit(string(a.Severity), 8))

@@ -641,7 +641,7 @@ func (f *Merger) Snapshot(now time.Time) *Snapshot {
 		}
 		slices.SortFunc(s.Jobs, func(a, b JobRow) int { return cmp.Compare(order[a.ID], order[b.ID]) })
 	}
-	slices.SortFunc(s.Alerts, alertOrder)
+	slices.SortFunc(s.Alerts, fleet.CompareAlerts)
 	slices.SortFunc(s.Leases, func(a, b wire.LeaseEnding) int { return a.End.Compare(b.End) })
 	if s.Paged {
 		s.Regions = pagedRegions(f, s, money)
@@ -808,25 +808,6 @@ func union(a, b []string) []string {
 	}
 	slices.Sort(a)
 	return a
-}
-
-var sevRank = map[fleet.Severity]int{fleet.SevCritical: 0, fleet.SevWarning: 1, fleet.SevInfo: 2}
-
-// alertOrder puts open alerts first, then by severity, then newest first.
-func alertOrder(a, b fleet.Alert) int {
-	if ao, bo := a.Open(), b.Open(); ao != bo {
-		if ao {
-			return -1
-		}
-		return 1
-	}
-	if c := cmp.Compare(sevRank[a.Severity], sevRank[b.Severity]); c != 0 {
-		return c
-	}
-	if c := b.Start.Compare(a.Start); c != 0 {
-		return c
-	}
-	return strings.Compare(a.ID, b.ID)
 }
 
 func buildRegions(s *Snapshot) []RegionRow {
