@@ -16,6 +16,7 @@ import (
 	nvmlmock "github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
+	nvmlsource "github.com/fleettop/fleettop/collector/nvml"
 	"github.com/fleettop/fleettop/fleet"
 )
 
@@ -122,34 +123,16 @@ func (s *NVMLServer) wireGPM() {
 		for i := range req.NumMetrics {
 			r := &req.Metrics[i]
 			r.NvmlReturn, r.Value = uint32(nvml.ERROR_NOT_SUPPORTED), 0
-			for _, gm := range bridgeGPM {
-				if uint32(gm.id) == r.MetricId {
-					if v, ok := ds.Get(gm.m); ok {
-						r.NvmlReturn, r.Value = uint32(nvml.SUCCESS), v/gm.scale
+			for _, gm := range nvmlsource.GPMMetrics {
+				if uint32(gm.ID) == r.MetricId {
+					if v, ok := ds.Get(gm.Metric); ok {
+						r.NvmlReturn, r.Value = uint32(nvml.SUCCESS), v/gm.Scale
 					}
 				}
 			}
 		}
 		return nvml.SUCCESS
 	}
-}
-
-// bridgeGPM maps GPM metric ids to the simulation's metrics; scale is GPM's
-// unit in canonical units (percent → ratio, MiB/s → bytes/s).
-var bridgeGPM = [...]struct {
-	id    nvml.GpmMetricId
-	m     fleet.Metric
-	scale float64
-}{
-	{nvml.GPM_METRIC_GRAPHICS_UTIL, fleet.MetricGREngineActive, 0.01},
-	{nvml.GPM_METRIC_SM_UTIL, fleet.MetricSMActive, 0.01},
-	{nvml.GPM_METRIC_SM_OCCUPANCY, fleet.MetricSMOccupancy, 0.01},
-	{nvml.GPM_METRIC_ANY_TENSOR_UTIL, fleet.MetricTensorActive, 0.01},
-	{nvml.GPM_METRIC_DRAM_BW_UTIL, fleet.MetricDRAMActive, 0.01},
-	{nvml.GPM_METRIC_PCIE_TX_PER_SEC, fleet.MetricPCIeTx, 1 << 20},
-	{nvml.GPM_METRIC_PCIE_RX_PER_SEC, fleet.MetricPCIeRx, 1 << 20},
-	{nvml.GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC, fleet.MetricNVLinkTx, 1 << 20},
-	{nvml.GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC, fleet.MetricNVLinkRx, 1 << 20},
 }
 
 // wireMIG makes device d hand out the handles of its simulated MIG instances.

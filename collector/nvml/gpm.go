@@ -15,13 +15,17 @@ import (
 // interval since the last one; the first sample is taken at Start, so even a
 // one-shot collection has an interval to measure.
 
-// gpmMetric maps one GPM metric to a fleet metric; scale converts GPM's unit
-// (percent, MiB/s) to the canonical one (ratio, bytes/s).
-var gpmMetrics = [...]struct {
-	id    nvml.GpmMetricId
-	m     fleet.Metric
-	scale float64
-}{
+// GPMMetric maps one GPM metric to a fleet metric; Scale converts GPM's
+// unit (percent, MiB/s) to the canonical one (ratio, bytes/s).
+type GPMMetric struct {
+	ID     nvml.GpmMetricId
+	Metric fleet.Metric
+	Scale  float64
+}
+
+// GPMMetrics are the GPM metrics the source reads (the simulated NVML in
+// mock answers the same table).
+var GPMMetrics = [...]GPMMetric{
 	{nvml.GPM_METRIC_GRAPHICS_UTIL, fleet.MetricGREngineActive, 0.01},
 	{nvml.GPM_METRIC_SM_UTIL, fleet.MetricSMActive, 0.01},
 	{nvml.GPM_METRIC_SM_OCCUPANCY, fleet.MetricSMOccupancy, 0.01},
@@ -71,9 +75,9 @@ func newGPM(lib nvml.Interface, h nvml.Device, mig bool, gi int) *gpmState {
 		g.free()
 		return nil
 	}
-	g.req.NumMetrics = uint32(len(gpmMetrics))
-	for i, gm := range gpmMetrics {
-		g.req.Metrics[i].MetricId = uint32(gm.id)
+	g.req.NumMetrics = uint32(len(GPMMetrics))
+	for i, gm := range GPMMetrics {
+		g.req.Metrics[i].MetricId = uint32(gm.ID)
 	}
 	g.have = g.take(g.prev)
 	return g
@@ -97,19 +101,19 @@ func (g *gpmState) read(smp *fleet.DeviceSample) {
 	if g.have {
 		g.req.Sample1, g.req.Sample2 = g.prev, g.cur
 		if safe(func() nvml.Return { return g.lib.GpmMetricsGet(&g.req) }) == nvml.SUCCESS {
-			for i, gm := range gpmMetrics {
+			for i, gm := range GPMMetrics {
 				r := &g.req.Metrics[i]
-				if nvml.Return(r.NvmlReturn) != nvml.SUCCESS || r.MetricId != uint32(gm.id) {
+				if nvml.Return(r.NvmlReturn) != nvml.SUCCESS || r.MetricId != uint32(gm.ID) {
 					continue
 				}
-				v := r.Value * gm.scale
+				v := r.Value * gm.Scale
 				if v != v || v < 0 { // NaN or nonsense: absent
 					continue
 				}
-				if gm.scale < 1 {
+				if gm.Scale < 1 {
 					v = min(v, 1)
 				}
-				smp.Set(gm.m, v)
+				smp.Set(gm.Metric, v)
 			}
 		}
 	}
