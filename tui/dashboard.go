@@ -194,22 +194,11 @@ func budgetPanel(sh *shared) panel {
 func darkPanel(sh *shared) panel {
 	st := sh.st
 	s := sh.snap
-	var dark []*NodeRow
-	n := 0
-	if s.Paged { // the aggregators rank the whole fleet
-		dark, n = s.DarkTop, s.DarkNodes
-	} else {
-		for _, r := range s.Nodes {
-			if r.View.State == wire.StateOffline && r.Burn > 0 {
-				dark = append(dark, r)
-			}
-		}
-		n = len(dark)
-	}
+	// Ranked once per snapshot (by the aggregators, or by Merger.Snapshot).
+	dark, n := s.DarkTop, s.DarkNodes
 	if len(dark) == 0 {
 		return panel{}
 	}
-	slices.SortStableFunc(dark, func(a, b *NodeRow) int { return cmp.Compare(b.Burn, a.Burn) })
 	p := panel{title: "Paid but dark  " + strconv.Itoa(n) + " nodes not reporting"}
 	for _, r := range dark {
 		p.lines = append(p.lines, Fit(orDash(r.View.Hostname), 24)+" "+Fit(r.View.Region, 12)+" "+
@@ -221,20 +210,10 @@ func darkPanel(sh *shared) panel {
 // idlePanel lists the nodes whose idle GPUs cost the most.
 func idlePanel(sh *shared) panel {
 	s := sh.snap
-	var idle []*NodeRow
-	if s.Paged { // the aggregators rank the whole fleet
-		idle = s.IdleTop
-	} else {
-		for _, r := range s.Nodes {
-			if r.IdleBurn > 0 {
-				idle = append(idle, r)
-			}
-		}
-	}
+	idle := s.IdleTop // ranked once per snapshot, like DarkTop
 	if len(idle) == 0 {
 		return panel{}
 	}
-	slices.SortStableFunc(idle, func(a, b *NodeRow) int { return cmp.Compare(b.IdleBurn, a.IdleBurn) })
 	p := panel{title: "Top idle spend  paid for, doing nothing"}
 	for _, r := range idle {
 		jobs := strings.Join(r.Jobs, ",")

@@ -601,6 +601,19 @@ func (f *Merger) Snapshot(now time.Time) *Snapshot {
 		s.NodesOffset = f.query.Offset
 		s.JobsOffset = 0
 	}
+	if !s.Paged {
+		// A full-fleet stream: rank here, once per snapshot, not in View.
+		for _, r := range s.Nodes {
+			if r.IdleBurn > 0 {
+				s.IdleTop = append(s.IdleTop, r)
+			}
+			if r.View.State == wire.StateOffline && r.Burn > 0 {
+				s.DarkTop = append(s.DarkTop, r)
+			}
+		}
+		s.DarkNodes = len(s.DarkTop)
+	}
+	slices.SortStableFunc(s.DarkTop, func(a, b *NodeRow) int { return cmp.Compare(b.Burn, a.Burn) })
 	slices.SortFunc(s.IdleTop, func(a, b *NodeRow) int {
 		if c := cmp.Compare(b.IdleBurn, a.IdleBurn); c != 0 {
 			return c
