@@ -102,38 +102,41 @@ type group struct {
 	class    string // data class
 	reserved bool
 	billing  fleet.Billing
+	owned    bool // the company's own hardware: a fixed site that does not grow with the rented fleet
 }
 
-// baseGroups is the 40-node base block (about 300 accelerators). Larger
-// fleets repeat it; smaller ones take its first nodes after interleaving the
-// regions, so even a handful of nodes spans several regions.
+// baseGroups is the 40-node base block (about 300 accelerators). Smaller
+// fleets take its first nodes after interleaving the regions, so even a
+// handful of nodes spans several regions. Larger fleets repeat its rented
+// groups only: a company rents more capacity as it grows, while its own
+// data centres (the owned Ascend sites) stay the size they are.
 var baseGroups = []group{
 	// Singapore: the biggest site, three providers.
-	{"Singapore", "Merlion Cloud", "USD", "h100", 4, Training, "llm-pretrain", "foundation", "internal", true, fleet.BillPerStartedHour},
-	{"Singapore", "StraitsGPU", "SGD", "h200", 2, Inference, "chat-serve", "assistant", "pii", false, fleet.BillPerSecond},
-	{"Singapore", "StraitsGPU", "SGD", "h100", 1, Training, "cs-finetune", "cn-support", "cn-customer", false, fleet.BillPerSecond},
-	{"Singapore", "Lion City Compute", "SGD", "l40s", 2, Notebook, "nb", "research", "internal", false, fleet.BillPerSecond},
-	{"Singapore", "Lion City Compute", "SGD", "a100", 2, Idle, "", "", "", false, fleet.BillPerStartedHour},
-	{"Singapore", "Lion City Compute", "SGD", "h100", 1, Training, "vision-train", "perception", "internal", true, fleet.BillPerStartedHour},
+	{"Singapore", "Merlion Cloud", "USD", "h100", 4, Training, "llm-pretrain", "foundation", "internal", true, fleet.BillPerStartedHour, false},
+	{"Singapore", "StraitsGPU", "SGD", "h200", 2, Inference, "chat-serve", "assistant", "pii", false, fleet.BillPerSecond, false},
+	{"Singapore", "StraitsGPU", "SGD", "h100", 1, Training, "cs-finetune", "cn-support", "cn-customer", false, fleet.BillPerSecond, false},
+	{"Singapore", "Lion City Compute", "SGD", "l40s", 2, Notebook, "nb", "research", "internal", false, fleet.BillPerSecond, false},
+	{"Singapore", "Lion City Compute", "SGD", "a100", 2, Idle, "", "", "", false, fleet.BillPerStartedHour, false},
+	{"Singapore", "Lion City Compute", "SGD", "h100", 1, Training, "vision-train", "perception", "internal", true, fleet.BillPerStartedHour, false},
 	// Johor: cheaper power across the causeway.
-	{"Johor", "Iskandar DC", "MYR", "h100", 3, Training, "speech-train", "speech", "internal", true, fleet.BillPerStartedHour},
-	{"Johor", "Iskandar DC", "MYR", "a100", 1, Notebook, "nb", "research", "internal", false, fleet.BillPerSecond},
-	{"Johor", "Nusajaya GPU", "USD", "h200", 2, Inference, "search-rank", "search", "pii", false, fleet.BillPerSecond},
-	{"Johor", "Nusajaya GPU", "USD", "l40s", 2, Inference, "embed-serve", "search", "internal", false, fleet.BillPerSecond},
+	{"Johor", "Iskandar DC", "MYR", "h100", 3, Training, "speech-train", "speech", "internal", true, fleet.BillPerStartedHour, false},
+	{"Johor", "Iskandar DC", "MYR", "a100", 1, Notebook, "nb", "research", "internal", false, fleet.BillPerSecond, false},
+	{"Johor", "Nusajaya GPU", "USD", "h200", 2, Inference, "search-rank", "search", "pii", false, fleet.BillPerSecond, false},
+	{"Johor", "Nusajaya GPU", "USD", "l40s", 2, Inference, "embed-serve", "search", "internal", false, fleet.BillPerSecond, false},
 	// Dubai.
-	{"Dubai", "Gulf Compute", "AED", "h100", 2, Inference, "chat-serve-me", "assistant", "pii", false, fleet.BillPerSecond},
-	{"Dubai", "Gulf Compute", "AED", "h200", 1, Training, "rl-tune", "foundation", "internal", true, fleet.BillPerStartedHour},
-	{"Dubai", "Desert Cloud", "USD", "a100", 2, Training, "ads-train", "ads", "internal", false, fleet.BillPerStartedHour},
-	{"Dubai", "Desert Cloud", "USD", "l40s", 1, Idle, "", "", "", false, fleet.BillPerSecond},
+	{"Dubai", "Gulf Compute", "AED", "h100", 2, Inference, "chat-serve-me", "assistant", "pii", false, fleet.BillPerSecond, false},
+	{"Dubai", "Gulf Compute", "AED", "h200", 1, Training, "rl-tune", "foundation", "internal", true, fleet.BillPerStartedHour, false},
+	{"Dubai", "Desert Cloud", "USD", "a100", 2, Training, "ads-train", "ads", "internal", false, fleet.BillPerStartedHour, false},
+	{"Dubai", "Desert Cloud", "USD", "l40s", 1, Idle, "", "", "", false, fleet.BillPerSecond, false},
 	// Riyadh.
-	{"Riyadh", "Najd AI", "SAR", "h100", 3, Training, "arabic-llm", "foundation", "internal", true, fleet.BillPerStartedHour},
-	{"Riyadh", "Red Sand Compute", "SAR", "h200", 2, Inference, "chat-serve-sa", "assistant", "pii", false, fleet.BillPerSecond},
-	{"Riyadh", "Red Sand Compute", "SAR", "a100", 1, Idle, "", "", "", false, fleet.BillPerStartedHour},
+	{"Riyadh", "Najd AI", "SAR", "h100", 3, Training, "arabic-llm", "foundation", "internal", true, fleet.BillPerStartedHour, false},
+	{"Riyadh", "Red Sand Compute", "SAR", "h200", 2, Inference, "chat-serve-sa", "assistant", "pii", false, fleet.BillPerSecond, false},
+	{"Riyadh", "Red Sand Compute", "SAR", "a100", 1, Idle, "", "", "", false, fleet.BillPerStartedHour, false},
 	// Home sites in China.
-	{"Hangzhou", "Hangzhou Home DC", "CNY", "910b", 3, Training, "cn-llm", "cn-foundation", "cn-customer", true, fleet.BillPerSecond},
-	{"Hangzhou", "West Lake Colo", "CNY", "h20", 2, Inference, "cn-assist", "cn-support", "cn-customer", false, fleet.BillPerSecond},
-	{"Beijing", "Beijing Home DC", "CNY", "910b", 2, Inference, "cn-search", "cn-search", "cn-customer", true, fleet.BillPerSecond},
-	{"Beijing", "Haidian Colo", "CNY", "h20", 1, Notebook, "nb", "cn-research", "cn-customer", false, fleet.BillPerSecond},
+	{"Hangzhou", "Hangzhou Home DC", "CNY", "910b", 3, Training, "cn-llm", "cn-foundation", "cn-customer", true, fleet.BillPerSecond, true},
+	{"Hangzhou", "West Lake Colo", "CNY", "h20", 2, Inference, "cn-assist", "cn-support", "cn-customer", false, fleet.BillPerSecond, false},
+	{"Beijing", "Beijing Home DC", "CNY", "910b", 2, Inference, "cn-search", "cn-search", "cn-customer", true, fleet.BillPerSecond, true},
+	{"Beijing", "Haidian Colo", "CNY", "h20", 1, Notebook, "nb", "cn-research", "cn-customer", false, fleet.BillPerSecond, false},
 }
 
 // USDRates returns the value of one unit of each lease currency in US

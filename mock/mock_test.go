@@ -341,3 +341,39 @@ func TestCatchUpClock(t *testing.T) {
 		t.Error("CatchUpIn after catching up is not 0")
 	}
 }
+
+// TestOwnedSitesDoNotGrow: larger fleets repeat the rented groups only; the
+// owned Ascend sites stay the size of the base block.
+func TestOwnedSitesDoNotGrow(t *testing.T) {
+	base, err := New(Config{Seed: 3, Start: testStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := New(Config{Seed: 3, Start: testStart, Nodes: 1250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(sc *Scenario) (owned, nvidia int) {
+		for _, n := range sc.Nodes {
+			if n.Model.Vendor == fleet.VendorAscend {
+				owned++
+				continue
+			}
+			for _, d := range n.Info.Devices {
+				if d.Instance.Profile == "" {
+					nvidia++
+				}
+			}
+		}
+		return owned, nvidia
+	}
+	o1, _ := count(base)
+	o2, gpus := count(big)
+	if o1 == 0 || o2 != o1 {
+		t.Fatalf("owned Ascend nodes: %d in the base block, %d in 1,250 nodes; want the same, and some", o1, o2)
+	}
+	if gpus < 9000 {
+		t.Fatalf("1,250 nodes hold %d NVIDIA GPUs; want about 9,300 (rented nodes of 4 to 8 GPUs)", gpus)
+	}
+	t.Logf("1,250 nodes: %d owned Ascend nodes, %d NVIDIA GPUs", o2, gpus)
+}

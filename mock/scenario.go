@@ -127,11 +127,23 @@ func New(cfg Config) (*Scenario, error) {
 		regions[r.Name] = r
 	}
 	order := interleave()
+	rented := make([]slot, 0, len(order))
+	for _, sl := range order {
+		if !baseGroups[sl.group].owned {
+			rented = append(rented, sl)
+		}
+	}
 	sc := &Scenario{Seed: cfg.Seed, Start: start, Nodes: make([]*Node, 0, n)}
 	locs := map[string]float64{}
 	for i := range n {
-		slot := order[i%len(order)]
-		nd, err := newNode(cfg.Seed, start, i, i/len(order), slot, regions[baseGroups[slot.group].region], locs)
+		// The first block is the whole base block; later blocks repeat its
+		// rented nodes only (see baseGroups).
+		slot, block := order[i%len(order)], 0
+		if i >= len(order) {
+			j := i - len(order)
+			slot, block = rented[j%len(rented)], 1+j/len(rented)
+		}
+		nd, err := newNode(cfg.Seed, start, i, block, slot, regions[baseGroups[slot.group].region], locs)
 		if err != nil {
 			return nil, err
 		}
