@@ -1,6 +1,7 @@
 package insight
 
 import (
+	"cmp"
 	"math/big"
 	"slices"
 	"strings"
@@ -94,233 +95,330 @@ type jobAgg struct {
 	viol    string
 }
 
-// Summarize implements aggregator.Insights.
+// Summarize implements aggregator.Insights. It runs in named steps over one
+// sumRun: each node is counted (countState), priced (nodeMoney), added to
+// the region, provider and model lines (addPlaces), to the teams (addTeams)
+// and jobs (addJobs) and judged by the time-driven rules (judge); then the
+// fleet totals, the cost lines with their budgets, the leases ending and the
+// job views are built from the sums.
 func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
-	// Money runs on the ledger's clock (simulated in the demo), so that
-	// "today" is the day the store books samples and leases in.
-	mnow := now
-	if e.clock != nil {
-		mnow = e.clock()
-	}
-	ms, ds := e.monthStart(mnow), e.dayStart(mnow)
-	me := ms.AddDate(0, 1, 0)
-	dk, mk := e.dayKey(mnow), e.monthKey(mnow)
-	thr := e.cfg.Rules.IdleThreshold
-
-	var sum wire.Summary
-	burn, idleBurn, today, month, proj, blindBurn := multi{}, multi{}, multi{}, multi{}, multi{}, multi{}
-	prepaid := multi{}
-	groups := map[[2]string]*line{}
-	group := func(by, g string) *line {
-		if g == "" {
-			g = noGroup
-		}
-		l := groups[[2]string{by, g}]
-		if l == nil {
-			l = newLine()
-			groups[[2]string{by, g}] = l
-		}
-		return l
-	}
-	jobs := map[string]*jobAgg{}
-	var ending []wire.LeaseEnding
-	var utilSum float64
-	var utilN int
-	var trs []policy.Transition
-	var conds []policy.Condition
-
+	r := e.newRun(now)
 	for i := range e.shards {
 		sh := &e.shards[i]
 		sh.mu.Lock()
 		for id, ns := range sh.nodes {
-			gpus, lost := len(ns.devs), 0
-			for i := range ns.devs {
-				if ns.devs[i].lost {
-					lost++
-				}
-			}
-			sum.GPUsLost += lost
-			switch ns.state {
-			case wire.StateOffline:
-				sum.NodesOffline++
-				sum.GPUsOffline += gpus - lost
-			case wire.StateStale:
-				sum.NodesStale++
-				sum.GPUsStale += gpus - lost
-			case wire.StateDegraded:
-				sum.NodesDegraded++
-				sum.GPUsOnline += gpus - lost
-			default:
-				sum.NodesOnline++
-				sum.GPUsOnline += gpus - lost
-			}
-			online := ns.state == "" || ns.state == wire.StateOnline || ns.state == wire.StateDegraded
-			lines := [3]*line{group("region", ns.info.Region), group("provider", ns.provider), group("model", ns.model)}
-			nodeToday, nodeMonth := ns.accrue(ds, mnow), ns.accrue(ms, mnow)
-			c, hasCarry := e.carry[id]
-			if hasCarry && e.carryDay == dk {
-				nodeToday.merge(c.today)
-			}
-			if hasCarry && e.carryMonth == mk {
-				nodeMonth.merge(c.month)
-			}
-			today.merge(nodeToday)
-			prepaid.merge(ns.prepaid(ds, mnow))
-			month.merge(nodeMonth)
-			nodeRest := ns.accrue(mnow, me)
-			proj.merge(nodeMonth)
-			proj.merge(nodeRest)
-			per, leased := ns.terms(mnow)
-			if !leased {
-				per.Price.Micros = 0
-			} else if end := per.End; !end.IsZero() && end.Sub(mnow) <= e.cfg.LeasesEndingWithin {
-				ending = append(ending, wire.LeaseEnding{Node: id, Lease: ns.leaseID, GPUs: max(per.GPUs, gpus), End: end})
-			}
-			cur := per.Price.Currency
-			// The lease bills per.GPUs whatever the sensors see: GPUs it
-			// pays for beyond the devices enumerated are idle and nobody's
-			// (paid but blind, with the lost ones).
-			billed := per.GPUs
-			if billed <= 0 {
-				billed = len(ns.devs)
-			}
-			blind := max(0, billed-len(ns.devs))
-			idleGPUs := blind
-			for k := range ns.devs {
-				d := &ns.devs[k]
-				if online && !d.lost && d.hasUtil {
-					utilSum += d.util
-					utilN++
-				}
-				if k < billed && (!online || d.idle(thr)) {
-					idleGPUs++
-				}
-				if k < billed && d.lost {
-					blind++
-				}
-			}
-			nodeBurn := per.Price.Micros * int64(billed)
-			nodeIdle := per.Price.Micros * int64(idleGPUs)
-			burn.addMicros(nodeBurn, cur)
-			idleBurn.addMicros(nodeIdle, cur)
-			if blind > 0 {
-				sum.GPUsBlind += blind
-				blindBurn.addMicros(per.Price.Micros*int64(blind), cur)
-			}
-			var idleM cost.Exact
-			if ns.month.key == mk {
-				idleM = ns.month.idle
-			}
-			for _, l := range lines {
-				l.gpus += billed
-				l.burn.addMicros(nodeBurn, cur)
-				l.idleBurn.addMicros(nodeIdle, cur)
-				l.today.merge(nodeToday)
-				l.month.merge(nodeMonth)
-				l.proj.merge(nodeMonth)
-				l.proj.merge(nodeRest)
-				l.idleMon.add(idleM, cur)
-				if hasCarry && e.carryMonth == mk {
-					l.idleMon.merge(c.idleMonth)
-				}
-			}
-			// Teams: the node's spend split by the teams whose jobs held its
-			// GPUs (sampled), the rest (dark time, prepaid hours, what the
-			// ledger carried over a restart) unattributed, so the teams are a
-			// partition of the fleet figure; and the burn of the GPUs their
-			// jobs hold now.
-			var dayTeams, monthTeams map[string]*cost.Exact
-			if ns.day.key == dk {
-				dayTeams = ns.day.teams
-			}
-			if ns.month.key == mk {
-				monthTeams = ns.month.teams
-			}
-			splitTeams(nodeToday, dayTeams, cur, func(t string) multi { return group("team", t).today })
-			splitTeams(nodeMonth, monthTeams, cur, func(t string) multi { return group("team", t).month })
-			procs := ns.tracker.Procs()
-			if extra := billed - len(ns.devs); extra > 0 {
-				l := group("team", noGroup)
-				l.gpus += extra
-				l.burn.addMicros(per.Price.Micros*int64(extra), cur)
-				l.idleBurn.addMicros(per.Price.Micros*int64(extra), cur)
-			}
-			for k, d := range ns.devs {
-				if k >= billed {
-					break // seen but not billed
-				}
-				team, job := noGroup, fleet.Job{}
-				for _, p := range procs {
-					if p.Device == d.index && p.Job.ID != "" {
-						job = p.Job
-						if job.Team != "" {
-							team = job.Team
-						}
-						break
-					}
-				}
-				l := group("team", team)
-				l.gpus++
-				l.burn.addMicros(per.Price.Micros, cur)
-				if !online || d.idle(thr) {
-					l.idleBurn.addMicros(per.Price.Micros, cur)
-				}
-				if job.ID == "" {
-					continue
-				}
-				ja := jobs[job.ID]
-				if ja == nil {
-					ja = &jobAgg{job: job, regions: map[string]struct{}{}, jurs: map[string]struct{}{}, nodes: map[string]struct{}{}, burn: multi{}, spend: multi{}}
-					jobs[job.ID] = ja
-				}
-				ja.gpus++
-				ja.regions[ns.info.Region] = struct{}{}
-				ja.jurs[ns.info.Jurisdiction] = struct{}{}
-				if _, seen := ja.nodes[id]; !seen {
-					ja.nodes[id] = struct{}{}
-					if a := ns.jobs[job.ID]; a != nil {
-						ja.spend.add(*a, cur)
-					}
-				}
-				if d.hasUtil {
-					ja.utilSum += d.util
-					ja.utilN++
-				}
-				ja.burn.addMicros(per.Price.Micros, cur)
-				if ja.viol == "" {
-					if v := e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction); v != "" {
-						ja.viol = v
-					}
-				}
-			}
-			// Time-driven rules (offline) on the aggregator's clock.
-			ns.info.Leased = ns.leasedAt(now)
-			conds = e.cfg.Rules.Conditions(&ns.tracker, ns.info, now, conds[:0])
-			if !sameConds(ns.active, conds) {
-				ns.active = slices.Clone(conds)
-				trs = append(trs, e.book.Sync("node/"+id, conds, now)...)
-			}
+			r.addNode(id, ns)
 		}
 		sh.mu.Unlock()
 	}
+	r.totals()
+	r.costLines()
+	r.leasesEnding()
+	views := r.jobViews()
+	e.emit(r.trs)
+	r.sum.AlertsOpen = e.book.OpenCount()
+	return r.sum, views, e.book.Alerts(now)
+}
 
-	cur := e.cfg.Currency
-	sum.Currency = cur
-	if utilN > 0 {
-		sum.Util = utilSum / float64(utilN)
+// sumRun is one Summarize call's periods and sums.
+type sumRun struct {
+	e *Engine
+	// now is the aggregator's clock (alerts); mnow the ledger's (money),
+	// simulated in the demo, so that "today" is the day the store books
+	// samples and leases in.
+	now, mnow  time.Time
+	ds, ms, me time.Time // day start, month start, month end (in mnow's zone)
+	dk, mk     int       // day and month keys of mnow
+	thr        float64   // idle threshold
+
+	sum                                                    wire.Summary
+	burn, idleBurn, today, month, proj, blindBurn, prepaid multi
+	groups                                                 map[[2]string]*line
+	jobs                                                   map[string]*jobAgg
+	ending                                                 []wire.LeaseEnding
+	utilSum                                                float64
+	utilN                                                  int
+	trs                                                    []policy.Transition
+	conds                                                  []policy.Condition
+	keys                                                   [][2]string // groups' keys, sorted (costLines)
+}
+
+func (e *Engine) newRun(now time.Time) *sumRun {
+	mnow := now
+	if e.clock != nil {
+		mnow = e.clock()
 	}
-	sum.BurnPerHour = e.conv(burn)
-	sum.IdleBurnPerHour = e.conv(idleBurn)
-	sum.BlindBurnPerHour = e.conv(blindBurn)
-	sum.SpendToday = e.conv(today)
-	sum.PrepaidToday = e.conv(prepaid)
-	sum.SpendMonth = e.conv(month)
-	sum.ProjectedMonth = e.conv(proj)
+	r := &sumRun{e: e, now: now, mnow: mnow, thr: e.cfg.Rules.IdleThreshold,
+		burn: multi{}, idleBurn: multi{}, today: multi{}, month: multi{}, proj: multi{}, blindBurn: multi{}, prepaid: multi{},
+		groups: map[[2]string]*line{}, jobs: map[string]*jobAgg{}}
+	r.ms, r.ds = e.monthStart(mnow), e.dayStart(mnow)
+	r.me = r.ms.AddDate(0, 1, 0)
+	r.dk, r.mk = e.dayKey(mnow), e.monthKey(mnow)
+	return r
+}
 
-	// Budgets.
+// group returns the line of group g of breakdown by, creating it.
+func (r *sumRun) group(by, g string) *line {
+	if g == "" {
+		g = noGroup
+	}
+	l := r.groups[[2]string{by, g}]
+	if l == nil {
+		l = newLine()
+		r.groups[[2]string{by, g}] = l
+	}
+	return l
+}
+
+// nodeMoney is one node's money in one Summarize: its spend (in lease
+// currencies, exact) and what its lease bills now.
+type nodeMoney struct {
+	today, month, rest multi        // spend today, this month, and the accrual to month end
+	carry              *carried     // what the ledger carried over a restart for this month, or nil
+	per                cost.Version // the lease terms now; Price.Micros 0 when not leased
+	billed             int          // GPUs billed: the contract, else the devices enumerated
+	blind              int          // billed GPUs not visible (never enumerated, or lost)
+	idleGPUs           int          // billed GPUs idle now (blind ones included)
+	online             bool
+	idleMonth          cost.Exact // sampled idle spend this month
+}
+
+func (m *nodeMoney) cur() string { return m.per.Price.Currency }
+
+func (r *sumRun) addNode(id string, ns *costNode) {
+	r.countState(ns)
+	m := r.nodeMoney(id, ns)
+	r.addPlaces(ns, &m)
+	r.addTeams(ns, &m)
+	r.addJobs(id, ns, &m)
+	r.judge(id, ns)
+}
+
+// countState counts the node and its GPUs by state.
+func (r *sumRun) countState(ns *costNode) {
+	sum := &r.sum
+	gpus, lost := len(ns.devs), 0
+	for i := range ns.devs {
+		if ns.devs[i].lost {
+			lost++
+		}
+	}
+	sum.GPUsLost += lost
+	switch ns.state {
+	case wire.StateOffline:
+		sum.NodesOffline++
+		sum.GPUsOffline += gpus - lost
+	case wire.StateStale:
+		sum.NodesStale++
+		sum.GPUsStale += gpus - lost
+	case wire.StateDegraded:
+		sum.NodesDegraded++
+		sum.GPUsOnline += gpus - lost
+	default:
+		sum.NodesOnline++
+		sum.GPUsOnline += gpus - lost
+	}
+}
+
+// nodeMoney prices the node: its spend today and this month (what the
+// ledger carried included), the lease's accrual to month end, its burn and
+// idle burn now; it adds them to the fleet totals.
+func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
+	e := r.e
+	m := nodeMoney{today: ns.accrue(r.ds, r.mnow), month: ns.accrue(r.ms, r.mnow)}
+	m.online = ns.state == "" || ns.state == wire.StateOnline || ns.state == wire.StateDegraded
+	c, hasCarry := e.carry[id]
+	if hasCarry && e.carryDay == r.dk {
+		m.today.merge(c.today)
+	}
+	if hasCarry && e.carryMonth == r.mk {
+		m.month.merge(c.month)
+		m.carry = &c
+	}
+	r.today.merge(m.today)
+	r.prepaid.merge(ns.prepaid(r.ds, r.mnow))
+	r.month.merge(m.month)
+	m.rest = ns.accrue(r.mnow, r.me)
+	r.proj.merge(m.month)
+	r.proj.merge(m.rest)
+	per, leased := ns.terms(r.mnow)
+	if !leased {
+		per.Price.Micros = 0
+	} else if end := per.End; !end.IsZero() && end.Sub(r.mnow) <= e.cfg.LeasesEndingWithin {
+		r.ending = append(r.ending, wire.LeaseEnding{Node: id, Lease: ns.leaseID, GPUs: max(per.GPUs, len(ns.devs)), End: end})
+	}
+	m.per = per
+	// The lease bills per.GPUs whatever the sensors see: GPUs it pays for
+	// beyond the devices enumerated are idle and nobody's (paid but blind,
+	// with the lost ones).
+	m.billed = per.GPUs
+	if m.billed <= 0 {
+		m.billed = len(ns.devs)
+	}
+	m.blind = max(0, m.billed-len(ns.devs))
+	m.idleGPUs = m.blind
+	for k := range ns.devs {
+		d := &ns.devs[k]
+		if m.online && !d.lost && d.hasUtil {
+			r.utilSum += d.util
+			r.utilN++
+		}
+		if k < m.billed && (!m.online || d.idle(r.thr)) {
+			m.idleGPUs++
+		}
+		if k < m.billed && d.lost {
+			m.blind++
+		}
+	}
+	r.burn.addMicros(per.Price.Micros*int64(m.billed), m.cur())
+	r.idleBurn.addMicros(per.Price.Micros*int64(m.idleGPUs), m.cur())
+	if m.blind > 0 {
+		r.sum.GPUsBlind += m.blind
+		r.blindBurn.addMicros(per.Price.Micros*int64(m.blind), m.cur())
+	}
+	if ns.month.key == r.mk {
+		m.idleMonth = ns.month.idle
+	}
+	return m
+}
+
+// addPlaces adds the node to its region, provider and model lines.
+func (r *sumRun) addPlaces(ns *costNode, m *nodeMoney) {
+	price := m.per.Price.Micros
+	for _, l := range [3]*line{r.group("region", ns.info.Region), r.group("provider", ns.provider), r.group("model", ns.model)} {
+		l.gpus += m.billed
+		l.burn.addMicros(price*int64(m.billed), m.cur())
+		l.idleBurn.addMicros(price*int64(m.idleGPUs), m.cur())
+		l.today.merge(m.today)
+		l.month.merge(m.month)
+		l.proj.merge(m.month)
+		l.proj.merge(m.rest)
+		l.idleMon.add(m.idleMonth, m.cur())
+		if m.carry != nil {
+			l.idleMon.merge(m.carry.idleMonth)
+		}
+	}
+}
+
+// jobOn returns the job on device index (and its team, noGroup without one).
+func jobOn(procs []fleet.Process, index int) (string, fleet.Job) {
+	for _, p := range procs {
+		if p.Device == index && p.Job.ID != "" {
+			return cmp.Or(p.Job.Team, noGroup), p.Job
+		}
+	}
+	return noGroup, fleet.Job{}
+}
+
+// addTeams adds the node to its teams: its spend split by the teams whose
+// jobs held its GPUs (sampled), the rest (dark time, prepaid hours, what the
+// ledger carried over a restart) unattributed, so the teams are a partition
+// of the fleet figure; and the burn of the GPUs their jobs hold now.
+func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
+	var dayTeams, monthTeams map[string]*cost.Exact
+	if ns.day.key == r.dk {
+		dayTeams = ns.day.teams
+	}
+	if ns.month.key == r.mk {
+		monthTeams = ns.month.teams
+	}
+	splitTeams(m.today, dayTeams, m.cur(), func(t string) multi { return r.group("team", t).today })
+	splitTeams(m.month, monthTeams, m.cur(), func(t string) multi { return r.group("team", t).month })
+	price := m.per.Price.Micros
+	if extra := m.billed - len(ns.devs); extra > 0 {
+		l := r.group("team", noGroup)
+		l.gpus += extra
+		l.burn.addMicros(price*int64(extra), m.cur())
+		l.idleBurn.addMicros(price*int64(extra), m.cur())
+	}
+	procs := ns.tracker.Procs()
+	for k, d := range ns.devs {
+		if k >= m.billed {
+			break // seen but not billed
+		}
+		team, _ := jobOn(procs, d.index)
+		l := r.group("team", team)
+		l.gpus++
+		l.burn.addMicros(price, m.cur())
+		if !m.online || d.idle(r.thr) {
+			l.idleBurn.addMicros(price, m.cur())
+		}
+	}
+}
+
+// addJobs adds the node's billed GPUs to the jobs that hold them now: where
+// they run, their burn, utilisation and residency verdict, and each job's
+// spend on this node.
+func (r *sumRun) addJobs(id string, ns *costNode, m *nodeMoney) {
+	procs := ns.tracker.Procs()
+	for k, d := range ns.devs {
+		if k >= m.billed {
+			break
+		}
+		_, job := jobOn(procs, d.index)
+		if job.ID == "" {
+			continue
+		}
+		ja := r.jobs[job.ID]
+		if ja == nil {
+			ja = &jobAgg{job: job, regions: map[string]struct{}{}, jurs: map[string]struct{}{}, nodes: map[string]struct{}{}, burn: multi{}, spend: multi{}}
+			r.jobs[job.ID] = ja
+		}
+		ja.gpus++
+		ja.regions[ns.info.Region] = struct{}{}
+		ja.jurs[ns.info.Jurisdiction] = struct{}{}
+		if _, seen := ja.nodes[id]; !seen {
+			ja.nodes[id] = struct{}{}
+			if a := ns.jobs[job.ID]; a != nil {
+				ja.spend.add(*a, m.cur())
+			}
+		}
+		if d.hasUtil {
+			ja.utilSum += d.util
+			ja.utilN++
+		}
+		ja.burn.addMicros(m.per.Price.Micros, m.cur())
+		if ja.viol == "" {
+			if v := r.e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction); v != "" {
+				ja.viol = v
+			}
+		}
+	}
+}
+
+// judge runs the time-driven rules (offline) on the aggregator's clock.
+func (r *sumRun) judge(id string, ns *costNode) {
+	ns.info.Leased = ns.leasedAt(r.now)
+	r.conds = r.e.cfg.Rules.Conditions(&ns.tracker, ns.info, r.now, r.conds[:0])
+	if !sameConds(ns.active, r.conds) {
+		ns.active = slices.Clone(r.conds)
+		r.trs = append(r.trs, r.e.book.Sync("node/"+id, r.conds, r.now)...)
+	}
+}
+
+// totals converts the fleet sums into the display currency, rounding once.
+func (r *sumRun) totals() {
+	e, sum := r.e, &r.sum
+	sum.Currency = e.cfg.Currency
+	if r.utilN > 0 {
+		sum.Util = r.utilSum / float64(r.utilN)
+	}
+	sum.BurnPerHour = e.conv(r.burn)
+	sum.IdleBurnPerHour = e.conv(r.idleBurn)
+	sum.BlindBurnPerHour = e.conv(r.blindBurn)
+	sum.SpendToday = e.conv(r.today)
+	sum.PrepaidToday = e.conv(r.prepaid)
+	sum.SpendMonth = e.conv(r.month)
+	sum.ProjectedMonth = e.conv(r.proj)
+}
+
+// costLines builds the cost lines in order, judges the budgets and
+// apportions the fleet figures among each breakdown's lines.
+func (r *sumRun) costLines() {
+	e, cur := r.e, r.e.cfg.Currency
 	var budget []policy.Condition
-	keys := make([][2]string, 0, len(groups))
-	for k := range groups {
+	keys := make([][2]string, 0, len(r.groups))
+	for k := range r.groups {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b [2]string) int {
@@ -330,7 +428,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		return strings.Compare(a[1], b[1])
 	})
 	for _, k := range keys {
-		l := groups[k]
+		l := r.groups[k]
 		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, BurnPerHour: e.conv(l.burn), IdleBurn: e.conv(l.idleBurn),
 			SpendToday: e.conv(l.today), SpendMonth: e.conv(l.month), IdleSpend: e.conv(l.idleMon), ProjectedMonth: e.conv(l.proj)}
 		var b int64
@@ -344,21 +442,28 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 			cl.Budget = fleet.Money{Micros: b, Currency: cur}
 			budget = e.cfg.Rules.Budget(k[0], k[1], cl.SpendMonth.Micros, b, cur, budget)
 		}
-		sum.Costs = append(sum.Costs, cl)
+		r.sum.Costs = append(r.sum.Costs, cl)
 	}
-	trs = append(trs, e.book.Sync("budget", budget, now)...)
-	e.apportion(&sum, keys, groups, map[string]multi{"burn": burn, "idle": idleBurn, "today": today, "month": month, "proj": proj})
+	r.trs = append(r.trs, e.book.Sync("budget", budget, r.now)...)
+	e.apportion(&r.sum, keys, r.groups, map[string]multi{"burn": r.burn, "idle": r.idleBurn, "today": r.today, "month": r.month, "proj": r.proj})
+}
 
-	slices.SortFunc(ending, func(a, b wire.LeaseEnding) int {
+// leasesEnding sorts the leases that end soon by end, then node.
+func (r *sumRun) leasesEnding() {
+	slices.SortFunc(r.ending, func(a, b wire.LeaseEnding) int {
 		if c := a.End.Compare(b.End); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Node, b.Node)
 	})
-	sum.LeasesEnding = ending
+	r.sum.LeasesEnding = r.ending
+}
 
-	views := make([]wire.JobView, 0, len(jobs))
-	for _, ja := range jobs {
+// jobViews returns the jobs running now, sorted by id.
+func (r *sumRun) jobViews() []wire.JobView {
+	e := r.e
+	views := make([]wire.JobView, 0, len(r.jobs))
+	for _, ja := range r.jobs {
 		v := wire.JobView{Job: ja.job, Regions: sortStrings(ja.regions), Jurisdictions: sortStrings(ja.jurs),
 			Nodes: sortStrings(ja.nodes), GPUs: ja.gpus, BurnPerHour: e.conv(ja.burn), Spend: e.conv(ja.spend),
 			Allowed: ja.viol == "", Violation: ja.viol}
@@ -368,10 +473,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		views = append(views, v)
 	}
 	slices.SortFunc(views, func(a, b wire.JobView) int { return strings.Compare(a.ID, b.ID) })
-
-	e.emit(trs)
-	sum.AlertsOpen = e.book.OpenCount()
-	return sum, views, e.book.Alerts(now)
+	return views
 }
 
 // splitTeams adds a node's spend (all of it) to its teams: each team its
