@@ -59,6 +59,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /api/v1/fleet", s.viewerOnly(http.HandlerFunc(s.handleFleet)))
 	mux.Handle("GET /api/v1/nodes/{id}", s.viewerOnly(http.HandlerFunc(s.handleNode)))
 	mux.Handle("GET /api/v1/alerts", s.viewerOnly(http.HandlerFunc(s.handleAlerts)))
+	mux.Handle("GET /api/v1/history", s.viewerOnly(http.HandlerFunc(s.handleHistory)))
 	mux.HandleFunc("POST /api/v1/alerts/mark", s.handleMark)
 	// ContinueOnError: a series that cannot be gathered (a collector's
 	// error) is logged and counted, and everything else is still served;

@@ -24,7 +24,10 @@ type Config struct {
 	Recorder Recorder // required (store.Store in production)
 	// Marks keeps operators' alert acknowledgements and silences (store.Store
 	// in production); nil keeps them in memory only.
-	Marks    AlertMarker
+	Marks AlertMarker
+	// History sums the durable rollups for GET /api/v1/history (store.Store
+	// in production); nil serves the live ring only.
+	History  HistoryReader
 	Insights Insights // optional; nil: burn from lease price × device count, no alerts
 	Name     string   // shown to viewers
 	// Interval is the expected collector interval (default 1s); StaleAfter
@@ -127,9 +130,10 @@ type Server struct {
 	sessions map[*session]struct{}
 	viewers  map[*viewer]struct{}
 
-	commitMu sync.Mutex // one Commit at a time
-	sumCache summaryCache
-	marks    alertMarks // operators' acknowledgements and silences
+	commitMu  sync.Mutex // one Commit at a time
+	sumCache  summaryCache
+	marks     alertMarks // operators' acknowledgements and silences
+	histCache historyCache
 
 	tokNodes map[string]map[string]struct{} // token name → node ids it sent for; guarded by nodesMu
 	removals []removal                      // nodes forgotten recently, oldest first; guarded by nodesMu

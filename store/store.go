@@ -149,6 +149,11 @@ type Store struct {
 	drains     uint64 // Commits that drained the accumulators
 
 	isolatedRows atomic.Uint64 // see IsolatedRows
+
+	// A read-only pool for History, opened on first use.
+	readerOnce sync.Once
+	reader     *sql.DB
+	readerErr  error
 }
 
 // Open opens (creating if needed) the database at path and migrates it to
@@ -281,6 +286,10 @@ func (s *Store) CloseContext(ctx context.Context) error {
 		} else if err == nil {
 			err = fmt.Errorf("close store: %w", lerr)
 		}
+	}
+	s.readerOnce.Do(func() {}) // a History opening the pool now finishes first; none opens later
+	if s.reader != nil {
+		err = errors.Join(err, s.reader.Close())
 	}
 	return errors.Join(err, s.db.Close())
 }

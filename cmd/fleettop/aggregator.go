@@ -192,6 +192,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		Tokens:         tokens,
 		Recorder:       st,
 		Marks:          st,
+		History:        st,
 		Insights:       eng,
 		IdleThreshold:  cfg.Rules.IdleThreshold,
 		Name:           o.Name,

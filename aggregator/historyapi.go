@@ -1,0 +1,436 @@
+package aggregator
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
+)
+
+// HistoryReader sums the durable rollups for the history API (store.Store
+// in production); nil serves the live ring only.
+type HistoryReader interface {
+	History(ctx context.Context, q fleet.HistoryQuery) ([]fleet.HistoryBucket, error)
+}
+
+// historyQuery is one parsed GET /api/v1/history.
+type historyQuery struct {
+	rg     fleet.HistoryRange
+	node   string
+	region string
+	by     string // "" or "region" (fleet scope)
+}
+
+func (q historyQuery) key() string {
+	return q.rg.Name + "\x00" + q.node + "\x00" + q.region + "\x00" + q.by
+}
+
+// historyCache keeps each answer for one step of its range (at least a
+// second, at most a minute of the aggregator's clock), so that viewers
+// polling a fleet-wide range cost one scan of the ring and one query.
+type historyCache struct {
+	mu      sync.Mutex
+	entries map[string]historyEntry
+}
+
+type historyEntry struct {
+	until time.Time
+	resp  *wire.HistoryResponse
+}
+
+const maxHistoryCache = 256
+
+func (c *historyCache) get(key string, now time.Time) *wire.HistoryResponse {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok && now.Before(e.until) {
+		return e.resp
+	}
+	return nil
+}
+
+func (c *historyCache) put(key string, now time.Time, ttl time.Duration, r *wire.HistoryResponse) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxHistoryCache {
+		c.entries = map[string]historyEntry{}
+	}
+	c.entries[key] = historyEntry{until: now.Add(ttl), resp: r}
+}
+
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	q := historyQuery{node: v.Get("node"), region: v.Get("region"), by: v.Get("by")}
+	name := v.Get("range")
+	if name == "" {
+		name = fleet.DefaultHistoryRange
+	}
+	rg, ok := fleet.LookupHistoryRange(name)
+	if !ok {
+		http.Error(w, "range must be one of "+rangeNames(), http.StatusBadRequest)
+		return
+	}
+	q.rg = rg
+	switch {
+	case q.node != "" && q.region != "":
+		http.Error(w, "give node or region, not both", http.StatusBadRequest)
+		return
+	case q.by != "" && (q.by != "region" || q.node != "" || q.region != ""):
+		http.Error(w, "by=region is the only grouping, and only for the whole fleet", http.StatusBadRequest)
+		return
+	case q.node != "" && s.node(q.node) == nil:
+		http.Error(w, "no such node", http.StatusNotFound)
+		return
+	}
+	now := s.clock()
+	resp := s.histCache.get(q.key(), now)
+	if resp == nil {
+		var err error
+		resp, err = s.history(r.Context(), q, now)
+		if err != nil {
+			s.log.Warn("history: the rollups could not be read; serving the live ring only", "err", err)
+		}
+		s.histCache.put(q.key(), now, min(max(rg.Step, time.Second), time.Minute), resp)
+	}
+	s.writeJSON(w, r, resp)
+}
+
+func rangeNames() string {
+	out := ""
+	for i, r := range fleet.HistoryRanges {
+		if i > 0 {
+			out += ", "
+		}
+		out += r.Name
+	}
+	return out
+}
+
+// history builds the answer: the steps of the range ending with the one
+// now falls in, from the ring where it covers a step and from the rollups
+// before (or where the ring has nothing, e.g. after a restart). A failed
+// rollup query still answers, with the ring's steps, and the error.
+func (s *Server) history(ctx context.Context, q historyQuery, now time.Time) (*wire.HistoryResponse, error) {
+	step, n := q.rg.Step, q.rg.Points()
+	last := now.Truncate(step) // steps divide a day: aligned to the Unix epoch
+	from := last.Add(-time.Duration(n-1) * step)
+	to := last.Add(step)
+	resp := &wire.HistoryResponse{Aggregator: s.cfg.Name, Range: q.rg.Name, StepS: step.Seconds(),
+		From: from, To: to, Scope: "fleet"}
+	switch {
+	case q.node != "":
+		resp.Scope, resp.ID = "node", q.node
+	case q.region != "":
+		resp.Scope, resp.ID = "region", q.region
+	}
+	by := q.by
+	if q.node != "" {
+		by = "device"
+	}
+
+	// The ring holds historyLen samples a device; it is trusted for the
+	// steps that start after its oldest point.
+	interval := s.cfg.Interval
+	ringSpan := time.Duration(historyLen) * interval
+	cut := from
+	if q.rg.Span > ringSpan-interval {
+		cut = now.Add(-ringSpan + interval)
+		if c := cut.Truncate(step); c.Before(cut) {
+			cut = c.Add(step)
+		}
+	}
+	groups := map[string][]fleet.HistoryBucket{}
+	bucketsOf := func(g string) []fleet.HistoryBucket {
+		b, ok := groups[g]
+		if !ok {
+			b = make([]fleet.HistoryBucket, n)
+			for i := range b {
+				b[i].Group, b[i].Start = g, from.Add(time.Duration(i)*step).UnixMilli()
+			}
+			groups[g] = b
+		}
+		return b
+	}
+	s.ringHistory(q, by, from, cut, to, step, interval, bucketsOf)
+	resp.Sources = append(resp.Sources, "ring")
+
+	var err error
+	// The rollups before the ring, or instead of an empty ring (a restart).
+	if s.cfg.History != nil && (cut.After(from) || len(groups) == 0) {
+		var rows []fleet.HistoryBucket
+		hq := fleet.HistoryQuery{Node: q.node, Region: q.region, By: by, From: from, To: to, Step: step}
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rows, err = s.cfg.History.History(qctx, hq)
+		cancel()
+		for _, h := range rows {
+			i := int(time.UnixMilli(h.Start).Sub(from) / step)
+			if i < 0 || i >= n {
+				continue
+			}
+			b := bucketsOf(h.Group)
+			// The ring wins where it covers the step and has data.
+			if !time.UnixMilli(h.Start).Before(cut) && b[i].Reported > 0 {
+				continue
+			}
+			b[i] = h
+		}
+		if len(rows) > 0 {
+			src := "rollup_minute"
+			if step >= time.Hour {
+				src = "rollup_hour"
+			}
+			resp.Sources = append(resp.Sources, src)
+		}
+	}
+
+	names := make([]string, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if by == "device" { // by index, not as text
+			x, _ := strconv.Atoi(a)
+			y, _ := strconv.Atoi(b)
+			return x - y
+		}
+		if a < b {
+			return -1
+		}
+		if a > b {
+			return 1
+		}
+		return 0
+	})
+	switch by {
+	case "device":
+		// The node's own series first: the sum of its devices'.
+		total := make([]fleet.HistoryBucket, n)
+		for _, g := range names {
+			for i, h := range groups[g] {
+				addBucket(&total[i], &h)
+			}
+		}
+		resp.Series = append(resp.Series, series(q.node, nil, total))
+		for _, g := range names {
+			d, _ := strconv.Atoi(g)
+			resp.Series = append(resp.Series, series("gpu "+g, &d, groups[g]))
+		}
+	case "region":
+		for _, g := range names {
+			resp.Series = append(resp.Series, series(g, nil, groups[g]))
+		}
+	default:
+		name := "fleet"
+		if q.region != "" {
+			name = q.region
+		}
+		resp.Series = append(resp.Series, series(name, nil, bucketsOf("")))
+	}
+	return resp, err
+}
+
+// addBucket adds the sums of h (another device or group) to dst.
+func addBucket(dst, h *fleet.HistoryBucket) {
+	dst.UtilN += h.UtilN
+	dst.UtilSum += h.UtilSum
+	dst.UtilMax = max(dst.UtilMax, h.UtilMax)
+	dst.Power += h.Power
+	dst.PowerN += h.PowerN
+	dst.MemUsed += h.MemUsed
+	dst.MemN += h.MemN
+	if h.TempN > 0 && (dst.TempN == 0 || h.TempMax > dst.TempMax) {
+		dst.TempMax = h.TempMax
+	}
+	dst.TempN += h.TempN
+	dst.Reported += h.Reported
+	dst.Idle += h.Idle
+}
+
+// series turns buckets into a served series: means, sums and maxima, null
+// where nothing was reported.
+func series(name string, dev *int, b []fleet.HistoryBucket) wire.HistorySeries {
+	n := len(b)
+	vals := make([]float64, 6*n) // one backing array for every point
+	s := wire.HistorySeries{Name: name, Device: dev,
+		Util: make([]*float64, n), UtilMax: make([]*float64, n), Power: make([]*float64, n),
+		MemUsed: make([]*float64, n), TempMax: make([]*float64, n), Idle: make([]*float64, n)}
+	set := func(dst []*float64, k, i int, v float64) {
+		vals[6*i+k] = v
+		dst[i] = &vals[6*i+k]
+	}
+	for i := range b {
+		h := &b[i]
+		if h.UtilN > 0 {
+			set(s.Util, 0, i, h.UtilSum/float64(h.UtilN))
+			set(s.UtilMax, 1, i, h.UtilMax)
+		}
+		if h.PowerN > 0 {
+			set(s.Power, 2, i, h.Power)
+		}
+		if h.MemN > 0 {
+			set(s.MemUsed, 3, i, h.MemUsed)
+		}
+		if h.TempN > 0 {
+			set(s.TempMax, 4, i, h.TempMax)
+		}
+		if h.Reported > 0 {
+			set(s.Idle, 5, i, float64(h.Idle)/float64(h.Reported))
+		}
+	}
+	return s
+}
+
+// ringHistory sums the ring points of the nodes in q's scope that fall in
+// [cut, to) into buckets of step, per group (a device, a region or all).
+// Point k before a node's newest stands at lastSeen − k × interval.
+func (s *Server) ringHistory(q historyQuery, by string, from, cut, to time.Time, step, interval time.Duration,
+	bucketsOf func(string) []fleet.HistoryBucket) {
+	if !to.After(cut) || interval <= 0 {
+		return
+	}
+	idle := s.cfg.IdleThreshold
+	ivMs := interval.Milliseconds()
+	var nodes []*nodeState
+	if q.node != "" {
+		if n := s.node(q.node); n != nil {
+			nodes = []*nodeState{n}
+		}
+	} else {
+		nodes = s.nodeList()
+	}
+	var dev fleet.HistoryBucket // one device's sums in the current step
+	for _, n := range nodes {
+		n.mu.Lock()
+		if q.region != "" && n.node.Region != q.region || n.lastSeen.IsZero() {
+			n.mu.Unlock()
+			continue
+		}
+		group := ""
+		if by == "region" {
+			group = n.node.Region
+		}
+		end := n.lastSeen
+		for di := range n.devs {
+			d := &n.devs[di]
+			if d.hist == nil {
+				continue
+			}
+			if by == "device" {
+				group = strconv.Itoa(d.dev.Index)
+			}
+			var b []fleet.HistoryBucket
+			cur := -1
+			flush := func() {
+				if cur >= 0 && dev.Reported > 0 {
+					if b == nil {
+						b = bucketsOf(group)
+					}
+					addBucket(&b[cur], &dev)
+				}
+				dev = fleet.HistoryBucket{}
+			}
+			var pn, mn int // the device's power and memory samples in the step
+			k := 0
+			d.hist.newestFirst(func(p point) bool {
+				t := end.Add(-time.Duration(k) * interval)
+				k++
+				if t.Before(cut) {
+					return false
+				}
+				if !t.Before(to) {
+					return true
+				}
+				i := int(t.Sub(from) / step)
+				if i != cur {
+					if pn > 0 {
+						dev.Power /= float64(pn)
+					}
+					if mn > 0 {
+						dev.MemUsed /= float64(mn)
+					}
+					flush()
+					pn, mn = 0, 0
+					cur = i
+				}
+				got := false
+				if p.util != absent8 {
+					u := float64(p.util) / utilScale
+					dev.UtilN++
+					dev.UtilSum += u
+					dev.UtilMax = max(dev.UtilMax, u)
+					if u < idle {
+						dev.Idle += ivMs
+					}
+					got = true
+				}
+				if p.power != absent16 {
+					dev.Power += float64(p.power) / powerScale
+					dev.PowerN = 1
+					pn++
+					got = true
+				}
+				if p.mem != absent16 {
+					dev.MemUsed += float64(p.mem) * memUnit
+					dev.MemN = 1
+					mn++
+					got = true
+				}
+				if p.temp != absent8 {
+					tc := float64(p.temp)
+					if dev.TempN == 0 || tc > dev.TempMax {
+						dev.TempMax = tc
+					}
+					dev.TempN = 1
+					got = true
+				}
+				if got {
+					dev.Reported += ivMs
+				}
+				return true
+			})
+			if pn > 0 {
+				dev.Power /= float64(pn)
+			}
+			if mn > 0 {
+				dev.MemUsed /= float64(mn)
+			}
+			flush()
+		}
+		n.mu.Unlock()
+	}
+}
+
+// newestFirst calls fn with the history's points, newest first, one per
+// sample (as points returns them), until fn returns false.
+func (h *history) newestFirst(fn func(p point) bool) {
+	seen := 0
+	for k := 0; k < int(h.n); k++ {
+		if !fn(h.fine[(int(h.next)-1-k+2*fineLen)%fineLen]) {
+			return
+		}
+		seen++
+	}
+	if h.acc.k > 0 {
+		p := h.acc.mean()
+		for range h.acc.k {
+			if seen == historyLen || !fn(p) {
+				return
+			}
+			seen++
+		}
+	}
+	for k := 0; k < int(h.cn); k++ {
+		p := h.coarse[(int(h.cnext)-1-k+2*coarseLen)%coarseLen]
+		for range coarseStep {
+			if seen == historyLen || !fn(p) {
+				return
+			}
+			seen++
+		}
+	}
+}
