@@ -149,6 +149,9 @@ func feed(t *testing.T, base string, node fleet.Node) {
 		}
 		ds.Set(fleet.MetricHealth, float64(fleet.HealthOK))
 		s.Devices = append(s.Devices, ds)
+		s.ProcsSet = true
+		s.Procs = append(s.Procs, fleet.Process{Device: d.Index, PID: uint32(100 + d.Index), Name: "python",
+			Job: fleet.Job{ID: "train-" + node.ID, Team: "research", DataClass: "internal"}})
 		if d.Vendor == fleet.VendorNVIDIA {
 			s.Events = append(s.Events, fleet.Event{Time: time.Now(), Kind: fleet.EventXID, Severity: fleet.SevCritical, Device: d.Index, Code: 79})
 		}

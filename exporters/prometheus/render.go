@@ -321,6 +321,9 @@ func (e *Exporter) placements(s sink, flt Filter, now time.Time) {
 					float64(p.AlertsOpen[sev]))
 			}
 		}
+		if flt.empty() {
+			e.costSeries(s, now)
+		}
 		return
 	}
 	// Without the engine: burn per lease currency from the nodes themselves.
