@@ -75,42 +75,56 @@ type SpoolStats struct {
 	Repaired int64  // bytes of torn tail truncated at open
 }
 
-type segment struct {
-	first, last uint64 // last < first: empty
-	size        int64
-	path        string
-}
-
-type memRec struct {
-	seq     uint64
-	payload []byte
-}
-
-// Spool is the collector's durable buffer of sequenced records not yet
-// acknowledged by the aggregator: append-only segment files in a directory,
-// bounded in bytes, with the acknowledged prefix remembered in an ack file.
-// With an empty directory it is a bounded in-memory buffer (for simulated
+// Spool is the collector's buffer of sequenced records not yet acknowledged
+// by the aggregator. It owns the numbering, the acknowledged prefix and the
+// counters; a spoolStore holds the records: on disk (diskStore: append-only
+// segment files in a directory, bounded in bytes, with the acknowledged
+// prefix remembered in an ack file) or in memory (memStore, for simulated
 // collectors). Safe for concurrent use.
 type Spool struct {
-	mu   sync.Mutex
-	dir  string
-	o    SpoolOptions
-	segs []segment
-	act  *os.File // active (last) segment, open for append; nil until needed
-	ackF *os.File // the ack file, overwritten in place; nil until needed
+	mu    sync.Mutex
+	c     spoolCounters // shared with store; guarded by mu
+	store spoolStore
+	log   *slog.Logger
+}
 
+// spoolCounters is the numbering and accounting of a Spool. Its store reads
+// acked and next, counts what it drops in dropped, and sets acked, next and
+// repaired when it loads.
+type spoolCounters struct {
 	next, acked uint64
 	dropped     uint64
 	resets      uint64
 	repaired    int64
+}
 
-	mem      []memRec // recent records, oldest first
-	memBytes int64
-	memMax   int64
-
-	dirty, ackDirty bool
-	lastSync        time.Time
-	frame           []byte
+// spoolStore holds a Spool's records. The Spool calls every method with its
+// mutex held; read may release it (once, through unlock) before slow work.
+type spoolStore interface {
+	// append holds record seq (the Spool's next), then drops the oldest
+	// records while the store is over its bound, counting in dropped those
+	// not acknowledged. An error means the record is not held.
+	append(seq uint64, payload []byte) error
+	// cut tells the store that the sequence after the last append was
+	// lost: the next append does not follow it.
+	cut()
+	// ack forgets what the acknowledged prefix (counters.acked) now covers.
+	ack()
+	// reset forgets every record; counters.acked is the new prefix, and
+	// durable when reset returns.
+	reset() error
+	// first returns the oldest sequence held (it may be acknowledged), 0
+	// when none is; bytes the size held.
+	first() uint64
+	bytes() int64
+	// read calls fn for up to maxRecs held records in [want, limit), in
+	// order, until fn fails, and returns the sequence after the last one
+	// passed (want when none was). payload is valid only during the call.
+	read(want, limit uint64, maxRecs int, fn func(seq uint64, payload []byte) error, unlock func()) (uint64, error)
+	// sync makes appended data durable; unless force, only once SyncEvery
+	// has passed since the last sync.
+	sync(force bool) error
+	close() error
 }
 
 // OpenSpool opens (creating if needed) the spool in dir, truncating a torn
@@ -131,30 +145,338 @@ func OpenSpool(dir string, o SpoolOptions) (*Spool, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Spool{dir: dir, o: o, next: 1, memMax: memCacheBytes}
+	s := &Spool{c: spoolCounters{next: 1}, log: o.Logger}
 	if dir == "" {
-		s.memMax = o.MaxBytes
+		s.store = newMemStore(&s.c, o)
 		return s, nil
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("open spool: %w", err)
+	st, err := openDiskStore(dir, &s.c, o)
+	if err != nil {
+		return nil, err
 	}
-	if err := s.load(); err != nil {
-		return nil, fmt.Errorf("open spool %s: %w", dir, err)
-	}
-	s.lastSync = o.Clock()
+	s.store = st
 	return s, nil
 }
 
-func (s *Spool) load() error {
-	if b, err := os.ReadFile(filepath.Join(s.dir, spoolAckFile)); err == nil {
+// Lose reserves sequence seq (which must be NextSeq()) for a record that
+// could not be spooled (it could not be encoded, or the disk refused it):
+// the numbering moves on, so the aggregator sees the gap instead of a
+// later record silently taking the lost one's number. Counted in Dropped.
+func (s *Spool) Lose(seq uint64, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == s.c.next {
+		s.loseLocked(seq, why)
+	}
+}
+
+func (s *Spool) loseLocked(seq uint64, why string) {
+	s.c.next = seq + 1
+	s.c.dropped++
+	s.store.cut()
+	if s.c.dropped == 1 || s.c.dropped%1000 == 0 {
+		s.log.Warn("spool: a record was lost; its sequence is reserved so the aggregator counts the gap",
+			"seq", seq, "why", why, "dropped_total", s.c.dropped)
+	}
+}
+
+// ErrSeq reports an Append whose sequence is not the spool's next.
+var ErrSeq = errors.New("spool: sequence out of order")
+
+// Append adds the record seq, which must be NextSeq().
+func (s *Spool) Append(seq uint64, payload []byte) error {
+	if len(payload) > spoolMaxRecord-8 {
+		return fmt.Errorf("spool: record of %d bytes is too large", len(payload))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq != s.c.next {
+		return fmt.Errorf("%w: got %d, want %d", ErrSeq, seq, s.c.next)
+	}
+	if err := s.store.append(seq, payload); err != nil {
+		s.loseLocked(seq, err.Error())
+		return err
+	}
+	s.c.next = seq + 1
+	return s.store.sync(false)
+}
+
+// Ack records that every sequence up to seq is durably applied upstream;
+// whole segments at or below it are deleted. The ack is written with the next
+// grouped sync.
+func (s *Spool) Ack(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq <= s.c.acked {
+		return
+	}
+	if seq >= s.c.next {
+		seq = s.c.next - 1
+	}
+	s.c.acked = seq
+	s.store.ack()
+}
+
+// Reset forgets every record and makes next the next sequence: used when the
+// aggregator already holds sequences past everything spooled (a wiped spool).
+// It is never silent: every reset is logged with its reason and what it
+// dropped, and counted in SpoolStats.Resets.
+func (s *Spool) Reset(next uint64, reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.c.resets++
+	var unacked uint64
+	if first := s.firstLocked(); first != 0 {
+		unacked = s.c.next - first
+	}
+	s.log.Warn("spool reset: every held record dropped and the numbering moved",
+		"reason", reason, "from_next", s.c.next, "to_next", next, "unacked_dropped", unacked, "resets_total", s.c.resets)
+	s.c.next = next
+	s.c.acked = next - 1
+	return s.store.reset()
+}
+
+// NextSeq returns the sequence the next Append must carry.
+func (s *Spool) NextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.c.next
+}
+
+// Stats returns the spool's counters.
+func (s *Spool) Stats() SpoolStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SpoolStats{Next: s.c.next, Acked: s.c.acked, Dropped: s.c.dropped, Resets: s.c.resets, Repaired: s.c.repaired}
+	st.First = s.firstLocked()
+	if st.First != 0 {
+		st.Unacked = s.c.next - max(st.First, s.c.acked+1)
+	}
+	st.Bytes = s.store.bytes()
+	return st
+}
+
+func (s *Spool) firstLocked() uint64 {
+	first := s.store.first()
+	if first != 0 && first <= s.c.acked {
+		first = s.c.acked + 1
+	}
+	if first >= s.c.next {
+		return 0
+	}
+	return first
+}
+
+// ReadFrom calls fn with up to max records, in order, starting at the first
+// held sequence ≥ from. payload is valid only during the call. It returns the
+// sequence after the last record passed to fn (from, when none was).
+//
+// It reads the records held when it is called. A disk spool reads its files
+// without holding the spool's lock, so sampling goes on during a long resend;
+// fn may even call Append.
+func (s *Spool) ReadFrom(from uint64, maxRecs int, fn func(seq uint64, payload []byte) error) (uint64, error) {
+	s.mu.Lock()
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			s.mu.Unlock()
+		}
+	}
+	defer unlock()
+	want := max(from, s.c.acked+1)
+	if want >= s.c.next {
+		return from, nil
+	}
+	next, err := s.store.read(want, s.c.next, maxRecs, fn, unlock)
+	if next == want {
+		next = from // nothing passed
+	}
+	return next, err
+}
+
+// Close syncs and closes the spool.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.store.close()
+}
+
+type memRec struct {
+	seq     uint64
+	payload []byte
+}
+
+// memRing is a byte-bounded run of consecutive records, oldest first: the
+// whole of a memory spool, and a disk spool's cache of recent records (so
+// that live streaming does not read files back).
+type memRing struct {
+	recs      []memRec
+	size, max int64
+	onEvict   func(memRec) // called for each record push drops to stay under max
+}
+
+// push appends a copy of the record; a record that does not follow the last
+// one, or is larger than the whole bound, empties the ring first.
+func (m *memRing) push(seq uint64, payload []byte) {
+	if int64(len(payload)) > m.max {
+		m.clear()
+		return
+	}
+	if len(m.recs) > 0 && m.recs[len(m.recs)-1].seq+1 != seq {
+		m.clear()
+	}
+	m.recs = append(m.recs, memRec{seq: seq, payload: append([]byte(nil), payload...)})
+	m.size += int64(len(payload))
+	drop := 0
+	for m.size > m.max && drop < len(m.recs)-1 {
+		m.size -= int64(len(m.recs[drop].payload))
+		if m.onEvict != nil {
+			m.onEvict(m.recs[drop])
+		}
+		drop++
+	}
+	m.shift(drop)
+}
+
+// dropThrough forgets the records up to and including seq.
+func (m *memRing) dropThrough(seq uint64) {
+	drop := 0
+	for drop < len(m.recs) && m.recs[drop].seq <= seq {
+		m.size -= int64(len(m.recs[drop].payload))
+		drop++
+	}
+	m.shift(drop)
+}
+
+func (m *memRing) shift(n int) {
+	if n == 0 {
+		return
+	}
+	k := copy(m.recs, m.recs[n:])
+	clear(m.recs[k:])
+	m.recs = m.recs[:k]
+}
+
+func (m *memRing) clear() { m.recs, m.size = m.recs[:0], 0 }
+
+func (m *memRing) first() uint64 {
+	if len(m.recs) == 0 {
+		return 0
+	}
+	return m.recs[0].seq
+}
+
+// covers reports whether the ring holds every record from want on.
+func (m *memRing) covers(want uint64) bool { return len(m.recs) > 0 && want >= m.recs[0].seq }
+
+// read passes the records in [want, limit), up to maxRecs, to fn.
+func (m *memRing) read(want, limit uint64, maxRecs int, fn func(uint64, []byte) error) (uint64, error) {
+	next, count := want, 0
+	for _, r := range m.recs {
+		if r.seq < want {
+			continue
+		}
+		if r.seq >= limit || count == maxRecs {
+			break
+		}
+		if err := fn(r.seq, r.payload); err != nil {
+			return next, err
+		}
+		next, count = r.seq+1, count+1
+	}
+	return next, nil
+}
+
+// memStore keeps a spool's records in memory, bounded by MaxBytes: the
+// oldest go first, counted in dropped when not acknowledged.
+type memStore struct {
+	c    *spoolCounters
+	log  *slog.Logger
+	ring memRing
+}
+
+var _ spoolStore = (*memStore)(nil)
+
+func newMemStore(c *spoolCounters, o SpoolOptions) *memStore {
+	m := &memStore{c: c, log: o.Logger}
+	m.ring.max = o.MaxBytes
+	m.ring.onEvict = func(r memRec) {
+		if r.seq > m.c.acked {
+			m.c.dropped++
+			if m.c.dropped == 1 || m.c.dropped%1000 == 0 {
+				m.log.Warn("spool full: dropping the oldest unacknowledged records", "dropped_total", m.c.dropped)
+			}
+		}
+	}
+	return m
+}
+
+func (m *memStore) append(seq uint64, payload []byte) error {
+	m.ring.push(seq, payload)
+	return nil
+}
+
+func (m *memStore) cut()          {}
+func (m *memStore) ack()          { m.ring.dropThrough(m.c.acked) }
+func (m *memStore) reset() error  { m.ring.clear(); return nil }
+func (m *memStore) first() uint64 { return m.ring.first() }
+func (m *memStore) bytes() int64  { return m.ring.size }
+func (m *memStore) sync(bool) error {
+	return nil
+}
+func (m *memStore) close() error { return nil }
+
+func (m *memStore) read(want, limit uint64, maxRecs int, fn func(uint64, []byte) error, _ func()) (uint64, error) {
+	return m.ring.read(want, limit, maxRecs, fn)
+}
+
+type segment struct {
+	first, last uint64 // last < first: empty
+	size        int64
+	path        string
+}
+
+// diskStore keeps a spool's records in segment files in a directory,
+// bounded by MaxBytes, with a memory cache of the most recent ones.
+type diskStore struct {
+	dir  string
+	o    SpoolOptions
+	c    *spoolCounters
+	segs []segment
+	act  *os.File // active (last) segment, open for append; nil until needed
+	ackF *os.File // the ack file, overwritten in place; nil until needed
+
+	cache memRing
+
+	dirty, ackDirty bool
+	lastSync        time.Time
+	frame           []byte
+}
+
+var _ spoolStore = (*diskStore)(nil)
+
+func openDiskStore(dir string, c *spoolCounters, o SpoolOptions) (*diskStore, error) {
+	d := &diskStore{dir: dir, o: o, c: c}
+	d.cache.max = memCacheBytes
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	if err := d.load(); err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	d.lastSync = o.Clock()
+	return d, nil
+}
+func (d *diskStore) load() error {
+	if b, err := os.ReadFile(filepath.Join(d.dir, spoolAckFile)); err == nil {
 		if v, ok := decodeAck(b); ok {
-			s.acked = v
+			d.c.acked = v
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	ents, err := os.ReadDir(s.dir)
+	ents, err := os.ReadDir(d.dir)
 	if err != nil {
 		return err
 	}
@@ -167,45 +489,45 @@ func (s *Spool) load() error {
 		if err != nil || first == 0 {
 			continue
 		}
-		s.segs = append(s.segs, segment{first: first, path: filepath.Join(s.dir, name)})
+		d.segs = append(d.segs, segment{first: first, path: filepath.Join(d.dir, name)})
 	}
-	sort.Slice(s.segs, func(i, j int) bool { return s.segs[i].first < s.segs[j].first })
-	for i := range s.segs {
-		sg := &s.segs[i]
-		if i < len(s.segs)-1 {
+	sort.Slice(d.segs, func(i, j int) bool { return d.segs[i].first < d.segs[j].first })
+	for i := range d.segs {
+		sg := &d.segs[i]
+		if i < len(d.segs)-1 {
 			st, err := os.Stat(sg.path)
 			if err != nil {
 				return err
 			}
 			sg.size = st.Size()
-			sg.last = s.segs[i+1].first - 1
+			sg.last = d.segs[i+1].first - 1
 			continue
 		}
-		if err := s.repairLast(sg); err != nil {
+		if err := d.repairLast(sg); err != nil {
 			return err
 		}
 	}
 	// The last segment may have lost every record to the repair.
-	if n := len(s.segs); n > 0 && s.segs[n-1].last < s.segs[n-1].first {
-		os.Remove(s.segs[n-1].path)
-		s.segs = s.segs[:n-1]
+	if n := len(d.segs); n > 0 && d.segs[n-1].last < d.segs[n-1].first {
+		os.Remove(d.segs[n-1].path)
+		d.segs = d.segs[:n-1]
 	}
-	if n := len(s.segs); n > 0 {
-		s.next = s.segs[n-1].last + 1
+	if n := len(d.segs); n > 0 {
+		d.c.next = d.segs[n-1].last + 1
 	}
-	if s.acked >= s.next {
-		s.next = s.acked + 1
+	if d.c.acked >= d.c.next {
+		d.c.next = d.c.acked + 1
 	}
 	// Acknowledged segments go, but the last one stays even when all of it
 	// is acknowledged: it carries the sequence on, so a lost ack (the ack
 	// file is not fsynced, see writeAck) can never restart the numbering.
-	s.trimAcked()
+	d.trimAcked()
 	return nil
 }
 
 // repairLast scans the last segment, finds its last valid record and cuts
 // everything after it.
-func (s *Spool) repairLast(sg *segment) error {
+func (d *diskStore) repairLast(sg *segment) error {
 	f, err := os.OpenFile(sg.path, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -229,8 +551,8 @@ func (s *Spool) repairLast(sg *segment) error {
 		return err
 	}
 	if good < st.Size() {
-		s.repaired += st.Size() - good
-		s.o.Logger.Warn("spool: truncated a torn record", "segment", filepath.Base(sg.path), "bytes", st.Size()-good)
+		d.c.repaired += st.Size() - good
+		d.o.Logger.Warn("spool: truncated a torn record", "segment", filepath.Base(sg.path), "bytes", st.Size()-good)
 		if err := f.Truncate(good); err != nil {
 			return err
 		}
@@ -292,339 +614,178 @@ func appendFrame(dst []byte, seq uint64, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
-// Lose reserves sequence seq (which must be NextSeq()) for a record that
-// could not be spooled (it could not be encoded, or the disk refused it):
-// the numbering moves on, so the aggregator sees the gap instead of a
-// later record silently taking the lost one's number. Counted in Dropped.
-func (s *Spool) Lose(seq uint64, why string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq == s.next {
-		s.loseLocked(seq, why)
+// cut closes the active segment: the next record starts a new one, so
+// every segment keeps consecutive sequences.
+func (d *diskStore) cut() {
+	if d.act != nil {
+		d.act.Close()
+		d.act = nil
 	}
 }
 
-func (s *Spool) loseLocked(seq uint64, why string) {
-	s.next = seq + 1
-	s.dropped++
-	// The next record starts a new segment, so every segment keeps
-	// consecutive sequences.
-	if s.act != nil {
-		s.act.Close()
-		s.act = nil
-	}
-	if s.dropped == 1 || s.dropped%1000 == 0 {
-		s.o.Logger.Warn("spool: a record was lost; its sequence is reserved so the aggregator counts the gap",
-			"seq", seq, "why", why, "dropped_total", s.dropped)
-	}
-}
-
-// ErrSeq reports an Append whose sequence is not the spool's next.
-var ErrSeq = errors.New("spool: sequence out of order")
-
-// Append adds the record seq, which must be NextSeq().
-func (s *Spool) Append(seq uint64, payload []byte) error {
-	if len(payload) > spoolMaxRecord-8 {
-		return fmt.Errorf("spool: record of %d bytes is too large", len(payload))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq != s.next {
-		return fmt.Errorf("%w: got %d, want %d", ErrSeq, seq, s.next)
-	}
+func (d *diskStore) append(seq uint64, payload []byte) error {
 	size := int64(spoolHeader + len(payload))
-	if s.dir != "" {
-		if err := s.appendDisk(seq, payload, size); err != nil {
-			s.loseLocked(seq, err.Error())
+	n := len(d.segs)
+	if d.act == nil || n == 0 || d.segs[n-1].size+size > d.o.SegmentBytes && d.segs[n-1].size > 0 {
+		if err := d.rotate(seq); err != nil {
 			return err
 		}
+		n = len(d.segs)
 	}
-	s.next = seq + 1
-	s.memAppend(seq, payload)
-	if s.dir != "" {
-		s.enforceLimit()
-		if now := s.o.Clock(); now.Sub(s.lastSync) >= s.o.SyncEvery {
-			if err := s.syncLocked(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (s *Spool) appendDisk(seq uint64, payload []byte, size int64) error {
-	n := len(s.segs)
-	if s.act == nil || n == 0 || s.segs[n-1].size+size > s.o.SegmentBytes && s.segs[n-1].size > 0 {
-		if err := s.rotate(seq); err != nil {
-			return err
-		}
-		n = len(s.segs)
-	}
-	s.frame = appendFrame(s.frame[:0], seq, payload)
-	if _, err := s.act.Write(s.frame); err != nil {
+	d.frame = appendFrame(d.frame[:0], seq, payload)
+	if _, err := d.act.Write(d.frame); err != nil {
 		// Cut whatever part of the record reached the file, so the segment
 		// stays a sequence of whole records.
-		s.act.Truncate(s.segs[n-1].size)
+		d.act.Truncate(d.segs[n-1].size)
 		return fmt.Errorf("spool: write: %w", err)
 	}
-	sg := &s.segs[n-1]
+	sg := &d.segs[n-1]
 	if sg.last < sg.first {
 		sg.first = seq
 	}
 	sg.last = seq
 	sg.size += size
-	s.dirty = true
+	d.dirty = true
+	d.cache.push(seq, payload)
+	d.enforceLimit()
 	return nil
 }
 
 // rotate closes the active segment and opens the one that ends the list
 // (reusing an open-for-append last segment after a restart) or a new one
 // starting at seq.
-func (s *Spool) rotate(seq uint64) error {
-	n := len(s.segs)
-	if s.act == nil && n > 0 && s.segs[n-1].size < s.o.SegmentBytes && s.segs[n-1].last+1 == seq {
-		f, err := os.OpenFile(s.segs[n-1].path, os.O_WRONLY|os.O_APPEND, 0)
+func (d *diskStore) rotate(seq uint64) error {
+	n := len(d.segs)
+	if d.act == nil && n > 0 && d.segs[n-1].size < d.o.SegmentBytes && d.segs[n-1].last+1 == seq {
+		f, err := os.OpenFile(d.segs[n-1].path, os.O_WRONLY|os.O_APPEND, 0)
 		if err == nil {
-			s.act = f
+			d.act = f
 			return nil
 		}
 	}
-	if s.act != nil {
-		if err := s.act.Sync(); err != nil {
+	if d.act != nil {
+		if err := d.act.Sync(); err != nil {
 			return fmt.Errorf("spool: sync: %w", err)
 		}
-		s.act.Close()
-		s.act = nil
+		d.act.Close()
+		d.act = nil
 	}
-	path := filepath.Join(s.dir, fmt.Sprintf("%020d%s", seq, spoolSegSuffix))
+	path := filepath.Join(d.dir, fmt.Sprintf("%020d%s", seq, spoolSegSuffix))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("spool: new segment: %w", err)
 	}
-	s.act = f
-	s.segs = append(s.segs, segment{first: seq, last: seq - 1, path: path})
-	syncDir(s.dir)
+	d.act = f
+	d.segs = append(d.segs, segment{first: seq, last: seq - 1, path: path})
+	syncDir(d.dir)
 	return nil
 }
 
-func (s *Spool) memAppend(seq uint64, payload []byte) {
-	if int64(len(payload)) > s.memMax {
-		s.mem, s.memBytes = s.mem[:0], 0
-		return
-	}
-	if len(s.mem) > 0 && s.mem[len(s.mem)-1].seq+1 != seq {
-		s.mem, s.memBytes = s.mem[:0], 0
-	}
-	s.mem = append(s.mem, memRec{seq: seq, payload: append([]byte(nil), payload...)})
-	s.memBytes += int64(len(payload))
-	drop := 0
-	for s.memBytes > s.memMax && drop < len(s.mem)-1 {
-		s.memBytes -= int64(len(s.mem[drop].payload))
-		if s.dir == "" && s.mem[drop].seq > s.acked {
-			s.dropped++
-			if s.dropped == 1 || s.dropped%1000 == 0 {
-				s.o.Logger.Warn("spool full: dropping the oldest unacknowledged records", "dropped_total", s.dropped)
-			}
-		}
-		drop++
-	}
-	s.shiftMem(drop)
-}
-
-func (s *Spool) shiftMem(n int) {
-	if n == 0 {
-		return
-	}
-	k := copy(s.mem, s.mem[n:])
-	clear(s.mem[k:])
-	s.mem = s.mem[:k]
-}
-
 // enforceLimit drops the oldest segments while the spool is over MaxBytes.
-func (s *Spool) enforceLimit() {
-	var total int64
-	for _, sg := range s.segs {
-		total += sg.size
-	}
-	for total > s.o.MaxBytes && len(s.segs) > 1 {
-		sg := s.segs[0]
+func (d *diskStore) enforceLimit() {
+	total := d.bytes()
+	for total > d.o.MaxBytes && len(d.segs) > 1 {
+		sg := d.segs[0]
 		lost := uint64(0)
-		if sg.last > s.acked {
-			lost = sg.last - max(s.acked, sg.first-1)
+		if sg.last > d.c.acked {
+			lost = sg.last - max(d.c.acked, sg.first-1)
 		}
 		os.Remove(sg.path)
-		s.segs = s.segs[1:]
+		d.segs = d.segs[1:]
 		total -= sg.size
-		s.dropped += lost
-		drop := 0
-		for drop < len(s.mem) && s.mem[drop].seq <= sg.last {
-			s.memBytes -= int64(len(s.mem[drop].payload))
-			drop++
-		}
-		s.shiftMem(drop)
+		d.c.dropped += lost
+		d.cache.dropThrough(sg.last)
 		if lost > 0 {
-			s.o.Logger.Warn("spool full: dropped the oldest unacknowledged records",
-				"records", lost, "first_seq", sg.first, "last_seq", sg.last, "dropped_total", s.dropped)
+			d.o.Logger.Warn("spool full: dropped the oldest unacknowledged records",
+				"records", lost, "first_seq", sg.first, "last_seq", sg.last, "dropped_total", d.c.dropped)
 		}
 	}
 }
 
-// Ack records that every sequence up to seq is durably applied upstream;
-// whole segments at or below it are deleted. The ack is written with the next
-// grouped sync.
-func (s *Spool) Ack(seq uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq <= s.acked {
-		return
-	}
-	if seq >= s.next {
-		seq = s.next - 1
-	}
-	s.acked = seq
-	s.ackDirty = true
-	s.trimAcked()
+func (d *diskStore) ack() {
+	d.ackDirty = true
+	d.trimAcked()
 }
 
-func (s *Spool) trimAcked() {
-	drop := 0
-	for drop < len(s.mem) && s.mem[drop].seq <= s.acked {
-		s.memBytes -= int64(len(s.mem[drop].payload))
-		drop++
-	}
-	s.shiftMem(drop)
-	for len(s.segs) > 1 && s.segs[0].last <= s.acked {
-		os.Remove(s.segs[0].path)
-		s.segs = s.segs[1:]
+// trimAcked deletes the segments wholly acknowledged, but the last.
+func (d *diskStore) trimAcked() {
+	d.cache.dropThrough(d.c.acked)
+	for len(d.segs) > 1 && d.segs[0].last <= d.c.acked {
+		os.Remove(d.segs[0].path)
+		d.segs = d.segs[1:]
 	}
 }
 
-// Reset forgets every record and makes next the next sequence: used when the
-// aggregator already holds sequences past everything spooled (a wiped spool).
-// It is never silent: every reset is logged with its reason and what it
-// dropped, and counted in SpoolStats.Resets.
-func (s *Spool) Reset(next uint64, reason string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.resets++
-	var unacked uint64
-	if first := s.firstLocked(); first != 0 {
-		unacked = s.next - first
-	}
-	s.o.Logger.Warn("spool reset: every held record dropped and the numbering moved",
-		"reason", reason, "from_next", s.next, "to_next", next, "unacked_dropped", unacked, "resets_total", s.resets)
-	if s.act != nil {
-		s.act.Close()
-		s.act = nil
-	}
-	for _, sg := range s.segs {
+func (d *diskStore) reset() error {
+	d.cut()
+	for _, sg := range d.segs {
 		os.Remove(sg.path)
 	}
-	s.segs = nil
-	s.mem, s.memBytes = s.mem[:0], 0
-	s.next = next
-	s.acked = next - 1
-	s.ackDirty = true
-	if s.dir == "" {
-		return nil
-	}
-	if err := s.syncLocked(); err != nil {
+	d.segs = nil
+	d.cache.clear()
+	d.ackDirty = true
+	if err := d.sync(true); err != nil {
 		return err
 	}
 	// With every segment gone the ack is the only record of the sequence:
 	// make it durable.
-	if err := s.ackF.Sync(); err != nil {
+	if err := d.ackF.Sync(); err != nil {
 		return fmt.Errorf("spool: sync ack: %w", err)
 	}
 	return nil
 }
 
-// NextSeq returns the sequence the next Append must carry.
-func (s *Spool) NextSeq() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.next
+func (d *diskStore) first() uint64 {
+	if len(d.segs) > 0 && d.segs[0].last >= d.segs[0].first {
+		return d.segs[0].first
+	}
+	return 0
 }
 
-// Stats returns the spool's counters.
-func (s *Spool) Stats() SpoolStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := SpoolStats{Next: s.next, Acked: s.acked, Dropped: s.dropped, Resets: s.resets, Repaired: s.repaired}
-	st.First = s.firstLocked()
-	if st.First != 0 {
-		st.Unacked = s.next - max(st.First, s.acked+1)
+func (d *diskStore) bytes() int64 {
+	var total int64
+	for _, sg := range d.segs {
+		total += sg.size
 	}
-	if s.dir == "" {
-		st.Bytes = s.memBytes
-	} else {
-		for _, sg := range s.segs {
-			st.Bytes += sg.size
-		}
-	}
-	return st
+	return total
 }
 
-func (s *Spool) firstLocked() uint64 {
-	var first uint64
-	if s.dir == "" {
-		if len(s.mem) > 0 {
-			first = s.mem[0].seq
+// read serves from the cache when it reaches back to want. Otherwise it
+// opens the segments that hold [want, limit) under the spool's lock (an open
+// file outlives its removal by a later ack or trim), releases the lock, and
+// scans them.
+func (d *diskStore) read(want, limit uint64, maxRecs int, fn func(uint64, []byte) error, unlock func()) (uint64, error) {
+	if d.cache.covers(want) {
+		return d.cache.read(want, limit, maxRecs, fn)
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
 		}
-	} else if len(s.segs) > 0 && s.segs[0].last >= s.segs[0].first {
-		first = s.segs[0].first
-	}
-	if first != 0 && first <= s.acked {
-		first = s.acked + 1
-	}
-	if first >= s.next {
-		return 0
-	}
-	return first
-}
-
-// ReadFrom calls fn with up to max records, in order, starting at the first
-// held sequence ≥ from. payload is valid only during the call. It returns the
-// sequence after the last record passed to fn (from, when none was).
-func (s *Spool) ReadFrom(from uint64, maxRecs int, fn func(seq uint64, payload []byte) error) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := from
-	count := 0
-	want := max(from, s.acked+1)
-	if want >= s.next {
-		return next, nil
-	}
-	// From memory when the cache reaches back far enough.
-	if len(s.mem) > 0 && want >= s.mem[0].seq || s.dir == "" {
-		for _, r := range s.mem {
-			if r.seq < from || r.seq <= s.acked {
-				continue
-			}
-			if count == maxRecs {
-				break
-			}
-			if err := fn(r.seq, r.payload); err != nil {
-				return next, err
-			}
-			next, count = r.seq+1, count+1
-		}
-		return next, nil
-	}
-	for _, sg := range s.segs {
-		if sg.last < from || sg.last < sg.first || count == maxRecs {
+	}()
+	for _, sg := range d.segs {
+		if sg.last < want || sg.last < sg.first || sg.first >= limit {
 			continue
 		}
 		f, err := os.Open(sg.path)
 		if err != nil {
-			return next, fmt.Errorf("spool: read: %w", err)
+			return want, fmt.Errorf("spool: read: %w", err)
+		}
+		files = append(files, f)
+	}
+	unlock()
+	next, count := want, 0
+	for _, f := range files {
+		if count == maxRecs {
+			break
 		}
 		var ferr error
-		err = scanRecords(bufio.NewReaderSize(f, 64<<10), func(seq uint64, p []byte, _ int64) bool {
-			if seq < from || seq <= s.acked {
+		err := scanRecords(bufio.NewReaderSize(f, 64<<10), func(seq uint64, p []byte, _ int64) bool {
+			if seq < want {
 				return true
 			}
-			if count == maxRecs {
+			if seq >= limit || count == maxRecs {
 				return false
 			}
 			if ferr = fn(seq, p); ferr != nil {
@@ -633,7 +794,6 @@ func (s *Spool) ReadFrom(from uint64, maxRecs int, fn func(seq uint64, payload [
 			next, count = seq+1, count+1
 			return true
 		})
-		f.Close()
 		if ferr != nil {
 			return next, ferr
 		}
@@ -644,22 +804,23 @@ func (s *Spool) ReadFrom(from uint64, maxRecs int, fn func(seq uint64, payload [
 	return next, nil
 }
 
-func (s *Spool) syncLocked() error {
-	if s.dir == "" {
+func (d *diskStore) sync(force bool) error {
+	now := d.o.Clock()
+	if !force && now.Sub(d.lastSync) < d.o.SyncEvery {
 		return nil
 	}
-	s.lastSync = s.o.Clock()
-	if s.dirty && s.act != nil {
-		if err := s.act.Sync(); err != nil {
+	d.lastSync = now
+	if d.dirty && d.act != nil {
+		if err := d.act.Sync(); err != nil {
 			return fmt.Errorf("spool: sync: %w", err)
 		}
-		s.dirty = false
+		d.dirty = false
 	}
-	if s.ackDirty {
-		if err := s.writeAck(); err != nil {
+	if d.ackDirty {
+		if err := d.writeAck(); err != nil {
 			return fmt.Errorf("spool: write ack: %w", err)
 		}
-		s.ackDirty = false
+		d.ackDirty = false
 	}
 	return nil
 }
@@ -670,37 +831,34 @@ func (s *Spool) syncLocked() error {
 // aggregator drops those by sequence. Records themselves are synced above.
 // At thousands of agents per process (fleettop mock) this was the largest
 // cost of a sync group: open, write, fsync and rename of a temporary file.
-func (s *Spool) writeAck() error {
-	if s.ackF == nil {
-		f, err := os.OpenFile(filepath.Join(s.dir, spoolAckFile), os.O_RDWR|os.O_CREATE, 0o640)
+func (d *diskStore) writeAck() error {
+	if d.ackF == nil {
+		f, err := os.OpenFile(filepath.Join(d.dir, spoolAckFile), os.O_RDWR|os.O_CREATE, 0o640)
 		if err != nil {
 			return err
 		}
-		s.ackF = f
+		d.ackF = f
 	}
 	var b [12]byte
-	binary.LittleEndian.PutUint64(b[:], s.acked)
+	binary.LittleEndian.PutUint64(b[:], d.c.acked)
 	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], crcTable))
-	_, err := s.ackF.WriteAt(b[:], 0)
+	_, err := d.ackF.WriteAt(b[:], 0)
 	return err
 }
 
-// Close syncs and closes the spool.
-func (s *Spool) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err := s.syncLocked()
-	if s.act != nil {
-		if cerr := s.act.Close(); err == nil {
+func (d *diskStore) close() error {
+	err := d.sync(true)
+	if d.act != nil {
+		if cerr := d.act.Close(); err == nil {
 			err = cerr
 		}
-		s.act = nil
+		d.act = nil
 	}
-	if s.ackF != nil {
-		if cerr := s.ackF.Close(); err == nil {
+	if d.ackF != nil {
+		if cerr := d.ackF.Close(); err == nil {
 			err = cerr
 		}
-		s.ackF = nil
+		d.ackF = nil
 	}
 	return err
 }

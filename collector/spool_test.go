@@ -25,6 +25,16 @@ func openT(t *testing.T, dir string, o SpoolOptions) *Spool {
 	return s
 }
 
+// diskOf returns the disk store under s.
+func diskOf(t *testing.T, s *Spool) *diskStore {
+	t.Helper()
+	d, ok := s.store.(*diskStore)
+	if !ok {
+		t.Fatalf("spool store is %T, want a disk store", s.store)
+	}
+	return d
+}
+
 func appendN(t *testing.T, s *Spool, n int) {
 	t.Helper()
 	for range n {
@@ -262,12 +272,12 @@ func TestSpoolGroupsSyncs(t *testing.T) {
 	s := openT(t, t.TempDir(), SpoolOptions{SyncEvery: time.Second, Clock: func() time.Time { return now }})
 	defer s.Close()
 	appendN(t, s, 3)
-	if !s.dirty {
+	if !diskOf(t, s).dirty {
 		t.Fatal("synced before SyncEvery elapsed")
 	}
 	now = now.Add(time.Second)
 	appendN(t, s, 1)
-	if s.dirty {
+	if diskOf(t, s).dirty {
 		t.Fatal("not synced after SyncEvery")
 	}
 }
@@ -339,7 +349,7 @@ func TestSpoolLossReservesSequence(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, SpoolOptions{})
 	appendN(t, s, 3)
-	s.act.Close() // the disk refuses the next write
+	diskOf(t, s).act.Close() // the disk refuses the next write
 	if err := s.Append(4, payloadFor(4)); err == nil {
 		t.Fatal("append to a closed segment succeeded")
 	}
@@ -360,5 +370,111 @@ func TestSpoolLossReservesSequence(t *testing.T) {
 	}
 	if n := s.NextSeq(); n != 9 {
 		t.Fatalf("next %d after reopen, want 9", n)
+	}
+}
+
+// storesUnder opens a Spool over each implementation of spoolStore.
+func storesUnder(t *testing.T, o SpoolOptions) map[string]*Spool {
+	t.Helper()
+	return map[string]*Spool{"memory": openT(t, "", o), "disk": openT(t, t.TempDir(), o)}
+}
+
+// TestSpoolStoreContract drives both stores through the spoolStore
+// interface, as the Spool does: append, cut, ack, read, reset, counters.
+func TestSpoolStoreContract(t *testing.T) {
+	for name, s := range storesUnder(t, SpoolOptions{SegmentBytes: 200}) {
+		t.Run(name, func(t *testing.T) {
+			defer s.Close()
+			var st spoolStore = s.store
+			for seq := uint64(1); seq <= 10; seq++ {
+				if err := st.append(seq, payloadFor(seq)); err != nil {
+					t.Fatal(err)
+				}
+				s.c.next = seq + 1
+			}
+			if st.first() != 1 || st.bytes() == 0 {
+				t.Fatalf("first %d bytes %d after 10 appends", st.first(), st.bytes())
+			}
+			read := func(want, limit uint64, maxRecs int) (got []uint64, next uint64) {
+				unlocked := 0
+				next, err := st.read(want, limit, maxRecs, func(seq uint64, p []byte) error {
+					if !bytes.Equal(p, payloadFor(seq)) {
+						t.Fatalf("record %d misread", seq)
+					}
+					got = append(got, seq)
+					return nil
+				}, func() { unlocked++ })
+				if err != nil || unlocked > 1 {
+					t.Fatalf("read: %v, unlocked %d times", err, unlocked)
+				}
+				return got, next
+			}
+			if got, next := read(3, 8, 100); fmt.Sprint(got) != fmt.Sprint(seqRange(3, 7)) || next != 8 {
+				t.Fatalf("read [3,8): %v next %d", got, next)
+			}
+			if got, next := read(2, 11, 2); fmt.Sprint(got) != "[2 3]" || next != 4 {
+				t.Fatalf("read 2 from 2: %v next %d", got, next)
+			}
+			// A lost sequence: the store is told, and the next record
+			// follows the gap.
+			st.cut()
+			s.c.next = 12
+			if err := st.append(12, payloadFor(12)); err != nil {
+				t.Fatal(err)
+			}
+			s.c.next = 13
+			s.c.acked = 10
+			st.ack()
+			if got, _ := read(11, 13, 100); fmt.Sprint(got) != "[12]" {
+				t.Fatalf("read after ack: %v", got)
+			}
+			s.c.next, s.c.acked = 40, 39
+			if err := st.reset(); err != nil {
+				t.Fatal(err)
+			}
+			if st.first() != 0 || st.bytes() != 0 {
+				t.Fatalf("after reset: first %d bytes %d", st.first(), st.bytes())
+			}
+			if got, next := read(1, 40, 100); got != nil || next != 1 {
+				t.Fatalf("read after reset: %v next %d", got, next)
+			}
+			if err := st.sync(true); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A read that has to scan segment files does so without the spool's lock:
+// sampling (Append) goes on during a long resend. With the lock held, the
+// Append inside fn would deadlock.
+func TestSpoolDiskReadDoesNotBlockAppend(t *testing.T) {
+	s := openT(t, t.TempDir(), SpoolOptions{})
+	defer s.Close()
+	p := bytes.Repeat([]byte{0x5a}, 4<<10)
+	n := int(2 * memCacheBytes / len(p)) // twice what the cache holds
+	for range n {
+		if err := s.Append(s.NextSeq(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diskOf(t, s).cache.covers(1) {
+		t.Fatal("the cache still holds record 1; the read would not touch the disk")
+	}
+	var got []uint64
+	next, err := s.ReadFrom(1, n+10, func(seq uint64, _ []byte) error {
+		got = append(got, seq)
+		if seq == 1 {
+			return s.Append(s.NextSeq(), p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It reads what was held when it was called, not the record appended
+	// during the read.
+	if len(got) != n || next != uint64(n)+1 || s.NextSeq() != uint64(n)+2 {
+		t.Fatalf("read %d records, next %d, spool next %d; want %d, %d, %d", len(got), next, s.NextSeq(), n, n+1, n+2)
 	}
 }
