@@ -307,7 +307,7 @@ type memRec struct {
 	payload []byte
 }
 
-// memRing is a byte-bounded run of consecutive records, oldest first: the
+// memRing is a byte-bounded run of records in order, oldest first: the
 // whole of a memory spool, and a disk spool's cache of recent records (so
 // that live streaming does not read files back).
 type memRing struct {
@@ -316,15 +316,12 @@ type memRing struct {
 	onEvict   func(memRec) // called for each record push drops to stay under max
 }
 
-// push appends a copy of the record; a record that does not follow the last
-// one, or is larger than the whole bound, empties the ring first.
+// push appends a copy of the record; a record larger than the whole bound
+// empties the ring instead.
 func (m *memRing) push(seq uint64, payload []byte) {
 	if int64(len(payload)) > m.max {
 		m.clear()
 		return
-	}
-	if len(m.recs) > 0 && m.recs[len(m.recs)-1].seq+1 != seq {
-		m.clear()
 	}
 	m.recs = append(m.recs, memRec{seq: seq, payload: append([]byte(nil), payload...)})
 	m.size += int64(len(payload))
@@ -615,8 +612,10 @@ func appendFrame(dst []byte, seq uint64, payload []byte) []byte {
 }
 
 // cut closes the active segment: the next record starts a new one, so
-// every segment keeps consecutive sequences.
+// every segment keeps consecutive sequences. The cache starts again too: it
+// must reach back without a gap to answer a read.
 func (d *diskStore) cut() {
+	d.cache.clear()
 	if d.act != nil {
 		d.act.Close()
 		d.act = nil

@@ -385,7 +385,7 @@ func TestSpoolStoreContract(t *testing.T) {
 	for name, s := range storesUnder(t, SpoolOptions{SegmentBytes: 200}) {
 		t.Run(name, func(t *testing.T) {
 			defer s.Close()
-			var st spoolStore = s.store
+			st := s.store
 			for seq := uint64(1); seq <= 10; seq++ {
 				if err := st.append(seq, payloadFor(seq)); err != nil {
 					t.Fatal(err)
@@ -423,6 +423,9 @@ func TestSpoolStoreContract(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.c.next = 13
+			if got, _ := read(9, 13, 100); fmt.Sprint(got) != "[9 10 12]" {
+				t.Fatalf("read across a gap: %v", got)
+			}
 			s.c.acked = 10
 			st.ack()
 			if got, _ := read(11, 13, 100); fmt.Sprint(got) != "[12]" {
