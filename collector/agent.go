@@ -444,84 +444,17 @@ func (e *errClosedByPeer) Error() string {
 
 // session runs one connection; up reports whether it got as far as Welcome.
 func (a *Agent) session(ctx context.Context) (up bool, err error) {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	h := http.Header{}
-	if a.cfg.Token != "" {
-		h.Set("Authorization", "Bearer "+a.cfg.Token)
-	}
-	url := strings.TrimSuffix(a.cfg.URL, "/") + "/v1/collect"
-	conn, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: h, HTTPClient: a.cfg.HTTPClient})
-	if err != nil {
-		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
-			return false, fmt.Errorf("dial aggregator: token refused (HTTP %d)", resp.StatusCode)
-		}
-		return false, fmt.Errorf("dial aggregator: %w", err)
-	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(wire.MaxFrameSize)
-	// Speak the newest protocol unless an older aggregator refused it.
-	proto := a.proto
-	if proto == 0 {
-		proto = wire.Version
-	}
-	enc, err := wire.NewEncoderVersion(proto)
+	conn, err := a.dial(ctx)
 	if err != nil {
 		return false, err
 	}
-	var out []byte
-	send := func(f wire.Frame) error {
-		var err error
-		if out, err = enc.AppendFrame(out[:0], f); err != nil {
-			return fmt.Errorf("encode %T: %w", f, err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		return conn.Write(wctx, websocket.MessageBinary, out)
-	}
-	hello := a.node
-	sentVer := a.srcVer.Load()
-	hello.Sources = a.Sources()
-	if err := send(&wire.Hello{Proto: proto, Node: hello}); err != nil {
-		return false, fmt.Errorf("send hello: %w", err)
-	}
-	// Our clock, for the aggregator's offset estimate: it books our samples
-	// on its own clock.
-	if err := send(&wire.Clock{Sent: a.cfg.Clock()}); err != nil {
-		return false, fmt.Errorf("send clock: %w", err)
-	}
-	dec := wire.NewDecoder()
-	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
-	_, msg, err := conn.Read(rctx)
-	rcancel()
+	defer conn.CloseNow()
+	l, resume, err := a.handshake(ctx, conn)
 	if err != nil {
-		return false, fmt.Errorf("await welcome: %w", err)
+		return false, err
 	}
-	f, err := dec.Decode(msg)
-	if err != nil {
-		return false, fmt.Errorf("decode welcome: %w", err)
-	}
-	var resume uint64
-	switch w := f.(type) {
-	case *wire.Welcome:
-		resume = max(w.ResumeFrom, 1)
-	case *wire.Close:
-		if w.Code == wire.CloseProtocol && proto > wire.MinVersion && strings.Contains(w.Reason, "protocol version") {
-			// An aggregator older than this collector: speak its protocol.
-			a.proto = proto - 1
-			a.log.Warn("aggregator refused protocol; retrying with the previous one (upgrade the aggregator)", "protocol", proto, "reason", w.Reason)
-		}
-		return false, &errClosedByPeer{w.Code, w.Reason}
-	default:
-		return false, fmt.Errorf("expected welcome, got frame type %d", f.Type())
-	}
-	if next := a.spool.NextSeq(); resume > next {
-		// The aggregator holds sequences we never wrote (our state was
-		// wiped): continue from where it is.
-		reason := fmt.Sprintf("aggregator resumes from %d, past the spool's next %d (the spool was wiped, or another collector sends as node %s)", resume, next, a.node.ID)
-		if err := a.spool.Reset(resume, reason); err != nil {
-			return false, err
-		}
+	if err := a.resumeSpool(resume); err != nil {
+		return false, err
 	}
 	a.forceProcs.Store(true)
 	a.connected.Store(true)
@@ -532,8 +465,116 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 		a.log.Info("connected to aggregator", "url", a.cfg.URL, "resume_from", resume)
 	}
 	a.everConnected = true
+	return true, a.stream(ctx, l, resume)
+}
 
-	// The reader: acks trim the spool; the first error ends the session.
+// link is one session's connection and codec state.
+type link struct {
+	conn    *websocket.Conn
+	enc     *wire.Encoder
+	dec     *wire.Decoder
+	out     []byte
+	sentVer uint64         // the source-health version the aggregator has
+	batch   []fleet.Sample // reused for every Samples frame
+}
+
+// send encodes f and writes it, within 15 s.
+func (l *link) send(ctx context.Context, f wire.Frame) error {
+	var err error
+	if l.out, err = l.enc.AppendFrame(l.out[:0], f); err != nil {
+		return fmt.Errorf("encode %T: %w", f, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return l.conn.Write(wctx, websocket.MessageBinary, l.out)
+}
+
+// dial opens the websocket to the aggregator's collect endpoint.
+func (a *Agent) dial(ctx context.Context) (*websocket.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	h := http.Header{}
+	if a.cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+a.cfg.Token)
+	}
+	url := strings.TrimSuffix(a.cfg.URL, "/") + "/v1/collect"
+	conn, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPHeader: h, HTTPClient: a.cfg.HTTPClient})
+	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			return nil, fmt.Errorf("dial aggregator: token refused (HTTP %d)", resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial aggregator: %w", err)
+	}
+	conn.SetReadLimit(wire.MaxFrameSize)
+	return conn, nil
+}
+
+// handshake sends Hello and our clock and awaits Welcome, whose resume
+// point it returns. An aggregator that refuses our protocol version makes
+// the next session speak the previous one.
+func (a *Agent) handshake(ctx context.Context, conn *websocket.Conn) (*link, uint64, error) {
+	// Speak the newest protocol unless an older aggregator refused it.
+	proto := a.proto
+	if proto == 0 {
+		proto = wire.Version
+	}
+	enc, err := wire.NewEncoderVersion(proto)
+	if err != nil {
+		return nil, 0, err
+	}
+	l := &link{conn: conn, enc: enc, dec: wire.NewDecoder(), batch: make([]fleet.Sample, 0, 16)}
+	hello := a.node
+	l.sentVer = a.srcVer.Load()
+	hello.Sources = a.Sources()
+	if err := l.send(ctx, &wire.Hello{Proto: proto, Node: hello}); err != nil {
+		return nil, 0, fmt.Errorf("send hello: %w", err)
+	}
+	// Our clock, for the aggregator's offset estimate: it books our samples
+	// on its own clock.
+	if err := l.send(ctx, &wire.Clock{Sent: a.cfg.Clock()}); err != nil {
+		return nil, 0, fmt.Errorf("send clock: %w", err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
+	_, msg, err := conn.Read(rctx)
+	rcancel()
+	if err != nil {
+		return nil, 0, fmt.Errorf("await welcome: %w", err)
+	}
+	f, err := l.dec.Decode(msg)
+	if err != nil {
+		return nil, 0, fmt.Errorf("decode welcome: %w", err)
+	}
+	switch w := f.(type) {
+	case *wire.Welcome:
+		return l, max(w.ResumeFrom, 1), nil
+	case *wire.Close:
+		if w.Code == wire.CloseProtocol && proto > wire.MinVersion && strings.Contains(w.Reason, "protocol version") {
+			// An aggregator older than this collector: speak its protocol.
+			a.proto = proto - 1
+			a.log.Warn("aggregator refused protocol; retrying with the previous one (upgrade the aggregator)", "protocol", proto, "reason", w.Reason)
+		}
+		return nil, 0, &errClosedByPeer{w.Code, w.Reason}
+	default:
+		return nil, 0, fmt.Errorf("expected welcome, got frame type %d", f.Type())
+	}
+}
+
+// resumeSpool moves the spool's numbering to resume when the aggregator
+// holds sequences we never wrote (our state was wiped).
+func (a *Agent) resumeSpool(resume uint64) error {
+	next := a.spool.NextSeq()
+	if resume <= next {
+		return nil
+	}
+	reason := fmt.Sprintf("aggregator resumes from %d, past the spool's next %d (the spool was wiped, or another collector sends as node %s)", resume, next, a.node.ID)
+	return a.spool.Reset(resume, reason)
+}
+
+// stream sends the spool from cursor on, then every new record as the
+// sampler wakes it, and source health when it changes, until the reader
+// (acks trim the spool; its first error ends the session), a ping, or ctx
+// ends the session.
+func (a *Agent) stream(ctx context.Context, l *link, cursor uint64) error {
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	rerr := make(chan error, 1)
@@ -541,72 +582,90 @@ func (a *Agent) session(ctx context.Context) (up bool, err error) {
 	rwg.Add(1)
 	go func() {
 		defer rwg.Done()
-		rerr <- a.readLoop(sctx, conn, dec)
+		rerr <- a.readLoop(sctx, l.conn, l.dec)
 	}()
 	defer rwg.Wait()
 	defer scancel()
 
-	cursor := resume
-	batch := make([]fleet.Sample, 0, 16)
 	ping := time.NewTicker(a.cfg.PingEvery)
 	defer ping.Stop()
 	for {
-		if v := a.srcVer.Load(); v != sentVer {
-			if err := send(&wire.Status{Sources: a.Sources()}); err != nil {
-				return true, fmt.Errorf("send status: %w", err)
+		if v := a.srcVer.Load(); v != l.sentVer {
+			if err := l.send(ctx, &wire.Status{Sources: a.Sources()}); err != nil {
+				return fmt.Errorf("send status: %w", err)
 			}
-			sentVer = v
+			l.sentVer = v
 		}
-		for cursor < a.spool.NextSeq() {
-			batch = batch[:0]
-			size := 0
-			var derr error
-			next, err := a.spool.ReadFrom(cursor, wire.MaxSamples, func(seq uint64, p []byte) error {
-				if size+len(p) > wire.MaxFrameSize/2 && len(batch) > 0 {
-					return errBatchFull
-				}
-				size += len(p)
-				if len(batch) < cap(batch) {
-					batch = batch[:len(batch)+1] // reuse its Devices and Host
-				} else {
-					batch = append(batch, fleet.Sample{})
-				}
-				smp := &batch[len(batch)-1]
-				if derr = wire.DecodeRecord(p, smp); derr != nil {
-					batch = batch[:len(batch)-1]
-					a.log.Warn("skipping an undecodable spool record", "seq", seq, "error", derr.Error())
-				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, errBatchFull) {
-				return true, err
-			}
-			if next == cursor {
-				break // nothing more held at or after cursor
-			}
-			if len(batch) > 0 {
-				if err := send(&wire.Samples{Samples: batch}); err != nil {
-					return true, fmt.Errorf("send samples: %w", err)
-				}
-			}
-			cursor = next
+		var err error
+		if cursor, err = a.sendSpooled(ctx, l, cursor); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			conn.Close(websocket.StatusGoingAway, "collector stopping")
-			return true, ctx.Err()
+			l.conn.Close(websocket.StatusGoingAway, "collector stopping")
+			return ctx.Err()
 		case err := <-rerr:
-			return true, err
+			return err
 		case <-a.wake:
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := conn.Ping(pctx)
+			err := l.conn.Ping(pctx)
 			cancel()
 			if err != nil {
-				return true, fmt.Errorf("ping: %w", err)
+				return fmt.Errorf("ping: %w", err)
 			}
 		}
 	}
+}
+
+// sendSpooled sends every record held from cursor on, in Samples frames of
+// at most wire.MaxSamples and half a frame's bytes, and returns the new
+// cursor.
+func (a *Agent) sendSpooled(ctx context.Context, l *link, cursor uint64) (uint64, error) {
+	for cursor < a.spool.NextSeq() {
+		next, err := a.readBatch(l, cursor)
+		if err != nil {
+			return cursor, err
+		}
+		if next == cursor {
+			break // nothing more held at or after cursor
+		}
+		if len(l.batch) > 0 {
+			if err := l.send(ctx, &wire.Samples{Samples: l.batch}); err != nil {
+				return cursor, fmt.Errorf("send samples: %w", err)
+			}
+		}
+		cursor = next
+	}
+	return cursor, nil
+}
+
+// readBatch decodes the records from cursor on into l.batch, skipping (and
+// logging) any it cannot decode, and returns the sequence after the last.
+func (a *Agent) readBatch(l *link, cursor uint64) (uint64, error) {
+	l.batch = l.batch[:0]
+	size := 0
+	next, err := a.spool.ReadFrom(cursor, wire.MaxSamples, func(seq uint64, p []byte) error {
+		if size+len(p) > wire.MaxFrameSize/2 && len(l.batch) > 0 {
+			return errBatchFull
+		}
+		size += len(p)
+		if len(l.batch) < cap(l.batch) {
+			l.batch = l.batch[:len(l.batch)+1] // reuse its Devices and Host
+		} else {
+			l.batch = append(l.batch, fleet.Sample{})
+		}
+		smp := &l.batch[len(l.batch)-1]
+		if derr := wire.DecodeRecord(p, smp); derr != nil {
+			l.batch = l.batch[:len(l.batch)-1]
+			a.log.Warn("skipping an undecodable spool record", "seq", seq, "error", derr.Error())
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errBatchFull) {
+		return next, err
+	}
+	return next, nil
 }
 
 var errBatchFull = errors.New("batch full")
