@@ -47,10 +47,95 @@ func (n *Node) setProfile(dk uint64, el float64, s *devState, ds *fleet.DeviceSa
 	ds.Set(fleet.MetricSMOccupancy, r4(sm*w.occ*jit(0x22, 11)))
 	ds.Set(fleet.MetricTensorActive, r4(sm*w.tensor*jit(0x23, 5)))
 	ds.Set(fleet.MetricDRAMActive, r4(s.memUtil*0.92*share*jit(0x24, 9)))
-	ds.Set(fleet.MetricPCIeTx, math.Round(w.pcie*0.3*u*share*jit(0x25, 3)))
-	ds.Set(fleet.MetricPCIeRx, math.Round(w.pcie*u*share*jit(0x26, 3)))
-	ds.Set(fleet.MetricNVLinkTx, math.Round(w.nvlink*u*share*jit(0x27, 4)))
-	ds.Set(fleet.MetricNVLinkRx, math.Round(w.nvlink*u*share*jit(0x28, 4)))
+	l := n.links(dk, el, u, share)
+	ds.Set(fleet.MetricPCIeTx, l.pcieTx)
+	ds.Set(fleet.MetricPCIeRx, l.pcieRx)
+	ds.Set(fleet.MetricNVLinkTx, l.nvlinkTx)
+	ds.Set(fleet.MetricNVLinkRx, l.nvlinkRx)
+}
+
+// Link traffic. GPM's PCIe and NVLink figures are byte counters differenced
+// over the sample window (NVML divides the bytes between two GPM samples by
+// the time between them), so a 1 Hz reader sees each second's traffic
+// integrated, not an instantaneous rate. What that shows for the work here:
+//
+//   - Data-parallel training moves its gradients once per optimisation step:
+//     NCCL's all-reduce runs over NVLink during the backward pass at close to
+//     the links' bandwidth and the links idle through the forward pass and
+//     the optimiser step; the next batch is copied in over PCIe at the start
+//     of the step; a checkpoint writes the model and optimiser state out over
+//     PCIe while the GPUs wait. Traces of such jobs (DCGM's
+//     DCGM_FI_PROF_NVLINK_TX_BYTES / PCIE_RX_BYTES in dcgmi dmon, Nsight
+//     Systems' NVLink and PCIe throughput rows, NCCL's profiler) show that
+//     shape: a square wave at the step period (a second to several seconds
+//     for LLM training), all GPUs of a job in phase (a collective finishes
+//     on every rank together), flat at the link rate inside a burst and
+//     near zero between. The simulation integrates that square wave over
+//     each window: a window wholly inside a burst reads the burst rate, one
+//     wholly between reads zero, and a window the burst's edge crosses reads
+//     the fraction it overlaps. Ring all-reduce sends and receives the same
+//     bytes, so NVLink tx equals rx.
+//   - Inference with tensor parallelism moves activations on every token, so
+//     its NVLink traffic follows the request load (utilisation, with the
+//     load's own second-to-second jitter); requests and responses cross
+//     PCIe in proportion.
+//   - Notebooks copy data in over PCIe as they compute and use no NVLink;
+//     idle GPUs show only the driver's trickle.
+//
+// These shapes are stated from the published traces' general form, not
+// fitted to a recorded trace (there was none to fit against). Values are
+// whole bytes per second; the wire keeps them at GPM's own step, 1 MiB/s
+// (see wire/quant.go).
+type linkRates struct{ pcieTx, pcieRx, nvlinkTx, nvlinkRx float64 }
+
+// stepCycle is a training job's step: period, the fraction of it the
+// gradient all-reduce occupies (at its end), and where t=0 falls in it.
+func (n *Node) stepCycle() (period, comm, phase float64) {
+	period = 1.5 + 4.5*at(n.jobKey, 0x31)
+	comm = 0.3 + 0.3*at(n.jobKey, 0x32)
+	return period, comm, at(n.jobKey, 0x33) * period
+}
+
+// burstTime is the time within [0, x] spent in bursts that occupy the
+// fraction f at the end of each period p starting at offset off.
+func burstTime(x, p, f, off float64) float64 {
+	y := x + off
+	k := math.Floor(y / p)
+	r := y - k*p
+	return k*f*p + math.Max(0, r-(1-f)*p)
+}
+
+// windowShare is the share of the second before el spent in bursts.
+func windowShare(el, p, f, off float64) float64 {
+	return clamp(burstTime(el, p, f, off)-burstTime(el-1, p, f, off), 0, 1)
+}
+
+func (n *Node) links(dk uint64, el, u, share float64) linkRates {
+	w := workShape[n.Work]
+	var l linkRates
+	switch n.Work {
+	case Training:
+		p, c, off := n.stepCycle()
+		if u >= 0.5 { // stepping (not waiting on a checkpoint)
+			// Bursts at the link rate that moves the step's gradients.
+			l.nvlinkTx = math.Round(w.nvlink / c * share * windowShare(el, p, c, off))
+			l.nvlinkRx = l.nvlinkTx
+			// The batch arrives in the first 8 % of the step.
+			l.pcieRx = math.Round(w.pcie / 0.08 * share * windowShare(el, p, 0.08, off+0.08*p))
+			l.pcieTx = math.Round(2e6 * share) // losses and metrics to the host
+		} else {
+			l.pcieTx = math.Round(1.2e10 * share) // the checkpoint leaves over PCIe
+		}
+	case Inference, Notebook:
+		jit := 0.94 + 0.12*smooth(dk^0x25, el, 3)
+		l.pcieRx = math.Round(w.pcie * u * share * jit)
+		l.pcieTx = math.Round(w.pcie * 0.3 * u * share * jit)
+		l.nvlinkTx = math.Round(w.nvlink * u * share * jit)
+		l.nvlinkRx = math.Round(w.nvlink * 0.97 * u * share * jit)
+	default:
+		l.pcieRx, l.pcieTx = math.Round(w.pcie*share), math.Round(w.pcie*0.5*share)
+	}
+	return l
 }
 
 // migSlice is one MIG GPU instance of a simulated A100-80GB or H100-80GB.

@@ -29,6 +29,8 @@ import (
 // delta coding pay on real streams. These shapes are stated from the
 // published dmon/DCGM examples' general form, not fitted to a recorded
 // trace: the session that wrote this had no trace file to fit against.
+// GPM's profiling ratios and link traffic follow the work: see profile.go
+// (training's link traffic is a per-step square wave, not white noise).
 
 // NVML clock-event (throttle) reasons, as nvmlDeviceGetCurrentClocksEventReasons reports them.
 const (

@@ -65,7 +65,9 @@ package wire
 // A metric's residual is its quantised value minus its prediction, written
 // as quant.go's table says: the prediction is the previous value for gauges,
 // previous value plus previous increment for counters (delta of delta), and
-// for free memory the previous free memory minus the change of used memory.
+// for free memory the previous free memory minus the change of used memory,
+// and for NVLink rx the previous rx plus the change of NVLink tx (a
+// collective sends and receives alike).
 // So an unchanged gauge or a counter growing steadily costs nothing, and a
 // steady device costs its header bytes plus the residuals of what moved.
 // Protocol 1: every prediction is the previous value, every residual a
@@ -476,6 +478,10 @@ func predict(c *metricCoding, m int, present uint64, q []int64, prev values, lim
 		u := int(fleet.MetricMemUsed)
 		if u < m && present&(1<<u) != 0 && *prev.present&(1<<u) != 0 {
 			p -= q[u] - prev.q[u]
+		}
+	case predTwin:
+		if t := m - 1; t >= 0 && present&(1<<t) != 0 && *prev.present&(1<<t) != 0 {
+			p += q[t] - prev.q[t]
 		}
 	default:
 		return p

@@ -302,3 +302,44 @@ func wantErr(t *testing.T, err error, sentinel error, substr string) {
 		t.Fatalf("error %q lacks %q", err, substr)
 	}
 }
+
+// Link traffic travels at GPM's own step, whole MiB/s, and NVLink rx is
+// predicted from tx's change (collectives send and receive alike), so a
+// GPU whose rx moves with its tx pays for one of the two.
+func TestLinkTrafficCoding(t *testing.T) {
+	const mib = 1 << 20
+	frame := func(enc *wire.Encoder, i int, tx, rx float64) []byte {
+		d := fleet.DeviceSample{Index: 0}
+		d.Set(fleet.MetricNVLinkTx, tx)
+		d.Set(fleet.MetricNVLinkRx, rx)
+		d.Set(fleet.MetricPCIeRx, 123.4*mib+5) // GPM's MiB/s times 2^20: not whole bytes
+		b, err := enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{{Seq: uint64(i + 1), Time: t0.Add(time.Duration(i) * time.Second), Devices: []fleet.DeviceSample{d}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	twin, apart := wire.NewEncoder(), wire.NewEncoder()
+	dec := wire.NewDecoder()
+	var nTwin, nApart int
+	for i := range 50 {
+		tx := float64(1000+(i*7919)%50000) * mib
+		b := frame(twin, i, tx, tx)
+		nTwin += len(b)
+		nApart += len(frame(apart, i, tx, float64(1000+(i*104729)%50000)*mib))
+		f, err := dec.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := f.(*wire.Samples).Samples[0].Devices[0]
+		if v, _ := got.Get(fleet.MetricNVLinkRx); v != tx {
+			t.Fatalf("record %d: nvlink rx %v, sent %v", i, v, tx)
+		}
+		if v, _ := got.Get(fleet.MetricPCIeRx); v != 123*mib {
+			t.Fatalf("record %d: pcie rx %v, want 123 MiB/s", i, v)
+		}
+	}
+	if nTwin >= nApart-50 { // rx costs at least a byte a record when it moves on its own
+		t.Fatalf("twin stream %d B, independent %d B: rx is not predicted from tx", nTwin, nApart)
+	}
+}

@@ -26,7 +26,7 @@ import (
 //	gr_engine_active, sm_active, 1e-4   nvmlGpmMetricsGet: double percent (a hundredth
 //	sm_occupancy, tensor_active,        of a percent kept)
 //	dram_active (ratio)
-//	pcie_tx/rx, nvlink_tx/rx  1 B/s     nvmlGpmMetricsGet: double MiB/s
+//	pcie_tx/rx, nvlink_tx/rx  1 MiB/s   nvmlGpmMetricsGet: double MiB/s (see linkScale)
 //	ecc_*_aggregate, remap_pending, remap_failure   1
 //
 // Protocol 1 used 1e-4 for ratios and 0.1 °C for temperature; a protocol-1
@@ -54,6 +54,7 @@ const (
 	predPrev    = iota // a gauge: the previous value
 	predCounter        // a counter: previous value + previous increment (delta of delta)
 	predFree           // free memory: previous free − the change of used memory
+	predTwin           // the previous value + the change of the metric just before it
 )
 
 // How a residual is written (always exactly one varint, so a decoder can skip
@@ -94,16 +95,16 @@ var metricCodes = func() (t [fleet.NumMetrics]metricCoding) {
 		fleet.MetricRetiredPages:   {1, predPrev, codeVarint},
 		fleet.MetricHealth:         {1, predPrev, codeVarint},
 		// GPM reports float percentages and MiB/s: 1e-4 keeps a hundredth
-		// of a percent, link traffic travels in whole bytes per second.
+		// of a percent, link traffic travels in whole MiB/s (GPM's unit).
 		fleet.MetricGREngineActive:    {1e4, predPrev, codeVarint},
 		fleet.MetricSMActive:          {1e4, predPrev, codeVarint},
 		fleet.MetricSMOccupancy:       {1e4, predPrev, codeVarint},
 		fleet.MetricTensorActive:      {1e4, predPrev, codeVarint},
 		fleet.MetricDRAMActive:        {1e4, predPrev, codeVarint},
-		fleet.MetricPCIeTx:            {1, predPrev, codeVarint},
-		fleet.MetricPCIeRx:            {1, predPrev, codeVarint},
-		fleet.MetricNVLinkTx:          {1, predPrev, codeVarint},
-		fleet.MetricNVLinkRx:          {1, predPrev, codeVarint},
+		fleet.MetricPCIeTx:            {linkScale, predPrev, codeVarint},
+		fleet.MetricPCIeRx:            {linkScale, predPrev, codeVarint},
+		fleet.MetricNVLinkTx:          {linkScale, predPrev, codeVarint},
+		fleet.MetricNVLinkRx:          {linkScale, predTwin, codeVarint}, // collectives send and receive alike
 		fleet.MetricECCCorrectedAgg:   {1, predPrev, codeVarint},
 		fleet.MetricECCUncorrectedAgg: {1, predPrev, codeVarint},
 		fleet.MetricRemapPending:      {1, predPrev, codeVarint},
@@ -201,6 +202,26 @@ func codings(v uint8) (dev, host []metricCoding) {
 	}
 	return metricCodes[:], hostCodes[:]
 }
+
+// linkScale is the resolution of the PCIe and NVLink traffic metrics: whole
+// MiB/s, the unit NVML's GPM reports them in (nvml.h:
+// NVML_GPM_METRIC_PCIE_TX_PER_SEC "PCIe traffic from this GPU in MiB/sec",
+// NVML_GPM_METRIC_NVLINK_TOTAL_TX_PER_SEC likewise). The figure is a rate
+// derived from byte counters over the sample window (two GPM samples and
+// the time between them), the same way NVML's other throughput interfaces
+// work at their own granularity: nvmlDeviceGetPcieThroughput reads "a byte
+// counter over a 20ms interval" and returns whole KB/s, and the NVLink
+// throughput field counters (NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX/RX) count
+// in KiB. GPM's double carries digits below a MiB/s, but they are the
+// quotient's, not finer measurement that anyone reads: a step is 1.6e-5 of
+// a PCIe 5 x16 link (64 GB/s a direction) and 2e-6 of an H100's NVLink
+// (450 GB/s a direction); DCGM's dmon and Prometheus show these figures at
+// MB/s-to-GB/s scale. On the mock's stream (go test ./mock -bench
+// WireStream) whole bytes per second made these four metrics about a third
+// of the payload, 10.4 of 29.6 B per GPU-sample, for digits nobody reads.
+// (Protocol 2 carried them at 1 B/s until 2026-12-02 14:30 UTC; no release
+// had shipped it.)
+const linkScale = 1.0 / (1 << 20)
 
 // procUtilScale is the resolution of Process.Util (a ratio; NVML reports whole percent).
 const procUtilScale = 1e4
