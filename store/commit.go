@@ -157,7 +157,7 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	if err != nil {
 		return fail(err)
 	}
-	w := &writer{s: s, tx: tx, ctx: ctx}
+	w := &writer{s: s, tx: tx, ctx: ctx, now: now.UnixMilli()}
 	ledger, err := w.write(batches, seqs, fold, force)
 	if err != nil {
 		tx.Rollback()
@@ -200,6 +200,8 @@ type writer struct {
 	// isolated: nodes whose rows could not be stored, left out of this
 	// commit so that the others commit and are acked (see isolate).
 	isolated map[string]error
+	now      int64 // the clock (Unix ms) when the commit began: what it commits up to
+	accrued  bool  // ledger rows were written
 }
 
 // stmt returns q prepared for this transaction. The store has one
@@ -319,6 +321,10 @@ func (b *bucket) idleMs(thr float64) int64 {
 }
 
 func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force bool) (*ledgerPlan, error) {
+	// Reports accrue leases from where each node's ledger ends up to here.
+	if err := w.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('committed_ms', ?)`, strconv.FormatInt(w.now, 10)); err != nil {
+		return nil, fmt.Errorf("write commit time: %w", err)
+	}
 	for _, nb := range batches {
 		if nb.id == "" {
 			if err := w.writeAlerts(nb.alerts); err != nil {
@@ -506,6 +512,7 @@ func (w *writer) writeIdent(ns *ledgerNode, nb *nodeBatch) error {
 		return fmt.Errorf("write node: %w", err)
 	}
 	ns.team = n.Labels["team"]
+	ns.place = NodePlace{Region: n.Region, Provider: n.Provider, Jurisdiction: n.Jurisdiction, Model: model, Team: ns.team}
 	if err := w.exec(`DELETE FROM devices WHERE node_id = ?`, n.ID); err != nil {
 		return fmt.Errorf("write devices: %w", err)
 	}
@@ -567,6 +574,11 @@ func (w *writer) done(p *ledgerPlan) {
 	for id, ns := range w.staged {
 		w.s.nodes[id] = ns
 	}
+	if w.accrued {
+		w.s.ledgerGen.Add(1) // before the tails: see LiveLedger
+	}
+	w.s.publish(w.staged)
+	w.s.committedMs.Store(w.now)
 	_ = p
 	if w.pruned {
 		w.s.lastPrune = w.s.opts.Clock()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,6 +32,7 @@ type ledgerNode struct {
 	id       string
 	firstMs  int64
 	team     string
+	place    NodePlace // region, provider, model (team as above)
 	versions []leaseVersion
 	ledgerTo int64   // ledger accrued up to (Unix ms)
 	ledgerAt int64   // clock (Unix ms) when the current hour was last accrued
@@ -84,26 +86,40 @@ func (ns *ledgerNode) costVersions() []cost.Version {
 
 // load reads the durable node states at Open.
 func (s *Store) load(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, first_seen_ms, team, ledger_to_ms FROM nodes`)
+	nodes, err := readLedgerNodes(ctx, s.db)
 	if err != nil {
-		return fmt.Errorf("load nodes: %w", err)
+		return err
+	}
+	s.nodes = nodes
+	s.publish(nil)
+	return nil
+}
+
+// readLedgerNodes reads every node's durable ledger state: first sight,
+// place, team, how far its ledger is accrued and its lease versions.
+func readLedgerNodes(ctx context.Context, db *sql.DB) (map[string]*ledgerNode, error) {
+	nodes := map[string]*ledgerNode{}
+	rows, err := db.QueryContext(ctx, `SELECT id, first_seen_ms, team, ledger_to_ms, region, provider, model, jurisdiction FROM nodes`)
+	if err != nil {
+		return nil, fmt.Errorf("load nodes: %w", err)
 	}
 	for rows.Next() {
 		ns := &ledgerNode{}
-		if err := rows.Scan(&ns.id, &ns.firstMs, &ns.team, &ns.ledgerTo); err != nil {
+		if err := rows.Scan(&ns.id, &ns.firstMs, &ns.team, &ns.ledgerTo, &ns.place.Region, &ns.place.Provider, &ns.place.Model, &ns.place.Jurisdiction); err != nil {
 			rows.Close()
-			return fmt.Errorf("load nodes: %w", err)
+			return nil, fmt.Errorf("load nodes: %w", err)
 		}
-		s.nodes[ns.id] = ns
+		ns.place.Team = ns.team
+		nodes[ns.id] = ns
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load nodes: %w", err)
+		return nil, fmt.Errorf("load nodes: %w", err)
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT node_id, version, effective_ms, lease_id, gpus, price_micros,
+	rows, err = db.QueryContext(ctx, `SELECT node_id, version, effective_ms, lease_id, gpus, price_micros,
 		currency, billing, reserved, start_ms, end_ms FROM leases ORDER BY node_id, version`)
 	if err != nil {
-		return fmt.Errorf("load leases: %w", err)
+		return nil, fmt.Errorf("load leases: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -111,14 +127,17 @@ func (s *Store) load(ctx context.Context) error {
 		var v leaseVersion
 		if err := rows.Scan(&id, &v.version, &v.effective, &v.leaseID, &v.gpus, &v.price, &v.currency,
 			&billing, &v.reserved, &v.start, &v.end); err != nil {
-			return fmt.Errorf("load leases: %w", err)
+			return nil, fmt.Errorf("load leases: %w", err)
 		}
 		v.billing = fleet.Billing(billing)
-		if ns := s.nodes[id]; ns != nil {
+		if ns := nodes[id]; ns != nil {
 			ns.versions = append(ns.versions, v)
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load leases: %w", err)
+	}
+	return nodes, nil
 }
 
 // ledgerPlan is what one Commit accrued, applied to memory after it commits.
@@ -129,7 +148,7 @@ type ledgerPlan struct{}
 // the current hour every LedgerEvery (always when force).
 func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 	s := w.s
-	now := s.opts.Clock().UnixMilli()
+	now := w.now
 	curHour := floorTo(now, hourMs)
 	every := s.opts.LedgerEvery.Milliseconds()
 	ids := make([]string, 0, len(s.nodes)+len(w.staged))
@@ -181,6 +200,7 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 					return fmt.Errorf("ledger of %s at %s: %w", id, time.UnixMilli(h).UTC().Format(time.RFC3339), err)
 				}
 				ns.ledgerTo = max(ns.ledgerTo, upto)
+				w.accrued = true
 				if h == curHour {
 					ns.ledgerAt = now
 				}

@@ -1,26 +1,19 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 )
-
-// Group-by keys for Usage.
-var groupColumns = map[string]string{
-	"region":   "n.region",
-	"provider": "n.provider",
-	"model":    "n.model",
-	"team":     "l.team",
-	"job":      "l.job",
-	"node":     "l.node_id",
-}
 
 // GroupKeys returns the keys Usage can group by.
 func GroupKeys() []string { return []string{"region", "provider", "model", "team", "job", "node"} }
@@ -61,51 +54,58 @@ func HourFloor(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
 
 // Usage sums the ledger rows of the hours that meet [from, to), grouped
 // by by (region, provider, model, team, job, node) and currency, sorted by
-// group then currency. The sums are exact.
+// group then currency. The sums are exact. Up to the last commit: each
+// node's lease accrual from where its ledger ends to the last commit (or
+// to, if earlier) counts as the node's unattributed spend (see live.go).
 func (s *Store) Usage(ctx context.Context, by string, from, to time.Time) ([]Usage, error) {
-	col, ok := groupColumns[by]
+	group, ok := map[string]func(l *NodeLine, p NodePlace) string{
+		"region":   func(_ *NodeLine, p NodePlace) string { return p.Region },
+		"provider": func(_ *NodeLine, p NodePlace) string { return p.Provider },
+		"model":    func(_ *NodeLine, p NodePlace) string { return p.Model },
+		"team":     func(l *NodeLine, _ NodePlace) string { return l.Team },
+		"job":      func(l *NodeLine, _ NodePlace) string { return l.Job },
+		"node":     func(l *NodeLine, _ NodePlace) string { return l.Node },
+	}[by]
 	if !ok {
 		return nil, fmt.Errorf("usage: unknown group %q", by)
 	}
-	// whole UTC days from ledger_day, the hours around them from ledger
-	a, d := floorTo(from.UnixMilli(), hourMs), floorTo(to.UnixMilli()+hourMs-1, hourMs)
-	b, c := floorTo(a+dayMs-1, dayMs), floorTo(d, dayMs)
-	if b >= c {
-		b, c = d, d
-	}
-	const cols = `node_id, currency, job, team, leased_gpu_ms, reported_gpu_ms, idle_gpu_ms, dark_gpu_ms,
-		spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem`
-	rows, err := s.db.QueryContext(ctx, `SELECT `+col+` AS g, l.currency,
-		SUM(l.leased_gpu_ms), SUM(l.reported_gpu_ms), SUM(l.idle_gpu_ms), SUM(l.dark_gpu_ms),
-		SUM(l.spend_micros), SUM(l.spend_rem), SUM(l.idle_micros), SUM(l.idle_rem), SUM(l.dark_micros), SUM(l.dark_rem)
-		FROM (
-			SELECT `+cols+` FROM ledger WHERE hour_ms >= ?1 AND hour_ms < ?2
-			UNION ALL SELECT `+cols+` FROM ledger_day WHERE day_ms >= ?2 AND day_ms < ?3
-			UNION ALL SELECT `+cols+` FROM ledger WHERE hour_ms >= ?3 AND hour_ms < ?4
-		) l LEFT JOIN nodes n ON n.id = l.node_id
-		GROUP BY g, l.currency ORDER BY g, l.currency`, a, b, c, d)
+	fm, tm := from.UnixMilli(), to.UnixMilli()
+	lines, err := s.nodeRows(ctx, fm, tm)
 	if err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}
-	defer rows.Close()
-	var out []Usage
-	for rows.Next() {
-		var u Usage
-		var g *string
-		var sm, sr, im, ir, dm, dr int64
-		if err := rows.Scan(&g, &u.Currency, &u.LeasedGPUms, &u.ReportedGPUms, &u.IdleGPUms, &u.DarkGPUms,
-			&sm, &sr, &im, &ir, &dm, &dr); err != nil {
-			return nil, fmt.Errorf("usage: %w", err)
-		}
-		if g != nil {
-			u.Group = *g
-		}
-		u.Spend, u.Idle, u.Dark = cost.MakeExact(sm, sr), cost.MakeExact(im, ir), cost.MakeExact(dm, dr)
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
+	nodes, err := readLedgerNodes(ctx, s.db)
+	if err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}
+	committed, err := s.committed(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	tails := make(map[string]tailNode, len(nodes))
+	for id, ns := range nodes {
+		tails[id] = ns.tail(s.opts.MaxBackfill)
+	}
+	lines = tailLines(lines, tails, fm, min(tm, committed))
+	type key struct{ group, currency string }
+	sums := map[key]*Usage{}
+	for i := range lines {
+		l := &lines[i]
+		k := key{group(l, nodes[l.Node].placeOrZero()), l.Currency}
+		u := sums[k]
+		if u == nil {
+			u = &Usage{Group: k.group, Currency: k.currency}
+			sums[k] = u
+		}
+		u.Add(l.Usage)
+	}
+	out := make([]Usage, 0, len(sums))
+	for _, u := range sums {
+		out = append(out, *u)
+	}
+	slices.SortFunc(out, func(a, b Usage) int {
+		return cmp.Or(strings.Compare(a.Group, b.Group), strings.Compare(a.Currency, b.Currency))
+	})
 	return out, nil
 }
 

@@ -154,6 +154,13 @@ type Store struct {
 	readerOnce sync.Once
 	reader     *sql.DB
 	readerErr  error
+
+	// What LiveLedger reads without the commit lock (see live.go).
+	tails       atomic.Pointer[map[string]tailNode] // every node's ledger end and lease, as of the last commit
+	ledgerGen   atomic.Uint64                       // bumped by every commit that wrote ledger rows
+	committedMs atomic.Int64                        // the clock at the last commit
+	liveMu      sync.Mutex                          // guards liveCache
+	liveCache   map[int64]liveRows                  // ledger rows from a period start, by start
 }
 
 // Open opens (creating if needed) the database at path and migrates it to

@@ -55,18 +55,7 @@ type Engine struct {
 	mu     sync.Mutex      // guards warned
 	warned map[string]bool // currencies without a rate, logged once
 
-	// carry is what the store's ledger already held when the engine started:
-	// spend per node in the UTC day and month the engine started in, over
-	// the whole hours before carryFrom. A node found there accrues live from
-	// carryFrom, so spend today and this month survive a restart. Read-only
-	// after New.
-	carry      map[string]carried
-	carryFrom  time.Time
-	carryDay   int // dayKey of the start
-	carryMonth int // monthKey of the start
 }
-
-type carried struct{ today, month, idleMonth multi }
 
 type shard struct {
 	mu    sync.Mutex
@@ -77,8 +66,11 @@ type shard struct {
 // are recorded in it so that reports convert as the live view does. st may
 // be nil (tests); log nil discards logs.
 //
-// Live spend counts from when this engine first sees each node, plus what
-// the store's ledger held for the node's day and month when New ran.
+// With a store, spend (fleet, breakdowns, teams, jobs) is the store's
+// ledger plus the leases' accrual since it was last accrued
+// (store.LiveLedger), so it survives restarts and agrees with reports.
+// Without one (tests), it counts from when this engine first sees each
+// node, and teams and jobs are shared out by sampled GPU-time.
 func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -109,58 +101,8 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 			return nil, fmt.Errorf("record display currency: %w", err)
 		}
 		e.clock = st.Now
-		if err := e.carryLedger(ctx, st, st.Now()); err != nil {
-			return nil, err
-		}
 	}
 	return e, nil
-}
-
-// carryLedger reads the spend the ledger holds for today and this month, up
-// to the hour the engine starts in.
-func (e *Engine) carryLedger(ctx context.Context, st *store.Store, now time.Time) error {
-	from := store.HourFloor(now)
-	e.carry, e.carryFrom = map[string]carried{}, from
-	e.carryDay, e.carryMonth = e.dayKey(now), e.monthKey(now)
-	get := func(id string) carried {
-		c, ok := e.carry[id]
-		if !ok {
-			c = carried{today: multi{}, month: multi{}, idleMonth: multi{}}
-			e.carry[id] = c
-		}
-		return c
-	}
-	for _, p := range []struct {
-		start time.Time
-		month bool
-	}{{e.monthStart(now), true}, {e.dayStart(now), false}} {
-		if !p.start.Before(from) {
-			continue
-		}
-		rows, err := st.Usage(ctx, "node", p.start, from)
-		if err != nil {
-			return fmt.Errorf("read the ledger: %w", err)
-		}
-		for _, u := range rows {
-			c := get(u.Group)
-			if p.month {
-				c.month.add(u.Spend, u.Currency)
-				c.idleMonth.add(u.Idle, u.Currency)
-			} else {
-				c.today.add(u.Spend, u.Currency)
-			}
-		}
-	}
-	return nil
-}
-
-// originFor is where live accrual of a node first seen at t starts: where
-// the ledger's carried figures end, for a node the ledger knows.
-func (e *Engine) originFor(id string, t time.Time) time.Time {
-	if _, ok := e.carry[id]; ok && e.carryFrom.Before(t) {
-		return e.carryFrom
-	}
-	return t
 }
 
 // Close stops the webhook sender, delivering what it can until ctx ends.
@@ -350,7 +292,7 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 	sh.mu.Lock()
 	ns := sh.nodes[n.ID]
 	if ns == nil {
-		ns = &costNode{origin: e.originFor(n.ID, s.Time), state: wire.StateOnline}
+		ns = &costNode{origin: s.Time, state: wire.StateOnline}
 		sh.nodes[n.ID] = ns
 	}
 	e.identify(ns, n, s.Time)
@@ -457,7 +399,7 @@ func (e *Engine) NodeState(n *fleet.Node, state string, t time.Time) {
 	defer sh.mu.Unlock()
 	ns := sh.nodes[n.ID]
 	if ns == nil {
-		ns = &costNode{origin: e.originFor(n.ID, t)}
+		ns = &costNode{origin: t}
 		sh.nodes[n.ID] = ns
 		e.identify(ns, n, t)
 	}

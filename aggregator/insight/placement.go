@@ -1,11 +1,15 @@
 package insight
 
 import (
+	"context"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/store"
 )
 
 // Placement is the money and policy state of the nodes that share a region,
@@ -35,11 +39,38 @@ type placeAcc struct {
 }
 
 // Placements returns the fleet's money and policy state grouped by region,
-// provider and jurisdiction, sorted by those. Alerts that belong to no node
-// (budgets) are not counted here.
+// provider and jurisdiction, sorted by those. Money is the same as
+// Summarize's (the ledger's, with a store, on the ledger's clock), and each
+// figure is apportioned so that the placements add up to the fleet figure to
+// the micro-unit. Alerts that belong to no node (budgets) are not counted
+// here.
 func (e *Engine) Placements(now time.Time) []Placement {
-	ms, mk := e.monthStart(now), e.monthKey(now)
+	mnow := now
+	if e.clock != nil {
+		mnow = e.clock()
+	}
+	ms, mk := e.monthStart(mnow), e.monthKey(mnow)
+	var led map[string][]store.NodeLine
+	var places map[string]store.NodePlace
+	if e.st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lg, err := e.st.LiveLedger(ctx, ms, mnow)
+		cancel()
+		if err != nil {
+			e.log.Warn("read the ledger: placements count this run only", "err", err)
+		} else {
+			led, places = byNode(lg.Lines), lg.Places
+		}
+	}
 	accs := map[placeKey]*placeAcc{}
+	acc := func(k placeKey) *placeAcc {
+		a := accs[k]
+		if a == nil {
+			a = &placeAcc{burn: multi{}, spend: multi{}, idle: multi{}, alerts: map[fleet.Severity]int{}}
+			accs[k] = a
+		}
+		return a
+	}
 	nodeKey := map[string]placeKey{}
 	for i := range e.shards {
 		sh := &e.shards[i]
@@ -47,18 +78,25 @@ func (e *Engine) Placements(now time.Time) []Placement {
 		for id, ns := range sh.nodes {
 			k := placeKey{ns.info.Region, ns.provider, ns.info.Jurisdiction}
 			nodeKey[id] = k
-			a := accs[k]
-			if a == nil {
-				a = &placeAcc{burn: multi{}, spend: multi{}, idle: multi{}, alerts: map[fleet.Severity]int{}}
-				accs[k] = a
+			a := acc(k)
+			v, leased := ns.terms(mnow)
+			billed := v.GPUs
+			if billed <= 0 {
+				billed = len(ns.devs)
 			}
-			a.gpus += len(ns.devs)
-			a.spend.merge(ns.accrue(ms, now))
-			if v, ok := ns.terms(now); ok {
-				a.burn.addMicros(v.Price.Micros*int64(len(ns.devs)), v.Price.Currency)
+			a.gpus += billed
+			if leased {
+				a.burn.addMicros(v.Price.Micros*int64(billed), v.Price.Currency)
 			}
-			if k := len(ns.versions); k > 0 && ns.month.key == mk {
-				a.idle.add(ns.month.idle, ns.versions[k-1].Price.Currency)
+			switch {
+			case led != nil:
+				a.spend.merge(spendOf(led[id], false))
+				a.idle.merge(spendOf(led[id], true))
+			default:
+				a.spend.merge(ns.accrue(ms, mnow))
+				if k := len(ns.versions); k > 0 && ns.month.key == mk {
+					a.idle.add(ns.month.idle, ns.versions[k-1].Price.Currency)
+				}
 			}
 			for _, c := range ns.active {
 				if c.Kind == fleet.EventResidency {
@@ -68,6 +106,15 @@ func (e *Engine) Placements(now time.Time) []Placement {
 		}
 		sh.mu.Unlock()
 	}
+	for id, lines := range led { // billed by the ledger, not seen since the engine started
+		if _, ok := nodeKey[id]; ok {
+			continue
+		}
+		p := places[id]
+		a := acc(placeKey{p.Region, p.Provider, p.Jurisdiction})
+		a.spend.merge(spendOf(lines, false))
+		a.idle.merge(spendOf(lines, true))
+	}
 	for _, al := range e.book.Alerts(now) {
 		if !al.Open() {
 			continue
@@ -76,14 +123,37 @@ func (e *Engine) Placements(now time.Time) []Placement {
 			accs[k].alerts[al.Severity]++
 		}
 	}
-	out := make([]Placement, 0, len(accs))
-	for k, a := range accs {
-		out = append(out, Placement{Region: k.region, Provider: k.provider, Jurisdiction: k.jurisdiction, GPUs: a.gpus,
-			BurnPerHour: e.conv(a.burn), SpendMonth: e.conv(a.spend), IdleSpendMonth: e.conv(a.idle),
-			Violations: a.viol, AlertsOpen: a.alerts})
+	keys := make([]placeKey, 0, len(accs))
+	for k := range accs {
+		keys = append(keys, k)
 	}
-	slices.SortFunc(out, func(x, y Placement) int {
-		return strings.Compare(x.Region+"\x00"+x.Provider+"\x00"+x.Jurisdiction, y.Region+"\x00"+y.Provider+"\x00"+y.Jurisdiction)
+	slices.SortFunc(keys, func(x, y placeKey) int {
+		return strings.Compare(x.region+"\x00"+x.provider+"\x00"+x.jurisdiction, y.region+"\x00"+y.provider+"\x00"+y.jurisdiction)
 	})
+	out := make([]Placement, len(keys))
+	for i, k := range keys {
+		a := accs[k]
+		out[i] = Placement{Region: k.region, Provider: k.provider, Jurisdiction: k.jurisdiction, GPUs: a.gpus,
+			Violations: a.viol, AlertsOpen: a.alerts}
+	}
+	for _, f := range []struct {
+		part  func(a *placeAcc) multi
+		field func(p *Placement) *fleet.Money
+	}{
+		{func(a *placeAcc) multi { return a.burn }, func(p *Placement) *fleet.Money { return &p.BurnPerHour }},
+		{func(a *placeAcc) multi { return a.spend }, func(p *Placement) *fleet.Money { return &p.SpendMonth }},
+		{func(a *placeAcc) multi { return a.idle }, func(p *Placement) *fleet.Money { return &p.IdleSpendMonth }},
+	} {
+		all := multi{}
+		parts := make([]*big.Rat, len(keys))
+		for i, k := range keys {
+			all.merge(f.part(accs[k]))
+			parts[i] = e.rat(f.part(accs[k]))
+		}
+		total := e.conv(all)
+		for i, v := range cost.Apportion(total.Micros, parts) {
+			*f.field(&out[i]) = fleet.Money{Micros: v, Currency: total.Currency}
+		}
+	}
 	return out
 }

@@ -2,6 +2,7 @@ package insight
 
 import (
 	"cmp"
+	"context"
 	"math/big"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/policy"
+	"github.com/fleettop/fleettop/store"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -111,6 +113,7 @@ func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 		}
 		sh.mu.Unlock()
 	}
+	r.ledgerOnly()
 	r.totals()
 	r.costLines()
 	r.leasesEnding()
@@ -140,7 +143,14 @@ type sumRun struct {
 	utilN                                                  int
 	trs                                                    []policy.Transition
 	conds                                                  []policy.Condition
-	keys                                                   [][2]string // groups' keys, sorted (costLines)
+
+	// The ledger (with a store): today's and this month's lines per node,
+	// where each node is, this month's spend per job, the nodes summed.
+	led            bool
+	ledDay, ledMon map[string][]store.NodeLine
+	places         map[string]store.NodePlace
+	jobMonth       map[string]multi
+	seen           map[string]bool
 }
 
 func (e *Engine) newRun(now time.Time) *sumRun {
@@ -154,7 +164,75 @@ func (e *Engine) newRun(now time.Time) *sumRun {
 	r.ms, r.ds = e.monthStart(mnow), e.dayStart(mnow)
 	r.me = r.ms.AddDate(0, 1, 0)
 	r.dk, r.mk = e.dayKey(mnow), e.monthKey(mnow)
+	r.readLedger()
 	return r
+}
+
+// readLedger reads today's and this month's ledger from the store, the
+// leases' accrual since it was last accrued included. Without a store, or
+// when it cannot be read, money is the engine's own accrual.
+func (r *sumRun) readLedger() {
+	if r.e.st == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	day, err := r.e.st.LiveLedger(ctx, r.ds, r.mnow)
+	if err != nil {
+		r.e.log.Warn("read the ledger: live spend counts this run only", "err", err)
+		return
+	}
+	mon, err := r.e.st.LiveLedger(ctx, r.ms, r.mnow)
+	if err != nil {
+		r.e.log.Warn("read the ledger: live spend counts this run only", "err", err)
+		return
+	}
+	r.led = true
+	r.ledDay, r.ledMon = byNode(day.Lines), byNode(mon.Lines)
+	r.places = mon.Places
+	for id, p := range day.Places {
+		r.places[id] = p
+	}
+	r.jobMonth = map[string]multi{}
+	r.seen = map[string]bool{}
+	for _, l := range mon.Lines {
+		if l.Job == "" {
+			continue
+		}
+		m := r.jobMonth[l.Job]
+		if m == nil {
+			m = multi{}
+			r.jobMonth[l.Job] = m
+		}
+		m.add(l.Spend, l.Currency)
+	}
+}
+
+// byNode groups ledger lines (sorted by node) by node.
+func byNode(lines []store.NodeLine) map[string][]store.NodeLine {
+	out := map[string][]store.NodeLine{}
+	for i := 0; i < len(lines); {
+		j := i
+		for j < len(lines) && lines[j].Node == lines[i].Node {
+			j++
+		}
+		out[lines[i].Node] = lines[i:j:j]
+		i = j
+	}
+	return out
+}
+
+// spendOf sums ledger lines' spend (idle spend with idle) per currency.
+func spendOf(lines []store.NodeLine, idle bool) multi {
+	m := multi{}
+	for i := range lines {
+		if idle {
+			m.add(lines[i].Idle, lines[i].Currency)
+		} else {
+			m.add(lines[i].Spend, lines[i].Currency)
+		}
+	}
+	return m
 }
 
 // group returns the line of group g of breakdown by, creating it.
@@ -174,18 +252,20 @@ func (r *sumRun) group(by, g string) *line {
 // currencies, exact) and what its lease bills now.
 type nodeMoney struct {
 	today, month, rest multi        // spend today, this month, and the accrual to month end
-	carry              *carried     // what the ledger carried over a restart for this month, or nil
 	per                cost.Version // the lease terms now; Price.Micros 0 when not leased
 	billed             int          // GPUs billed: the contract, else the devices enumerated
 	blind              int          // billed GPUs not visible (never enumerated, or lost)
 	idleGPUs           int          // billed GPUs idle now (blind ones included)
 	online             bool
-	idleMonth          cost.Exact // sampled idle spend this month
+	idleMonth          multi // idle spend this month (the ledger's, else sampled)
 }
 
 func (m *nodeMoney) cur() string { return m.per.Price.Currency }
 
 func (r *sumRun) addNode(id string, ns *costNode) {
+	if r.seen != nil {
+		r.seen[id] = true
+	}
 	r.countState(ns)
 	m := r.nodeMoney(id, ns)
 	r.addPlaces(ns, &m)
@@ -220,21 +300,18 @@ func (r *sumRun) countState(ns *costNode) {
 	}
 }
 
-// nodeMoney prices the node: its spend today and this month (what the
-// ledger carried included), the lease's accrual to month end, its burn and
-// idle burn now; it adds them to the fleet totals.
+// nodeMoney prices the node: its spend today and this month (from the
+// ledger when there is a store), the lease's accrual to month end, its burn
+// and idle burn now; it adds them to the fleet totals.
 func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 	e := r.e
-	m := nodeMoney{today: ns.accrue(r.ds, r.mnow), month: ns.accrue(r.ms, r.mnow)}
+	var m nodeMoney
+	if r.led {
+		m.today, m.month = spendOf(r.ledDay[id], false), spendOf(r.ledMon[id], false)
+	} else {
+		m.today, m.month = ns.accrue(r.ds, r.mnow), ns.accrue(r.ms, r.mnow)
+	}
 	m.online = ns.state == "" || ns.state == wire.StateOnline || ns.state == wire.StateDegraded
-	c, hasCarry := e.carry[id]
-	if hasCarry && e.carryDay == r.dk {
-		m.today.merge(c.today)
-	}
-	if hasCarry && e.carryMonth == r.mk {
-		m.month.merge(c.month)
-		m.carry = &c
-	}
 	r.today.merge(m.today)
 	r.prepaid.merge(ns.prepaid(r.ds, r.mnow))
 	r.month.merge(m.month)
@@ -276,8 +353,12 @@ func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 		r.sum.GPUsBlind += m.blind
 		r.blindBurn.addMicros(per.Price.Micros*int64(m.blind), m.cur())
 	}
-	if ns.month.key == r.mk {
-		m.idleMonth = ns.month.idle
+	switch {
+	case r.led:
+		m.idleMonth = spendOf(r.ledMon[id], true)
+	case ns.month.key == r.mk:
+		m.idleMonth = multi{}
+		m.idleMonth.add(ns.month.idle, m.cur())
 	}
 	return m
 }
@@ -293,10 +374,7 @@ func (r *sumRun) addPlaces(ns *costNode, m *nodeMoney) {
 		l.month.merge(m.month)
 		l.proj.merge(m.month)
 		l.proj.merge(m.rest)
-		l.idleMon.add(m.idleMonth, m.cur())
-		if m.carry != nil {
-			l.idleMon.merge(m.carry.idleMonth)
-		}
+		l.idleMon.merge(m.idleMonth)
 	}
 }
 
@@ -310,20 +388,25 @@ func jobOn(procs []fleet.Process, index int) (string, fleet.Job) {
 	return noGroup, fleet.Job{}
 }
 
-// addTeams adds the node to its teams: its spend split by the teams whose
-// jobs held its GPUs (sampled), the rest (dark time, prepaid hours, what the
-// ledger carried over a restart) unattributed, so the teams are a partition
-// of the fleet figure; and the burn of the GPUs their jobs hold now.
+// addTeams adds the node to its teams. Spend: with a store, the ledger's
+// (each job's GPU-time to its team, the rest to the node's own team or
+// noGroup); without one, split by the teams whose jobs held its GPUs
+// (sampled), the rest unattributed. Either way the teams are a partition of
+// the fleet figure. Burn: the GPUs their jobs hold now.
 func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
-	var dayTeams, monthTeams map[string]*cost.Exact
-	if ns.day.key == r.dk {
-		dayTeams = ns.day.teams
+	if r.led {
+		r.ledgerTeams(ns.info.ID)
+	} else {
+		var dayTeams, monthTeams map[string]*cost.Exact
+		if ns.day.key == r.dk {
+			dayTeams = ns.day.teams
+		}
+		if ns.month.key == r.mk {
+			monthTeams = ns.month.teams
+		}
+		splitTeams(m.today, dayTeams, m.cur(), func(t string) multi { return r.group("team", t).today })
+		splitTeams(m.month, monthTeams, m.cur(), func(t string) multi { return r.group("team", t).month })
 	}
-	if ns.month.key == r.mk {
-		monthTeams = ns.month.teams
-	}
-	splitTeams(m.today, dayTeams, m.cur(), func(t string) multi { return r.group("team", t).today })
-	splitTeams(m.month, monthTeams, m.cur(), func(t string) multi { return r.group("team", t).month })
 	price := m.per.Price.Micros
 	if extra := m.billed - len(ns.devs); extra > 0 {
 		l := r.group("team", noGroup)
@@ -343,6 +426,51 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 		if !m.online || d.idle(r.thr) {
 			l.idleBurn.addMicros(price, m.cur())
 		}
+	}
+}
+
+// ledgerTeams adds node id's ledger lines to their teams' spend today and
+// this month.
+func (r *sumRun) ledgerTeams(id string) {
+	for _, l := range r.ledDay[id] {
+		r.group("team", l.Team).today.add(l.Spend, l.Currency)
+	}
+	for _, l := range r.ledMon[id] {
+		r.group("team", l.Team).month.add(l.Spend, l.Currency)
+	}
+}
+
+// ledgerOnly adds the nodes the ledger bills today or this month that this
+// engine has not seen since it started (dark since a restart, gone, or not
+// yet reconnected): their spend counts in every figure, by the place and
+// team the store last knew.
+func (r *sumRun) ledgerOnly() {
+	if !r.led {
+		return
+	}
+	ids := map[string]bool{}
+	for id := range r.ledMon {
+		ids[id] = true
+	}
+	for id := range r.ledDay {
+		ids[id] = true
+	}
+	for id := range ids {
+		if r.seen[id] {
+			continue
+		}
+		today, month, idle := spendOf(r.ledDay[id], false), spendOf(r.ledMon[id], false), spendOf(r.ledMon[id], true)
+		r.today.merge(today)
+		r.month.merge(month)
+		r.proj.merge(month)
+		p := r.places[id]
+		for _, l := range [3]*line{r.group("region", p.Region), r.group("provider", p.Provider), r.group("model", p.Model)} {
+			l.today.merge(today)
+			l.month.merge(month)
+			l.proj.merge(month)
+			l.idleMon.merge(idle)
+		}
+		r.ledgerTeams(id)
 	}
 }
 
@@ -369,7 +497,7 @@ func (r *sumRun) addJobs(id string, ns *costNode, m *nodeMoney) {
 		ja.jurs[ns.info.Jurisdiction] = struct{}{}
 		if _, seen := ja.nodes[id]; !seen {
 			ja.nodes[id] = struct{}{}
-			if a := ns.jobs[job.ID]; a != nil {
+			if a := ns.jobs[job.ID]; a != nil && !r.led {
 				ja.spend.add(*a, m.cur())
 			}
 		}
@@ -464,6 +592,9 @@ func (r *sumRun) jobViews() []wire.JobView {
 	e := r.e
 	views := make([]wire.JobView, 0, len(r.jobs))
 	for _, ja := range r.jobs {
+		if r.led {
+			ja.spend = r.jobMonth[ja.job.ID]
+		}
 		v := wire.JobView{Job: ja.job, Regions: sortStrings(ja.regions), Jurisdictions: sortStrings(ja.jurs),
 			Nodes: sortStrings(ja.nodes), GPUs: ja.gpus, BurnPerHour: e.conv(ja.burn), Spend: e.conv(ja.spend),
 			Allowed: ja.viol == "", Violation: ja.viol}

@@ -34,8 +34,11 @@ reads the database read-only, also while the aggregator runs.
 
 The ledger is kept per UTC hour: --since is rounded down to the hour, and
 --until up to it. "today", "month" and dates are in the aggregator's time zone
-(its config's timezone:, UTC by default) unless --timezone says otherwise. While the aggregator runs, the current hour trails it by up
-to five minutes. Money is converted into the display currency with the rates of
+(its config's timezone:, UTC by default) unless --timezone says otherwise.
+The report includes everything up to the aggregator's last commit (about a
+second behind while it runs): each lease accrues up to it, and the last few
+minutes' spend counts as its node's unattributed line until the ledger
+attributes it to jobs (at most five minutes later). Money is converted into the display currency with the rates of
 --config (the aggregator's config file), or else those the aggregator last
 ran with; without rates, each currency gets its own lines.`,
 		Args: cobra.NoArgs,

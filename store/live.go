@@ -1,0 +1,231 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleettop/fleettop/cost"
+)
+
+// The ledger is accrued per hour at folds (the current hour every
+// LedgerEvery), so on its own it trails the clock by minutes. Every figure
+// read from it (LiveLedger for the live view, Usage for reports) adds the
+// tail: what each node's lease accrued from where its ledger ends up to the
+// period's end (LiveLedger: the caller's now; Usage: the last commit), as
+// the node's unattributed line. The tail is attributed to jobs once the
+// ledger catches up; the total never moves.
+
+// NodePlace is where a node is and whose it is, as its collector last said.
+type NodePlace struct {
+	Region, Provider, Jurisdiction, Model, Team string
+}
+
+// NodeLine is one line of a node's ledger summed over a period: one
+// currency, one job ("" the node's unattributed remainder) and team.
+type NodeLine struct {
+	Node, Job, Team string
+	Usage           // Group is the node's id
+}
+
+// Ledger is the ledger of a period per node.
+type Ledger struct {
+	Lines  []NodeLine           // sorted by node, currency, job, team
+	Places map[string]NodePlace // every node with a line
+}
+
+// tailNode is what the tail of one node's ledger needs.
+type tailNode struct {
+	origin   int64 // 0: never seen
+	ledgerTo int64 // 0: never accrued
+	team     string
+	place    NodePlace
+	versions []cost.Version
+}
+
+func (ns *ledgerNode) tail(backfill time.Duration) tailNode {
+	return tailNode{origin: ns.origin(backfill), ledgerTo: ns.ledgerTo, team: ns.team, place: ns.place, versions: ns.costVersions()}
+}
+
+// publish makes the nodes changed by a commit (all of them when changed is
+// nil) visible to LiveLedger.
+func (s *Store) publish(changed map[string]*ledgerNode) {
+	if changed != nil && len(changed) == 0 {
+		return
+	}
+	next := map[string]tailNode{}
+	if old := s.tails.Load(); old != nil && changed != nil {
+		next = maps.Clone(*old)
+	} else {
+		changed = s.nodes
+	}
+	for id, ns := range changed {
+		next[id] = ns.tail(s.opts.MaxBackfill)
+	}
+	s.tails.Store(&next)
+}
+
+// tailLines appends, for each node whose ledger has been accrued, the
+// lease's accrual over [max(ledgerTo, from), to) as its remainder line.
+func tailLines(out []NodeLine, nodes map[string]tailNode, from, to int64) []NodeLine {
+	for id, tn := range nodes {
+		if tn.ledgerTo == 0 || tn.origin == 0 || len(tn.versions) == 0 {
+			continue // accrued at the next fold, from its origin
+		}
+		lo := max(tn.ledgerTo, from)
+		if lo >= to {
+			continue
+		}
+		for _, a := range cost.Accrue(tn.versions, time.UnixMilli(tn.origin), time.UnixMilli(lo), time.UnixMilli(to)) {
+			if a.LeasedGPUms == 0 && a.Charge.IsZero() {
+				continue
+			}
+			out = append(out, NodeLine{Node: id, Team: tn.team, Usage: Usage{Group: id, Currency: a.Currency,
+				LeasedGPUms: a.LeasedGPUms, DarkGPUms: a.LeasedGPUms, Spend: a.Charge, Dark: a.Basis}})
+		}
+	}
+	return out
+}
+
+// mergeLines sorts lines by node, currency, job and team and adds up the
+// lines with the same key.
+func mergeLines(lines []NodeLine) []NodeLine {
+	key := func(l *NodeLine) string { return l.Node + "\x00" + l.Currency + "\x00" + l.Job + "\x00" + l.Team }
+	slices.SortStableFunc(lines, func(a, b NodeLine) int { return strings.Compare(key(&a), key(&b)) })
+	out := lines[:0]
+	for _, l := range lines {
+		if k := len(out); k > 0 && key(&out[k-1]) == key(&l) {
+			out[k-1].Usage.Add(l.Usage)
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// ledgerCols sums a period's ledger rows per node, currency, job and team,
+// from the hourly ledger around whole UTC days and ledger_day inside them
+// (hours a, days [b, c), hours to d; Unix ms).
+const ledgerCols = `node_id, currency, job, team, leased_gpu_ms, reported_gpu_ms, idle_gpu_ms, dark_gpu_ms,
+		spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem`
+
+func (s *Store) nodeRows(ctx context.Context, from, to int64) ([]NodeLine, error) {
+	a, d := floorTo(from, hourMs), floorTo(to+hourMs-1, hourMs)
+	b, c := floorTo(a+dayMs-1, dayMs), floorTo(d, dayMs)
+	if b >= c {
+		b, c = d, d
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT node_id, currency, job, team,
+		SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms),
+		SUM(spend_micros), SUM(spend_rem), SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem)
+		FROM (
+			SELECT `+ledgerCols+` FROM ledger WHERE hour_ms >= ?1 AND hour_ms < ?2
+			UNION ALL SELECT `+ledgerCols+` FROM ledger_day WHERE day_ms >= ?2 AND day_ms < ?3
+			UNION ALL SELECT `+ledgerCols+` FROM ledger WHERE hour_ms >= ?3 AND hour_ms < ?4
+		) GROUP BY node_id, currency, job, team ORDER BY node_id, currency, job, team`, a, b, c, d)
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	defer rows.Close()
+	var out []NodeLine
+	for rows.Next() {
+		var l NodeLine
+		var sm, sr, im, ir, dm, dr int64
+		if err := rows.Scan(&l.Node, &l.Currency, &l.Job, &l.Team, &l.LeasedGPUms, &l.ReportedGPUms, &l.IdleGPUms, &l.DarkGPUms,
+			&sm, &sr, &im, &ir, &dm, &dr); err != nil {
+			return nil, fmt.Errorf("read the ledger: %w", err)
+		}
+		l.Group = l.Node
+		l.Spend, l.Idle, l.Dark = cost.MakeExact(sm, sr), cost.MakeExact(im, ir), cost.MakeExact(dm, dr)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	return out, nil
+}
+
+type liveRows struct {
+	gen   uint64
+	lines []NodeLine
+}
+
+// LiveLedger returns the ledger per node, job and team from from (rounded
+// down to its UTC hour) to now, the tail included: what the leases accrued
+// since each node's ledger ends, unattributed. Its rows are read once per
+// change of the ledger (a fold), the tail is computed from memory, so the
+// live view may call it every second. now is the store's clock (Now).
+func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, error) {
+	fm := from.UnixMilli()
+	key := floorTo(fm, hourMs)
+	// A commit that accrues bumps ledgerGen before it publishes the tails:
+	// tails read before a generation that matches the cached rows end where
+	// those rows end.
+	tp := s.tails.Load()
+	gen := s.ledgerGen.Load()
+	s.liveMu.Lock()
+	c, ok := s.liveCache[key]
+	s.liveMu.Unlock()
+	if !ok || c.gen != gen {
+		// Read the rows and the tails with no commit in between.
+		if err := s.commitMu.lock(ctx); err != nil {
+			return Ledger{}, fmt.Errorf("read the ledger: %w", err)
+		}
+		lines, err := s.nodeRows(ctx, key, now.UnixMilli()+hourMs)
+		tp, gen = s.tails.Load(), s.ledgerGen.Load()
+		s.commitMu.unlock()
+		if err != nil {
+			return Ledger{}, err
+		}
+		c = liveRows{gen: gen, lines: lines}
+		s.liveMu.Lock()
+		if s.liveCache == nil || len(s.liveCache) > 8 {
+			s.liveCache = map[int64]liveRows{}
+		}
+		s.liveCache[key] = c
+		s.liveMu.Unlock()
+	}
+	var tails map[string]tailNode
+	if tp != nil {
+		tails = *tp
+	}
+	lines := append(slices.Clone(c.lines), tailLines(nil, tails, fm, now.UnixMilli())...)
+	lg := Ledger{Lines: mergeLines(lines), Places: map[string]NodePlace{}}
+	for _, l := range lg.Lines {
+		if _, ok := lg.Places[l.Node]; !ok {
+			lg.Places[l.Node] = tails[l.Node].place
+		}
+	}
+	return lg, nil
+}
+
+// committed returns the clock at the last commit as the database records
+// it; zero when none is recorded.
+func (s *Store) committed(ctx context.Context) (int64, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'committed_ms'`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read the commit time: %w", err)
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("read the commit time: %w", err)
+	}
+	return ms, nil
+}
+
+func (ns *ledgerNode) placeOrZero() NodePlace {
+	if ns == nil {
+		return NodePlace{}
+	}
+	return ns.place
+}
