@@ -87,7 +87,7 @@ func BenchmarkIngestMockStream(b *testing.B) {
 	ss := &session{s: s}
 	ss.node.Store(n)
 	n.mu.Lock()
-	n.setNode(cloneNode(&h.Node))
+	n.setNode(h.Node)
 	n.sess = ss
 	n.mu.Unlock()
 	bytes := 0

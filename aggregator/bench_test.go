@@ -91,7 +91,7 @@ func BenchmarkIngestApply(b *testing.B) {
 			ss := &session{s: s}
 			ss.node.Store(n)
 			n.mu.Lock()
-			n.setNode(cloneNode(&f.(*wire.Hello).Node))
+			n.setNode(f.(*wire.Hello).Node)
 			n.sess = ss
 			n.mu.Unlock()
 			b.ReportAllocs()
@@ -197,7 +197,7 @@ func BenchmarkLiveMemoryPerGPU(b *testing.B) {
 			ss := &session{s: s}
 			ss.node.Store(n)
 			n.mu.Lock()
-			n.setNode(cloneNode(&nd))
+			n.setNode(nd)
 			n.sess = ss
 			n.mu.Unlock()
 			for k := range 3 {
@@ -236,7 +236,7 @@ func BenchmarkWatchPublish(b *testing.B) {
 		ss := &session{s: s}
 		ss.node.Store(n)
 		n.mu.Lock()
-		n.setNode(cloneNode(&nd))
+		n.setNode(nd)
 		n.sess = ss
 		n.mu.Unlock()
 		rec := st.Next(time.Unix(1_770_000_000, 0))

@@ -301,7 +301,9 @@ func (ss *session) run() error {
 	if !ss.tok.AllowsNode(h.Node.ID) {
 		return reject(wire.CloseForbidden, rejectForbidden, "token %q may not send for node %q", ss.tok.Name, h.Node.ID)
 	}
-	nd := cloneNode(&h.Node)
+	// The decoder allocates a Hello afresh (wire.Decoder): its node is ours
+	// to keep, and carries no device State (the aggregator decides that).
+	nd := h.Node
 retry:
 	n, ok := s.claim(ss.tok, nd.ID)
 	if !ok {
@@ -503,7 +505,7 @@ func (s *Server) noteRepairs(node string, rp wire.Repairs) {
 func (ss *session) setSources(src []fleet.SourceStatus) {
 	wire.SanitizeSources(src)
 	n := ss.node.Load()
-	c := cloneNode(&fleet.Node{Sources: src}).Sources
+	c := src // a decoded Status is allocated afresh, like a Hello
 	n.mu.Lock()
 	if n.sess != ss || ss.stopped.Load() {
 		n.mu.Unlock()

@@ -160,46 +160,6 @@ func validateHello(h *wire.Hello) *rejectErr {
 	return nil
 }
 
-// cloneNode deep-copies a node out of the decoder's buffers.
-func cloneNode(n *fleet.Node) fleet.Node {
-	c := *n
-	c.ID = strings.Clone(n.ID)
-	c.Hostname = strings.Clone(n.Hostname)
-	c.Region = strings.Clone(n.Region)
-	c.Site = strings.Clone(n.Site)
-	c.Provider = strings.Clone(n.Provider)
-	c.Jurisdiction = strings.Clone(n.Jurisdiction)
-	c.Lease.ID = strings.Clone(n.Lease.ID)
-	c.Lease.PricePerGPUHour.Currency = strings.Clone(n.Lease.PricePerGPUHour.Currency)
-	c.Lease.Billing = fleet.Billing(strings.Clone(string(n.Lease.Billing)))
-	c.Driver = strings.Clone(n.Driver)
-	c.CUDA = strings.Clone(n.CUDA)
-	c.BootID = strings.Clone(n.BootID)
-	c.AgentVersion = strings.Clone(n.AgentVersion)
-	if n.Labels != nil {
-		c.Labels = make(map[string]string, len(n.Labels))
-		for k, v := range n.Labels {
-			c.Labels[strings.Clone(k)] = strings.Clone(v)
-		}
-	}
-	if n.Sources != nil {
-		c.Sources = make([]fleet.SourceStatus, len(n.Sources))
-		for i, st := range n.Sources {
-			c.Sources[i] = fleet.SourceStatus{Name: strings.Clone(st.Name), Up: st.Up, Reason: strings.Clone(st.Reason)}
-		}
-	}
-	c.Devices = make([]fleet.Device, len(n.Devices))
-	for i, d := range n.Devices {
-		d.UUID = strings.Clone(d.UUID)
-		d.Vendor = fleet.Vendor(strings.Clone(string(d.Vendor)))
-		d.Model = strings.Clone(d.Model)
-		d.PCIBusID = strings.Clone(d.PCIBusID)
-		d.State = "" // the aggregator decides
-		c.Devices[i] = d
-	}
-	return c
-}
-
 func cloneJob(j fleet.Job) fleet.Job {
 	return fleet.Job{ID: strings.Clone(j.ID), Source: strings.Clone(j.Source), Team: strings.Clone(j.Team), DataClass: strings.Clone(j.DataClass)}
 }

@@ -31,7 +31,7 @@ func TestNodeJSONMatchesView(t *testing.T) {
 	rec.Procs = []fleet.Process{{Device: 0, PID: 7, Name: "python3", UsedMemory: 1 << 30, Job: fleet.Job{ID: "job-1", Team: "r"}}}
 	rec.Events = []fleet.Event{{Time: time.Unix(1_770_000_000, 5).UTC(), Kind: fleet.EventXID, Severity: fleet.SevCritical, Device: 0, Code: 79, Message: "fell off the bus"}}
 	n.mu.Lock()
-	n.setNode(cloneNode(&node))
+	n.setNode(node)
 	n.applyRecord(&rec, ts.clock())
 	want := ts.view(n, ts.clock())
 	got, err := ts.appendNodeJSON(nil, n, ts.clock())
