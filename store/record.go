@@ -39,15 +39,10 @@ func (id *ident) matchesScalars(n *fleet.Node) bool {
 }
 
 func (id *ident) matches(n *fleet.Node) bool {
-	o := &id.node
-	if o.Hostname != n.Hostname || o.Region != n.Region || o.Site != n.Site ||
-		o.Provider != n.Provider || o.Jurisdiction != n.Jurisdiction ||
-		o.Lease.ID != n.Lease.ID || o.Lease.PricePerGPUHour != n.Lease.PricePerGPUHour ||
-		o.Lease.Billing != n.Lease.Billing || o.Lease.Reserved != n.Lease.Reserved || o.Lease.GPUs != n.Lease.GPUs ||
-		!o.Lease.Start.Equal(n.Lease.Start) || !o.Lease.End.Equal(n.Lease.End) ||
-		len(o.Labels) != len(n.Labels) || len(o.Devices) != len(n.Devices) {
+	if !id.matchesScalars(n) {
 		return false
 	}
+	o := &id.node
 	for k, v := range n.Labels {
 		if w, ok := o.Labels[k]; !ok || w != v {
 			return false
