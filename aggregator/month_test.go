@@ -156,6 +156,12 @@ func TestMonthInvariants(t *testing.T) {
 			}
 			if by == "node" {
 				for _, u := range us {
+					if u.Group == "blind-1" && (u.BlindGPUms != u.LeasedGPUms || u.Blind != u.Spend || u.LeasedGPUms != leasedMs(day, 4)) {
+						t.Errorf("day %d: blind node: %d of %d GPU-ms blind (want all %d), blind %v of spend %v", day+1, u.BlindGPUms, u.LeasedGPUms, leasedMs(day, 4), u.Blind, u.Spend)
+					}
+					if u.Group != "blind-1" && u.BlindGPUms != 0 {
+						t.Errorf("day %d: %s has %d blind GPU-ms, sees all its GPUs", day+1, u.Group, u.BlindGPUms)
+					}
 					if u.Group == "skew-1" {
 						want := cost2(2_000_000, u.LeasedGPUms)
 						if u.Spend.Rat().Cmp(want) != 0 || u.LeasedGPUms != leasedMs(day, 2) {

@@ -15,6 +15,9 @@ type Version struct {
 	Billing fleet.Billing
 	Start   time.Time // the lease's start; zero: unknown (accrues from origin)
 	End     time.Time // the lease's end; zero: open-ended
+	// Blind is how many of the GPUs no sensor sees (never enumerated, or
+	// lost): paid but blind. They are billed all the same.
+	Blind int
 }
 
 // Accrual is what a lease cost over an interval in one currency.
@@ -30,6 +33,10 @@ type Accrual struct {
 	// interval when billed per started hour (a started hour is charged at
 	// the price in effect when it starts, wholly to the interval it starts in).
 	Charge Exact
+	// BlindGPUms and Blind are the part of the leased GPU-time (and of
+	// Basis) on GPUs no sensor saw: paid but blind.
+	BlindGPUms int64
+	Blind      Exact
 }
 
 // Accrue returns what the lease described by vs costs over [from, to), one
@@ -60,6 +67,10 @@ func Accrue(vs []Version, origin, from, to time.Time) []Accrual {
 		acc.LeasedGPUms += gpuMs
 		basis := PriceTimes(v.Price.Micros, gpuMs)
 		acc.Basis = acc.Basis.Add(basis)
+		if b := min(v.Blind, v.GPUs); b > 0 {
+			acc.BlindGPUms += int64(b) * (hi - lo)
+			acc.Blind = acc.Blind.Add(PriceTimes(v.Price.Micros, int64(b)*(hi-lo)))
+		}
 		if v.Billing != fleet.BillPerStartedHour {
 			acc.Charge = acc.Charge.Add(basis)
 			continue

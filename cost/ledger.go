@@ -32,6 +32,10 @@ type Line struct {
 	Spend         Exact
 	Idle          Exact // idle spend: price × idle GPU-time
 	Dark          Exact // paid but dark: price × dark GPU-time
+	// BlindGPUms and Blind: the part of the dark time on GPUs no sensor
+	// sees (paid but blind); on the remainder line only.
+	BlindGPUms int64
+	Blind      Exact
 }
 
 // Ledger splits what the lease vs costs over [from, to) (see Accrue) among
@@ -121,6 +125,7 @@ func Ledger(vs []Version, origin, from, to time.Time, mins []GPUMinute, team str
 		rem.Spend = ac.Charge.Sub(jobValue)
 		rem.DarkGPUms = ac.LeasedGPUms - allMs
 		rem.Dark = ac.Basis.Sub(allValue)
+		rem.BlindGPUms, rem.Blind = ac.BlindGPUms, ac.Blind
 	}
 	out := make([]Line, 0, len(lines))
 	for _, l := range lines {

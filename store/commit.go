@@ -529,6 +529,7 @@ func (w *writer) writeIdent(ns *ledgerNode, nb *nodeBatch) error {
 		currency: nb.ident.price.Currency,
 		billing:  nb.ident.billing,
 		reserved: n.Lease.Reserved,
+		blind:    n.BlindGPUs(),
 	}
 	if !n.Lease.Start.IsZero() {
 		v.start = n.Lease.Start.UnixMilli()
@@ -561,9 +562,9 @@ func (w *writer) writeLease(ns *ledgerNode, v leaseVersion, seenMs int64) error 
 	}
 	ns.versions = append(ns.versions, v)
 	if err := w.exec(`INSERT OR REPLACE INTO leases (node_id, version, effective_ms, lease_id, gpus, price_micros,
-		currency, billing, reserved, start_ms, end_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		currency, billing, reserved, start_ms, end_ms, blind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		ns.id, v.version, v.effective, v.leaseID, v.gpus, v.price, v.currency, string(v.billing),
-		v.reserved, v.start, v.end); err != nil {
+		v.reserved, v.start, v.end, v.blind); err != nil {
 		return fmt.Errorf("write lease: %w", err)
 	}
 	return nil

@@ -24,6 +24,7 @@ type leaseVersion struct {
 	reserved  bool
 	start     int64
 	end       int64
+	blind     int // GPUs billed that no sensor sees
 }
 
 // ledgerNode is what Commit keeps in memory about one node: its first
@@ -69,6 +70,7 @@ func (ns *ledgerNode) costVersions() []cost.Version {
 			Price:   fleet.Money{Micros: v.price, Currency: v.currency},
 			GPUs:    v.gpus,
 			Billing: v.billing,
+			Blind:   v.blind,
 		}
 		if i > 0 {
 			cv.From = time.UnixMilli(v.effective)
@@ -117,7 +119,7 @@ func readLedgerNodes(ctx context.Context, db *sql.DB) (map[string]*ledgerNode, e
 		return nil, fmt.Errorf("load nodes: %w", err)
 	}
 	rows, err = db.QueryContext(ctx, `SELECT node_id, version, effective_ms, lease_id, gpus, price_micros,
-		currency, billing, reserved, start_ms, end_ms FROM leases ORDER BY node_id, version`)
+		currency, billing, reserved, start_ms, end_ms, blind FROM leases ORDER BY node_id, version`)
 	if err != nil {
 		return nil, fmt.Errorf("load leases: %w", err)
 	}
@@ -126,7 +128,7 @@ func readLedgerNodes(ctx context.Context, db *sql.DB) (map[string]*ledgerNode, e
 		var id, billing string
 		var v leaseVersion
 		if err := rows.Scan(&id, &v.version, &v.effective, &v.leaseID, &v.gpus, &v.price, &v.currency,
-			&billing, &v.reserved, &v.start, &v.end); err != nil {
+			&billing, &v.reserved, &v.start, &v.end, &v.blind); err != nil {
 			return nil, fmt.Errorf("load leases: %w", err)
 		}
 		v.billing = fleet.Billing(billing)
@@ -290,9 +292,10 @@ func (w *writer) accrueHour(ns *ledgerNode, hour, upto, origin int64) (err error
 	for _, l := range lines {
 		if err := w.exec(`INSERT INTO ledger (node_id, hour_ms, currency, job, team, upto_ms, leased_gpu_ms,
 			reported_gpu_ms, idle_gpu_ms, dark_gpu_ms, spend_micros, spend_rem, idle_micros, idle_rem,
-			dark_micros, dark_rem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			dark_micros, dark_rem, blind_gpu_ms, blind_micros, blind_rem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			ns.id, hour, l.Currency, l.Job, l.Team, upto, l.LeasedGPUms, l.ReportedGPUms, l.IdleGPUms,
-			l.DarkGPUms, l.Spend.Micros, l.Spend.Rem, l.Idle.Micros, l.Idle.Rem, l.Dark.Micros, l.Dark.Rem); err != nil {
+			l.DarkGPUms, l.Spend.Micros, l.Spend.Rem, l.Idle.Micros, l.Idle.Rem, l.Dark.Micros, l.Dark.Rem,
+			l.BlindGPUms, l.Blind.Micros, l.Blind.Rem); err != nil {
 			return err
 		}
 	}
@@ -357,9 +360,11 @@ func (w *writer) prune() error {
 
 const dayMs = 24 * hourMs
 
-var dayQuery = `INSERT INTO ledger_day SELECT ?1, node_id, currency, job, team, MAX(upto_ms),
+var dayQuery = `INSERT INTO ledger_day (day_ms, node_id, currency, job, team, upto_ms, leased_gpu_ms,
+	reported_gpu_ms, idle_gpu_ms, dark_gpu_ms, spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem,
+	blind_gpu_ms, blind_micros, blind_rem) SELECT ?1, node_id, currency, job, team, MAX(upto_ms),
 	SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms), SUM(spend_micros), SUM(spend_rem),
-	SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem)
+	SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem), SUM(blind_gpu_ms), SUM(blind_micros), SUM(blind_rem)
 	FROM ledger WHERE node_id = ?2 AND hour_ms IN (` + placeholders(3, 24) + `) GROUP BY currency, job, team`
 
 // sumDay rewrites a node's day in ledger_day from its hours.

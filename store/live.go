@@ -87,7 +87,8 @@ func tailLines(out []NodeLine, nodes map[string]tailNode, from, to int64) []Node
 				continue
 			}
 			out = append(out, NodeLine{Node: id, Team: tn.team, Usage: Usage{Group: id, Currency: a.Currency,
-				LeasedGPUms: a.LeasedGPUms, DarkGPUms: a.LeasedGPUms, Spend: a.Charge, Dark: a.Basis}})
+				LeasedGPUms: a.LeasedGPUms, DarkGPUms: a.LeasedGPUms, Spend: a.Charge, Dark: a.Basis,
+				BlindGPUms: a.BlindGPUms, Blind: a.Blind}})
 		}
 	}
 	return out
@@ -113,7 +114,7 @@ func mergeLines(lines []NodeLine) []NodeLine {
 // from the hourly ledger around whole UTC days and ledger_day inside them
 // (hours a, days [b, c), hours to d; Unix ms).
 const ledgerCols = `node_id, currency, job, team, leased_gpu_ms, reported_gpu_ms, idle_gpu_ms, dark_gpu_ms,
-		spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem`
+		spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem, blind_gpu_ms, blind_micros, blind_rem`
 
 func (s *Store) nodeRows(ctx context.Context, from, to int64) ([]NodeLine, error) {
 	a, d := floorTo(from, hourMs), floorTo(to+hourMs-1, hourMs)
@@ -123,7 +124,8 @@ func (s *Store) nodeRows(ctx context.Context, from, to int64) ([]NodeLine, error
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT node_id, currency, job, team,
 		SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms),
-		SUM(spend_micros), SUM(spend_rem), SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem)
+		SUM(spend_micros), SUM(spend_rem), SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem),
+		SUM(blind_gpu_ms), SUM(blind_micros), SUM(blind_rem)
 		FROM (
 			SELECT `+ledgerCols+` FROM ledger WHERE hour_ms >= ?1 AND hour_ms < ?2
 			UNION ALL SELECT `+ledgerCols+` FROM ledger_day WHERE day_ms >= ?2 AND day_ms < ?3
@@ -136,13 +138,14 @@ func (s *Store) nodeRows(ctx context.Context, from, to int64) ([]NodeLine, error
 	var out []NodeLine
 	for rows.Next() {
 		var l NodeLine
-		var sm, sr, im, ir, dm, dr int64
+		var sm, sr, im, ir, dm, dr, bm, br int64
 		if err := rows.Scan(&l.Node, &l.Currency, &l.Job, &l.Team, &l.LeasedGPUms, &l.ReportedGPUms, &l.IdleGPUms, &l.DarkGPUms,
-			&sm, &sr, &im, &ir, &dm, &dr); err != nil {
+			&sm, &sr, &im, &ir, &dm, &dr, &l.BlindGPUms, &bm, &br); err != nil {
 			return nil, fmt.Errorf("read the ledger: %w", err)
 		}
 		l.Group = l.Node
 		l.Spend, l.Idle, l.Dark = cost.MakeExact(sm, sr), cost.MakeExact(im, ir), cost.MakeExact(dm, dr)
+		l.Blind = cost.MakeExact(bm, br)
 		out = append(out, l)
 	}
 	if err := rows.Err(); err != nil {

@@ -29,6 +29,10 @@ type Usage struct {
 	Spend         cost.Exact
 	Idle          cost.Exact
 	Dark          cost.Exact
+	// BlindGPUms and Blind are the part of the dark GPU-time and spend on
+	// GPUs no sensor sees: paid but blind.
+	BlindGPUms int64
+	Blind      cost.Exact
 }
 
 // UsedGPUms is GPU-time reported and not idle within the lease.
@@ -43,6 +47,8 @@ func (u *Usage) Add(o Usage) {
 	u.Spend = u.Spend.Add(o.Spend)
 	u.Idle = u.Idle.Add(o.Idle)
 	u.Dark = u.Dark.Add(o.Dark)
+	u.BlindGPUms += o.BlindGPUms
+	u.Blind = u.Blind.Add(o.Blind)
 }
 
 // Now returns the store's clock: the time leases accrue against (simulated

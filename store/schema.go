@@ -185,6 +185,17 @@ CREATE TABLE ledger_day (
 ) WITHOUT ROWID;
 ` + LedgerDaySQL + `;
 `,
+	// 4: paid but blind. A lease version records how many of its GPUs no
+	// sensor saw; the ledger keeps the blind part of the dark time.
+	`
+ALTER TABLE leases ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN blind_gpu_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN blind_micros INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN blind_rem INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger_day ADD COLUMN blind_gpu_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger_day ADD COLUMN blind_micros INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger_day ADD COLUMN blind_rem INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // LedgerDaySQL sums the hourly ledger into ledger_day (for every day, or,

@@ -15,15 +15,19 @@ import (
 // Line is one group's figures in one currency. Money is in micro-units,
 // rounded half to even once per figure from the exact ledger sums.
 type Line struct {
-	Group        string
-	Currency     string
-	LeasedGPUms  int64
-	UsedGPUms    int64 // reported and not idle, within the lease
-	IdleGPUms    int64
-	DarkGPUms    int64
-	Spend        int64
-	IdleSpend    int64
-	DarkSpend    int64
+	Group       string
+	Currency    string
+	LeasedGPUms int64
+	UsedGPUms   int64 // reported and not idle, within the lease
+	IdleGPUms   int64
+	DarkGPUms   int64
+	Spend       int64
+	IdleSpend   int64
+	DarkSpend   int64
+	// BlindGPUms and BlindSpend are the part of the dark figures on GPUs
+	// the leases bill and no sensor sees (paid but blind).
+	BlindGPUms   int64
+	BlindSpend   int64
 	EffectivePPH int64 // spend per used GPU-hour
 	HasEffective bool  // false when no GPU-hour was used
 }
@@ -46,12 +50,12 @@ type Report struct {
 func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (Report, error) {
 	r := Report{By: by, From: from, To: to}
 	type acc struct {
-		group, cur      string
-		ms              [4]int64 // leased, used, idle, dark
-		spend, idle, dk *big.Rat
+		group, cur             string
+		ms                     [5]int64 // leased, used, idle, dark, blind
+		spend, idle, dk, blind *big.Rat
 	}
 	accs := map[[2]string]*acc{}
-	total := &acc{spend: new(big.Rat), idle: new(big.Rat), dk: new(big.Rat)}
+	total := &acc{spend: new(big.Rat), idle: new(big.Rat), dk: new(big.Rat), blind: new(big.Rat)}
 	curs := map[string]bool{}
 	for _, u := range us {
 		cur := u.Currency
@@ -64,7 +68,7 @@ func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (
 		k := [2]string{u.Group, cur}
 		a := accs[k]
 		if a == nil {
-			a = &acc{group: u.Group, cur: cur, spend: new(big.Rat), idle: new(big.Rat), dk: new(big.Rat)}
+			a = &acc{group: u.Group, cur: cur, spend: new(big.Rat), idle: new(big.Rat), dk: new(big.Rat), blind: new(big.Rat)}
 			accs[k] = a
 		}
 		for _, x := range []*acc{a, total} {
@@ -72,10 +76,11 @@ func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (
 			x.ms[1] += u.UsedGPUms()
 			x.ms[2] += u.IdleGPUms
 			x.ms[3] += u.DarkGPUms
+			x.ms[4] += u.BlindGPUms
 			for _, p := range []struct {
 				dst *big.Rat
 				e   cost.Exact
-			}{{x.spend, u.Spend}, {x.idle, u.Idle}, {x.dk, u.Dark}} {
+			}{{x.spend, u.Spend}, {x.idle, u.Idle}, {x.dk, u.Dark}, {x.blind, u.Blind}} {
 				v, err := conv(p.e)
 				if err != nil {
 					return Report{}, err
@@ -86,7 +91,8 @@ func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (
 	}
 	line := func(a *acc) Line {
 		l := Line{Group: a.group, Currency: a.cur, LeasedGPUms: a.ms[0], UsedGPUms: a.ms[1], IdleGPUms: a.ms[2],
-			DarkGPUms: a.ms[3], Spend: cost.RoundRat(a.spend), IdleSpend: cost.RoundRat(a.idle), DarkSpend: cost.RoundRat(a.dk)}
+			DarkGPUms: a.ms[3], Spend: cost.RoundRat(a.spend), IdleSpend: cost.RoundRat(a.idle), DarkSpend: cost.RoundRat(a.dk),
+			BlindGPUms: a.ms[4], BlindSpend: cost.RoundRat(a.blind)}
 		if a.ms[1] > 0 {
 			l.EffectivePPH, l.HasEffective = cost.EffectivePrice(a.spend, a.ms[1]), true
 		}
@@ -118,6 +124,7 @@ func Build(by string, from, to time.Time, us []store.Usage, rates *cost.Rates) (
 			{t.Spend, func(a *acc) *big.Rat { return a.spend }, func(l *Line) *int64 { return &l.Spend }},
 			{t.IdleSpend, func(a *acc) *big.Rat { return a.idle }, func(l *Line) *int64 { return &l.IdleSpend }},
 			{t.DarkSpend, func(a *acc) *big.Rat { return a.dk }, func(l *Line) *int64 { return &l.DarkSpend }},
+			{t.BlindSpend, func(a *acc) *big.Rat { return a.blind }, func(l *Line) *int64 { return &l.BlindSpend }},
 		} {
 			parts := make([]*big.Rat, len(r.Lines))
 			for i, l := range r.Lines {

@@ -26,7 +26,8 @@ func Write(w io.Writer, r Report, format string) error {
 }
 
 var csvHeader = []string{"group", "currency", "gpu_hours_leased", "gpu_hours_used", "gpu_hours_idle",
-	"gpu_hours_dark", "spend", "idle_spend", "paid_but_dark", "effective_price_per_used_gpu_hour"}
+	"gpu_hours_dark", "spend", "idle_spend", "paid_but_dark", "effective_price_per_used_gpu_hour",
+	"gpu_hours_blind", "paid_but_blind"}
 
 // WriteCSV writes one row per line (no total row, so spreadsheets can pivot
 // it); money with six decimals: exact micro-units.
@@ -42,7 +43,7 @@ func WriteCSV(w io.Writer, r Report) error {
 		}
 		if err := cw.Write([]string{csvText(l.Group), csvText(l.Currency), GPUHours(l.LeasedGPUms), GPUHours(l.UsedGPUms),
 			GPUHours(l.IdleGPUms), GPUHours(l.DarkGPUms), Amount(l.Spend, 6), Amount(l.IdleSpend, 6),
-			Amount(l.DarkSpend, 6), eff}); err != nil {
+			Amount(l.DarkSpend, 6), eff, GPUHours(l.BlindGPUms), Amount(l.BlindSpend, 6)}); err != nil {
 			return fmt.Errorf("write csv: %w", err)
 		}
 	}
@@ -72,8 +73,8 @@ func WriteMarkdown(w io.Writer, r Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# fleettop cost report by %s\n\n", r.By)
 	fmt.Fprintf(&b, "%s to %s (UTC, whole hours)\n\n", r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339))
-	b.WriteString("| " + strings.ToUpper(r.By[:1]) + r.By[1:] + " | Currency | GPU-h leased | GPU-h used | GPU-h idle | GPU-h dark | Spend | Idle spend | Paid but dark | Per used GPU-h |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| " + strings.ToUpper(r.By[:1]) + r.By[1:] + " | Currency | GPU-h leased | GPU-h used | GPU-h idle | GPU-h dark | Spend | Idle spend | Paid but dark | Per used GPU-h | GPU-h blind | Paid but blind |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	row := func(l Line, bold bool) {
 		eff := "–"
 		if l.HasEffective {
@@ -81,7 +82,7 @@ func WriteMarkdown(w io.Writer, r Report) error {
 		}
 		cells := []string{mdEscape(groupName(l.Group)), l.Currency, GPUHours(l.LeasedGPUms), GPUHours(l.UsedGPUms),
 			GPUHours(l.IdleGPUms), GPUHours(l.DarkGPUms), Amount(l.Spend, 2), Amount(l.IdleSpend, 2),
-			Amount(l.DarkSpend, 2), eff}
+			Amount(l.DarkSpend, 2), eff, GPUHours(l.BlindGPUms), Amount(l.BlindSpend, 2)}
 		if bold {
 			for i, c := range cells {
 				cells[i] = "**" + c + "**"
@@ -127,13 +128,19 @@ type jsonLine struct {
 	SpendMicros    int64   `json:"spend_micros"`
 	IdleMicros     int64   `json:"idle_spend_micros"`
 	DarkMicros     int64   `json:"paid_but_dark_micros"`
+	// Paid but blind: the part of the dark figures on GPUs the leases bill
+	// and no sensor sees.
+	GPUHoursBlind string `json:"gpu_hours_blind"`
+	PaidButBlind  string `json:"paid_but_blind"`
+	BlindMicros   int64  `json:"paid_but_blind_micros"`
 }
 
 func toJSON(l Line) jsonLine {
 	j := jsonLine{Group: l.Group, Currency: l.Currency, GPUHoursLeased: GPUHours(l.LeasedGPUms),
 		GPUHoursUsed: GPUHours(l.UsedGPUms), GPUHoursIdle: GPUHours(l.IdleGPUms), GPUHoursDark: GPUHours(l.DarkGPUms),
 		Spend: Amount(l.Spend, 6), IdleSpend: Amount(l.IdleSpend, 6), PaidButDark: Amount(l.DarkSpend, 6),
-		SpendMicros: l.Spend, IdleMicros: l.IdleSpend, DarkMicros: l.DarkSpend}
+		SpendMicros: l.Spend, IdleMicros: l.IdleSpend, DarkMicros: l.DarkSpend,
+		GPUHoursBlind: GPUHours(l.BlindGPUms), PaidButBlind: Amount(l.BlindSpend, 6), BlindMicros: l.BlindSpend}
 	if l.HasEffective {
 		e := Amount(l.EffectivePPH, 6)
 		j.EffectivePrice = &e
