@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -64,7 +65,7 @@ func TestIdleNodesEvicted(t *testing.T) {
 	if snap := readWatch(t, v); snap.Page == nil || len(snap.Page.IDs) != 1 {
 		t.Fatalf("snapshot page %+v", snap.Page)
 	}
-	waitFor(t, "session gone", func() bool {
+	testutil.WaitFor(t, "session gone", func() bool {
 		n := ts.node("n1")
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -86,14 +87,14 @@ func TestIdleNodesEvicted(t *testing.T) {
 			break
 		}
 	}
-	if got := testutil.ToFloat64(ts.m.evicted); got != 1 {
+	if got := promtest.ToFloat64(ts.m.evicted); got != 1 {
 		t.Errorf("evicted %v, want 1", got)
 	}
 	// The slot is free for another node id, and n1 resumes after 2.
 	c2 := dialCollector(t, ts, secretAll)
 	c2.hello(testNode("n2", 1))
 	c2.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "n2 session gone", func() bool {
+	testutil.WaitFor(t, "n2 session gone", func() bool {
 		n := ts.node("n2")
 		n.mu.Lock()
 		defer n.mu.Unlock()

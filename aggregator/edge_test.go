@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -94,10 +95,10 @@ func TestOutOfRangeValuesAbsent(t *testing.T) {
 	if _, ok := v.Host["cpu_util"]; ok {
 		t.Errorf("host cpu_util present, want absent")
 	}
-	if got := testutil.ToFloat64(ts.m.repaired.WithLabelValues(wire.ReasonOutOfRange)); got != 4 {
+	if got := promtest.ToFloat64(ts.m.repaired.WithLabelValues(wire.ReasonOutOfRange)); got != 4 {
 		t.Errorf("repaired{out_of_range} = %v, want 4", got)
 	}
-	if got := testutil.ToFloat64(ts.m.repaired.WithLabelValues(wire.ReasonBadString)); got != 2 {
+	if got := promtest.ToFloat64(ts.m.repaired.WithLabelValues(wire.ReasonBadString)); got != 2 {
 		t.Errorf("repaired{bad_string} = %v, want 2", got)
 	}
 	if p := v.Procs[0]; p.Name != "x\uFFFD\uFFFDy" || strings.ContainsAny(p.Job.ID, "\n") {
@@ -181,7 +182,7 @@ func TestAPIEncodeFailureIs500(t *testing.T) {
 	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "could not be encoded") {
 		t.Fatalf("got %d %q, want 500 with a message", rec.Code, rec.Body.String())
 	}
-	if got := testutil.ToFloat64(ts.m.renderErrs.WithLabelValues(surfaceAPI)); got != 1 {
+	if got := promtest.ToFloat64(ts.m.renderErrs.WithLabelValues(surfaceAPI)); got != 1 {
 		t.Fatalf("render errors %v, want 1", got)
 	}
 }
@@ -206,7 +207,7 @@ func TestNodeIdentityOwned(t *testing.T) {
 	if status != websocket.StatusCode(wire.CloseNodeInUse) || cl == nil || cl.Code != wire.CloseNodeInUse {
 		t.Fatalf("second session closed with %d / %+v, want %d", status, cl, wire.CloseNodeInUse)
 	}
-	if got := testutil.ToFloat64(ts.m.conflicts); got != 1 {
+	if got := promtest.ToFloat64(ts.m.conflicts); got != 1 {
 		t.Errorf("conflicts %v, want 1", got)
 	}
 	_, _, alerts := ts.summarize(ts.clock())
@@ -221,7 +222,7 @@ func TestNodeIdentityOwned(t *testing.T) {
 	}
 	// The holder still streams.
 	c1.samples(node, 2)
-	waitFor(t, "seq 2 applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 2 })
+	testutil.WaitFor(t, "seq 2 applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 2 })
 	if c1ctx.Err() != nil {
 		t.Fatal("holder's session closed")
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleettop/fleettop/internal/testutil"
 )
 
 func healthz(t *testing.T, ts *testServer) (int, string) {
@@ -31,7 +33,7 @@ func TestHealthzNotReadyWhileCommitsFail(t *testing.T) {
 	c := dialCollector(t, ts, secretAll)
 	c.hello(node)
 	c.samples(node, 1, 2)
-	waitFor(t, "a failed commit", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.tries >= 1 })
+	testutil.WaitFor(t, "a failed commit", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.tries >= 1 })
 	code, body := healthz(t, ts)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "disk full") {
 		t.Fatalf("/healthz while commits fail = %d %q, want 503 naming the error", code, body)
@@ -70,7 +72,7 @@ func TestHeartbeatStopsWhileCommitWedged(t *testing.T) {
 		c.Heartbeat = func() { beats.Add(1) }
 		c.CommitStuckAfter = time.Nanosecond
 	})
-	waitFor(t, "a heartbeat while idle", func() bool { return beats.Load() > 0 })
+	testutil.WaitFor(t, "a heartbeat while idle", func() bool { return beats.Load() > 0 })
 	node := testNode("n1", 1)
 	c := dialCollector(t, ts, secretAll)
 	c.hello(node)
@@ -88,7 +90,7 @@ func TestHeartbeatStopsWhileCommitWedged(t *testing.T) {
 		t.Fatalf("heartbeats went on while the commit was wedged: %d → %d", before, got)
 	}
 	close(rec.release)
-	waitFor(t, "heartbeats again", func() bool { return beats.Load() > before })
+	testutil.WaitFor(t, "heartbeats again", func() bool { return beats.Load() > before })
 }
 
 // isolatingRecorder reports nodes a commit left out.

@@ -350,19 +350,6 @@ func testSample(n fleet.Node, seq uint64) fleet.Sample {
 	}
 	return s
 }
-
-// waitFor polls cond until it holds or fails the test after 5s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func counter(t testing.TB, s *Server, name string, labels ...string) float64 {
 	t.Helper()
 	switch name {

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -61,11 +62,11 @@ func TestAcksOnlyAfterCommit(t *testing.T) {
 	c := dialCollector(t, ts, secretAll)
 	c.hello(node)
 	c.samples(node, 1, 2)
-	waitFor(t, "applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 2 })
+	testutil.WaitFor(t, "applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 2 })
 	rec.mu.Lock()
 	tried := rec.tries
 	rec.mu.Unlock()
-	waitFor(t, "two failed commits", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.tries >= tried+2 })
+	testutil.WaitFor(t, "two failed commits", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.tries >= tried+2 })
 	// While commits fail nothing is acked; once they succeed, the ack comes.
 	n := ts.node("n1")
 	n.mu.Lock()
@@ -327,7 +328,7 @@ func TestStaleOfflineWithClock(t *testing.T) {
 	c := dialCollector(t, ts, secretAll)
 	c.hello(node)
 	c.samples(node, 1)
-	waitFor(t, "sample applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 1 })
+	testutil.WaitFor(t, "sample applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 1 })
 	seen := clk.Now()
 	steps := []struct {
 		advance time.Duration
@@ -419,11 +420,11 @@ func TestFleetAPI(t *testing.T) {
 func TestNoHelloTimesOut(t *testing.T) {
 	ts := startServer(t, nil, func(c *Config) { c.HelloTimeout = 50 * time.Millisecond })
 	c := dialCollector(t, ts, secretAll)
-	waitFor(t, "session registered", func() bool { return counter(t, ts.Server, "collectors") == 1 })
+	testutil.WaitFor(t, "session registered", func() bool { return counter(t, ts.Server, "collectors") == 1 })
 	if _, err := c.recv(); err == nil {
 		t.Fatal("silent connection got a frame")
 	}
-	waitFor(t, "silent session dropped", func() bool { return counter(t, ts.Server, "collectors") == 0 })
+	testutil.WaitFor(t, "silent session dropped", func() bool { return counter(t, ts.Server, "collectors") == 0 })
 }
 
 func TestNonFiniteValuesStayOutOfJSON(t *testing.T) {

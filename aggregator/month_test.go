@@ -11,6 +11,7 @@ import (
 	"github.com/fleettop/fleettop/aggregator/insight"
 	"github.com/fleettop/fleettop/exporters/report"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/store"
 	"github.com/fleettop/fleettop/wire"
 )
@@ -217,7 +218,7 @@ func (n *monthNode) connectQuiet(ts *testServer) {
 		n.tt.Fatalf("%s: want welcome, got %+v", n.node.ID, f)
 	}
 	ns := ts.node(n.node.ID)
-	waitFor(n.tt, "clock reading", func() bool {
+	testutil.WaitFor(n.tt, "clock reading", func() bool {
 		return ns.offsetKnown.Load() && time.Duration(ns.offset.Load()) == -n.skew
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/store"
 	"github.com/fleettop/fleettop/wire"
 )
@@ -78,7 +79,7 @@ func (c *skewed) connect(ts *testServer) uint64 {
 	}
 	// The aggregator reads the reading after sending Welcome; the test's
 	// clock must not move before it has.
-	waitFor(c.tt, "clock reading", func() bool {
+	testutil.WaitFor(c.tt, "clock reading", func() bool {
 		off, ok := c.ins.offset(c.node.ID)
 		return ok && off == -c.skew
 	})
@@ -98,7 +99,7 @@ func (c *skewed) record() fleet.Sample {
 
 func waitApplied(t *testing.T, ts *testServer, id string, seq uint64) {
 	t.Helper()
-	waitFor(t, "records applied", func() bool { return nodeView(t, ts.Server, id).Seq >= seq })
+	testutil.WaitFor(t, "records applied", func() bool { return nodeView(t, ts.Server, id).Seq >= seq })
 }
 
 func nodeUsage(t *testing.T, st *store.Store, clk *fakeClock) []store.Usage {
@@ -176,7 +177,7 @@ func TestResentSpoolKeepsTrueTimes(t *testing.T) {
 	waitApplied(t, ts, "gpu-1", c.seq)
 	// The aggregator resumes a collector from what is durable: wait for the
 	// commit, so the collector resumes after its tenth record.
-	waitFor(t, "first ten records committed", func() bool {
+	testutil.WaitFor(t, "first ten records committed", func() bool {
 		seqs, err := st.LastSeqs(context.Background())
 		return err == nil && seqs["gpu-1"] == c.seq
 	})
@@ -235,7 +236,7 @@ func TestClockRoundTrips(t *testing.T) {
 	t2 := a.Time.Add(c.skew + 200*time.Millisecond)
 	clk.Advance(400 * time.Millisecond)
 	c.send(&wire.Clock{Origin: a.Time, Received: t2, Sent: t2})
-	waitFor(t, "round-trip estimate", func() bool {
+	testutil.WaitFor(t, "round-trip estimate", func() bool {
 		off, _ := ins.offset("gpu-1")
 		return off == 90*time.Second
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -71,7 +72,7 @@ func TestDeviceLostUntilReboot(t *testing.T) {
 				s.Events = []fleet.Event{{Time: s.Time, Kind: fleet.EventXID, Severity: fleet.SevCritical, Device: step.xid, Code: 79, Message: "XID 79"}}
 			}
 			c.send(&wire.Samples{Samples: []fleet.Sample{s}})
-			waitFor(t, "sample applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == seq })
+			testutil.WaitFor(t, "sample applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == seq })
 			v := nodeView(t, ts.Server, "n1")
 			if got := deviceStates(v); !slices.Equal(got, step.want) || v.State != step.wantState || v.GPUsBlind != step.blind {
 				t.Fatalf("state %s devices %v blind %d, want %s %v %d", v.State, got, v.GPUsBlind, step.wantState, step.want, step.blind)
@@ -172,9 +173,9 @@ func TestSourceStatus(t *testing.T) {
 		{{Name: "nvml", Up: true}, {Name: "host", Up: true}},
 	} {
 		if i == 0 {
-			waitFor(t, "hello applied", func() bool { return len(nodeView(t, ts.Server, "n1").Sources) == 2 })
+			testutil.WaitFor(t, "hello applied", func() bool { return len(nodeView(t, ts.Server, "n1").Sources) == 2 })
 		}
 		c.send(&wire.Status{Sources: want})
-		waitFor(t, "status applied", func() bool { return slices.Equal(nodeView(t, ts.Server, "n1").Sources, want) })
+		testutil.WaitFor(t, "status applied", func() bool { return slices.Equal(nodeView(t, ts.Server, "n1").Sources, want) })
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -309,7 +310,7 @@ func TestStalledViewerDoesNotBlockIngest(t *testing.T) {
 	// A big page of jobs that changes every time, so that the stream fills
 	// the socket soon.
 	subscribe(t, stalled, wire.WatchSubscribe{Nodes: wire.NodeQuery{Limit: wire.MaxPageRows}, Node: "na", Jobs: &wire.JobQuery{Limit: wire.MaxPageRows}})
-	waitFor(t, "viewer connected", func() bool { return counter(t, ts.Server, "viewers") == 1 })
+	testutil.WaitFor(t, "viewer connected", func() bool { return counter(t, ts.Server, "viewers") == 1 })
 
 	const nodes = 10
 	var cs [nodes]*collector
@@ -336,7 +337,7 @@ func TestStalledViewerDoesNotBlockIngest(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "viewer gone", func() bool { return counter(t, ts.Server, "viewers") == 0 })
+	testutil.WaitFor(t, "viewer gone", func() bool { return counter(t, ts.Server, "viewers") == 0 })
 	// After the drop, ingest goes on as before.
 	seq++
 	for i := range cs {
@@ -379,7 +380,7 @@ func TestCloseSendsGoingAway(t *testing.T) {
 	c := dialCollector(t, ts, secretAll)
 	c.hello(node)
 	c.samples(node, 1, 2, 3)
-	waitFor(t, "applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 3 })
+	testutil.WaitFor(t, "applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 3 })
 	v := dialViewer(t, ts, nil)
 	readWatch(t, v)
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/fleettop/fleettop/aggregator"
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 )
 
 // fakeGPUs is a Source with n devices whose readings move every tick, and a
@@ -114,30 +114,9 @@ func startAggregator(t *testing.T, addr string, rec aggregator.Recorder) (*aggre
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener
-	for i := 0; ; i++ {
-		ln, err = net.Listen("tcp", addr)
-		if err == nil || i > 50 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t, addr)
 	go srv.Serve(ln)
 	return srv, ln.Addr().String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestEndToEndOutage streams into a real aggregator, stops the aggregator
@@ -159,7 +138,7 @@ func TestEndToEndOutage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(ctx) }()
-	waitFor(t, "first records durable", func() bool { return rec.count() >= 20 })
+	testutil.WaitFor(t, "first records durable", func() bool { return rec.count() >= 20 })
 
 	closeCtx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 	srv.Close(closeCtx)
@@ -167,14 +146,14 @@ func TestEndToEndOutage(t *testing.T) {
 	rec.crash()
 	// The collector keeps sampling into its spool while the aggregator is down.
 	before := agent.Spool().NextSeq()
-	waitFor(t, "sampling during the outage", func() bool { return agent.Spool().NextSeq() > before+30 })
+	testutil.WaitFor(t, "sampling during the outage", func() bool { return agent.Spool().NextSeq() > before+30 })
 	if agent.Connected() {
 		t.Fatal("still connected to a closed aggregator")
 	}
 
 	srv, _ = startAggregator(t, addr, rec)
 	target := agent.Spool().NextSeq() + 10
-	waitFor(t, "catch-up after restart", func() bool { return uint64(rec.count()) >= target })
+	testutil.WaitFor(t, "catch-up after restart", func() bool { return uint64(rec.count()) >= target })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -75,7 +76,7 @@ func TestFallsBackToOlderAggregatorProtocol(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(ctx) }()
-	waitFor(t, "samples in protocol 1", func() bool { return samples.Load() >= 5 })
+	testutil.WaitFor(t, "samples in protocol 1", func() bool { return samples.Load() >= 5 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -26,22 +27,12 @@ const (
 
 func writeTokens(t *testing.T, dir string) string {
 	t.Helper()
-	p := filepath.Join(dir, "tokens")
-	body := "collector fleet " + aggCollectorSecret + " *\nviewer ops " + aggViewerSecret + "\n"
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testutil.WriteSecret(t, dir, "tokens", "collector fleet "+aggCollectorSecret+" *\nviewer ops "+aggViewerSecret+"\n")
 }
 
 func loopback(t *testing.T) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+	return testutil.Listen(t, "127.0.0.1:0")
 }
 
 func TestStartAggregatorUsageErrors(t *testing.T) {

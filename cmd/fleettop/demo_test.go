@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fleettop/fleettop/aggregator/insight"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/mock"
 	"github.com/fleettop/fleettop/wire"
 )
@@ -137,13 +137,12 @@ func TestDemoHeadless(t *testing.T) {
 // TestDemoTokensFile: with --tokens the demo uses the file's tokens.
 func TestDemoTokensFile(t *testing.T) {
 	dir := t.TempDir()
-	f := filepath.Join(dir, "tokens")
-	os.WriteFile(f, []byte("# t\ncollector fleet c0llector-secret *\nviewer ops v1ewer-secret\n"), 0o600)
+	f := testutil.WriteSecret(t, dir, "tokens", "# t\ncollector fleet c0llector-secret *\nviewer ops v1ewer-secret\n")
 	d, err := loadDemoTokens(f)
 	if err != nil || d.collector != "c0llector-secret" || d.viewer != "v1ewer-secret" || d.generated {
 		t.Fatalf("loadDemoTokens = %+v, %v", d, err)
 	}
-	os.WriteFile(f, []byte("viewer ops v1ewer-secret\n"), 0o600)
+	testutil.WriteSecret(t, dir, "tokens", "viewer ops v1ewer-secret\n")
 	if _, err := loadDemoTokens(f); err == nil {
 		t.Fatal("a token file without a collector token was accepted")
 	}
@@ -154,15 +153,11 @@ func TestDemoTokensFile(t *testing.T) {
 func TestMockAgainstAggregator(t *testing.T) {
 	const nodes = 300
 	dir := t.TempDir()
-	tokFile := filepath.Join(dir, "tokens")
-	os.WriteFile(tokFile, []byte("collector fleet c0llector-secret *\nviewer ops v1ewer-secret\n"), 0o600)
-	os.WriteFile(tokFile+".collector", []byte("c0llector-secret\n"), 0o600)
+	tokFile := testutil.WriteSecret(t, dir, "tokens", "collector fleet c0llector-secret *\nviewer ops v1ewer-secret\n")
+	testutil.WriteSecret(t, dir, "tokens.collector", "c0llector-secret\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testutil.Listen(t, "127.0.0.1:0")
 	_, stop, err := startAggregator(ctx, aggregatorOptions{DataDir: filepath.Join(dir, "agg"), TokensFile: tokFile,
 		Logger: slog.New(slog.DiscardHandler)}, ln)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -24,10 +25,7 @@ import (
 // that every metric any shipped dashboard expression names is on /metrics.
 func TestGrafanaDashboardsQueryServedSeries(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "aggregator.yaml")
-	if err := os.WriteFile(cfg, []byte("remote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n    interval: 1h\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := testutil.WriteSecret(t, dir, "aggregator.yaml", "remote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n    interval: 1h\n")
 	o := aggregatorOptions{DataDir: filepath.Join(dir, "data"), TokensFile: writeTokens(t, dir), ConfigFile: cfg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ln := loopback(t)

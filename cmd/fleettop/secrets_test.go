@@ -4,20 +4,17 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/internal/dirlock"
+	"github.com/fleettop/fleettop/internal/testutil"
 )
 
 func writeSecret(t *testing.T, mode os.FileMode) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(p, []byte("c0llector-secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p := testutil.WriteSecret(t, t.TempDir(), "token", "c0llector-secret\n")
 	if err := os.Chmod(p, mode); err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	promexp "github.com/fleettop/fleettop/exporters/prometheus"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 )
 
 // tinyNode is one NVIDIA node whose GPUs report utilisation util.
@@ -83,7 +84,7 @@ func (p *promServer) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	waitFor(p.t, 60*time.Second, "prometheus ready", func() bool {
+	testutil.WaitWithin(p.t, 60*time.Second, "prometheus ready", func() bool {
 		resp, err := http.Get("http://" + p.addr + "/-/ready")
 		if err != nil {
 			return false
@@ -129,17 +130,6 @@ func (p *promServer) samples(query string, at time.Time) map[string][]float64 {
 	return out
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestPrometheusOutage sends to a real Prometheus, kills it, keeps
 // sending into the buffer, restarts it, and checks that every sample of
 // every series arrived, in order, exactly once.
@@ -179,19 +169,19 @@ func TestPrometheusOutage(t *testing.T) {
 		}
 	}
 	send(5)
-	waitFor(t, 30*time.Second, "first intervals delivered", func() bool { return w.Pending() == 0 })
+	testutil.WaitWithin(t, 30*time.Second, "first intervals delivered", func() bool { return w.Pending() == 0 })
 
 	p.kill()
 	send(10)
-	waitFor(t, 30*time.Second, "a failed send while the receiver is down", func() bool {
-		return testutil.ToFloat64(m.retried.WithLabelValues("prom")) > 0
+	testutil.WaitWithin(t, 30*time.Second, "a failed send while the receiver is down", func() bool {
+		return promtest.ToFloat64(m.retried.WithLabelValues("prom")) > 0
 	})
 	send(5)
 	if w.Pending() < 15 {
 		t.Fatalf("pending = %d during the outage, want >= 15", w.Pending())
 	}
 	p.start()
-	waitFor(t, 60*time.Second, "the buffer delivered after the receiver returned", func() bool { return w.Pending() == 0 })
+	testutil.WaitWithin(t, 60*time.Second, "the buffer delivered after the receiver returned", func() bool { return w.Pending() == 0 })
 
 	got := p.samples("DCGM_FI_DEV_GPU_UTIL", t0.Add(time.Duration(tick)*time.Second))
 	if len(got) != 4 {
@@ -212,7 +202,7 @@ func TestPrometheusOutage(t *testing.T) {
 			}
 		}
 	}
-	if d := testutil.ToFloat64(m.dropped.WithLabelValues("prom", "rejected")); d != 0 {
+	if d := promtest.ToFloat64(m.dropped.WithLabelValues("prom", "rejected")); d != 0 {
 		t.Errorf("%v samples rejected", d)
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/snappy"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/fleettop/fleettop/internal/testutil"
 )
 
 // fixedSource emits reqs requests of one sample each, the body naming the tick.
@@ -95,19 +97,19 @@ func TestRetryAndDrop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "buffer delivered", func() bool { return w.Pending() == 0 })
+	testutil.WaitWithin(t, 10*time.Second, "buffer delivered", func() bool { return w.Pending() == 0 })
 	got := rc.accepted()
 	// request 1 (a) fails 500, 503, 429, then succeeds; request 2 (b) gets 400: dropped.
 	if len(got) != 5 || !strings.HasSuffix(got[0], "#a") || !strings.HasSuffix(got[1], "#a") {
 		t.Errorf("accepted %q", got)
 	}
-	if v := testutil.ToFloat64(m.dropped.WithLabelValues("t", "rejected")); v != 1 {
+	if v := promtest.ToFloat64(m.dropped.WithLabelValues("t", "rejected")); v != 1 {
 		t.Errorf("rejected samples = %v, want 1", v)
 	}
-	if v := testutil.ToFloat64(m.retried.WithLabelValues("t")); v != 3 {
+	if v := promtest.ToFloat64(m.retried.WithLabelValues("t")); v != 3 {
 		t.Errorf("retried samples = %v, want 3", v)
 	}
-	if v := testutil.ToFloat64(m.samples.WithLabelValues("t")); v != 5 {
+	if v := promtest.ToFloat64(m.samples.WithLabelValues("t")); v != 5 {
 		t.Errorf("delivered samples = %v, want 5", v)
 	}
 	for k, want := range map[string]string{"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
@@ -148,7 +150,7 @@ func TestBufferSurvivesRestart(t *testing.T) {
 	}
 	w2.Start()
 	defer w2.Close(t.Context())
-	waitFor(t, 10*time.Second, "buffer delivered", func() bool { return w2.Pending() == 0 })
+	testutil.WaitWithin(t, 10*time.Second, "buffer delivered", func() bool { return w2.Pending() == 0 })
 	got := rc.accepted()
 	if len(got) != 12 {
 		t.Fatalf("delivered %d requests, want 12", len(got))
@@ -185,7 +187,7 @@ func TestBufferLimit(t *testing.T) {
 	if _, b := w.buf.stats(); b > cfg.Queue.MaxBufferBytes {
 		t.Errorf("buffer holds %d bytes, limit %d", b, cfg.Queue.MaxBufferBytes)
 	}
-	dropped := testutil.ToFloat64(m.dropped.WithLabelValues("t", "buffer_full"))
+	dropped := promtest.ToFloat64(m.dropped.WithLabelValues("t", "buffer_full"))
 	if dropped == 0 || int(dropped)/10+w.Pending() != 40 {
 		t.Errorf("dropped %v samples with %d intervals pending; want every interval either pending or counted", dropped, w.Pending())
 	}
