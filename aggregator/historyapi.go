@@ -133,17 +133,6 @@ func (s *Server) history(ctx context.Context, q historyQuery, now time.Time) (*w
 		by = "device"
 	}
 
-	// The ring holds historyLen samples a device; it is trusted for the
-	// steps that start after its oldest point.
-	interval := s.cfg.Interval
-	ringSpan := time.Duration(historyLen) * interval
-	cut := from
-	if q.rg.Span > ringSpan-interval {
-		cut = now.Add(-ringSpan + interval)
-		if c := cut.Truncate(step); c.Before(cut) {
-			cut = c.Add(step)
-		}
-	}
 	groups := map[string][]fleet.HistoryBucket{}
 	bucketsOf := func(g string) []fleet.HistoryBucket {
 		b, ok := groups[g]
@@ -156,36 +145,62 @@ func (s *Server) history(ctx context.Context, q historyQuery, now time.Time) (*w
 		}
 		return b
 	}
-	s.ringHistory(q, by, from, cut, to, step, interval, bucketsOf)
-	resp.Sources = append(resp.Sources, "ring")
-
+	var rows []fleet.HistoryBucket
 	var err error
-	// The rollups before the ring, or instead of an empty ring (a restart).
-	if s.cfg.History != nil && (cut.After(from) || len(groups) == 0) {
-		var rows []fleet.HistoryBucket
+	query := func() {
 		hq := fleet.HistoryQuery{Node: q.node, Region: q.region, By: by, From: from, To: to, Step: step}
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		rows, err = s.cfg.History.History(qctx, hq)
 		cancel()
-		for _, h := range rows {
-			i := int(time.UnixMilli(h.Start).Sub(from) / step)
-			if i < 0 || i >= n {
-				continue
-			}
-			b := bucketsOf(h.Group)
-			// The ring wins where it covers the step and has data.
-			if !time.UnixMilli(h.Start).Before(cut) && b[i].Reported > 0 {
-				continue
-			}
-			b[i] = h
+	}
+
+	// The ring holds historyLen samples a device and places point k at
+	// lastSeen − k × interval, which holds while collectors send one
+	// sample an interval (not under a --speed demo's catch-up). A range
+	// it spans comes from it alone; a longer one from the rollups (on
+	// the samples' own times), with the ring only for the steps from the
+	// newest rollup on, which the next fold has not written yet.
+	interval := s.cfg.Interval
+	ringSpan := time.Duration(historyLen) * interval
+	long := q.rg.Span > ringSpan-interval
+	cut := from
+	if long {
+		cut = now.Add(-ringSpan + interval)
+		if c := cut.Truncate(step); c.Before(cut) {
+			cut = c.Add(step)
 		}
-		if len(rows) > 0 {
-			src := "rollup_minute"
-			if step >= time.Hour {
-				src = "rollup_hour"
+		if s.cfg.History != nil {
+			query()
+			for _, h := range rows {
+				if t := time.UnixMilli(h.Start); t.After(cut) {
+					cut = t
+				}
 			}
-			resp.Sources = append(resp.Sources, src)
 		}
+	}
+	s.ringHistory(q, by, from, cut, to, step, interval, bucketsOf)
+	resp.Sources = append(resp.Sources, "ring")
+	if !long && len(groups) == 0 && s.cfg.History != nil {
+		query() // an empty ring (a restart): the rollups, coarse as they are
+	}
+	for _, h := range rows {
+		i := int(time.UnixMilli(h.Start).Sub(from) / step)
+		if i < 0 || i >= n {
+			continue
+		}
+		b := bucketsOf(h.Group)
+		// The ring wins where it covers the step and has data.
+		if !time.UnixMilli(h.Start).Before(cut) && b[i].Reported > 0 {
+			continue
+		}
+		b[i] = h
+	}
+	if len(rows) > 0 {
+		src := "rollup_minute"
+		if step >= time.Hour {
+			src = "rollup_hour"
+		}
+		resp.Sources = append(resp.Sources, src)
 	}
 
 	names := make([]string, 0, len(groups))

@@ -116,11 +116,6 @@ type (
 		what string
 		err  error
 	}
-	historyMsg struct {
-		node string
-		h    *History
-		err  error
-	}
 )
 
 // App is the root model: it owns the pages and the chrome (tabs, link
@@ -144,9 +139,6 @@ type App struct {
 	cmdline    textinput.Model
 	problem    string // the last command's problem, until the next key
 	showHelp   bool
-	histBusy   bool
-	histAt     time.Time
-	histErr    string
 	sub        wire.WatchSubscribe // last sent to the source
 	subSent    bool
 }
@@ -162,7 +154,7 @@ func NewApp(o Options, src Source) *App {
 		mode = StylePlain
 	}
 	st := NewStyles(mode)
-	a := &App{o: o, sh: &shared{st: st, now: o.Clock()}, km: DefaultKeyMap(), src: src, w: 80, h: 24}
+	a := &App{o: o, sh: &shared{st: st, now: o.Clock(), hist: newHistState()}, km: DefaultKeyMap(), src: src, w: 80, h: 24}
 	a.help = help.New()
 	a.help.Styles = st.Help
 	a.node = newNodePage(a.sh)
@@ -293,14 +285,8 @@ func (a *App) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tickMsg:
 		a.sh.now = a.o.Clock()
 		return a, tea.Batch(a.tick(), a.maybeFetchHistory())
-	case historyMsg:
-		a.histBusy = false
-		if msg.err != nil {
-			a.histErr = msg.err.Error()
-		} else {
-			a.histErr = ""
-			a.node.SetHistory(msg.node, msg.h)
-		}
+	case histMsg:
+		a.setHistory(msg)
 		return a, nil
 	case markMsg:
 		a.problem = msg.what
@@ -315,17 +301,16 @@ func (a *App) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		if msg.node != "" {
 			a.node.SetNode(msg.node)
-			a.histAt = time.Time{}
-			return a, a.maybeFetchHistory()
 		}
 		if f, ok := a.pages[msg.page].(filterable); ok && msg.filter != "" {
 			f.SetFilter(msg.filter)
 		}
-		return a, nil
+		return a, a.maybeFetchHistory()
 	case tea.MouseWheelMsg:
 		return a, a.pages[a.active].Update(msg, &a.km)
 	case tea.KeyPressMsg:
-		return a, a.key(msg)
+		// A key may open a page that graphs history: fetch it at once.
+		return a, tea.Batch(a.key(msg), a.maybeFetchHistory())
 	}
 	if a.filtering {
 		var cmd tea.Cmd
@@ -390,6 +375,15 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 		return a.cmdline.Focus()
 	case a.active == pageAlerts && (key.Matches(msg, km.Ack) || key.Matches(msg, km.Silence)):
 		return a.markAlert(key.Matches(msg, km.Ack))
+	case a.graphsRange() && (key.Matches(msg, km.RangeDown) || key.Matches(msg, km.RangeUp)):
+		d := 1
+		if key.Matches(msg, km.RangeDown) {
+			d = -1
+		}
+		a.sh.hist.shift(d)
+		a.historyChanged()
+		a.problem = "history over " + a.sh.hist.Range().Name + " (" + rangeNames() + ")"
+		return a.maybeFetchHistory()
 	case key.Matches(msg, km.Copy):
 		if id := a.selectedID(); id != "" {
 			a.problem = "copied " + id
@@ -401,7 +395,6 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 		a.open(pageNodes)
 	case key.Matches(msg, km.Node):
 		a.open(pageNode)
-		return a.maybeFetchHistory()
 	case key.Matches(msg, km.Jobs):
 		a.open(pageJobs)
 	case key.Matches(msg, km.Cost):
@@ -454,30 +447,6 @@ func (a *App) open(p int) {
 		a.stack = a.stack[1:]
 	}
 	a.active = p
-}
-
-// maybeFetchHistory fetches the shown node's history every few seconds
-// while the Node view is open.
-func (a *App) maybeFetchHistory() tea.Cmd {
-	if a.active != pageNode || a.histBusy || a.src == nil {
-		return nil
-	}
-	agg, id, ok := a.node.Target()
-	if !ok {
-		return nil
-	}
-	now := a.o.Clock()
-	if now.Sub(a.histAt) < 2*a.o.Refresh {
-		return nil
-	}
-	a.histBusy, a.histAt = true, now
-	src := a.src
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h, err := src.History(ctx, agg, id)
-		return historyMsg{node: id, h: h, err: err}
-	}
 }
 
 // View implements tea.Model.
@@ -619,8 +588,8 @@ func (a *App) statusLine() string {
 			return st.Warn.Render(strings.Join(down, "; ") + " (retrying)")
 		}
 	}
-	if a.active == pageNode && a.histErr != "" {
-		return st.Dim.Render("history unavailable: " + a.histErr)
+	if e := a.historyErr(); e != "" {
+		return st.Dim.Render("history unavailable: " + e)
 	}
 	return st.Dim.Render(a.breadcrumbs())
 }
@@ -747,5 +716,11 @@ func (a *App) footerKeys() []key.Binding {
 			keys = append(keys, km.Ack, km.Silence)
 		}
 	}
-	return append(keys, km.Help, km.Quit)
+	keys = append(keys, km.Help, km.Quit)
+	if a.graphsRange() { // last: it names the range, which the graphs' titles show too
+		r := km.RangeUp
+		r.SetHelp("[ ]", "range "+a.sh.hist.Range().Name)
+		keys = append(keys, r)
+	}
+	return keys
 }

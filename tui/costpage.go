@@ -33,6 +33,9 @@ func (p *costPage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
 }
 func (p *costPage) View() string { return p.doc.window(p.lines) }
 
+// HistoryChanged lays the document out again with the new history.
+func (p *costPage) HistoryChanged() { p.SetData(p.sh.snap) }
+
 // SetData lays the cost document out once per snapshot.
 func (p *costPage) SetData(s *Snapshot) {
 	if s == nil {
@@ -52,6 +55,16 @@ func (p *costPage) SetData(s *Snapshot) {
 		st.Label.Render("Projected ") + Money(sm.ProjectedMonth.Micros, cur))
 	if s.Unconverted {
 		add(st.Warn.Render("* some amounts are in currencies without a rate and are left out"))
+	}
+	// What the money bought over the range picked: utilisation, and the
+	// share of GPU time paid for and idle.
+	rng := p.sh.hist.Range().Name
+	if h, ok := fleetSeries(&p.sh.hist, s.Regions); ok {
+		add(graph(st, "Utilisation", rng, h.util, 0, 1, Percent, w))
+		add(graph(st, "Idle share", rng, h.idle, 0, 1, Percent, w))
+		add(graph(st, "Power", rng, h.power, 0, math.NaN(), Watts, w))
+	} else {
+		add(st.Dim.Render(Fit("History "+rng, 16) + " loading…  ([ ] picks " + rangeNames() + ")"))
 	}
 	by := map[string][]wire.CostLine{}
 	for _, c := range s.Costs {

@@ -3,7 +3,9 @@ package tui
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,8 +18,9 @@ import (
 // fakeSource hands the program fixed snapshots and history.
 type fakeSource struct {
 	ch      chan *Snapshot
-	history int      // History calls
-	marks   []string // MarkAlert calls: "action id"
+	mu      sync.Mutex
+	history []HistoryRequest // RangeHistory calls
+	marks   []string         // MarkAlert calls: "action id"
 }
 
 var _ Source = (*fakeSource)(nil)
@@ -26,10 +29,17 @@ func (f *fakeSource) Snapshots() <-chan *Snapshot { return f.ch }
 
 func (f *fakeSource) Subscribe(wire.WatchSubscribe) {}
 
-func (f *fakeSource) History(_ context.Context, _ int, node string) (*History, error) {
-	f.history++
-	u1, u2 := 0.2, 0.9
-	return &History{StepS: 1, Devices: map[int]DeviceHistory{0: {Util: []*float64{&u1, &u2, &u1}}}}, nil
+func (f *fakeSource) RangeHistory(_ context.Context, _ int, q HistoryRequest) (*wire.HistoryResponse, error) {
+	f.mu.Lock()
+	f.history = append(f.history, q)
+	f.mu.Unlock()
+	return fakeHistory(q, fixtureSnapshot()), nil
+}
+
+func (f *fakeSource) requests() []HistoryRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.history)
 }
 
 func (f *fakeSource) MarkAlert(_ context.Context, id, action string, _ time.Duration) error {
@@ -133,10 +143,10 @@ func TestFlowNodeHistoryFetched(t *testing.T) {
 	tm := teatest.NewTestModel(t, app, teatest.WithInitialTermSize(160, 40))
 	waitOut(t, tm, "Singapore")
 	tm.Type("3")
-	waitOut(t, tm, "▂▇▂")
+	waitOut(t, tm, "Utilisation 15m")
 	final(t, tm)
-	if src.history == 0 {
-		t.Error("no history fetched for the Node view")
+	if r := src.requests(); len(r) == 0 || r[len(r)-1].Node == "" {
+		t.Errorf("no node history fetched for the Node view: %+v", r)
 	}
 }
 

@@ -83,6 +83,31 @@ func Sparkline(values []float64, lo, hi float64, width int) string {
 	return b.String()
 }
 
+// Downsample returns vals in at most width points, each the mean of the
+// values it stands for (gaps skipped; NaN where all are gaps), so that a
+// sparkline shows the whole range rather than its newest width points.
+func Downsample(vals []float64, width int) []float64 {
+	if width <= 0 || len(vals) <= width {
+		return vals
+	}
+	out := make([]float64, width)
+	for i := range width {
+		lo, hi := i*len(vals)/width, (i+1)*len(vals)/width
+		sum, n := 0.0, 0
+		for _, v := range vals[lo:hi] {
+			if !math.IsNaN(v) {
+				sum += v
+				n++
+			}
+		}
+		out[i] = math.NaN()
+		if n > 0 {
+			out[i] = sum / float64(n)
+		}
+	}
+	return out
+}
+
 // Amount formats micro-units as a decimal with thousands separators and two
 // decimals, rounded half away from zero: 1234567890 → "1,234.57".
 func Amount(micros int64) string {

@@ -26,7 +26,7 @@ func newTestApp(w, h int) *App {
 	a := NewApp(Options{plain: true, Clock: func() time.Time { return fixedNow.Add(1500 * time.Millisecond) }}, nil)
 	a.Update(tea.WindowSizeMsg{Width: w, Height: h})
 	a.SetSnapshot(fixtureSnapshot())
-	return a
+	return withHistory(a)
 }
 
 func golden(t *testing.T, name, got string) {
@@ -53,6 +53,7 @@ func TestGoldenScreens(t *testing.T) {
 		keys string
 	}{
 		{"fleet", ""}, {"nodes", "2"}, {"node", "3"}, {"jobs", "4"}, {"cost", "5"}, {"alerts", "6"}, {"job", "7"}, {"help", "?"},
+		{"region", ""}, // Nodes narrowed to a region, with its graphs (enter on the Fleet view)
 	}
 	for _, size := range [][2]int{{80, 24}, {120, 40}, {200, 50}} {
 		for _, v := range views {
@@ -61,6 +62,9 @@ func TestGoldenScreens(t *testing.T) {
 				a := newTestApp(size[0], size[1])
 				for _, k := range v.keys {
 					a.Update(tea.KeyPressMsg{Code: k, Text: string(k)})
+				}
+				if v.name == "region" {
+					a.Update(navMsg{page: pageNodes, filter: "singapore"})
 				}
 				got := a.Render()
 				lines := strings.Split(got, "\n")

@@ -12,6 +12,7 @@ type KeyMap struct {
 	Filter, Sort, Reverse                   key.Binding
 	Command, Copy                           key.Binding
 	Ack, Silence                            key.Binding
+	RangeDown, RangeUp                      key.Binding
 	Help, Quit                              key.Binding
 	// While typing a filter or a command: Cancel drops it, Accept applies
 	// it; Interrupt quits from anywhere.
@@ -48,6 +49,8 @@ func DefaultKeyMap() KeyMap {
 		Copy:      b([]string{"y"}, "y", "copy id"),
 		Ack:       b([]string{"a"}, "a", "acknowledge"),
 		Silence:   b([]string{"x"}, "x", "silence 1h"),
+		RangeDown: b([]string{"["}, "[", "shorter history"),
+		RangeUp:   b([]string{"]"}, "]", "longer history"),
 		Help:      b([]string{"?"}, "?", "help"),
 		Quit:      b([]string{"q", "ctrl+c"}, "q", "quit"),
 		Cancel:    b([]string{"esc"}, "esc", "cancel"),
@@ -62,6 +65,6 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 		{k.Fleet, k.Nodes, k.Node, k.Jobs, k.Cost, k.Alerts, k.Job, k.NextView, k.PrevView},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
 		{k.Enter, k.Back, k.Filter, k.Sort, k.Reverse, k.Command, k.Copy, k.Help, k.Quit},
-		{k.Ack, k.Silence},
+		{k.Ack, k.Silence, k.RangeDown, k.RangeUp},
 	}
 }

@@ -68,7 +68,10 @@ type listPage[R any] struct {
 	// footer, when set, draws below a table that takes only the lines its
 	// rows need, in the lines left (the Fleet view's panels).
 	footer func(b *strings.Builder, lines int)
-	w, h   int
+	// onHistory, when set, is called when the history on screen changed
+	// (fetched, or another range picked).
+	onHistory func()
+	w, h      int
 
 	// paged reports, for a snapshot whose rows the aggregators page, where
 	// its rows start and how many there are in all. Such a list does not
@@ -207,6 +210,10 @@ func (p *listPage[R]) SetFilter(q string) {
 	p.filter = q
 	keep := p.current()
 	p.rebuild(keep)
+	if p.extraH != nil { // the header may depend on the filter (a region's graphs)
+		p.layout()
+		p.t.clamp()
+	}
 }
 
 func (p *listPage[R]) Filter() string { return p.filter }
@@ -303,6 +310,15 @@ func (p *listPage[R]) View() string {
 		p.footer(&b, p.h-p.headerLines()-1-shown)
 	}
 	return b.String()
+}
+
+// HistoryChanged lays the page out again for new history.
+func (p *listPage[R]) HistoryChanged() {
+	if p.onHistory != nil {
+		p.onHistory()
+		p.layout()
+		p.t.clamp()
+	}
 }
 
 // Selected is the id of the row under the cursor ("" when none), for y.

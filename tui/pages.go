@@ -30,6 +30,7 @@ type shared struct {
 	st   *Styles
 	snap *Snapshot
 	now  time.Time
+	hist histState // owned by the root model
 }
 
 // navMsg asks the root to open a page (pushing the current one for esc).
@@ -103,6 +104,7 @@ func newFleetPage(sh *shared) *listPage[RegionRow] {
 			{title: "GPUs", width: 5, right: true, drop: 5},
 			{title: "Accelerators", width: 14, flex: 2, drop: 2},
 			{title: "Utilisation", width: 15, flex: 1, util: true},
+			{title: rangeLabel("Util", &sh.hist), width: 12, flex: 1, spark: true, drop: 8},
 			{title: "Memory", width: 11, right: true, drop: 4},
 			{title: "Power", width: 7, right: true, drop: 7},
 			{title: "Burn/h", width: 9, right: true},
@@ -117,10 +119,11 @@ func newFleetPage(sh *shared) *listPage[RegionRow] {
 			if r.Alerts > 0 {
 				alerts.style = &st.Crit
 			}
+			hist, _ := sh.hist.region(r.Region)
 			return append(c,
 				cell{text: r.Region}, cell{text: r.Jurisdiction}, cell{text: r.Providers},
 				cell{text: strconv.Itoa(r.Nodes)}, cell{text: strconv.Itoa(r.GPUs)}, cell{text: r.Models},
-				cell{ratio: r.Util}, cell{text: memString(r.MemUsed, r.MemTotal)}, cell{text: Watts(r.Power)},
+				cell{ratio: r.Util}, cell{series: hist.util}, cell{text: memString(r.MemUsed, r.MemTotal)}, cell{text: Watts(r.Power)},
 				cell{text: AmountShort(r.Burn)}, cell{text: AmountShort(r.IdleBurn)}, alerts)
 		},
 		enter: func(r *RegionRow) tea.Cmd {
@@ -130,10 +133,10 @@ func newFleetPage(sh *shared) *listPage[RegionRow] {
 	p.sorts = []sortKey[RegionRow]{
 		{col: 0, cmp: func(a, b *RegionRow) int { return strings.Compare(a.Region, b.Region) }},
 		{col: 6, desc: true, cmp: func(a, b *RegionRow) int { return cmpFloat(a.Util, b.Util) }},
-		{col: 9, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.Burn, b.Burn) }},
-		{col: 10, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.IdleBurn, b.IdleBurn) }},
+		{col: 10, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.Burn, b.Burn) }},
+		{col: 11, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.IdleBurn, b.IdleBurn) }},
 		{col: 4, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.GPUs, b.GPUs) }},
-		{col: 11, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.Alerts, b.Alerts) }},
+		{col: 12, desc: true, cmp: func(a, b *RegionRow) int { return cmp.Compare(a.Alerts, b.Alerts) }},
 	}
 	p.headerH = 4
 	p.extraH = func() int { return len(residencyBanner(sh, p.w)) }
@@ -144,6 +147,7 @@ func newFleetPage(sh *shared) *listPage[RegionRow] {
 		fleetHeader(b, sh, p.w, p.headerH-1)
 	}
 	p.footer = func(b *strings.Builder, lines int) { dashboardPanels(b, sh, p.w, lines) }
+	p.onHistory = func() { p.t.cols[7].title = rangeLabel("Util", &sh.hist) }
 	return p
 }
 
@@ -281,7 +285,51 @@ func newNodesPage(sh *shared) *listPage[*NodeRow] {
 		}},
 	}
 	p.paged = func(s *Snapshot) (int, int, int, bool) { return s.NodesOffset, s.NodesTotal, s.NodesKnown, s.Paged }
+	// Narrowed to a region (enter on the Fleet view, :region): the
+	// region's history above its nodes.
+	p.extraH = func() int {
+		if regionNamed(sh.snap, p.filter) != "" {
+			return 3
+		}
+		return 0
+	}
+	p.header = func(b *strings.Builder) {
+		if r := regionNamed(sh.snap, p.filter); r != "" {
+			for _, l := range regionGraphs(sh, r, p.w) {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	p.onHistory = func() {}
 	return p
+}
+
+// regionNamed is the region whose name filter is (any case), "" when none.
+func regionNamed(s *Snapshot, filter string) string {
+	if s == nil || filter == "" {
+		return ""
+	}
+	for i := range s.Regions {
+		if r := s.Regions[i].Region; strings.EqualFold(r, filter) {
+			return r
+		}
+	}
+	return ""
+}
+
+// regionGraphs draws a region's utilisation and power over the range
+// picked, then a blank line: three lines.
+func regionGraphs(sh *shared, region string, w int) []string {
+	rng := sh.hist.Range().Name
+	h, ok := sh.hist.region(region)
+	if !ok {
+		return []string{sh.st.Dim.Render(Fit(region+" "+rng, 16) + " history loading…  ([ ] picks " + rangeNames() + ")"), "", ""}
+	}
+	return []string{
+		Fit(graph(sh.st, "Utilisation", rng, h.util, 0, 1, Percent, w), w),
+		Fit(graph(sh.st, "Power", rng, h.power, 0, math.NaN(), Watts, w), w),
+		"",
+	}
 }
 
 // ---- Jobs ----

@@ -32,34 +32,18 @@ type Source interface {
 	// Snapshots is where fresh snapshots arrive, at most one a second (latest
 	// wins); it is closed when the source stops.
 	Snapshots() <-chan *Snapshot
-	// History fetches a node's recent per-device history from aggregator agg.
-	// It does I/O: call it from a tea.Cmd, never from Update.
-	History(ctx context.Context, agg int, node string) (*History, error)
+	// RangeHistory fetches history over a range from aggregator agg (GET
+	// /api/v1/history). It does I/O: call it from a tea.Cmd, never from
+	// Update.
+	RangeHistory(ctx context.Context, agg int, q HistoryRequest) (*wire.HistoryResponse, error)
 	// MarkAlert acknowledges or silences alert id (action ack, unack,
 	// silence or unsilence; d is a silence's length) on the aggregator that
-	// has it. It needs an operator token. It does I/O, like History.
+	// has it. It needs an operator token. It does I/O, like RangeHistory.
 	MarkAlert(ctx context.Context, id, action string, d time.Duration) error
 	// Subscribe says what the viewer shows (the page of nodes, the open
 	// node, the page of jobs), so that the aggregators send only that. It
 	// does not block: the latest call wins.
 	Subscribe(sub wire.WatchSubscribe)
-}
-
-// History is a node's recent per-device history, as /api/v1/nodes/{id}
-// serves it.
-type History struct {
-	Node    wire.NodeView         `json:"node"`
-	Devices map[int]DeviceHistory `json:"history"`
-	StepS   float64               `json:"step_s"`
-}
-
-// DeviceHistory is one device's recent series, oldest first; nil points
-// are absent.
-type DeviceHistory struct {
-	Util    []*float64 `json:"util"`
-	Power   []*float64 `json:"power"`
-	Temp    []*float64 `json:"temp"`
-	MemUsed []*float64 `json:"mem_used"`
 }
 
 // points turns a series with gaps into floats, NaN for a gap.
@@ -364,39 +348,6 @@ func (w *WatchSource) subscribe(ctx context.Context, c *websocket.Conn, agg int)
 		case <-w.subKick[agg]:
 		}
 	}
-}
-
-// History implements Source.
-func (w *WatchSource) History(ctx context.Context, agg int, node string) (*History, error) {
-	if agg < 0 || agg >= len(w.eps) {
-		return nil, fmt.Errorf("node history: no aggregator %d", agg)
-	}
-	ep := w.eps[agg]
-	u, err := endpointURL(ep.URL, "/api/v1/nodes/"+node, false)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("node history: %w", err)
-	}
-	if ep.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+ep.Token)
-	}
-	resp, err := w.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("node history: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("node history: %s", resp.Status)
-	}
-	h := new(History)
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(h); err != nil {
-		return nil, fmt.Errorf("node history: decode: %w", err)
-	}
-	return h, nil
 }
 
 // MarkAlert implements Source: it asks each aggregator in turn, as an alert

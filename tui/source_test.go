@@ -67,12 +67,11 @@ func (f *fakeWatchServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no", http.StatusUnauthorized)
 		return
 	}
-	if strings.HasPrefix(r.URL.Path, "/api/v1/nodes/") {
-		u := 0.5
-		json.NewEncoder(w).Encode(map[string]any{
-			"node": wire.NodeView{ID: strings.TrimPrefix(r.URL.Path, "/api/v1/nodes/")}, "step_s": 1,
-			"history": map[string]any{"0": map[string]any{"util": []*float64{&u, nil, &u}}},
-		})
+	if r.URL.Path == "/api/v1/history" {
+		u, d := 0.5, 0
+		json.NewEncoder(w).Encode(wire.HistoryResponse{Scope: "node", ID: r.URL.Query().Get("node"),
+			Range: r.URL.Query().Get("range"), StepS: 60,
+			Series: []wire.HistorySeries{{Name: "node"}, {Name: "gpu 0", Device: &d, Util: []*float64{&u, nil, &u}}}})
 		return
 	}
 	c, err := websocket.Accept(w, r, nil)
@@ -109,11 +108,14 @@ func TestWatchSourceReconnectsToFake(t *testing.T) {
 	if len(s.Nodes) != 6 {
 		t.Errorf("after reconnect: %d nodes, want 6", len(s.Nodes))
 	}
-	h, err := src.History(context.Background(), 0, "sg-a1")
+	h, err := src.RangeHistory(context.Background(), 0, HistoryRequest{Range: "1h", Node: "sg-a1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := points(h.Devices[0].Util); len(got) != 3 || got[0] != 0.5 || got[1] == got[1] {
+	if h.ID != "sg-a1" || h.Range != "1h" || len(h.Series) != 2 {
+		t.Fatalf("history %+v", h)
+	}
+	if got := points(h.Series[1].Util); len(got) != 3 || got[0] != 0.5 || got[1] == got[1] {
 		t.Errorf("history util = %v, want [0.5 NaN 0.5]", got)
 	}
 }

@@ -15,14 +15,16 @@ type column struct {
 	right bool // right-aligned
 	drop  int  // 0: always shown; higher numbers are dropped first when narrow
 	util  bool // cell is a utilisation bar followed by a percentage
+	spark bool // cell is a sparkline of series (ratios 0..1) over the column's width
 }
 
 // cell is one rendered cell: plain text (or, for util columns, a ratio) and
 // an optional style.
 type cell struct {
-	text  string
-	ratio float64
-	style *lipgloss.Style
+	text   string
+	ratio  float64
+	series []float64 // spark columns: oldest first, NaN for a gap
+	style  *lipgloss.Style
 }
 
 // table is a scrolling table that renders only its visible rows.
@@ -183,6 +185,12 @@ func (t *table) view(b *strings.Builder, row func(i int, cells []cell) []cell) {
 			switch {
 			case col.util:
 				lb.WriteString(t.utilCell(c, w, sel))
+			case col.spark:
+				sp := Sparkline(Downsample(c.series, w), 0, 1, w)
+				if !sel {
+					sp = t.st.paint(&t.st.Spark, sp)
+				}
+				lb.WriteString(sp)
 			case c.style != nil && !sel:
 				s := c.text
 				if col.right {
