@@ -2,13 +2,24 @@ package aggregator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"math/big"
+	"net/http"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fleettop/fleettop/aggregator/insight"
+	"github.com/fleettop/fleettop/cost"
+	promexp "github.com/fleettop/fleettop/exporters/prometheus"
 	"github.com/fleettop/fleettop/exporters/report"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/internal/testutil"
@@ -35,11 +46,15 @@ type monthNode struct {
 // the real ingest path, store and cost engine, on a fake clock, one sample a
 // quarter hour sent a day at a time (as a spool resend): a price change, an
 // hourly-billed lease in another currency, a node dark two hours a day, a node
-// an hour behind, and one whose NVML failed at start. For every day, the
-// ledger's breakdowns by region, team and job (unattributed included) equal
-// its total and the live fleet figure to the micro-unit, the live team
-// breakdown adds up to the fleet figure, and the skewed node is billed
-// exactly its lease.
+// an hour behind, and one whose NVML failed at start (billed its 4 leased
+// GPUs, all of them paid but blind). For every day, to the micro-unit: the
+// report (ledger) by region, team, job (unattributed included) and node
+// each add up to their total and the totals are equal; they equal the live
+// fleet figure, whose region, provider, model and team lines add up to it;
+// and checkSurfaces holds /api/v1/fleet (spend today and this month, each
+// region's and team's line), /metrics (spend this month by placement and by
+// team) and the live jobs' spend to the report. The skewed node is billed
+// exactly its lease, the blind node is blind for all of it.
 func TestMonthInvariants(t *testing.T) {
 	days := 30
 	if testing.Short() {
@@ -61,11 +76,21 @@ func TestMonthInvariants(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close(context.Background()) })
+	// /metrics is the production exporter over this server, as
+	// cmd/fleettop wires it.
+	var live atomic.Pointer[Server]
+	exp := promexp.NewExporter(func(fn func(promexp.NodeReader)) {
+		if s := live.Load(); s != nil {
+			s.EachNode(func(n *LiveNode) { fn(n) })
+		}
+	}, eng)
 	ts := startServer(t, nil, func(c *Config) {
 		c.Recorder, c.Insights, c.Clock = st, eng, clk.Now
 		c.Interval = monthStep
 		c.OfflineAfter = 365 * 24 * time.Hour
+		c.MetricsHandler = func(self prometheus.Gatherer) http.Handler { return exp.Handler(self, nil) }
 	})
+	live.Store(ts.Server)
 	rates, err := cfg.Rates.Rebase("USD")
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +211,7 @@ func TestMonthInvariants(t *testing.T) {
 				t.Errorf("day %d: live spend today by %s adds up to %d, fleet %d", day+1, by, live[by], sum.SpendToday.Micros)
 			}
 		}
+		checkSurfaces(t, day, ts, st, eng, &rates, start, dayEnd)
 		if t.Failed() {
 			t.FailNow()
 		}
@@ -238,4 +264,126 @@ func (n *monthNode) monthRecord() fleet.Sample {
 		s.Procs = []fleet.Process{{Device: 0, PID: 42, Name: "python", Job: fleet.Job{ID: n.job, Team: n.team}}}
 	}
 	return s
+}
+
+// checkSurfaces compares, at the end of a simulated day, every surface that
+// shows money with the report built from the ledger, to the micro-unit:
+// /api/v1/fleet (spend today and this month, and each region's and team's
+// line), /metrics (spend this month by placement and by team), and the jobs
+// the live view shows (spend this month) with the report by job.
+func checkSurfaces(t *testing.T, day int, ts *testServer, st *store.Store, eng *insight.Engine, rates *cost.Rates, monthStart, dayEnd time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	dayStart := dayEnd.Add(-24 * time.Hour)
+	rep := func(by string, from time.Time) map[string]int64 {
+		us, err := st.Usage(ctx, by, from, dayEnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := report.Build(by, from, dayEnd, us, rates)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{"": r.Total.Spend}
+		for _, l := range r.Lines {
+			g := l.Group
+			if g == "" {
+				g = "(none)"
+			}
+			out["="+g] = l.Spend
+		}
+		return out
+	}
+	get := func(path string) []byte {
+		req, err := http.NewRequest(http.MethodGet, ts.httpURL(path), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+secretViewer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b []byte
+		b, err = io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+		return b
+	}
+	same := func(what string, got, want int64) {
+		if got != want {
+			t.Errorf("day %d: %s: %d micro-units, the report says %d", day+1, what, got, want)
+		}
+	}
+
+	// /api/v1/fleet
+	var fr FleetResponse
+	if err := json.Unmarshal(get("/api/v1/fleet"), &fr); err != nil {
+		t.Fatal(err)
+	}
+	today, month := map[string]map[string]int64{}, map[string]map[string]int64{}
+	for _, by := range []string{"region", "team", "job", "node"} {
+		today[by], month[by] = rep(by, dayStart), rep(by, monthStart)
+	}
+	same("API spend today", fr.Summary.SpendToday.Micros, today["region"][""])
+	same("API spend this month", fr.Summary.SpendMonth.Micros, month["region"][""])
+	seen := map[string]bool{}
+	for _, c := range fr.Summary.Costs {
+		if c.By != "region" && c.By != "team" {
+			continue
+		}
+		seen[c.By+"="+c.Group] = true // a group with burn and no spend has no report line: 0
+		same("API "+c.By+" "+c.Group+" today", c.SpendToday.Micros, today[c.By]["="+c.Group])
+		same("API "+c.By+" "+c.Group+" this month", c.SpendMonth.Micros, month[c.By]["="+c.Group])
+	}
+	for _, by := range []string{"region", "team"} {
+		for g := range month[by] {
+			if g != "" && !seen[by+g] {
+				t.Errorf("day %d: the report has %s %s, the API does not", day+1, by, g[1:])
+			}
+		}
+	}
+	// Job + unattributed add up to the fleet (the report's by-job total is
+	// checked against the others by the caller); the jobs the live view
+	// shows carry the report's spend this month.
+	_, jobs, _ := eng.Summarize(ts.clock())
+	if len(jobs) == 0 {
+		t.Errorf("day %d: no jobs in the live view", day+1)
+	}
+	for _, j := range jobs {
+		same("job "+j.ID+" this month", j.Spend.Micros, month["job"]["="+j.ID])
+	}
+
+	// /metrics: spend this month by placement, and by team.
+	metrics := string(get("/metrics"))
+	sumOf := func(family string, label string) (int64, map[string]int64) {
+		re := regexp.MustCompile(`(?m)^` + family + `\{([^}]*)\} (\S+)$`)
+		lab := regexp.MustCompile(label + `="([^"]*)"`)
+		var total int64
+		by := map[string]int64{}
+		for _, m := range re.FindAllStringSubmatch(metrics, -1) {
+			v, err := strconv.ParseFloat(m[2], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			micros := int64(math.Round(v * 1e6))
+			total += micros
+			if l := lab.FindStringSubmatch(m[1]); l != nil {
+				by[l[1]] += micros
+			}
+		}
+		return total, by
+	}
+	placed, _ := sumOf("fleettop_cost_spend_total", "region")
+	same("/metrics fleettop_cost_spend_total (all placements)", placed, month["region"][""])
+	teamTotal, teams := sumOf("fleettop_team_cost_spend_total", "team")
+	if placed == 0 || len(teams) < 3 {
+		t.Errorf("day %d: /metrics has no spend by placement (%d) or too few teams (%v)", day+1, placed, teams)
+	}
+	same("/metrics fleettop_team_cost_spend_total (all teams)", teamTotal, month["team"][""])
+	for team, v := range teams {
+		same("/metrics team "+team+" this month", v, month["team"]["="+team])
+	}
 }
