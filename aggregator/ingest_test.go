@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
@@ -460,9 +461,12 @@ func TestAcksAreCoalesced(t *testing.T) {
 	c.hello(node)
 	c.samples(node, 1)
 	c.waitAck(1)
+	// Each record is committed on its own (we wait for it) before the next
+	// is sent: five commits within AckInterval.
+	n := ts.node("n1")
 	for q := uint64(2); q <= 6; q++ {
 		c.samples(node, q)
-		time.Sleep(30 * time.Millisecond) // longer than a flush (20 ms)
+		testutil.WaitFor(t, fmt.Sprintf("record %d committed", q), func() bool { return n.committed.Load() >= q })
 	}
 	f := c.mustRecv()
 	a, ok := f.(*wire.Ack)
