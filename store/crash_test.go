@@ -71,7 +71,16 @@ func TestKill9(t *testing.T) {
 		t.Skip("spawns processes")
 	}
 	path := filepath.Join(t.TempDir(), "fleettop.db")
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	// The kill moments are random; FLEETTOP_KILL9_SEED replays a logged run's.
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("FLEETTOP_KILL9_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("FLEETTOP_KILL9_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (FLEETTOP_KILL9_SEED=%[1]d replays it)", seed)
+	rng := rand.New(rand.NewPCG(seed, 9))
 	for round := range 6 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+path)
