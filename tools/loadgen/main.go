@@ -345,6 +345,11 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 		return err
 	}
 	fmt.Printf("connected %d nodes in %s (%d failed)\n", g.connected.Load(), time.Since(t0).Round(time.Millisecond), g.dialFailed.Load())
+	var pr *probe
+	if o.viewers > 0 && g.nodes[0] != nil {
+		pr = newProbe()
+		g.nodes[0].probe = pr
+	}
 	var wg sync.WaitGroup
 	sendCtx, cancelSend := context.WithCancel(runCtx)
 	defer cancelSend()
@@ -352,6 +357,9 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 	var vw *viewers
 	if o.viewers > 0 {
 		if vw, err = startViewers(runCtx, a.url, a.viewer, o.viewers); err != nil {
+			return err
+		}
+		if err := pr.watch(runCtx, a.url, a.viewer, g.nodes[0].id); err != nil {
 			return err
 		}
 	}
@@ -378,6 +386,11 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 	if vw != nil {
 		fmt.Printf("viewers: %d of %d connected at the end; the busiest received %.1f KiB/s\n",
 			vw.live.Load(), o.viewers, float64(vw.max()-vb0)/1024/s1.at.Sub(s0.at).Seconds())
+	}
+	if pr != nil {
+		n, p50, p99, mx := pr.summary(s0.at, s1.at)
+		fmt.Printf("latency, sample written by the collector → change received by a viewer (probe node %s, one more viewer): %d samples, p50 %s, p99 %s, max %s (target p99 ≤ 200 ms)\n",
+			g.nodes[0].id, n, p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
 	}
 	if perf != nil {
 		_ = perf.Wait()
@@ -488,6 +501,7 @@ type node struct {
 	acked atomic.Uint64
 	dead  atomic.Bool
 	first []byte // the live-encoded lead-in (two records), sent on the first tick
+	probe *probe // non-nil: note when each record is written (the latency probe's node)
 }
 
 func (g *generator) connect(ctx context.Context, tmpls []*template, n int) error {
@@ -660,6 +674,9 @@ func (g *generator) send(ctx context.Context, nd *node) {
 	}
 	nd.first = nil
 	nd.seq += uint64(recs)
+	if nd.probe != nil {
+		nd.probe.sent(nd.seq, time.Now())
+	}
 	g.sentGPU.Add(uint64(recs * nd.t.gpus))
 }
 

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/fleettop/fleettop/wire"
+)
+
+// The latency probe measures how long a sample takes from the collector's
+// socket to a viewer's: the generator notes when it writes each record of
+// one node (the probe node), and one extra viewer subscribes to that node
+// alone (watch protocol v2: no page rows, the node open) and, for every
+// NodeView it receives, looks up when the record with that view's sequence
+// number was sent. That is the whole path a change takes to a TUI: ingest,
+// live state, the watch hub's debounce and spacing, encoding, the viewer's
+// socket. Both ends run in this process on one clock.
+type probe struct {
+	mu     sync.Mutex
+	sentAt map[uint64]time.Time // record sequence → when its frame was written
+	seen   map[uint64]bool
+	lat    []probeLat
+}
+
+type probeLat struct {
+	at time.Time
+	d  time.Duration
+}
+
+func newProbe() *probe {
+	return &probe{sentAt: map[uint64]time.Time{}, seen: map[uint64]bool{}}
+}
+
+// sent notes that records up to seq were written at t.
+func (p *probe) sent(seq uint64, t time.Time) {
+	p.mu.Lock()
+	p.sentAt[seq] = t
+	p.mu.Unlock()
+}
+
+// got notes that a view of the node at seq arrived at t.
+func (p *probe) got(seq uint64, t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen[seq] {
+		return
+	}
+	if s, ok := p.sentAt[seq]; ok {
+		p.seen[seq] = true
+		p.lat = append(p.lat, probeLat{t, t.Sub(s)})
+	}
+}
+
+// summary gives the count, median, 99th percentile and maximum of the
+// latencies that arrived in [from, to].
+func (p *probe) summary(from, to time.Time) (n int, p50, p99, mx time.Duration) {
+	p.mu.Lock()
+	var ds []time.Duration
+	for _, l := range p.lat {
+		if !l.at.Before(from) && !l.at.After(to) {
+			ds = append(ds, l.d)
+		}
+	}
+	p.mu.Unlock()
+	if len(ds) == 0 {
+		return 0, 0, 0, 0
+	}
+	slices.Sort(ds)
+	q := func(f float64) time.Duration { return ds[min(len(ds)-1, int(f*float64(len(ds))))] }
+	return len(ds), q(0.5), q(0.99), ds[len(ds)-1]
+}
+
+// watch runs the probe's viewer until ctx ends.
+func (p *probe) watch(ctx context.Context, baseURL, token, nodeID string) error {
+	url := "ws" + strings.TrimPrefix(baseURL, "http") + "/v1/watch"
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("probe viewer: %w", err)
+	}
+	ws.SetReadLimit(-1)
+	sub, _ := json.Marshal(wire.WatchSubscribe{Version: wire.WatchVersion, Node: nodeID})
+	if err := ws.Write(ctx, websocket.MessageText, sub); err != nil {
+		ws.CloseNow()
+		return fmt.Errorf("probe viewer: subscribe: %w", err)
+	}
+	go func() {
+		defer ws.CloseNow()
+		for {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			var m struct {
+				Nodes []struct {
+					ID  string `json:"id"`
+					Seq uint64 `json:"seq"`
+				} `json:"nodes"`
+			}
+			if json.Unmarshal(b, &m) != nil {
+				continue
+			}
+			for _, n := range m.Nodes {
+				if n.ID == nodeID {
+					p.got(n.Seq, at)
+				}
+			}
+		}
+	}()
+	return nil
+}
