@@ -562,8 +562,15 @@ func (ss *session) ackLoop() {
 			ss.conn.CloseNow()
 			return
 		}
-		// Acks that arrive meanwhile coalesce into the next one.
-		t := time.NewTimer(ss.s.cfg.AckInterval)
+		// Acks that arrive meanwhile coalesce into the next one. The pause
+		// lasts at least AckInterval and ends on a whole FlushInterval of
+		// the clock, an instant shared by every session, so the runtime wakes
+		// once a flush for the sessions due instead of once per collector at
+		// scattered times (12,500 collectors acked every 5 s were 2,500 lone
+		// wake-ups a second).
+		grid := ss.s.cfg.FlushInterval
+		now := time.Now()
+		t := time.NewTimer(now.Add(ss.s.cfg.AckInterval).Truncate(grid).Add(grid).Sub(now))
 		select {
 		case <-ss.done:
 			t.Stop()

@@ -28,6 +28,10 @@ type rowEntry struct {
 	jur    string    // jurisdiction
 	search string    // lower case
 	js     []byte    // nil until encoded for this gen
+	// The node generation (nodeState.gen) row.Models and search were built
+	// from: identity and inventory change only with it, so a row rebuilt
+	// for new values keeps them unless its jobs changed too.
+	sgen uint64
 }
 
 // buildRow fills e from n. Caller holds n.mu.
@@ -45,10 +49,6 @@ func (s *Server) buildRow(e *rowEntry, n *nodeState, now time.Time) {
 	idleT := s.cfg.IdleThreshold
 	for i := range n.devs {
 		ds := &n.devs[i]
-		if r.Models == nil {
-			r.Models = map[string]int{}
-		}
-		r.Models[ds.dev.Model]++
 		total := float64(ds.dev.MemoryTotal)
 		if ds.seen {
 			if u, ok := ds.latest.Get(fleet.MetricUtil); ok && finite(u) {
@@ -93,6 +93,23 @@ func (s *Server) buildRow(e *rowEntry, n *nodeState, now time.Time) {
 		r.IdleBurn = fleet.Money{Micros: r.BurnPerHour.Micros * int64(r.IdleGPUs) / int64(r.GPUs), Currency: r.BurnPerHour.Currency}
 	}
 	e.burn, e.idle = r.BurnPerHour.Micros, r.IdleBurn.Micros
+	if e.sgen != 0 && e.sgen == n.gen && slices.Equal(r.Jobs, e.row.Jobs) {
+		// Same identity, inventory and jobs: the model counts (never
+		// modified once built, so rows may share them) and the search text
+		// stand.
+		r.Models = e.row.Models
+		e.row = r
+		e.gen++
+		e.js = nil
+		return
+	}
+	for i := range n.devs {
+		if r.Models == nil {
+			r.Models = map[string]int{}
+		}
+		r.Models[n.devs[i].dev.Model]++
+	}
+	e.sgen = n.gen
 	var sb strings.Builder
 	for _, x := range []string{r.ID, r.Hostname, r.Region, nd.Site, nd.Jurisdiction, r.Provider, nd.Lease.ID} {
 		sb.WriteString(x)
