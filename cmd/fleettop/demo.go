@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fleettop/fleettop/aggregator"
+	"github.com/fleettop/fleettop/collector"
+	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/internal/secretfile"
 	"github.com/fleettop/fleettop/mock"
 	"github.com/fleettop/fleettop/tui"
@@ -172,6 +175,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	blindID := addBlindNode(sc)
 	cfgFile := o.Config
 	if cfgFile == "" {
 		cfgFile = filepath.Join(dataDir, "demo-aggregator.yaml")
@@ -228,7 +232,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Scenario:  sc,
 		Clock:     clock,
 		SpoolRoot: filepath.Join(dataDir, "spool"),
-		Agent:     agentFunc("ws://"+addr, toks.collector, true /* its own listener, in this process */, agentInterval, clock, log),
+		Agent:     blindAgent(blindID, agentFunc("ws://"+addr, toks.collector, true /* its own listener, in this process */, agentInterval, clock, log)),
 		Outages:   true,
 		Logger:    log,
 		// Restart the agents at the normal interval once caught up.
@@ -295,3 +299,56 @@ func demoConfig(sc *mock.Scenario) []byte {
 	}
 	return []byte(b.String())
 }
+
+// addBlindNode adds one node to the demo fleet, beyond --nodes, whose NVML
+// fails at start (a driver update that did not load): its lease bills its
+// GPUs and no sensor sees one, so the demo shows a paid-but-blind node
+// (degraded, with its alert and its blind GPU-hours in the report). It is an
+// extra node, a copy of the last rented NVIDIA node without faults, so the
+// fleet of --nodes stays online as the scenario made it; fleettop mock has
+// no such node. It returns the node's id ("" when there is none to copy).
+func addBlindNode(sc *mock.Scenario) string {
+	for i := len(sc.Nodes) - 1; i >= 0; i-- {
+		n := sc.Nodes[i]
+		if n.Home || n.Model.Vendor != fleet.VendorNVIDIA || len(n.Faults()) > 0 || n.Info.Lease.PricePerGPUHour.Micros == 0 {
+			continue
+		}
+		b := *n
+		b.Info.ID = n.Info.ID + "-nvml-fail"
+		b.Info.Hostname = n.Info.Hostname + "-nvml-fail"
+		b.Info.Lease.ID = n.Info.Lease.ID + "-b"
+		b.Info.Labels = maps.Clone(n.Info.Labels)
+		b.Info.Devices = nil // enumerated by nobody
+		sc.Nodes = append(sc.Nodes, &b)
+		return b.Info.ID
+	}
+	return ""
+}
+
+// blindAgent runs node id with every source failing at start, as NVML does
+// when the driver does not load; other nodes run as agent runs them.
+func blindAgent(id string, agent mock.AgentFunc) mock.AgentFunc {
+	return func(ctx context.Context, node fleet.Node, srcs []collector.Source, spoolDir string) error {
+		if node.ID == id {
+			for i, s := range srcs {
+				srcs[i] = failedSource{name: s.Name()}
+			}
+		}
+		return agent(ctx, node, srcs, spoolDir)
+	}
+}
+
+// failedSource is a source whose Start fails: the collector runs without
+// it and reports it down upstream.
+type failedSource struct{ name string }
+
+var _ collector.Source = failedSource{}
+
+func (f failedSource) Name() string { return f.name }
+
+func (f failedSource) Start(context.Context) (collector.Inventory, error) {
+	return collector.Inventory{}, errors.New("NVML: driver/library version mismatch (simulated: the driver was updated under the running node)")
+}
+
+func (failedSource) Collect(context.Context, *fleet.Sample) error { return nil }
+func (failedSource) Close() error                                 { return nil }
