@@ -15,10 +15,7 @@ func TestOpenRefusesCorruptDatabase(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fleettop.db")
 	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-	st, err := Open(path, Options{Clock: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, path, Options{Clock: clk.Now})
 	n := testNode("n1", 8)
 	for i := 1; i <= 120; i++ {
 		st.Record(n, testSample(uint64(i), clk.t, 8, 0.5))

@@ -32,6 +32,16 @@ func testNode(id string, gpus int) *fleet.Node {
 	return n
 }
 
+// openT opens the store at path, failing the test if it cannot.
+func openT(t testing.TB, path string, o Options) *Store {
+	t.Helper()
+	st, err := Open(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func testSample(seq uint64, t time.Time, gpus int, util float64) *fleet.Sample {
 	s := &fleet.Sample{Seq: seq, Time: t}
 	for i := range gpus {
@@ -50,10 +60,7 @@ func TestCommitLastSeqsReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fleettop.db")
 	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-	st, err := Open(path, Options{Clock: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, path, Options{Clock: clk.Now})
 	n := testNode("n1", 2)
 	for i := 1; i <= 90; i++ {
 		st.Record(n, testSample(uint64(i), clk.t, 2, 0.5))
@@ -67,7 +74,7 @@ func TestCommitLastSeqsReopen(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = Open(path, Options{Clock: clk.Now})
+	st, err := Open(path, Options{Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +118,7 @@ func TestConcurrentRecord(t *testing.T) {
 	clk := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	const nodes, samples = 8, 150
 	// The store's clock stands after the last sample: it books nothing in its future.
-	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: func() time.Time { return clk.Add(samples * time.Second) }, SyncNormal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: func() time.Time { return clk.Add(samples * time.Second) }, SyncNormal: true})
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range nodes {
@@ -148,10 +152,7 @@ func TestConcurrentRecord(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ro, err := Open(st.Path(), Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ro := openT(t, st.Path(), Options{ReadOnly: true})
 	defer ro.Close()
 	var total int64
 	if err := ro.DB().QueryRow(`SELECT SUM(samples) FROM rollup_minute`).Scan(&total); err != nil {
@@ -172,10 +173,7 @@ func TestReadOnlyWhileWriting(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
 	path := filepath.Join(t.TempDir(), "fleettop.db")
-	st, err := Open(path, Options{Clock: clk.Now, SyncNormal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, path, Options{Clock: clk.Now, SyncNormal: true})
 	defer st.Close()
 	n := testNode("n1", 1)
 	for i := 1; i <= 120; i++ {
@@ -185,10 +183,7 @@ func TestReadOnlyWhileWriting(t *testing.T) {
 	if err := st.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ro, err := Open(path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ro := openT(t, path, Options{ReadOnly: true})
 	defer ro.Close()
 	us, err := ro.Usage(ctx, "region", clk.t.Add(-time.Hour), clk.t.Add(time.Hour))
 	if err != nil || len(us) != 1 || us[0].LeasedGPUms != 120_000 {
@@ -222,10 +217,7 @@ func TestBackfill(t *testing.T) {
 		{48 * time.Hour, 3_660_000},   // back to the lease's start, an hour before
 	} {
 		clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-		st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true, MaxBackfill: c.backfill})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true, MaxBackfill: c.backfill})
 		n := testNode("n1", 1)
 		n.Lease.Start = clk.t.Add(-time.Hour)
 		for i := range 60 {
@@ -236,10 +228,7 @@ func TestBackfill(t *testing.T) {
 			t.Fatal(err)
 		}
 		var leased int64
-		ro, err := Open(st.Path(), Options{ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ro := openT(t, st.Path(), Options{ReadOnly: true})
 		if err := ro.DB().QueryRow(`SELECT SUM(leased_gpu_ms) FROM ledger`).Scan(&leased); err != nil {
 			t.Fatal(err)
 		}
@@ -257,10 +246,7 @@ func TestCommitPersistsHighestRecordedSeq(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fleettop.db")
 	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-	st, err := Open(path, Options{Clock: clk.Now, SyncNormal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, path, Options{Clock: clk.Now, SyncNormal: true})
 	n := testNode("n1", 2)
 	for i := 1; i <= 5; i++ {
 		st.Record(n, testSample(uint64(i), clk.t, 2, 0.5))
@@ -276,7 +262,7 @@ func TestCommitPersistsHighestRecordedSeq(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = Open(path, Options{Clock: clk.Now, SyncNormal: true})
+	st, err := Open(path, Options{Clock: clk.Now, SyncNormal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
