@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,19 +35,12 @@ func encodeMockStream(tb testing.TB, k, n int) (hello []byte, frames [][]byte, g
 	if hello, err = enc.AppendFrame(nil, &wire.Hello{Proto: wire.Version, Node: node}); err != nil {
 		tb.Fatal(err)
 	}
-	var last []fleet.Process
+	smp := mock.NewAgentSampler(src)
 	var s fleet.Sample
 	for i := range n {
-		s.Devices, s.Procs, s.Events, s.Host, s.ProcsSet = s.Devices[:0], s.Procs[:0], s.Events[:0], nil, false
-		s.Seq, s.Time = uint64(i+1), t0.Add(time.Duration(i)*time.Second+time.Duration(i*7919%4000)*time.Microsecond)
-		if err := src.Collect(context.Background(), &s); err != nil {
+		at := t0.Add(time.Duration(i)*time.Second + time.Duration(i*7919%4000)*time.Microsecond)
+		if err := smp.Sample(context.Background(), &s, uint64(i+1), at); err != nil {
 			tb.Fatal(err)
-		}
-		if i == 0 || !slices.Equal(s.Procs, last) {
-			s.ProcsSet = true
-			last = append(last[:0], s.Procs...)
-		} else {
-			s.Procs = s.Procs[:0]
 		}
 		f, err := enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{s}})
 		if err != nil {

@@ -2,7 +2,6 @@ package mock
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -65,21 +64,12 @@ func BenchmarkWireStream(b *testing.B) {
 			b.Fatal(err)
 		}
 		enc := wire.NewEncoder()
-		var last []fleet.Process
+		smp := NewAgentSampler(src)
 		var s fleet.Sample
 		for k := range secs {
-			s.Devices, s.Procs, s.Events, s.Host, s.ProcsSet = s.Devices[:0], s.Procs[:0], s.Events[:0], nil, false
 			jitter := time.Duration(hash2(uint64(i), uint64(k))%5000) * time.Microsecond
-			s.Time = testStart.Add(time.Duration(k)*time.Second + jitter)
-			s.Seq = uint64(k + 1)
-			if err := src.Collect(context.Background(), &s); err != nil {
+			if err := smp.Sample(context.Background(), &s, uint64(k+1), testStart.Add(time.Duration(k)*time.Second+jitter)); err != nil {
 				b.Fatal(err)
-			}
-			if k == 0 || !slices.Equal(s.Procs, last) {
-				s.ProcsSet = true
-				last = append(last[:0], s.Procs...)
-			} else {
-				s.Procs = s.Procs[:0]
 			}
 			f, err := enc.AppendFrame(nil, &wire.Samples{Samples: []fleet.Sample{s}})
 			if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
@@ -24,19 +23,15 @@ func mockRecords(o options, k int, t0 time.Time) (fleet.Node, []fleet.Sample, er
 		return fleet.Node{}, nil, fmt.Errorf("mock source: %w", err)
 	}
 	recs := make([]fleet.Sample, o.records)
-	var last []fleet.Process
+	smp := mock.NewAgentSampler(src)
 	for i := range recs {
 		s := &recs[i]
 		jitter := time.Duration((i*7919+k*104729)%4000) * time.Microsecond
-		s.Seq, s.Time = uint64(i+1), t0.Add(time.Duration(i)*time.Second+jitter)
-		if err := src.Collect(context.Background(), s); err != nil {
+		if err := smp.Sample(context.Background(), s, uint64(i+1), t0.Add(time.Duration(i)*time.Second+jitter)); err != nil {
 			return fleet.Node{}, nil, fmt.Errorf("mock collect: %w", err)
 		}
 		s.Time = t0.Add(time.Duration(i) * time.Second) // the template's frames carry exact seconds
-		if i == 0 || !slices.Equal(s.Procs, last) {
-			s.ProcsSet = true
-			last = append(last[:0], s.Procs...)
-		} else {
+		if !s.ProcsSet {
 			s.Procs = nil
 		}
 	}
