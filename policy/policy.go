@@ -53,6 +53,29 @@ type Rules struct {
 	// BudgetWarn and BudgetCrit are the fractions of a budget at which a
 	// warning and a critical alert open (0.8 and 1.0 by default).
 	BudgetWarn, BudgetCrit float64
+	// AlertFor and AlertClear are the hysteresis against flapping (see
+	// Hysteresis): a warning opens only once its condition has held for
+	// AlertFor, and an alert closes only once its condition has been clear
+	// for AlertClear (30 s and 1 min by default).
+	AlertFor, AlertClear time.Duration
+}
+
+// Hysteresis is the book's hold and clear windows (Book.SetHysteresis) for
+// an alert of kind and severity under r. Warnings wait AlertFor; critical
+// alerts open at once (an XID 79 or a residency breach is not noise). Every
+// alert waits AlertClear before it closes, except those whose rule has a
+// window of its own: XIDs (XIDHold after the last one), offline
+// (OfflineAfter; a node back is clear at once), idle (IdleAfter) and
+// budgets (a month's spend only grows).
+func (r *Rules) Hysteresis(kind fleet.EventKind, sev fleet.Severity) (hold, clear time.Duration) {
+	switch kind {
+	case fleet.EventXID, fleet.EventOffline, fleet.EventIdle, fleet.EventBudget:
+		return 0, 0
+	}
+	if sev != fleet.SevCritical {
+		hold = r.AlertFor
+	}
+	return hold, r.AlertClear
 }
 
 // DefaultRules returns the rules used when the config says nothing.
@@ -68,6 +91,8 @@ func DefaultRules() Rules {
 		IdleAfter:       2 * time.Hour,
 		BudgetWarn:      0.8,
 		BudgetCrit:      1.0,
+		AlertFor:        30 * time.Second,
+		AlertClear:      time.Minute,
 	}
 }
 

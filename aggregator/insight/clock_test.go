@@ -11,7 +11,8 @@ import (
 // alerts.clock_offset_above) raises a clock alert, which ends when its
 // clock is back within it.
 func TestClockAlert(t *testing.T) {
-	cfg, err := ParseConfig([]byte("alerts:\n  clock_offset_above: 5s\n"), "aggregator.yaml")
+	// Without hysteresis (alerts.for, alerts.clear): see TestHysteresisThroughTick.
+	cfg, err := ParseConfig([]byte("alerts:\n  clock_offset_above: 5s\n  for: 0s\n  clear: 0s\n"), "aggregator.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

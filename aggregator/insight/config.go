@@ -125,6 +125,8 @@ type fileAlerts struct {
 	IdleAfter        string   `yaml:"idle_after"`
 	BudgetWarn       string   `yaml:"budget_warn"`
 	BudgetCritical   string   `yaml:"budget_critical"`
+	For              string   `yaml:"for"`
+	Clear            string   `yaml:"clear"`
 }
 
 type fileWebhook struct {
@@ -313,6 +315,8 @@ func (c *checker) build(fc *fileConfig) Config {
 	c.duration("$.alerts.xid_clear_after", a.XIDClearAfter, &cfg.Rules.XIDHold)
 	c.duration("$.alerts.offline_after", a.OfflineAfter, &cfg.Rules.OfflineAfter)
 	c.duration("$.alerts.idle_after", a.IdleAfter, &cfg.Rules.IdleAfter)
+	c.duration("$.alerts.for", a.For, &cfg.Rules.AlertFor)
+	c.duration("$.alerts.clear", a.Clear, &cfg.Rules.AlertClear)
 	c.duration("$.alerts.clock_offset_above", a.ClockOffsetAbove, &cfg.ClockOffsetMax)
 	c.duration("$.leases_ending_within", fc.LeasesEndingWithin, &cfg.LeasesEndingWithin)
 	for _, b := range []struct {

@@ -88,6 +88,7 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 		warned: make(map[string]bool),
 		st:     st,
 	}
+	e.book.SetHysteresis(e.cfg.Rules.Hysteresis) // policy.Rules: no flapping alerts
 	for i := range e.shards {
 		e.shards[i].nodes = make(map[string]*costNode)
 	}
@@ -429,6 +430,8 @@ func (e *Engine) Tick(now time.Time) {
 		}
 		sh.mu.Unlock()
 	}
+	// Alerts held back or clearing (policy.Book's hysteresis) move on with time.
+	trs = append(trs, e.book.Settle(now)...)
 	e.emit(trs)
 }
 

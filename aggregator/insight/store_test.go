@@ -22,6 +22,7 @@ func TestAlertsAreStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Rules.AlertClear = 0 // ends as the condition does (hysteresis: TestHysteresisThroughTick)
 	e, err := New(cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
