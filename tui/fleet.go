@@ -442,158 +442,214 @@ func modelsString(models map[string]int) string {
 // one sort of the nodes); the source calls it at most once a second.
 func (f *Merger) Snapshot(now time.Time) *Snapshot {
 	f.changed = false
+	b := newSnapBuilder(f, now)
+	for ai, a := range f.aggs {
+		b.s.Conns = append(b.s.Conns, a.conn)
+		b.addSummary(a)
+		b.addJobs(a)
+		b.s.Alerts = append(b.s.Alerts, a.alerts...)
+		b.addNodes(ai, a)
+	}
+	b.finishNodes()
+	b.finishCosts()
+	b.finishJobs()
+	s := b.s
+	slices.SortFunc(s.Alerts, fleet.CompareAlerts)
+	slices.SortFunc(s.Leases, func(a, b wire.LeaseEnding) int { return a.End.Compare(b.End) })
+	if s.Paged {
+		s.Regions = pagedRegions(f, s, b.money)
+	} else {
+		s.Regions = buildRegions(s)
+	}
+	return s
+}
+
+// snapBuilder is one Snapshot being merged from the aggregators' states.
+type snapBuilder struct {
+	f     *Merger
+	s     *Snapshot
+	cur   string                       // display currency
+	utilW float64                      // utilisation × online GPUs, summed
+	costs map[[2]string]*wire.CostLine // by (by, group)
+	jobs  map[string]*JobRow
+}
+
+func newSnapBuilder(f *Merger, now time.Time) *snapBuilder {
 	cur := f.displayCurrency()
 	s := &Snapshot{Built: now, Currency: cur, nodeByID: map[string]*NodeRow{}}
 	s.Summary.Currency = cur
-	money := func(m fleet.Money) int64 {
-		v, ok := f.convert(m, cur)
-		if !ok {
-			s.Unconverted = true
-		}
-		return v
+	return &snapBuilder{f: f, s: s, cur: cur, costs: map[[2]string]*wire.CostLine{}, jobs: map[string]*JobRow{}}
+}
+
+// money is m in the display currency; an amount in another currency counts
+// as zero and flags the snapshot (the aggregators convert, not the TUI).
+func (b *snapBuilder) money(m fleet.Money) int64 {
+	v, ok := b.f.convert(m, b.cur)
+	if !ok {
+		b.s.Unconverted = true
 	}
-	var utilW float64
-	costs := map[[2]string]*wire.CostLine{}
-	jobs := map[string]*JobRow{}
-	for ai, a := range f.aggs {
-		s.Conns = append(s.Conns, a.conn)
-		sm := &a.summary
-		s.Summary.GPUsOnline += sm.GPUsOnline
-		s.Summary.GPUsStale += sm.GPUsStale
-		s.Summary.GPUsOffline += sm.GPUsOffline
-		s.Summary.NodesOnline += sm.NodesOnline
-		s.Summary.NodesStale += sm.NodesStale
-		s.Summary.NodesOffline += sm.NodesOffline
-		s.Summary.AlertsOpen += sm.AlertsOpen
-		utilW += sm.Util * float64(sm.GPUsOnline)
-		add := func(dst *fleet.Money, m fleet.Money) {
-			if m.Currency == "" {
-				m.Currency = sm.Currency
-			}
-			dst.Micros += money(m)
-			dst.Currency = cur
+	return v
+}
+
+// inCur is m with the aggregator's currency when it names none.
+func inCur(m fleet.Money, cur string) fleet.Money {
+	if m.Currency == "" {
+		m.Currency = cur
+	}
+	return m
+}
+
+// addSummary adds one aggregator's fleet summary and cost lines.
+func (b *snapBuilder) addSummary(a *aggState) {
+	sm, dst := &a.summary, &b.s.Summary
+	dst.GPUsOnline += sm.GPUsOnline
+	dst.GPUsStale += sm.GPUsStale
+	dst.GPUsOffline += sm.GPUsOffline
+	dst.NodesOnline += sm.NodesOnline
+	dst.NodesStale += sm.NodesStale
+	dst.NodesOffline += sm.NodesOffline
+	dst.AlertsOpen += sm.AlertsOpen
+	b.utilW += sm.Util * float64(sm.GPUsOnline)
+	add := func(to *fleet.Money, m fleet.Money) {
+		to.Micros += b.money(inCur(m, sm.Currency))
+		to.Currency = b.cur
+	}
+	add(&dst.BurnPerHour, sm.BurnPerHour)
+	add(&dst.IdleBurnPerHour, sm.IdleBurnPerHour)
+	add(&dst.SpendToday, sm.SpendToday)
+	add(&dst.SpendMonth, sm.SpendMonth)
+	add(&dst.ProjectedMonth, sm.ProjectedMonth)
+	for _, c := range sm.Costs {
+		k := [2]string{c.By, c.Group}
+		line := b.costs[k]
+		if line == nil {
+			line = &wire.CostLine{By: c.By, Group: c.Group}
+			b.costs[k] = line
 		}
-		add(&s.Summary.BurnPerHour, sm.BurnPerHour)
-		add(&s.Summary.IdleBurnPerHour, sm.IdleBurnPerHour)
-		add(&s.Summary.SpendToday, sm.SpendToday)
-		add(&s.Summary.SpendMonth, sm.SpendMonth)
-		add(&s.Summary.ProjectedMonth, sm.ProjectedMonth)
-		for _, c := range sm.Costs {
-			k := [2]string{c.By, c.Group}
-			dst := costs[k]
-			if dst == nil {
-				dst = &wire.CostLine{By: c.By, Group: c.Group}
-				costs[k] = dst
-			}
-			dst.GPUs += c.GPUs
-			add(&dst.BurnPerHour, c.BurnPerHour)
-			add(&dst.IdleBurn, c.IdleBurn)
-			add(&dst.SpendToday, c.SpendToday)
-			add(&dst.SpendMonth, c.SpendMonth)
-			add(&dst.IdleSpend, c.IdleSpend)
-			add(&dst.Budget, c.Budget)
-			add(&dst.ProjectedMonth, c.ProjectedMonth)
+		line.GPUs += c.GPUs
+		add(&line.BurnPerHour, c.BurnPerHour)
+		add(&line.IdleBurn, c.IdleBurn)
+		add(&line.SpendToday, c.SpendToday)
+		add(&line.SpendMonth, c.SpendMonth)
+		add(&line.IdleSpend, c.IdleSpend)
+		add(&line.Budget, c.Budget)
+		add(&line.ProjectedMonth, c.ProjectedMonth)
+	}
+	b.s.Leases = append(b.s.Leases, sm.LeasesEnding...)
+}
+
+// addJobs merges one aggregator's jobs: a job seen by two aggregators
+// spans jurisdictions.
+func (b *snapBuilder) addJobs(a *aggState) {
+	for _, j := range a.jobs {
+		burn, spend := inCur(j.BurnPerHour, a.summary.Currency), inCur(j.Spend, a.summary.Currency)
+		jr := b.jobs[j.ID]
+		if jr == nil {
+			jr = &JobRow{JobView: j}
+			jr.Regions = slices.Clone(j.Regions)
+			jr.Jurisdictions = slices.Clone(j.Jurisdictions)
+			jr.Nodes = slices.Clone(j.Nodes)
+			jr.BurnMicros, jr.SpendMicros = b.money(burn), b.money(spend)
+			b.jobs[j.ID] = jr
+			continue
 		}
-		s.Leases = append(s.Leases, sm.LeasesEnding...)
-		for _, j := range a.jobs {
-			burn, spend := j.BurnPerHour, j.Spend
-			if burn.Currency == "" {
-				burn.Currency = sm.Currency
-			}
-			if spend.Currency == "" {
-				spend.Currency = sm.Currency
-			}
-			jr := jobs[j.ID]
-			if jr == nil {
-				jr = &JobRow{JobView: j}
-				jr.Regions = slices.Clone(j.Regions)
-				jr.Jurisdictions = slices.Clone(j.Jurisdictions)
-				jr.Nodes = slices.Clone(j.Nodes)
-				jr.BurnMicros, jr.SpendMicros = money(burn), money(spend)
-				jobs[j.ID] = jr
-				continue
-			}
-			// The same job seen by two aggregators spans jurisdictions.
-			tot := jr.GPUs + j.GPUs
-			if tot > 0 {
-				jr.Util = (jr.Util*float64(jr.GPUs) + j.Util*float64(j.GPUs)) / float64(tot)
-			}
-			jr.GPUs = tot
-			jr.Regions = union(jr.Regions, j.Regions)
-			jr.Jurisdictions = union(jr.Jurisdictions, j.Jurisdictions)
-			jr.Nodes = union(jr.Nodes, j.Nodes)
-			jr.BurnMicros += money(burn)
-			jr.SpendMicros += money(spend)
-			if !j.Allowed {
-				jr.Allowed = false
-				if jr.Violation == "" {
-					jr.Violation = j.Violation
-				} else if j.Violation != "" && !strings.Contains(jr.Violation, j.Violation) {
-					jr.Violation += "; " + j.Violation
-				}
-			}
+		tot := jr.GPUs + j.GPUs
+		if tot > 0 {
+			jr.Util = (jr.Util*float64(jr.GPUs) + j.Util*float64(j.GPUs)) / float64(tot)
 		}
-		s.Alerts = append(s.Alerts, a.alerts...)
-		price := func(n *NodeRow) {
-			n.Agg = ai
-			bm := n.View.BurnPerHour
-			n.Burn = money(bm)
-			if n.GPUs > 0 {
-				n.IdleBurn = n.Burn * int64(n.IdleGPUs) / int64(n.GPUs)
+		jr.GPUs = tot
+		jr.Regions = union(jr.Regions, j.Regions)
+		jr.Jurisdictions = union(jr.Jurisdictions, j.Jurisdictions)
+		jr.Nodes = union(jr.Nodes, j.Nodes)
+		jr.BurnMicros += b.money(burn)
+		jr.SpendMicros += b.money(spend)
+		if !j.Allowed {
+			jr.Allowed = false
+			if jr.Violation == "" {
+				jr.Violation = j.Violation
+			} else if j.Violation != "" && !strings.Contains(jr.Violation, j.Violation) {
+				jr.Violation += "; " + j.Violation
 			}
-		}
-		if a.paged {
-			s.Paged = true
-			if a.page != nil {
-				s.NodesTotal += a.page.Total
-				s.NodesOffset = a.page.Offset
-				for _, id := range a.page.IDs {
-					if n := a.rows[id]; n != nil {
-						price(n)
-						s.Nodes = append(s.Nodes, n)
-						s.nodeByID[id] = n
-					}
-				}
-			}
-			if a.jobPage != nil {
-				s.JobsTotal += a.jobPage.Total
-				s.JobsOffset = a.jobPage.Offset
-			}
-			if fv := a.fleet; fv != nil {
-				s.IdleNodes += fv.IdleNodes
-				for i := range fv.IdleTop {
-					n := f.pagedRow(&fv.IdleTop[i], ai)
-					price(n)
-					s.IdleTop = append(s.IdleTop, n)
-				}
-				s.DarkNodes += fv.DarkNodes
-				for i := range fv.DarkTop {
-					n := f.pagedRow(&fv.DarkTop[i], ai)
-					price(n)
-					s.DarkTop = append(s.DarkTop, n)
-				}
-				for _, r := range fv.Regions {
-					s.NodesKnown += r.Nodes
-				}
-				s.JobsKnown += fv.Jobs
-				s.LeasesEnding += fv.LeasesEnding
-			}
-		}
-		for _, n := range a.nodes {
-			price(n)
-			if !a.paged {
-				s.Nodes = append(s.Nodes, n)
-				s.NodesKnown++
-			}
-			s.nodeByID[n.View.ID] = n
 		}
 	}
+}
+
+// price sets a node row's aggregator and its burn in the display currency.
+func (b *snapBuilder) price(n *NodeRow, ai int) {
+	n.Agg = ai
+	n.Burn = b.money(n.View.BurnPerHour)
+	if n.GPUs > 0 {
+		n.IdleBurn = n.Burn * int64(n.IdleGPUs) / int64(n.GPUs)
+	}
+}
+
+// addNodes adds aggregator ai's nodes: the page it sent and its ranked
+// idle and dark nodes (watch by subscription), or every node (version 1).
+func (b *snapBuilder) addNodes(ai int, a *aggState) {
+	s := b.s
+	if a.paged {
+		s.Paged = true
+		if a.page != nil {
+			s.NodesTotal += a.page.Total
+			s.NodesOffset = a.page.Offset
+			for _, id := range a.page.IDs {
+				if n := a.rows[id]; n != nil {
+					b.price(n, ai)
+					s.Nodes = append(s.Nodes, n)
+					s.nodeByID[id] = n
+				}
+			}
+		}
+		if a.jobPage != nil {
+			s.JobsTotal += a.jobPage.Total
+			s.JobsOffset = a.jobPage.Offset
+		}
+		if fv := a.fleet; fv != nil {
+			b.addFleetView(ai, fv)
+		}
+	}
+	for _, n := range a.nodes {
+		b.price(n, ai)
+		if !a.paged {
+			s.Nodes = append(s.Nodes, n)
+			s.NodesKnown++
+		}
+		s.nodeByID[n.View.ID] = n
+	}
+}
+
+// addFleetView adds what a paged aggregator ranks and counts fleet-wide.
+func (b *snapBuilder) addFleetView(ai int, fv *wire.FleetView) {
+	s := b.s
+	s.IdleNodes += fv.IdleNodes
+	for i := range fv.IdleTop {
+		n := b.f.pagedRow(&fv.IdleTop[i], ai)
+		b.price(n, ai)
+		s.IdleTop = append(s.IdleTop, n)
+	}
+	s.DarkNodes += fv.DarkNodes
+	for i := range fv.DarkTop {
+		n := b.f.pagedRow(&fv.DarkTop[i], ai)
+		b.price(n, ai)
+		s.DarkTop = append(s.DarkTop, n)
+	}
+	for _, r := range fv.Regions {
+		s.NodesKnown += r.Nodes
+	}
+	s.JobsKnown += fv.Jobs
+	s.LeasesEnding += fv.LeasesEnding
+}
+
+// finishNodes orders the nodes (or merges the aggregators' pages) and
+// ranks the idle and dark ones, once per snapshot rather than in View.
+func (b *snapBuilder) finishNodes() {
+	s, f := b.s, b.f
 	if s.Summary.GPUsOnline > 0 {
-		s.Summary.Util = utilW / float64(s.Summary.GPUsOnline)
+		s.Summary.Util = b.utilW / float64(s.Summary.GPUsOnline)
 	}
 	if !s.Paged {
 		slices.SortFunc(s.Nodes, cmpDefaultNode)
-		s.NodesTotal, s.JobsTotal, s.JobsKnown = len(s.Nodes), len(jobs), len(jobs)
+		s.NodesTotal, s.JobsTotal, s.JobsKnown = len(s.Nodes), len(b.jobs), len(b.jobs)
 	} else if len(f.aggs) > 1 {
 		// Each aggregator sent the first Offset+Limit rows of the query;
 		// merge them and keep the page.
@@ -602,7 +658,7 @@ func (f *Merger) Snapshot(now time.Time) *Snapshot {
 		s.JobsOffset = 0
 	}
 	if !s.Paged {
-		// A full-fleet stream: rank here, once per snapshot, not in View.
+		// A full-fleet stream: rank here.
 		for _, r := range s.Nodes {
 			if r.IdleBurn > 0 {
 				s.IdleTop = append(s.IdleTop, r)
@@ -623,7 +679,12 @@ func (f *Merger) Snapshot(now time.Time) *Snapshot {
 	if len(s.IdleTop) > wire.FleetIdleTop {
 		s.IdleTop = s.IdleTop[:wire.FleetIdleTop]
 	}
-	for _, c := range costs {
+}
+
+// finishCosts lists the merged cost lines by breakdown, costliest first.
+func (b *snapBuilder) finishCosts() {
+	s := b.s
+	for _, c := range b.costs {
 		s.Costs = append(s.Costs, *c)
 	}
 	slices.SortFunc(s.Costs, func(a, b wire.CostLine) int {
@@ -635,7 +696,13 @@ func (f *Merger) Snapshot(now time.Time) *Snapshot {
 		}
 		return strings.Compare(a.Group, b.Group)
 	})
-	for _, j := range jobs {
+}
+
+// finishJobs lists the merged jobs: by id, or in the one aggregator's page
+// order.
+func (b *snapBuilder) finishJobs() {
+	s, f, cur := b.s, b.f, b.cur
+	for _, j := range b.jobs {
 		j.BurnPerHour = fleet.Money{Micros: j.BurnMicros, Currency: cur}
 		j.Spend = fleet.Money{Micros: j.SpendMicros, Currency: cur}
 		j.search = strings.ToLower(strings.Join([]string{j.ID, j.Team, j.DataClass,
@@ -654,14 +721,6 @@ func (f *Merger) Snapshot(now time.Time) *Snapshot {
 		}
 		slices.SortFunc(s.Jobs, func(a, b JobRow) int { return cmp.Compare(order[a.ID], order[b.ID]) })
 	}
-	slices.SortFunc(s.Alerts, fleet.CompareAlerts)
-	slices.SortFunc(s.Leases, func(a, b wire.LeaseEnding) int { return a.End.Compare(b.End) })
-	if s.Paged {
-		s.Regions = pagedRegions(f, s, money)
-	} else {
-		s.Regions = buildRegions(s)
-	}
-	return s
 }
 
 func cmpDefaultNode(a, b *NodeRow) int {
