@@ -35,6 +35,7 @@ type Book struct {
 	hyst     Hysteresis
 	pending  map[string]pendingCond // conditions not yet held long enough
 	clearing map[string]time.Time   // open alerts whose condition went away, and when
+	latest   time.Time              // the latest time any Sync or Settle was given
 }
 
 type pendingCond struct {
@@ -81,6 +82,9 @@ func (b *Book) Unchanged(scope string, cur []Condition) bool {
 func (b *Book) Sync(scope string, cur []Condition, t time.Time) []Transition {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if t.After(b.latest) {
+		b.latest = t
+	}
 	prev := b.scopes[scope]
 	if sameIDs(prev, cur) {
 		return nil
@@ -141,6 +145,9 @@ func (b *Book) Sync(scope string, cur []Condition, t time.Time) []Transition {
 func (b *Book) Settle(now time.Time) []Transition {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if now.After(b.latest) {
+		b.latest = now
+	}
 	return b.settleLocked(now)
 }
 
@@ -197,7 +204,14 @@ func (b *Book) closeLocked(id string, t time.Time) Transition {
 	delete(b.clearing, id)
 	a.End = t
 	if a.End.Before(a.Start) {
-		a.End = a.Start
+		// Judged on older samples (a collector resending its spool after
+		// an outage): the alert ends now, as far as the book knows, not
+		// at its start — an offline alert that ended as the node came
+		// back is not a zero-length one.
+		a.End = b.latest
+		if a.End.Before(a.Start) {
+			a.End = a.Start
+		}
 	}
 	b.closed = append(b.closed, *a)
 	if over := len(b.closed) - b.max; over > 0 {

@@ -138,3 +138,17 @@ func TestHysteresisShownAlerts(t *testing.T) {
 		t.Fatalf("a clearing alert must stay open: %+v", a)
 	}
 }
+
+// A node back from an outage resends samples older than its offline
+// alert's start: the alert ends when the book learns it, not at its start.
+func TestCloseOnOlderSamples(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b := hystBook()
+	off := Condition{ID: "offline/n1", Kind: fleet.EventOffline, Severity: fleet.SevWarning, Node: "n1"}
+	b.Sync("node/n1", []Condition{off}, t0.Add(2*time.Minute))
+	b.Settle(t0.Add(5 * time.Minute))
+	trs := b.Sync("node/n1", nil, t0.Add(time.Minute)) // a resent sample of minute 1
+	if len(trs) != 1 || trs[0].Opened || !trs[0].Alert.End.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("transitions %+v, want the alert ended at 5 min", trs)
+	}
+}
