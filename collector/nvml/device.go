@@ -37,6 +37,21 @@ const (
 	fMigCount
 )
 
+// eccCounters are the ECC error counts read each sample: corrected and
+// uncorrected, since the driver loaded (volatile) and over the GPU's life
+// (aggregate).
+var eccCounters = [...]struct {
+	f       field
+	kind    nvml.MemoryErrorType
+	counter nvml.EccCounterType
+	m       fleet.Metric
+}{
+	{fECCCorr, nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.VOLATILE_ECC, fleet.MetricECCCorrected},
+	{fECCUncorr, nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.VOLATILE_ECC, fleet.MetricECCUncorrected},
+	{fECCCorrAgg, nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.AGGREGATE_ECC, fleet.MetricECCCorrectedAgg},
+	{fECCUncorrAgg, nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.AGGREGATE_ECC, fleet.MetricECCUncorrectedAgg},
+}
+
 type device struct {
 	idx  int
 	h    nvml.Device
@@ -145,29 +160,11 @@ func (d *device) read() {
 			smp.Set(fleet.MetricThrottle, float64(e))
 		}
 	}
-	if d.try(fECCCorr, func() nvml.Return {
-		e, ret = h.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.VOLATILE_ECC)
-		return ret
-	}) {
-		smp.Set(fleet.MetricECCCorrected, float64(e))
-	}
-	if d.try(fECCUncorr, func() nvml.Return {
-		e, ret = h.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.VOLATILE_ECC)
-		return ret
-	}) {
-		smp.Set(fleet.MetricECCUncorrected, float64(e))
-	}
-	if d.try(fECCCorrAgg, func() nvml.Return {
-		e, ret = h.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.AGGREGATE_ECC)
-		return ret
-	}) {
-		smp.Set(fleet.MetricECCCorrectedAgg, float64(e))
-	}
-	if d.try(fECCUncorrAgg, func() nvml.Return {
-		e, ret = h.GetTotalEccErrors(nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.AGGREGATE_ECC)
-		return ret
-	}) {
-		smp.Set(fleet.MetricECCUncorrectedAgg, float64(e))
+	for i := range eccCounters {
+		c := &eccCounters[i]
+		if d.try(c.f, func() nvml.Return { e, ret = h.GetTotalEccErrors(c.kind, c.counter); return ret }) {
+			smp.Set(c.m, float64(e))
+		}
 	}
 
 	var corr, unc int

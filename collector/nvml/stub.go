@@ -6,21 +6,10 @@ package nvml
 
 import (
 	"context"
-	"log/slog"
-	"time"
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
 )
-
-// Options tune the source (unused without cgo).
-type Options struct {
-	LibraryPath string
-	Logger      *slog.Logger
-	Deadline    time.Duration
-	EventWait   time.Duration
-	Clock       func() time.Time
-}
 
 // Source is the unavailable NVML source of a build without cgo.
 type Source struct{}
