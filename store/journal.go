@@ -117,24 +117,26 @@ type reader struct {
 
 func (r *reader) uvarint() uint64 {
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errJournal
-		r.b = nil
-		return 0
-	}
-	r.b = r.b[n:]
+	r.advance(n)
 	return v
 }
 
 func (r *reader) varint() int64 {
 	v, n := binary.Varint(r.b)
+	r.advance(n)
+	return v
+}
+
+// advance consumes the n bytes of a varint just read; n <= 0 (what
+// encoding/binary returns for a short or overlong varint, with a value of 0)
+// marks the entry corrupt.
+func (r *reader) advance(n int) {
 	if n <= 0 {
 		r.err = errJournal
 		r.b = nil
-		return 0
+		return
 	}
 	r.b = r.b[n:]
-	return v
 }
 
 func (r *reader) float() float64 {
