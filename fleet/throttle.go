@@ -4,15 +4,15 @@ package fleet
 // nvmlDeviceGetCurrentClocksEventReasons and DCGM_FI_DEV_CLOCK_THROTTLE_REASONS
 // report them.
 const (
-	ThrottleGPUIdle            uint64 = 0x1
-	ThrottleApplicationsClocks uint64 = 0x2
-	ThrottleSwPowerCap         uint64 = 0x4
-	ThrottleHwSlowdown         uint64 = 0x8
-	ThrottleSyncBoost          uint64 = 0x10
-	ThrottleSwThermal          uint64 = 0x20
-	ThrottleHwThermal          uint64 = 0x40
-	ThrottleHwPowerBrake       uint64 = 0x80
-	ThrottleDisplayClocks      uint64 = 0x100
+	ThrottleGPUIdle            uint64 = 1 << iota // 0x1
+	ThrottleApplicationsClocks                    // 0x2
+	ThrottleSwPowerCap                            // 0x4
+	ThrottleHwSlowdown                            // 0x8
+	ThrottleSyncBoost                             // 0x10
+	ThrottleSwThermal                             // 0x20
+	ThrottleHwThermal                             // 0x40
+	ThrottleHwPowerBrake                          // 0x80
+	ThrottleDisplayClocks                         // 0x100
 )
 
 var throttleNames = [...]struct {
