@@ -120,6 +120,19 @@ func cudaVersion(v string) int {
 }
 
 // read returns the device's readings now, integrating its energy counter.
+// memory is a device's memory as NVML reports it, from its sample.
+func memory(ds *fleet.DeviceSample) nvml.Memory {
+	used, _ := ds.Get(fleet.MetricMemUsed)
+	total, _ := ds.Get(fleet.MetricMemTotal)
+	return nvml.Memory{Total: uint64(total), Used: uint64(used), Free: uint64(total) - uint64(used)}
+}
+
+// memoryV2 is memory in nvmlDeviceGetMemoryInfo_v2's struct.
+func memoryV2(ds *fleet.DeviceSample) nvml.Memory_v2 {
+	m := memory(ds)
+	return nvml.Memory_v2{Version: nvml.STRUCT_VERSION(nvml.Memory_v2{}, 2), Total: m.Total, Used: m.Used, Free: m.Free}
+}
+
 func (s *NVMLServer) read(d *device) (fleet.DeviceSample, bool) {
 	t := s.now()
 	d.mu.Lock()
@@ -179,10 +192,7 @@ func (s *NVMLServer) wire(d *device) {
 		if !ok {
 			return nvml.Memory_v2{}, nvml.ERROR_GPU_IS_LOST
 		}
-		used, _ := ds.Get(fleet.MetricMemUsed)
-		total, _ := ds.Get(fleet.MetricMemTotal)
-		return nvml.Memory_v2{Version: nvml.STRUCT_VERSION(nvml.Memory_v2{}, 2), Total: uint64(total),
-			Used: uint64(used), Free: uint64(total) - uint64(used)}, nvml.SUCCESS
+		return memoryV2(&ds), nvml.SUCCESS
 	}
 	d.GetPowerUsageFunc = func() (uint32, nvml.Return) {
 		v, r := metric(fleet.MetricPower)

@@ -190,19 +190,14 @@ func (s *NVMLServer) migHandle(parent *device, i int) nvml.Device {
 		if !ok {
 			return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST
 		}
-		used, _ := ds.Get(fleet.MetricMemUsed)
-		total, _ := ds.Get(fleet.MetricMemTotal)
-		return nvml.Memory{Total: uint64(total), Used: uint64(used), Free: uint64(total) - uint64(used)}, nvml.SUCCESS
+		return memory(&ds), nvml.SUCCESS
 	}
 	h.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
 		ds, ok := read()
 		if !ok {
 			return nvml.Memory_v2{}, nvml.ERROR_GPU_IS_LOST
 		}
-		used, _ := ds.Get(fleet.MetricMemUsed)
-		total, _ := ds.Get(fleet.MetricMemTotal)
-		return nvml.Memory_v2{Version: nvml.STRUCT_VERSION(nvml.Memory_v2{}, 2), Total: uint64(total),
-			Used: uint64(used), Free: uint64(total) - uint64(used)}, nvml.SUCCESS
+		return memoryV2(&ds), nvml.SUCCESS
 	}
 	h.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
 		var out []nvml.ProcessInfo
