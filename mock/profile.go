@@ -39,14 +39,14 @@ func (n *Node) setProfile(dk uint64, el float64, s *devState, ds *fleet.DeviceSa
 	w := workShape[n.Work]
 	u := s.util
 	jit := func(k uint64, p float64) float64 { return 0.94 + 0.12*smooth(dk^k, el, p) }
-	r4 := func(x float64) float64 { return math.Round(clamp(x, 0, 1)*1e4) / 1e4 }
-	gr := r4(u * 0.985 * share)
-	sm := r4(gr * w.sm * jit(0x21, 7))
+	r3 := func(x float64) float64 { return math.Round(clamp(x, 0, 1)*1e3) / 1e3 } // the wire's step (wire/quant.go)
+	gr := r3(u * 0.985 * share)
+	sm := r3(gr * w.sm * jit(0x21, 7))
 	ds.Set(fleet.MetricGREngineActive, gr)
 	ds.Set(fleet.MetricSMActive, sm)
-	ds.Set(fleet.MetricSMOccupancy, r4(sm*w.occ*jit(0x22, 11)))
-	ds.Set(fleet.MetricTensorActive, r4(sm*w.tensor*jit(0x23, 5)))
-	ds.Set(fleet.MetricDRAMActive, r4(s.memUtil*0.92*share*jit(0x24, 9)))
+	ds.Set(fleet.MetricSMOccupancy, r3(sm*w.occ*jit(0x22, 11)))
+	ds.Set(fleet.MetricTensorActive, r3(sm*w.tensor*jit(0x23, 5)))
+	ds.Set(fleet.MetricDRAMActive, r3(s.memUtil*0.92*share*jit(0x24, 9)))
 	l := n.links(dk, el, u, share)
 	ds.Set(fleet.MetricPCIeTx, l.pcieTx)
 	ds.Set(fleet.MetricPCIeRx, l.pcieRx)

@@ -23,9 +23,10 @@ import (
 //	temp                    1 °C      nvmlDeviceGetTemperature: unsigned int °C; npu-smi whole °C
 //	sm_clock, mem_clock     1 MHz     nvmlDeviceGetClockInfo: unsigned int MHz
 //	throttle, ecc_*, remapped_rows, retired_pages, health   1 (counts and bitmasks)
-//	gr_engine_active, sm_active, 1e-4   nvmlGpmMetricsGet: double percent (a hundredth
-//	sm_occupancy, tensor_active,        of a percent kept)
-//	dram_active (ratio)
+//	gr_engine_active, sm_active, 1e-3   nvmlGpmMetricsGet: double percent, a ratio of
+//	sm_occupancy, tensor_active,        cycle counters over the window; kept to a tenth
+//	dram_active (ratio)                 of a percent, as dcgmi dmon prints DCGM's
+//	                                    profiling ratios (three decimals)
 //	pcie_tx/rx, nvlink_tx/rx  1 MiB/s   nvmlGpmMetricsGet: double MiB/s (see linkScale)
 //	ecc_*_aggregate, remap_pending, remap_failure   1
 //
@@ -94,13 +95,15 @@ var metricCodes = func() (t [fleet.NumMetrics]metricCoding) {
 		fleet.MetricRemappedRows:   {1, predPrev, codeVarint},
 		fleet.MetricRetiredPages:   {1, predPrev, codeVarint},
 		fleet.MetricHealth:         {1, predPrev, codeVarint},
-		// GPM reports float percentages and MiB/s: 1e-4 keeps a hundredth
-		// of a percent, link traffic travels in whole MiB/s (GPM's unit).
-		fleet.MetricGREngineActive:    {1e4, predPrev, codeVarint},
-		fleet.MetricSMActive:          {1e4, predPrev, codeVarint},
-		fleet.MetricSMOccupancy:       {1e4, predPrev, codeVarint},
-		fleet.MetricTensorActive:      {1e4, predPrev, codeVarint},
-		fleet.MetricDRAMActive:        {1e4, predPrev, codeVarint},
+		// GPM reports float percentages and MiB/s: ratios travel at a tenth
+		// of a percent (the three decimals dcgmi dmon shows DCGM's
+		// DCGM_FI_PROF_* ratios with), link traffic in whole MiB/s (GPM's
+		// unit, see linkScale).
+		fleet.MetricGREngineActive:    {1e3, predPrev, codeVarint},
+		fleet.MetricSMActive:          {1e3, predPrev, codeVarint},
+		fleet.MetricSMOccupancy:       {1e3, predPrev, codeVarint},
+		fleet.MetricTensorActive:      {1e3, predPrev, codeVarint},
+		fleet.MetricDRAMActive:        {1e3, predPrev, codeVarint},
 		fleet.MetricPCIeTx:            {linkScale, predPrev, codeVarint},
 		fleet.MetricPCIeRx:            {linkScale, predPrev, codeVarint},
 		fleet.MetricNVLinkTx:          {linkScale, predPrev, codeVarint},
