@@ -27,7 +27,7 @@ type probe struct {
 	mu     sync.Mutex
 	sentAt map[uint64]time.Time // record sequence → when its frame was written
 	seen   map[uint64]bool
-	lat    []probeLat
+	lat    *[]probeLat // shared by the probes of a run
 }
 
 type probeLat struct {
@@ -35,9 +35,15 @@ type probeLat struct {
 	d  time.Duration
 }
 
-func newProbe() *probe {
-	return &probe{sentAt: map[uint64]time.Time{}, seen: map[uint64]bool{}}
+// probeNodes is how many nodes carry a probe (each with its own viewer), so
+// the measured window holds enough samples for a 99th percentile.
+const probeNodes = 5
+
+func newProbe(lat *[]probeLat) *probe {
+	return &probe{sentAt: map[uint64]time.Time{}, seen: map[uint64]bool{}, lat: lat}
 }
+
+var probeLatMu sync.Mutex
 
 // sent notes that records up to seq were written at t.
 func (p *probe) sent(seq uint64, t time.Time) {
@@ -55,21 +61,23 @@ func (p *probe) got(seq uint64, t time.Time) {
 	}
 	if s, ok := p.sentAt[seq]; ok {
 		p.seen[seq] = true
-		p.lat = append(p.lat, probeLat{t, t.Sub(s)})
+		probeLatMu.Lock()
+		*p.lat = append(*p.lat, probeLat{t, t.Sub(s)})
+		probeLatMu.Unlock()
 	}
 }
 
-// summary gives the count, median, 99th percentile and maximum of the
+// latSummary gives the count, median, 99th percentile and maximum of the
 // latencies that arrived in [from, to].
-func (p *probe) summary(from, to time.Time) (n int, p50, p99, mx time.Duration) {
-	p.mu.Lock()
+func latSummary(lat *[]probeLat, from, to time.Time) (n int, p50, p99, mx time.Duration) {
+	probeLatMu.Lock()
 	var ds []time.Duration
-	for _, l := range p.lat {
+	for _, l := range *lat {
 		if !l.at.Before(from) && !l.at.After(to) {
 			ds = append(ds, l.d)
 		}
 	}
-	p.mu.Unlock()
+	probeLatMu.Unlock()
 	if len(ds) == 0 {
 		return 0, 0, 0, 0
 	}
