@@ -2,7 +2,8 @@
 // for a condition, listening on an address a test server just released,
 // writing owner-only secret files. Only _test.go files import it
 // (TestOnlyTestsImport holds that), and it imports only the standard
-// library, so any package's tests may use it without a cycle.
+// library, so any package's tests may use it without a cycle. deadcode,
+// which looks from the binaries, lists its functions for that reason.
 package testutil
 
 import (
