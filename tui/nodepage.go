@@ -180,10 +180,13 @@ func (d *nodeDoc) devices() {
 	_, hist, _ := d.sh.hist.forNode(v.ID)
 	rng := d.sh.hist.Range().Name
 	clocks := d.w >= 96
-	hdr, rowW := "GPU Model       Utilisation  SM act        Memory        Power      Temp  ", 74 // as deviceRow draws
+	// The columns as deviceRow draws them.
+	hdr := FitRight("GPU", 3) + " " + Fit("Model", 11) + " " + Fit("Utilisation", 19) + " " + FitRight("SM act", 6) + " " +
+		FitRight("Memory", 13) + " " + FitRight("Power", 10) + " " + FitRight("Temp", 6)
 	if clocks {
-		hdr, rowW = hdr+" SM MHz  Mem MHz", rowW+18
+		hdr += " " + FitRight("SM MHz", 8) + " " + FitRight("Mem MHz", 8)
 	}
+	rowW := cellWidth(hdr)
 	spark := max(0, min(30, (d.w-rowW-4)/2)) // what the figures leave, in two columns
 	if spark > 4 {
 		hdr = Fit(hdr, rowW) + "  " + Fit("Util "+rng, spark) + "  " + Fit("Power "+rng, spark)
