@@ -68,10 +68,7 @@ func TestHostileHelloRefused(t *testing.T) {
 // Metric values outside their physical range are made absent and counted;
 // the fleet's utilisation stays a ratio.
 func TestOutOfRangeValuesAbsent(t *testing.T) {
-	ts := startServer(t, nil, nil)
-	node := testNode("n1", 2)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	ts, node, c := connected(t, 2)
 	s := testSample(node, 1)
 	s.Devices[0].Set(fleet.MetricUtil, 1e9)
 	s.Devices[0].Set(fleet.MetricTemp, -500)
@@ -117,10 +114,7 @@ func TestSequenceJumpRefused(t *testing.T) {
 		seq  uint64
 	}{{"max uint64", math.MaxUint64}, {"past max jump", 2 + wire.DefaultMaxSeqJump}} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, nil, nil)
-			node := testNode("n1", 1)
-			c := dialCollector(t, ts, secretAll)
-			c.hello(node)
+			ts, node, c := connected(t, 1)
 			c.samples(node, 1)
 			c.waitAck(1)
 			before := counter(t, ts.Server, "rejected", wire.ReasonSeqJump)
@@ -149,10 +143,7 @@ func TestSequenceJumpRefused(t *testing.T) {
 // A record whose time cannot be real is refused; an event's impossible time
 // takes the record's.
 func TestImpossibleTimes(t *testing.T) {
-	ts := startServer(t, nil, nil)
-	node := testNode("n1", 1)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	ts, node, c := connected(t, 1)
 	s := testSample(node, 1)
 	s.Events = []fleet.Event{{Time: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), Kind: fleet.EventXID, Severity: fleet.SevCritical, Device: 0, Code: 79, Message: "fell off the bus"}}
 	c.send(&wire.Samples{Samples: []fleet.Sample{s}})

@@ -319,6 +319,17 @@ func (c *collector) waitClose() (*wire.Close, websocket.StatusCode) {
 	}
 }
 
+// connected starts a server and a collector that has said Hello for node
+// "n1" with gpus GPUs.
+func connected(t testing.TB, gpus int) (*testServer, fleet.Node, *collector) {
+	t.Helper()
+	ts := startServer(t, nil, nil)
+	node := testNode("n1", gpus)
+	c := dialCollector(t, ts, secretAll)
+	c.hello(node)
+	return ts, node, c
+}
+
 func testNode(id string, gpus int) fleet.Node {
 	n := fleet.Node{
 		ID: id, Hostname: id + ".example", Region: "Singapore", Site: "sg-1", Provider: "acme",

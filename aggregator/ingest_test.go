@@ -134,10 +134,7 @@ func TestResumeWithoutDuplicates(t *testing.T) {
 }
 
 func TestGapCounting(t *testing.T) {
-	ts := startServer(t, nil, nil)
-	node := testNode("n1", 4)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	ts, node, c := connected(t, 4)
 	c.samples(node, 1, 2, 5) // 3 and 4 lost
 	c.samples(node, 6, 10)   // 7, 8, 9 lost
 	c.waitAck(10)
@@ -362,10 +359,7 @@ func TestStaleOfflineWithClock(t *testing.T) {
 }
 
 func TestNodeAPIHistory(t *testing.T) {
-	ts := startServer(t, nil, nil)
-	node := testNode("n1", 2)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	ts, node, c := connected(t, 2)
 	c.samples(node, 1, 2, 3)
 	c.waitAck(3)
 	req, _ := http.NewRequest("GET", ts.httpURL("/api/v1/nodes/n1?last=2"), nil)
