@@ -75,13 +75,7 @@ func BenchmarkIngestMockStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := f.(*wire.Hello)
-	n := s.getOrCreate(h.Node.ID)
-	ss := &session{s: s}
-	ss.node.Store(n)
-	n.mu.Lock()
-	n.setNode(h.Node)
-	n.sess = ss
-	n.mu.Unlock()
+	ss := attach(s, h.Node)
 	bytes := 0
 	b.ReportAllocs()
 	b.ResetTimer()

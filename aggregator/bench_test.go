@@ -63,6 +63,19 @@ func cpuTime() time.Duration {
 // BenchmarkIngestApply measures the server side of ingest without the
 // socket: decode one frame, dedup, apply to live state, record and observe.
 // One op is one 8-GPU record.
+// attach installs node nd in s under a session of its own, as a Hello
+// would, without a connection; the session applies records to it.
+func attach(s *Server, nd fleet.Node) *session {
+	n := s.getOrCreate(nd.ID)
+	ss := &session{s: s}
+	ss.node.Store(n)
+	n.mu.Lock()
+	n.setNode(nd)
+	n.sess = ss
+	n.mu.Unlock()
+	return ss
+}
+
 func BenchmarkIngestApply(b *testing.B) {
 	for _, name := range []string{"nop", "store"} {
 		b.Run("recorder="+name, func(b *testing.B) {
@@ -87,13 +100,7 @@ func BenchmarkIngestApply(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			n := s.getOrCreate("bench-1")
-			ss := &session{s: s}
-			ss.node.Store(n)
-			n.mu.Lock()
-			n.setNode(f.(*wire.Hello).Node)
-			n.sess = ss
-			n.mu.Unlock()
+			ss := attach(s, f.(*wire.Hello).Node)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -106,7 +113,7 @@ func BenchmarkIngestApply(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if got := n.seq.Load(); got != uint64(b.N) {
+			if got := ss.node.Load().seq.Load(); got != uint64(b.N) {
 				b.Fatalf("applied up to %d, want %d", got, b.N)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchGPUs), "ns/gpu-sample")
@@ -193,13 +200,7 @@ func BenchmarkLiveMemoryPerGPU(b *testing.B) {
 		for i := range nodes {
 			st := wiretest.NewStream(uint64(i+1), fmt.Sprintf("mem-node-%05d", i), benchGPUs)
 			nd := st.Node()
-			n := s.getOrCreate(nd.ID)
-			ss := &session{s: s}
-			ss.node.Store(n)
-			n.mu.Lock()
-			n.setNode(nd)
-			n.sess = ss
-			n.mu.Unlock()
+			ss := attach(s, nd)
 			for k := range 3 {
 				rec := st.Next(time.Unix(1_770_000_000+int64(k), 0))
 				if err := ss.apply([]fleet.Sample{rec}); err != nil {
@@ -232,13 +233,7 @@ func BenchmarkWatchPublish(b *testing.B) {
 	for i := range nodes {
 		st := wiretest.NewStream(uint64(i+1), fmt.Sprintf("watch-node-%05d", i), benchGPUs)
 		nd := st.Node()
-		n := s.getOrCreate(nd.ID)
-		ss := &session{s: s}
-		ss.node.Store(n)
-		n.mu.Lock()
-		n.setNode(nd)
-		n.sess = ss
-		n.mu.Unlock()
+		ss := attach(s, nd)
 		rec := st.Next(time.Unix(1_770_000_000, 0))
 		if err := ss.apply([]fleet.Sample{rec}); err != nil {
 			b.Fatal(err)
