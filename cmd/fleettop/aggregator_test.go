@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,29 @@ const (
 func writeTokens(t *testing.T, dir string) string {
 	t.Helper()
 	return testutil.WriteSecret(t, dir, "tokens", "collector fleet "+aggCollectorSecret+" *\nviewer ops "+aggViewerSecret+"\n")
+}
+
+// runAggregator starts the aggregator command's server on ln. The stop it
+// returns (idempotent; it also runs when the test ends) fails the test if
+// the server does not stop cleanly within 20 s.
+func runAggregator(t *testing.T, ctx context.Context, o aggregatorOptions, ln net.Listener) (stop func()) {
+	t.Helper()
+	_, stopSrv, err := startAggregator(ctx, o, ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := stopSrv(sctx); err != nil {
+				t.Errorf("stop aggregator: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func loopback(t *testing.T) net.Listener {
@@ -94,17 +118,8 @@ func TestAggregatorResumesFromStore(t *testing.T) {
 
 	run := func(first, last uint64) (resume uint64) {
 		ln := loopback(t)
-		_, stop, err := startAggregator(context.Background(), o, ln)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := stop(ctx); err != nil {
-				t.Errorf("stop: %v", err)
-			}
-		}()
+		stop := runAggregator(t, context.Background(), o, ln)
+		defer stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		c, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/v1/collect",

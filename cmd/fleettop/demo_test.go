@@ -158,18 +158,9 @@ func TestMockAgainstAggregator(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ln := testutil.Listen(t, "127.0.0.1:0")
-	_, stop, err := startAggregator(ctx, aggregatorOptions{DataDir: filepath.Join(dir, "agg"), TokensFile: tokFile,
+	stop := runAggregator(t, ctx, aggregatorOptions{DataDir: filepath.Join(dir, "agg"), TokensFile: tokFile,
 		Logger: slog.New(slog.DiscardHandler)}, ln)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, c := context.WithTimeout(context.Background(), 20*time.Second)
-		defer c()
-		if err := stop(sctx); err != nil {
-			t.Errorf("stop aggregator: %v", err)
-		}
-	}()
+	defer stop()
 	done := make(chan error, 1)
 	go func() {
 		done <- runMock(ctx, mockOptions{URL: "ws://" + ln.Addr().String(), Nodes: nodes, TokenFile: tokFile + ".collector",

@@ -45,20 +45,9 @@ func startEdgeRig(t *testing.T) *edgeRig {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	_, stop, err := startAggregator(ctx, aggregatorOptions{DataDir: t.TempDir(), Tokens: toks, MetricsPublic: true,
+	t.Cleanup(cancel) // after the aggregator stops: cleanups run last first
+	runAggregator(t, ctx, aggregatorOptions{DataDir: t.TempDir(), Tokens: toks, MetricsPublic: true,
 		Logger: slog.New(slog.DiscardHandler)}, ln)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, c := context.WithTimeout(context.Background(), 20*time.Second)
-		defer c()
-		if err := stop(sctx); err != nil {
-			t.Errorf("stop aggregator: %v", err)
-		}
-		cancel()
-	})
 	return &edgeRig{t: t, base: "http://" + ln.Addr().String(), ws: "ws://" + ln.Addr().String()}
 }
 
