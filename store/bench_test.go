@@ -81,3 +81,65 @@ func benchRollups(b *testing.B, nodes int) {
 func BenchmarkRollups1kGPUs(b *testing.B)   { benchRollups(b, 125) }
 func BenchmarkRollups10kGPUs(b *testing.B)  { benchRollups(b, 1250) }
 func BenchmarkRollups100kGPUs(b *testing.B) { benchRollups(b, 12500) }
+
+// BenchmarkLiveLedger reads this month's ledger as the live view does, for
+// 1,250 nodes (10,000 GPUs) with 30 days of history, 3 lines a node a day:
+// "miss" after every fold that wrote ledger rows (the rows are read again,
+// under the commit lock), "hit" on every other Summarize (the cached rows
+// plus each lease's tail).
+func BenchmarkLiveLedger(b *testing.B) {
+	ctx := context.Background()
+	base := time.Date(2026, 3, 31, 12, 0, 0, 0, time.UTC)
+	now := base
+	st, err := Open(filepath.Join(b.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	const nodes = 1250
+	for i := range nodes {
+		n := testNode(fmt.Sprintf("node-%05d", i), 8)
+		st.Record(n, testSample(1, base, 8, 0.5))
+	}
+	if err := st.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	tx, err := st.db.BeginTx(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for d := range 30 {
+		day := time.Date(2026, 3, 1+d, 0, 0, 0, 0, time.UTC).UnixMilli()
+		for i := range nodes {
+			for j, job := range []string{"", "train", "eval"} {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_day (day_ms, node_id, currency, job, team, upto_ms,
+					leased_gpu_ms, reported_gpu_ms, idle_gpu_ms, dark_gpu_ms, spend_micros, spend_rem, idle_micros, idle_rem,
+					dark_micros, dark_rem) VALUES (?, ?, 'USD', ?, 'ml', ?, 1, 1, 0, 0, ?, 0, 0, 0, 0, 0)`,
+					day, fmt.Sprintf("node-%05d", i), job, day+dayMs, 1000+j); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, miss := range []bool{true, false} {
+		name := "hit"
+		if miss {
+			name = "miss"
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				if miss {
+					st.ledgerSeq.Add(2) // today's hours changed, as after every fold
+				}
+				lg, err := st.LiveLedger(ctx, from, now.Add(time.Minute))
+				if err != nil || len(lg.Lines) < 3*nodes {
+					b.Fatalf("%d lines, %v", len(lg.Lines), err)
+				}
+			}
+		})
+	}
+}

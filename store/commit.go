@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -163,10 +164,22 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 		tx.Rollback()
 		return fail(err)
 	}
+	// ledgerSeq is odd while ledger rows this commit wrote are visible and
+	// the tails that go with them are not yet published (see LiveLedger).
+	seqs2 := w.seqlocks()
+	for _, q := range seqs2 {
+		q.Add(1)
+	}
 	if err := tx.Commit(); err != nil {
+		for _, q := range seqs2 {
+			q.Add(1)
+		}
 		return fail(err)
 	}
 	w.done(ledger)
+	for _, q := range seqs2 {
+		q.Add(1)
+	}
 	if len(w.isolated) > 0 {
 		s.isolatedRows.Add(uint64(len(w.isolated)))
 		for id, err := range w.isolated {
@@ -199,9 +212,23 @@ type writer struct {
 	local  map[string]*sql.Stmt // statements prepared on this transaction
 	// isolated: nodes whose rows could not be stored, left out of this
 	// commit so that the others commit and are acked (see isolate).
-	isolated map[string]error
-	now      int64 // the clock (Unix ms) when the commit began: what it commits up to
-	accrued  bool  // ledger rows were written
+	isolated   map[string]error
+	now        int64 // the clock (Unix ms) when the commit began: what it commits up to
+	accrued    bool  // ledger rows were written
+	accruedOld bool  // ledger rows of hours before the current UTC day were written
+}
+
+// seqlocks returns the seqlocks of the ledger rows this commit writes (see
+// Store.liveRows).
+func (w *writer) seqlocks() []*atomic.Uint64 {
+	var out []*atomic.Uint64
+	if w.accrued {
+		out = append(out, &w.s.ledgerSeq)
+	}
+	if w.accruedOld {
+		out = append(out, &w.s.oldSeq)
+	}
+	return out
 }
 
 // stmt returns q prepared for this transaction. The store has one
@@ -474,6 +501,12 @@ func (w *writer) writeNodeMeta(nb *nodeBatch) error {
 	ns := w.state(nb.id)
 	if newFirst {
 		ns.firstMs = nb.firstMs
+		// Now, not at the next fold: reports accrue the lease from here.
+		if err := w.exec(`INSERT INTO nodes (id, first_seen_ms) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET
+			first_seen_ms = CASE WHEN first_seen_ms = 0 OR ?2 < first_seen_ms THEN ?2 ELSE first_seen_ms END`,
+			nb.id, nb.firstMs); err != nil {
+			return fmt.Errorf("write node: %w", err)
+		}
 	}
 	if nb.ident != nil {
 		if err := w.writeIdent(ns, nb); err != nil {
@@ -574,9 +607,6 @@ func (w *writer) writeLease(ns *ledgerNode, v leaseVersion, seenMs int64) error 
 func (w *writer) done(p *ledgerPlan) {
 	for id, ns := range w.staged {
 		w.s.nodes[id] = ns
-	}
-	if w.accrued {
-		w.s.ledgerGen.Add(1) // before the tails: see LiveLedger
 	}
 	w.s.publish(w.staged)
 	w.s.committedMs.Store(w.now)

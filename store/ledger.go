@@ -203,6 +203,7 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 				}
 				ns.ledgerTo = max(ns.ledgerTo, upto)
 				w.accrued = true
+				w.accruedOld = w.accruedOld || h < floorTo(now, dayMs)
 				if h == curHour {
 					ns.ledgerAt = now
 				}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleettop/fleettop/cost"
@@ -71,14 +73,14 @@ func (s *Store) publish(changed map[string]*ledgerNode) {
 	s.tails.Store(&next)
 }
 
-// tailLines appends, for each node whose ledger has been accrued, the
-// lease's accrual over [max(ledgerTo, from), to) as its remainder line.
+// tailLines appends, for each node seen with a lease, the lease's accrual
+// over [max(ledgerTo, origin, from), to) as its remainder line.
 func tailLines(out []NodeLine, nodes map[string]tailNode, from, to int64) []NodeLine {
 	for id, tn := range nodes {
-		if tn.ledgerTo == 0 || tn.origin == 0 || len(tn.versions) == 0 {
-			continue // accrued at the next fold, from its origin
+		if tn.origin == 0 || len(tn.versions) == 0 {
+			continue // never seen, or no lease known yet
 		}
-		lo := max(tn.ledgerTo, from)
+		lo := max(tn.ledgerTo, tn.origin, from) // never accrued: from its origin
 		if lo >= to {
 			continue
 		}
@@ -116,13 +118,13 @@ func mergeLines(lines []NodeLine) []NodeLine {
 const ledgerCols = `node_id, currency, job, team, leased_gpu_ms, reported_gpu_ms, idle_gpu_ms, dark_gpu_ms,
 		spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem, blind_gpu_ms, blind_micros, blind_rem`
 
-func (s *Store) nodeRows(ctx context.Context, from, to int64) ([]NodeLine, error) {
+func nodeRows(ctx context.Context, db *sql.DB, from, to int64) ([]NodeLine, error) {
 	a, d := floorTo(from, hourMs), floorTo(to+hourMs-1, hourMs)
 	b, c := floorTo(a+dayMs-1, dayMs), floorTo(d, dayMs)
 	if b >= c {
 		b, c = d, d
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT node_id, currency, job, team,
+	rows, err := db.QueryContext(ctx, `SELECT node_id, currency, job, team,
 		SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms),
 		SUM(spend_micros), SUM(spend_rem), SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem),
 		SUM(blind_gpu_ms), SUM(blind_micros), SUM(blind_rem)
@@ -167,38 +169,30 @@ type liveRows struct {
 func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, error) {
 	fm := from.UnixMilli()
 	key := floorTo(fm, hourMs)
-	// A commit that accrues bumps ledgerGen before it publishes the tails:
-	// tails read before a generation that matches the cached rows end where
-	// those rows end.
-	tp := s.tails.Load()
-	gen := s.ledgerGen.Load()
-	s.liveMu.Lock()
-	c, ok := s.liveCache[key]
-	s.liveMu.Unlock()
-	if !ok || c.gen != gen {
-		// Read the rows and the tails with no commit in between.
-		if err := s.commitMu.lock(ctx); err != nil {
-			return Ledger{}, fmt.Errorf("read the ledger: %w", err)
+	// Whole UTC days before today change only when late minutes reach them:
+	// they are read apart from today's hours, which every fold changes.
+	split := max(key, floorTo(now.UnixMilli(), dayMs))
+	var rows []NodeLine
+	var tails map[string]tailNode
+	for {
+		old := s.oldSeq.Load()
+		var closed []NodeLine
+		if key < split {
+			var err error
+			if closed, _, err = s.liveRows(ctx, key, split, &s.oldSeq); err != nil {
+				return Ledger{}, err
+			}
 		}
-		lines, err := s.nodeRows(ctx, key, now.UnixMilli()+hourMs)
-		tp, gen = s.tails.Load(), s.ledgerGen.Load()
-		s.commitMu.unlock()
+		recent, t, err := s.liveRows(ctx, split, now.UnixMilli()+hourMs, &s.ledgerSeq)
 		if err != nil {
 			return Ledger{}, err
 		}
-		c = liveRows{gen: gen, lines: lines}
-		s.liveMu.Lock()
-		if s.liveCache == nil || len(s.liveCache) > 8 {
-			s.liveCache = map[int64]liveRows{}
+		if s.oldSeq.Load() == old {
+			rows, tails = append(slices.Clone(closed), recent...), t
+			break
 		}
-		s.liveCache[key] = c
-		s.liveMu.Unlock()
 	}
-	var tails map[string]tailNode
-	if tp != nil {
-		tails = *tp
-	}
-	lines := append(slices.Clone(c.lines), tailLines(nil, tails, fm, now.UnixMilli())...)
+	lines := append(rows, tailLines(nil, tails, fm, now.UnixMilli())...)
 	lg := Ledger{Lines: mergeLines(lines), Places: map[string]NodePlace{}}
 	for _, l := range lg.Lines {
 		if _, ok := lg.Places[l.Node]; !ok {
@@ -206,6 +200,77 @@ func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, er
 		}
 	}
 	return lg, nil
+}
+
+// liveRows returns the ledger rows from key to to and the tails that go
+// with them: the tails start where those rows end. The rows are cached
+// until a commit writes ledger rows in their span (seq: ledgerSeq for any,
+// oldSeq for hours before the current UTC day), and read on the read-only
+// pool, so a slow read never holds up Commit. Both are seqlocks, odd from
+// just before such a commit's transaction commits until its tails are
+// published: a read that raced one reads again.
+func (s *Store) liveRows(ctx context.Context, key, to int64, seqp *atomic.Uint64) ([]NodeLine, map[string]tailNode, error) {
+	db, err := s.readerDB()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	ck := [2]int64{key, to}
+	if seqp == &s.ledgerSeq {
+		ck[1] = 0 // up to now, whatever now is
+	}
+	for try := 0; ; try++ {
+		seq := seqp.Load()
+		tp := s.tails.Load()
+		s.liveMu.Lock()
+		c, ok := s.liveCache[ck]
+		s.liveMu.Unlock()
+		var tails map[string]tailNode
+		if tp != nil {
+			tails = *tp
+		}
+		if seq%2 == 0 && ok && c.gen == seq && seqp.Load() == seq {
+			return c.lines, tails, nil
+		}
+		if try == 3 {
+			// Commits keep racing the read: read with none in between.
+			if err := s.commitMu.lock(ctx); err != nil {
+				return nil, nil, fmt.Errorf("read the ledger: %w", err)
+			}
+			seq, tp = seqp.Load(), s.tails.Load()
+			lines, err := nodeRows(ctx, db, key, to)
+			s.commitMu.unlock()
+			if err != nil {
+				return nil, nil, err
+			}
+			if tp != nil {
+				tails = *tp
+			}
+			s.cache(ck, liveRows{gen: seq, lines: lines})
+			return lines, tails, nil
+		}
+		if seq%2 == 1 {
+			runtime.Gosched() // a commit is publishing its rows
+			continue
+		}
+		lines, err := nodeRows(ctx, db, key, to)
+		if err != nil {
+			return nil, nil, err
+		}
+		if seqp.Load() != seq {
+			continue // a commit wrote ledger rows meanwhile
+		}
+		s.cache(ck, liveRows{gen: seq, lines: lines})
+		return lines, tails, nil
+	}
+}
+
+func (s *Store) cache(key [2]int64, r liveRows) {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	if s.liveCache == nil || len(s.liveCache) > 8 {
+		s.liveCache = map[[2]int64]liveRows{}
+	}
+	s.liveCache[key] = r
 }
 
 // committed returns the clock at the last commit as the database records

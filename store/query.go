@@ -76,7 +76,7 @@ func (s *Store) Usage(ctx context.Context, by string, from, to time.Time) ([]Usa
 		return nil, fmt.Errorf("usage: unknown group %q", by)
 	}
 	fm, tm := from.UnixMilli(), to.UnixMilli()
-	lines, err := s.nodeRows(ctx, fm, tm)
+	lines, err := nodeRows(ctx, s.db, fm, tm)
 	if err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}

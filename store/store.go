@@ -157,10 +157,11 @@ type Store struct {
 
 	// What LiveLedger reads without the commit lock (see live.go).
 	tails       atomic.Pointer[map[string]tailNode] // every node's ledger end and lease, as of the last commit
-	ledgerGen   atomic.Uint64                       // bumped by every commit that wrote ledger rows
+	ledgerSeq   atomic.Uint64                       // seqlock: odd while a commit that wrote ledger rows publishes them
+	oldSeq      atomic.Uint64                       // the same, for commits that wrote rows of hours before the current UTC day
 	committedMs atomic.Int64                        // the clock at the last commit
 	liveMu      sync.Mutex                          // guards liveCache
-	liveCache   map[int64]liveRows                  // ledger rows from a period start, by start
+	liveCache   map[[2]int64]liveRows               // ledger rows by span (to 0: up to now)
 }
 
 // Open opens (creating if needed) the database at path and migrates it to

@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/cost"
+)
+
+// liveTotal sums a ledger's spend (one currency).
+func liveTotal(lg Ledger) cost.Exact {
+	var e cost.Exact
+	for _, l := range lg.Lines {
+		e = e.Add(l.Spend)
+	}
+	return e
+}
+
+// A per-second lease costs exactly price × GPUs × time since first sight,
+// whatever part of it the ledger holds and whatever part is the tail: the
+// live ledger says so after every commit (folds, ledger refreshes, across
+// midnight), and reads racing the commits never count anything twice; a
+// report (Usage) says so up to the last commit.
+func TestLiveLedgerIsExactAcrossCommits(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC) // crosses midnight: closed days and today
+	var clk atomic.Int64
+	clk.Store(start.UnixNano())
+	now := func() time.Time { return time.Unix(0, clk.Load()).UTC() }
+	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: now,
+		FoldEvery: 10 * time.Second, LedgerEvery: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := testNode("n1", 2) // 2 GPUs at 2.50 USD per GPU-hour
+	want := func(to time.Time) cost.Exact { return cost.PriceTimes(2_500_000, 2*to.Sub(start).Milliseconds()) }
+	st.Record(n, testSample(1, start, 2, 0.5))
+	if err := st.Commit(ctx, map[string]uint64{"n1": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	from := start.Add(-24 * time.Hour)
+
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	var reads atomic.Int64
+	wg.Add(1)
+	go func() { // the live view, reading while commits run
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			// A commit may accrue the ledger past the instant asked for
+			// while the read runs: never less than then, never more than
+			// the clock after the read, never counted twice.
+			at := now()
+			lg, err := st.LiveLedger(ctx, from, at)
+			after := now()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if got := liveTotal(lg); got.Rat().Cmp(want(at).Rat()) < 0 || got.Rat().Cmp(want(after).Rat()) > 0 {
+				t.Errorf("live ledger at %s: %v, want %v (up to %v at %s)", at.Format(time.TimeOnly), got, want(at), want(after), after.Format(time.TimeOnly))
+				return
+			}
+			reads.Add(1)
+		}
+	}()
+	seq := uint64(1)
+	for i := range 2 * 3600 / 5 { // two hours, a sample and a commit every 5 s
+		at := start.Add(time.Duration(i+1) * 5 * time.Second)
+		clk.Store(at.UnixNano())
+		seq++
+		st.Record(n, testSample(seq, at, 2, 0.5))
+		if err := st.Commit(ctx, map[string]uint64{"n1": seq}); err != nil {
+			t.Fatal(err)
+		}
+		if lg, err := st.LiveLedger(ctx, from, at); err != nil || liveTotal(lg) != want(at) {
+			t.Fatalf("live ledger at %s after a commit: %v (%v), want %v", at.Format(time.TimeOnly), liveTotal(lg), err, want(at))
+		}
+		if i%100 == 0 {
+			us, err := st.Usage(ctx, "node", from, at.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(us) != 1 || us[0].Spend != want(at) {
+				t.Fatalf("report at %s: %+v, want %v (up to the last commit)", at.Format(time.TimeOnly), us, want(at))
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	t.Logf("%d live reads while committing", reads.Load())
+	if reads.Load() == 0 {
+		t.Error("no live read ran")
+	}
+}
