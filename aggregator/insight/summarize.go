@@ -196,10 +196,7 @@ func (r *sumRun) readLedger() {
 	r.jobMonth = map[string]multi{}
 	r.seen = map[string]bool{}
 	for _, l := range mon.Lines {
-		if l.Job == "" {
-			continue
-		}
-		m := r.jobMonth[l.Job]
+		m := r.jobMonth[l.Job] // "": unattributed
 		if m == nil {
 			m = multi{}
 			r.jobMonth[l.Job] = m
@@ -590,14 +587,15 @@ func (r *sumRun) leasesEnding() {
 // jobViews returns the jobs running now, sorted by id.
 func (r *sumRun) jobViews() []wire.JobView {
 	e := r.e
+	jobSpend := r.jobSpend()
 	views := make([]wire.JobView, 0, len(r.jobs))
 	for _, ja := range r.jobs {
-		if r.led {
-			ja.spend = r.jobMonth[ja.job.ID]
-		}
 		v := wire.JobView{Job: ja.job, Regions: sortStrings(ja.regions), Jurisdictions: sortStrings(ja.jurs),
 			Nodes: sortStrings(ja.nodes), GPUs: ja.gpus, BurnPerHour: e.conv(ja.burn), Spend: e.conv(ja.spend),
 			Allowed: ja.viol == "", Violation: ja.viol}
+		if r.led {
+			v.Spend = fleet.Money{Micros: jobSpend[ja.job.ID], Currency: e.cfg.Currency}
+		}
 		if ja.utilN > 0 {
 			v.Util = ja.utilSum / float64(ja.utilN)
 		}
@@ -605,6 +603,30 @@ func (r *sumRun) jobViews() []wire.JobView {
 	}
 	slices.SortFunc(views, func(a, b wire.JobView) int { return strings.Compare(a.ID, b.ID) })
 	return views
+}
+
+// jobSpend is the ledger's spend this month per job, the unattributed
+// ("") included, apportioned to the fleet figure as the report by job
+// apportions its lines (groups in order, largest remainder), so that each
+// job's live spend is its report line to the micro-unit.
+func (r *sumRun) jobSpend() map[string]int64 {
+	if !r.led {
+		return nil
+	}
+	ids := make([]string, 0, len(r.jobMonth))
+	for id := range r.jobMonth {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	parts := make([]*big.Rat, len(ids))
+	for i, id := range ids {
+		parts[i] = r.e.rat(r.jobMonth[id])
+	}
+	out := make(map[string]int64, len(ids))
+	for i, v := range cost.Apportion(r.sum.SpendMonth.Micros, parts) {
+		out[ids[i]] = v
+	}
+	return out
 }
 
 // splitTeams adds a node's spend (all of it) to its teams: each team its
