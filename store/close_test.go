@@ -13,10 +13,7 @@ import (
 // the aggregator's exit past systemd's stop timeout.
 func TestCloseContextHonoursDeadline(t *testing.T) {
 	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
 	st.Record(testNode("n1", 1), testSample(1, clk.t, 1, 0.5))
 	st.commitMu.Lock() // a commit that never ends
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -16,10 +16,7 @@ func TestHistory(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	clk := &fakeClock{t0}
-	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
 	defer st.Close()
 	a, b := testNode("a", 2), testNode("b", 1)
 	b.Region = "Johor"

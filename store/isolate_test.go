@@ -23,10 +23,7 @@ func minuteSamples(t *testing.T, st *Store, id string) int64 {
 func TestBadNodeRowsDoNotStopOthers(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
 	defer st.Close()
 	for _, q := range []string{
 		`CREATE TRIGGER bad_rollup BEFORE INSERT ON rollup_minute WHEN NEW.node_id = 'bad' BEGIN SELECT RAISE(ABORT, 'bad row'); END`,
@@ -74,10 +71,7 @@ func TestBadNodeRowsDoNotStopOthers(t *testing.T) {
 func TestNonFiniteReadingsDoNotFailFold(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
-	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
 	defer st.Close()
 	good, bad := testNode("good", 1), testNode("nan", 1)
 	for i := 1; i <= 10; i++ {

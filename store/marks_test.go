@@ -11,10 +11,7 @@ import (
 func TestAlertMarksSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openT(t, dir, Options{})
 	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	ack := fleet.AlertMark{Acked: true, By: "oncall", At: at}
 	sil := fleet.AlertMark{By: "oncall", At: at, SilencedUntil: at.Add(time.Hour)}
@@ -29,7 +26,7 @@ func TestAlertMarksSurviveReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(dir, Options{})
+	s, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
