@@ -55,9 +55,7 @@ func TestIdleNodesEvicted(t *testing.T) {
 		c.MaxNodesPerToken = 1
 		c.ViewerInterval = 20 * time.Millisecond
 	})
-	node := testNode("n1", 1)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	node, c := helloN1(t, ts, 1)
 	c.samples(node, 1, 2)
 	c.waitAck(2)
 	c.conn.Close(websocket.StatusNormalClosure, "")

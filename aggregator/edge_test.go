@@ -183,9 +183,7 @@ func TestAPIEncodeFailureIs500(t *testing.T) {
 // holder keeps streaming; once the holder is gone, a newcomer takes over.
 func TestNodeIdentityOwned(t *testing.T) {
 	ts := startServer(t, nil, func(c *Config) { c.TakeoverPing = time.Second })
-	node := testNode("n1", 1)
-	c1 := dialCollector(t, ts, secretAll)
-	c1.hello(node)
+	node, c1 := helloN1(t, ts, 1)
 	c1.samples(node, 1)
 	c1.waitAck(1)
 	ctx, cancel := context.WithCancel(context.Background())

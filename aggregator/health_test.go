@@ -29,9 +29,7 @@ func TestHealthzNotReadyWhileCommitsFail(t *testing.T) {
 	rec := newFakeRecorder()
 	rec.fail = true
 	ts := startServer(t, rec, nil)
-	node := testNode("n1", 1)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	node, c := helloN1(t, ts, 1)
 	c.samples(node, 1, 2)
 	testutil.WaitFor(t, "a failed commit", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.tries >= 1 })
 	code, body := healthz(t, ts)
@@ -73,9 +71,7 @@ func TestHeartbeatStopsWhileCommitWedged(t *testing.T) {
 		c.CommitStuckAfter = time.Nanosecond
 	})
 	testutil.WaitFor(t, "a heartbeat while idle", func() bool { return beats.Load() > 0 })
-	node := testNode("n1", 1)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	node, c := helloN1(t, ts, 1)
 	c.samples(node, 1)
 	<-rec.entered
 	before := beats.Load()

@@ -324,10 +324,18 @@ func (c *collector) waitClose() (*wire.Close, websocket.StatusCode) {
 func connected(t testing.TB, gpus int) (*testServer, fleet.Node, *collector) {
 	t.Helper()
 	ts := startServer(t, nil, nil)
+	node, c := helloN1(t, ts, gpus)
+	return ts, node, c
+}
+
+// helloN1 dials ts with the fleet's collector token and says Hello for node
+// "n1" with gpus GPUs.
+func helloN1(t testing.TB, ts *testServer, gpus int) (fleet.Node, *collector) {
+	t.Helper()
 	node := testNode("n1", gpus)
 	c := dialCollector(t, ts, secretAll)
 	c.hello(node)
-	return ts, node, c
+	return node, c
 }
 
 func testNode(id string, gpus int) fleet.Node {

@@ -59,9 +59,7 @@ func TestAcksOnlyAfterCommit(t *testing.T) {
 	rec := newFakeRecorder()
 	rec.fail = true
 	ts := startServer(t, rec, nil)
-	node := testNode("n1", 1)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	node, c := helloN1(t, ts, 1)
 	c.samples(node, 1, 2)
 	testutil.WaitFor(t, "applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 2 })
 	rec.mu.Lock()
@@ -297,9 +295,7 @@ func TestSessionRejections(t *testing.T) {
 // the old connection is dead) is replaced by the newcomer.
 func TestSecondSessionReplacesFirst(t *testing.T) {
 	ts := startServer(t, nil, func(c *Config) { c.TakeoverPing = 100 * time.Millisecond })
-	node := testNode("n1", 1)
-	c1 := dialCollector(t, ts, secretAll)
-	c1.hello(node)
+	node, c1 := helloN1(t, ts, 1)
 	c1.samples(node, 1)
 	c1.waitAck(1)
 	c2 := dialCollector(t, ts, secretAll)
@@ -322,9 +318,7 @@ func TestStaleOfflineWithClock(t *testing.T) {
 		c.Insights = ins
 		c.FlushInterval = time.Hour // the test drives checkStates itself
 	})
-	node := testNode("n1", 2)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	node, c := helloN1(t, ts, 2)
 	c.samples(node, 1)
 	testutil.WaitFor(t, "sample applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 1 })
 	seen := clk.Now()
@@ -450,9 +444,7 @@ func TestNonFiniteValuesStayOutOfJSON(t *testing.T) {
 // committed meanwhile are covered by the next ack, not one ack each.
 func TestAcksAreCoalesced(t *testing.T) {
 	ts := startServer(t, nil, func(c *Config) { c.AckInterval = time.Second })
-	node := testNode("n1", 1)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	node, c := helloN1(t, ts, 1)
 	c.samples(node, 1)
 	c.waitAck(1)
 	// Each record is committed on its own (we wait for it) before the next

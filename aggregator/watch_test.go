@@ -376,9 +376,7 @@ func (m *manyJobs) Summarize(time.Time) (wire.Summary, []wire.JobView, []fleet.A
 func TestCloseSendsGoingAway(t *testing.T) {
 	rec := newFakeRecorder()
 	ts := startServer(t, rec, func(c *Config) { c.FlushInterval = time.Hour })
-	node := testNode("n1", 2)
-	c := dialCollector(t, ts, secretAll)
-	c.hello(node)
+	node, c := helloN1(t, ts, 2)
 	c.samples(node, 1, 2, 3)
 	testutil.WaitFor(t, "applied", func() bool { return nodeView(t, ts.Server, "n1").Seq == 3 })
 	v := dialViewer(t, ts, nil)
