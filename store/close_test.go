@@ -12,7 +12,7 @@ import (
 // store (a wedged disk), it gives up when ctx ends instead of blocking
 // the aggregator's exit past systemd's stop timeout.
 func TestCloseContextHonoursDeadline(t *testing.T) {
-	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
 	st.Record(testNode("n1", 1), testSample(1, clk.t, 1, 0.5))
 	st.commitMu.Lock() // a commit that never ends

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // A corrupt page is found at Open, which refuses with a clear error, instead
@@ -14,12 +13,11 @@ import (
 func TestOpenRefusesCorruptDatabase(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fleettop.db")
-	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	st := openT(t, path, Options{Clock: clk.Now})
 	n := testNode("n1", 8)
 	for i := 1; i <= 120; i++ {
-		st.Record(n, testSample(uint64(i), clk.t, 8, 0.5))
-		clk.t = clk.t.Add(time.Second)
+		clk.recordTick(st, n, i, 8, 0.5)
 	}
 	if err := st.Flush(ctx); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ func minuteSamples(t *testing.T, st *Store, id string) int64 {
 // the aggregator still acks them.
 func TestBadNodeRowsDoNotStopOthers(t *testing.T) {
 	ctx := context.Background()
-	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
 	defer st.Close()
 	for _, q := range []string{
@@ -70,7 +70,7 @@ func TestBadNodeRowsDoNotStopOthers(t *testing.T) {
 // NULL in a NOT NULL column and fail the fold of the whole fleet.
 func TestNonFiniteReadingsDoNotFailFold(t *testing.T) {
 	ctx := context.Background()
-	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
 	defer st.Close()
 	good, bad := testNode("good", 1), testNode("nan", 1)

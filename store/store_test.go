@@ -20,6 +20,17 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) Now() time.Time { return c.t }
 
+// newClock starts a fake clock at the store tests' usual start,
+// 2026-03-01 10:00 UTC.
+func newClock() *fakeClock { return &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)} }
+
+// recordTick records sample seq of n (gpus GPUs at util) at the clock's
+// time, then moves the clock on a second.
+func (c *fakeClock) recordTick(st *Store, n *fleet.Node, seq, gpus int, util float64) {
+	st.Record(n, testSample(uint64(seq), c.t, gpus, util))
+	c.t = c.t.Add(time.Second)
+}
+
 func testNode(id string, gpus int) *fleet.Node {
 	n := &fleet.Node{ID: id, Hostname: id, Region: "Singapore", Provider: "acme", Jurisdiction: "SG",
 		Labels: map[string]string{"team": "vision"},
@@ -59,12 +70,11 @@ func testSample(seq uint64, t time.Time, gpus int, util float64) *fleet.Sample {
 func TestCommitLastSeqsReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fleettop.db")
-	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	st := openT(t, path, Options{Clock: clk.Now})
 	n := testNode("n1", 2)
 	for i := 1; i <= 90; i++ {
-		st.Record(n, testSample(uint64(i), clk.t, 2, 0.5))
-		clk.t = clk.t.Add(time.Second)
+		clk.recordTick(st, n, i, 2, 0.5)
 		if i%10 == 0 {
 			if err := st.Commit(ctx, map[string]uint64{"n1": uint64(i)}); err != nil {
 				t.Fatal(err)
@@ -171,14 +181,13 @@ func TestConcurrentRecord(t *testing.T) {
 // does) while a writer holds it open and keeps committing.
 func TestReadOnlyWhileWriting(t *testing.T) {
 	ctx := context.Background()
-	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	path := filepath.Join(t.TempDir(), "fleettop.db")
 	st := openT(t, path, Options{Clock: clk.Now, SyncNormal: true})
 	defer st.Close()
 	n := testNode("n1", 1)
 	for i := 1; i <= 120; i++ {
-		st.Record(n, testSample(uint64(i), clk.t, 1, 0.9))
-		clk.t = clk.t.Add(time.Second)
+		clk.recordTick(st, n, i, 1, 0.9)
 	}
 	if err := st.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -190,8 +199,7 @@ func TestReadOnlyWhileWriting(t *testing.T) {
 		t.Fatalf("usage = %+v, %v; want 120 s leased", us, err)
 	}
 	for i := 121; i <= 180; i++ {
-		st.Record(n, testSample(uint64(i), clk.t, 1, 0.9))
-		clk.t = clk.t.Add(time.Second)
+		clk.recordTick(st, n, i, 1, 0.9)
 	}
 	if err := st.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -216,7 +224,7 @@ func TestBackfill(t *testing.T) {
 		{30 * time.Minute, 1_860_000}, // 30 minutes before first sight, plus the minute
 		{48 * time.Hour, 3_660_000},   // back to the lease's start, an hour before
 	} {
-		clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+		clk := newClock()
 		st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true, MaxBackfill: c.backfill})
 		n := testNode("n1", 1)
 		n.Lease.Start = clk.t.Add(-time.Hour)
@@ -245,12 +253,11 @@ func TestBackfill(t *testing.T) {
 func TestCommitPersistsHighestRecordedSeq(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fleettop.db")
-	clk := &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	st := openT(t, path, Options{Clock: clk.Now, SyncNormal: true})
 	n := testNode("n1", 2)
 	for i := 1; i <= 5; i++ {
-		st.Record(n, testSample(uint64(i), clk.t, 2, 0.5))
-		clk.t = clk.t.Add(time.Second)
+		clk.recordTick(st, n, i, 2, 0.5)
 	}
 	asked := map[string]uint64{"n1": 3} // read before samples 4 and 5 were recorded
 	if err := st.Commit(ctx, asked); err != nil {
