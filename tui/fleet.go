@@ -816,21 +816,44 @@ func (x *regionAcc) finish() RegionRow {
 	return x.row
 }
 
+// regionAccs holds one regionAcc per region, in the order first seen.
+type regionAccs struct {
+	by    map[string]*regionAcc
+	order []string
+}
+
+func newRegionAccs() *regionAccs { return &regionAccs{by: map[string]*regionAcc{}} }
+
+// acc is region's accumulator, made on first use.
+func (rs *regionAccs) acc(region, jurisdiction string) *regionAcc {
+	x := rs.by[region]
+	if x == nil {
+		x = &regionAcc{row: RegionRow{Region: region, Jurisdiction: jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
+		rs.by[region] = x
+		rs.order = append(rs.order, region)
+	}
+	return x
+}
+
+// rows finishes every region's row, sorted by region.
+func (rs *regionAccs) rows() []RegionRow {
+	slices.Sort(rs.order)
+	out := make([]RegionRow, 0, len(rs.order))
+	for _, name := range rs.order {
+		out = append(out, rs.by[name].finish())
+	}
+	return out
+}
+
 // pagedRegions merges the aggregators' region rows.
 func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []RegionRow {
-	by := map[string]*regionAcc{}
-	var order []string
+	rs := newRegionAccs()
 	for _, a := range f.aggs {
 		if a.fleet == nil {
 			continue
 		}
 		for _, r := range a.fleet.Regions {
-			x := by[r.Region]
-			if x == nil {
-				x = &regionAcc{row: RegionRow{Region: r.Region, Jurisdiction: r.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
-				by[r.Region] = x
-				order = append(order, r.Region)
-			}
+			x := rs.acc(r.Region, r.Jurisdiction)
 			rr := &x.row
 			rr.Nodes += r.Nodes
 			rr.GPUs += r.GPUs
@@ -841,16 +864,8 @@ func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []Regio
 			rr.MemTotal += r.MemTotal
 			rr.Power += r.Power
 			rr.Alerts += r.AlertsOpen
-			cur := a.summary.Currency
-			burn, idle := r.BurnPerHour, r.IdleBurn
-			if burn.Currency == "" {
-				burn.Currency = cur
-			}
-			if idle.Currency == "" {
-				idle.Currency = cur
-			}
-			rr.Burn += money(burn)
-			rr.IdleBurn += money(idle)
+			rr.Burn += money(inCur(r.BurnPerHour, a.summary.Currency))
+			rr.IdleBurn += money(inCur(r.IdleBurn, a.summary.Currency))
 			for _, p := range r.Providers {
 				x.providers[p] = true
 			}
@@ -864,12 +879,7 @@ func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []Regio
 			}
 		}
 	}
-	slices.Sort(order)
-	out := make([]RegionRow, 0, len(order))
-	for _, name := range order {
-		out = append(out, by[name].finish())
-	}
-	return out
+	return rs.rows()
 }
 
 func union(a, b []string) []string {
@@ -883,16 +893,10 @@ func union(a, b []string) []string {
 }
 
 func buildRegions(s *Snapshot) []RegionRow {
-	byRegion := map[string]*regionAcc{}
-	var order []string
+	rs := newRegionAccs()
 	for _, n := range s.Nodes {
 		v := n.View
-		a := byRegion[v.Region]
-		if a == nil {
-			a = &regionAcc{row: RegionRow{Region: v.Region, Jurisdiction: v.Jurisdiction}, providers: map[string]bool{}, models: map[string]int{}}
-			byRegion[v.Region] = a
-			order = append(order, v.Region)
-		}
+		a := rs.acc(v.Region, v.Jurisdiction)
 		r := &a.row
 		r.Nodes++
 		r.GPUs += n.GPUs
@@ -930,7 +934,7 @@ func buildRegions(s *Snapshot) []RegionRow {
 				reg = n.View.Region
 			}
 		}
-		if a := byRegion[reg]; a != nil {
+		if a := rs.by[reg]; a != nil {
 			a.row.Alerts++
 		}
 	}
@@ -939,15 +943,10 @@ func buildRegions(s *Snapshot) []RegionRow {
 		if c.By != "region" {
 			continue
 		}
-		if a := byRegion[c.Group]; a != nil {
+		if a := rs.by[c.Group]; a != nil {
 			a.row.Burn = c.BurnPerHour.Micros
 			a.row.IdleBurn = c.IdleBurn.Micros
 		}
 	}
-	slices.Sort(order)
-	out := make([]RegionRow, 0, len(order))
-	for _, name := range order {
-		out = append(out, byRegion[name].finish())
-	}
-	return out
+	return rs.rows()
 }
