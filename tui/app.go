@@ -389,20 +389,8 @@ func (a *App) key(msg tea.KeyPressMsg) tea.Cmd {
 			a.problem = "copied " + id
 			return tea.SetClipboard(id)
 		}
-	case key.Matches(msg, km.Fleet):
-		a.open(pageFleet)
-	case key.Matches(msg, km.Nodes):
-		a.open(pageNodes)
-	case key.Matches(msg, km.Node):
-		a.open(pageNode)
-	case key.Matches(msg, km.Jobs):
-		a.open(pageJobs)
-	case key.Matches(msg, km.Cost):
-		a.open(pageCost)
-	case key.Matches(msg, km.Alerts):
-		a.open(pageAlerts)
-	case key.Matches(msg, km.Job):
-		a.open(pageJob)
+	case km.page(msg) >= 0:
+		a.open(km.page(msg))
 	case key.Matches(msg, km.NextView):
 		a.open((a.active + 1) % numPages)
 	case key.Matches(msg, km.PrevView):

@@ -1,6 +1,10 @@
 package tui
 
-import "charm.land/bubbles/v2/key"
+import (
+	"fmt"
+
+	"charm.land/bubbles/v2/key"
+)
 
 // KeyMap is every key the TUI answers to, with its help text.
 type KeyMap struct {
@@ -67,4 +71,15 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 		{k.Enter, k.Back, k.Filter, k.Sort, k.Reverse, k.Command, k.Copy, k.Help, k.Quit},
 		{k.Ack, k.Silence, k.RangeDown, k.RangeUp},
 	}
+}
+
+// page is the page that msg's key opens (1 to 7), or -1 when it opens none.
+func (k KeyMap) page(msg fmt.Stringer) int {
+	for p, b := range [numPages]key.Binding{pageFleet: k.Fleet, pageNodes: k.Nodes, pageNode: k.Node,
+		pageJobs: k.Jobs, pageCost: k.Cost, pageAlerts: k.Alerts, pageJob: k.Job} {
+		if key.Matches(msg, b) {
+			return p
+		}
+	}
+	return -1
 }
