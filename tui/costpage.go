@@ -47,6 +47,16 @@ func (p *costPage) SetData(s *Snapshot) {
 	cur := s.Currency
 	var lines []string
 	add := func(x string) { lines = append(lines, Fit(x, w)) }
+	// header adds a ranked section's column header, or says, dimmed, why
+	// the section has no rows.
+	header := func(rows int, cols, none string) {
+		if rows == 0 {
+			add(st.Dim.Render("  " + none))
+		} else {
+			add(st.TableHeader.Render(Fit(cols, w)))
+		}
+	}
+	more := func(n int) { add(st.Dim.Render("  … " + strconv.Itoa(n) + " more")) }
 	sm := &s.Summary
 	add(st.Label.Render("Burn ") + Money(sm.BurnPerHour.Micros, cur) + "/h   " +
 		st.Label.Render("Idle burn ") + Money(sm.IdleBurnPerHour.Micros, cur) + "/h   " +
@@ -124,11 +134,7 @@ func (p *costPage) SetData(s *Snapshot) {
 		}
 		return strings.Compare(a.View.ID, b.View.ID)
 	})
-	if len(idle) == 0 {
-		add(st.Dim.Render("  no idle GPUs"))
-	} else {
-		add(st.TableHeader.Render(Fit("Node             Region       Provider     Idle GPUs     Idle/h   Util", w)))
-	}
+	header(len(idle), "Node             Region       Provider     Idle GPUs     Idle/h   Util", "no idle GPUs")
 	const topIdle = 10
 	for i, n := range idle {
 		if i == topIdle {
@@ -139,7 +145,7 @@ func (p *costPage) SetData(s *Snapshot) {
 			FitRight(Percent(n.Util), 6))
 	}
 	if idleN > topIdle {
-		add(st.Dim.Render("  … " + strconv.Itoa(idleN-topIdle) + " more"))
+		more(idleN - topIdle)
 	}
 
 	// Paid for, SMs idle: nodes ranked by profiling SM activity, lowest
@@ -162,14 +168,11 @@ func (p *costPage) SetData(s *Snapshot) {
 		}
 		return strings.Compare(a.View.ID, b.View.ID)
 	})
-	if len(smIdle) == 0 {
-		add(st.Dim.Render("  no GPU reports SM activity (profiling needs Hopper or newer)"))
-	} else {
-		add(st.TableHeader.Render(Fit("Node             Region       Provider      GPUs     Burn/h   Util  SM act", w)))
-	}
+	header(len(smIdle), "Node             Region       Provider      GPUs     Burn/h   Util  SM act",
+		"no GPU reports SM activity (profiling needs Hopper or newer)")
 	for i, n := range smIdle {
 		if i == topIdle {
-			add(st.Dim.Render("  … " + strconv.Itoa(len(smIdle)-topIdle) + " more"))
+			more(len(smIdle) - topIdle)
 			break
 		}
 		add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
@@ -179,11 +182,7 @@ func (p *costPage) SetData(s *Snapshot) {
 
 	add("")
 	add(st.Section.Render("Leases ending soon"))
-	if len(s.Leases) == 0 {
-		add(st.Dim.Render("  none within the horizon"))
-	} else {
-		add(st.TableHeader.Render(Fit("Node             Lease            GPUs  Ends        In", w)))
-	}
+	header(len(s.Leases), "Node             Lease            GPUs  Ends        In", "none within the horizon")
 	for _, l := range s.Leases {
 		in := "-"
 		if l.End.After(s.Built) {
@@ -195,7 +194,7 @@ func (p *costPage) SetData(s *Snapshot) {
 			l.End.Format("2006-01-02") + "  " + in)
 	}
 	if s.Paged && s.LeasesEnding > len(s.Leases) {
-		add(st.Dim.Render("  … " + strconv.Itoa(s.LeasesEnding-len(s.Leases)) + " more"))
+		more(s.LeasesEnding - len(s.Leases))
 	}
 	p.lines = lines
 }
