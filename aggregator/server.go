@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/fleettop/fleettop/internal/lifecycle"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -518,12 +519,8 @@ func (s *Server) Close(ctx context.Context) error {
 		cw.Go(func() { v.close(wire.CloseGoingAway, "aggregator shutting down") })
 	}
 	cw.Wait()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("wait for sessions: %w", ctx.Err()))
+	if err := lifecycle.Wait(ctx, &s.wg); err != nil {
+		errs = append(errs, fmt.Errorf("wait for sessions: %w", err))
 	}
 	return errors.Join(errs...)
 }

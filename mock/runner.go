@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/lifecycle"
 )
 
 // AgentFunc runs one collector agent for node (identity with devices left
@@ -95,12 +96,8 @@ func (r *Runner) Close(ctx context.Context) error {
 		return nil
 	}
 	r.cancel()
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("mock runner: close: %w", ctx.Err())
+	if err := lifecycle.Wait(ctx, &r.wg); err != nil {
+		return fmt.Errorf("mock runner: close: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/fleettop/fleettop/internal/lifecycle"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -180,14 +181,10 @@ func (w *WatchSource) Close(ctx context.Context) error {
 	if w.cancel != nil {
 		w.cancel()
 	}
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("close watch source: %w", ctx.Err())
+	if err := lifecycle.Wait(ctx, &w.wg); err != nil {
+		return fmt.Errorf("close watch source: %w", err)
 	}
+	return nil
 }
 
 // Snapshots implements Source.

@@ -20,6 +20,8 @@ import (
 
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleettop/fleettop/internal/lifecycle"
 )
 
 // Source renders the series once, stamped ts, as uncompressed WriteRequests
@@ -144,12 +146,8 @@ func (w *Writer) Close(ctx context.Context) error {
 	if w.cancel != nil {
 		w.cancel()
 	}
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := lifecycle.Wait(ctx, &w.wg); err != nil {
+		return err
 	}
 	return w.buf.close()
 }
