@@ -128,15 +128,23 @@ func TestWatchSourceBadToken(t *testing.T) {
 	defer cancel()
 	src.Start(ctx)
 	defer src.Close(context.Background())
-	// No data ever arrives, so no snapshot is published; the link state is
-	// in the fleet, which the merger owns: read it through a snapshot after
-	// closing.
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	src.Close(context.Background())
-	s := src.fleet.Snapshot(time.Now())
-	if c := s.Conns[0]; c.State == ConnLive || !strings.Contains(c.Err, "refused the viewer token") {
-		t.Errorf("conn = %+v, want down with a token error", c)
+	// No data ever arrives, but a link state change is published on the
+	// next refresh: wait for the first snapshot whose link carries an error.
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-src.Snapshots():
+			c := s.Conns[0]
+			if c.Err == "" {
+				continue
+			}
+			if c.State == ConnLive || !strings.Contains(c.Err, "refused the viewer token") {
+				t.Errorf("conn = %+v, want down with a token error", c)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no snapshot showed the link's error in 10s")
+		}
 	}
 }
 
