@@ -128,12 +128,7 @@ func (p *costPage) SetData(s *Snapshot) {
 		}
 		idleN = len(idle)
 	}
-	slices.SortFunc(idle, func(a, b *NodeRow) int {
-		if c := cmp.Compare(b.IdleBurn, a.IdleBurn); c != 0 {
-			return c
-		}
-		return strings.Compare(a.View.ID, b.View.ID)
-	})
+	slices.SortFunc(idle, cmpIdleBurn)
 	header(len(idle), "Node             Region       Provider     Idle GPUs     Idle/h   Util", "no idle GPUs")
 	const topIdle = 10
 	for i, n := range idle {

@@ -622,22 +622,24 @@ func (b *snapBuilder) addNodes(ai int, a *aggState) {
 func (b *snapBuilder) addFleetView(ai int, fv *wire.FleetView) {
 	s := b.s
 	s.IdleNodes += fv.IdleNodes
-	for i := range fv.IdleTop {
-		n := b.f.pagedRow(&fv.IdleTop[i], ai)
-		b.price(n, ai)
-		s.IdleTop = append(s.IdleTop, n)
-	}
+	s.IdleTop = b.addRanked(s.IdleTop, fv.IdleTop, ai)
 	s.DarkNodes += fv.DarkNodes
-	for i := range fv.DarkTop {
-		n := b.f.pagedRow(&fv.DarkTop[i], ai)
-		b.price(n, ai)
-		s.DarkTop = append(s.DarkTop, n)
-	}
+	s.DarkTop = b.addRanked(s.DarkTop, fv.DarkTop, ai)
 	for _, r := range fv.Regions {
 		s.NodesKnown += r.Nodes
 	}
 	s.JobsKnown += fv.Jobs
 	s.LeasesEnding += fv.LeasesEnding
+}
+
+// addRanked appends aggregator ai's ranked rows, priced, to dst.
+func (b *snapBuilder) addRanked(dst []*NodeRow, rows []wire.NodeRow, ai int) []*NodeRow {
+	for i := range rows {
+		n := b.f.pagedRow(&rows[i], ai)
+		b.price(n, ai)
+		dst = append(dst, n)
+	}
+	return dst
 }
 
 // finishNodes orders the nodes (or merges the aggregators' pages) and
@@ -670,12 +672,7 @@ func (b *snapBuilder) finishNodes() {
 		s.DarkNodes = len(s.DarkTop)
 	}
 	slices.SortStableFunc(s.DarkTop, func(a, b *NodeRow) int { return cmp.Compare(b.Burn, a.Burn) })
-	slices.SortFunc(s.IdleTop, func(a, b *NodeRow) int {
-		if c := cmp.Compare(b.IdleBurn, a.IdleBurn); c != 0 {
-			return c
-		}
-		return strings.Compare(a.View.ID, b.View.ID)
-	})
+	slices.SortFunc(s.IdleTop, cmpIdleBurn)
 	if len(s.IdleTop) > wire.FleetIdleTop {
 		s.IdleTop = s.IdleTop[:wire.FleetIdleTop]
 	}
@@ -728,6 +725,15 @@ func cmpDefaultNode(a, b *NodeRow) int {
 		return c
 	}
 	if c := strings.Compare(a.View.Hostname, b.View.Hostname); c != 0 {
+		return c
+	}
+	return strings.Compare(a.View.ID, b.View.ID)
+}
+
+// cmpIdleBurn ranks nodes by what their idle GPUs burn, most first, then by
+// id: the order of the idle rankings.
+func cmpIdleBurn(a, b *NodeRow) int {
+	if c := cmp.Compare(b.IdleBurn, a.IdleBurn); c != 0 {
 		return c
 	}
 	return strings.Compare(a.View.ID, b.View.ID)
