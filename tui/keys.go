@@ -73,7 +73,7 @@ func (k KeyMap) FullHelp() [][]key.Binding {
 	}
 }
 
-// page is the page that msg's key opens (1 to 7), or -1 when it opens none.
+// page is the page (pageFleet … pageJob) that msg's key opens, or -1 when it opens none.
 func (k KeyMap) page(msg fmt.Stringer) int {
 	for p, b := range [numPages]key.Binding{pageFleet: k.Fleet, pageNodes: k.Nodes, pageNode: k.Node,
 		pageJobs: k.Jobs, pageCost: k.Cost, pageAlerts: k.Alerts, pageJob: k.Job} {
