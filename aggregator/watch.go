@@ -203,6 +203,14 @@ func (s *Server) summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet
 	return c.sum, c.jobs, s.marks.apply(c.alerts, now)
 }
 
+// Summary is the fleet aggregates as viewers and the API see them: the
+// cached Summarize (at most a few seconds old; see summaryCache), with the
+// operators' marks applied. Exporters read it so that a scrape costs no
+// extra walk of the fleet and shows the same figures as the TUI.
+func (s *Server) Summary(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+	return s.summarize(now)
+}
+
 // basicSummary counts nodes and devices by state, averages utilisation over
 // online devices and sums lease burn. Without a cost engine there is no
 // currency conversion: burn is summed in the currency of the first priced

@@ -21,8 +21,10 @@ import (
 	"github.com/fleettop/fleettop/aggregator/insight"
 	promexp "github.com/fleettop/fleettop/exporters/prometheus"
 	"github.com/fleettop/fleettop/exporters/remotewrite"
+	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/internal/sdnotify"
 	"github.com/fleettop/fleettop/store"
+	"github.com/fleettop/fleettop/wire"
 )
 
 // aggregatorOptions configure startAggregator; `fleettop aggregator` fills
@@ -186,7 +188,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		if s := live.Load(); s != nil {
 			s.EachNode(func(n *aggregator.LiveNode) { fn(n) })
 		}
-	}, eng)
+	}, servedInsights{eng, &live})
 	closers := []func(context.Context) error{eng.Close}
 	srv, err := aggregator.New(aggregator.Config{
 		Tokens:         tokens,
@@ -303,4 +305,19 @@ func notifySystemd(ctx context.Context, sd *sdnotify.Notifier, srv *aggregator.S
 		case <-t.C:
 		}
 	}
+}
+
+// servedInsights is the engine as the exporter reads it: placements from the
+// engine, fleet aggregates from the server's cache (the figures viewers see),
+// so a scrape does not walk the fleet's money once more.
+type servedInsights struct {
+	*insight.Engine
+	live *atomic.Pointer[aggregator.Server]
+}
+
+func (si servedInsights) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+	if s := si.live.Load(); s != nil {
+		return s.Summary(now)
+	}
+	return si.Engine.Summarize(now)
 }
