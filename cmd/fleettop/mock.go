@@ -45,6 +45,8 @@ func newMockCmd() *cobra.Command {
 		Short: "Run N simulated collectors (real agents, real sockets) against an aggregator",
 		Long: "mock runs one real collector agent per simulated node, each with its own websocket\n" +
 			"connection and its own spool in a temporary directory, for load tests and demos.\n" +
+			"The first 40 nodes are the demo's fleet (six regions, NVIDIA and the owned Ascend\n" +
+			"sites); beyond 40 the rented nodes repeat, so 1,250 nodes hold about 9,300 GPUs.\n" +
 			"The collector token comes from --token-file or FLEETTOP_TOKEN.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
