@@ -183,7 +183,7 @@ CREATE TABLE ledger_day (
 	dark_rem        INTEGER NOT NULL,
 	PRIMARY KEY (day_ms, node_id, currency, job, team)
 ) WITHOUT ROWID;
-` + LedgerDaySQL + `;
+` + ledgerDaySQLv3 + `;
 `,
 	// 4: paid but blind. A lease version records how many of its GPUs no
 	// sensor saw; the ledger keeps the blind part of the dark time.
@@ -198,9 +198,19 @@ ALTER TABLE ledger_day ADD COLUMN blind_rem INTEGER NOT NULL DEFAULT 0;
 `,
 }
 
-// LedgerDaySQL sums the hourly ledger into ledger_day (for every day, or,
-// with a WHERE appended, for some).
-const LedgerDaySQL = `INSERT INTO ledger_day SELECT hour_ms - hour_ms % 86400000, node_id, currency, job, team, MAX(upto_ms),
+// ledgerDaySQLv3 is LedgerDaySQL as migration 3 ran it, before ledger_day
+// had the blind columns; a shipped migration is never edited.
+const ledgerDaySQLv3 = `INSERT INTO ledger_day SELECT hour_ms - hour_ms % 86400000, node_id, currency, job, team, MAX(upto_ms),
 	SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms), SUM(spend_micros), SUM(spend_rem),
 	SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem)
+FROM ledger GROUP BY 1, node_id, currency, job, team`
+
+// LedgerDaySQL sums the hourly ledger into ledger_day (for every day, or,
+// with a WHERE appended, for some), as Commit keeps it.
+const LedgerDaySQL = `INSERT INTO ledger_day (day_ms, node_id, currency, job, team, upto_ms, leased_gpu_ms,
+	reported_gpu_ms, idle_gpu_ms, dark_gpu_ms, spend_micros, spend_rem, idle_micros, idle_rem, dark_micros, dark_rem,
+	blind_gpu_ms, blind_micros, blind_rem)
+SELECT hour_ms - hour_ms % 86400000, node_id, currency, job, team, MAX(upto_ms),
+	SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms), SUM(spend_micros), SUM(spend_rem),
+	SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem), SUM(blind_gpu_ms), SUM(blind_micros), SUM(blind_rem)
 FROM ledger GROUP BY 1, node_id, currency, job, team`
