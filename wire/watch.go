@@ -380,7 +380,7 @@ type JobView struct {
 	GPUs          int         `json:"gpus"`
 	Util          float64     `json:"util"` // mean over its GPUs, 0..1
 	BurnPerHour   fleet.Money `json:"burn_per_hour"`
-	Spend         fleet.Money `json:"spend"` // so far
+	Spend         fleet.Money `json:"spend"` // this month (in the aggregator's time zone), from the ledger
 	// Allowed is false when the job's data class may not be processed in one
 	// of its jurisdictions (a residency violation).
 	Allowed   bool   `json:"allowed"`
