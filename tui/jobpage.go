@@ -66,7 +66,7 @@ func (p *jobPage) View() string {
 		add(st.Crit.Render("RESIDENCY VIOLATION") + " " + j.Violation)
 	}
 	add(lbl("GPUs ") + strconv.Itoa(j.GPUs) + "   " + lbl("Util ") + Percent(j.Util) + " " + st.bar(j.Util, 10) +
-		"   " + lbl("Burn ") + Money(j.BurnMicros, cur) + "/h   " + lbl("Spend ") + Money(j.SpendMicros, cur) +
+		"   " + lbl("Burn ") + Money(j.BurnMicros, cur) + "/h   " + lbl("This month ") + Money(j.SpendMicros, cur) +
 		"   " + lbl("Regions ") + strings.Join(j.Regions, ", "))
 	add("")
 	add(st.Section.Render("Nodes") + st.Dim.Render("  (:node NAME opens one)"))
