@@ -96,32 +96,21 @@ func (a *accum) mean() point {
 	return p
 }
 
-func quant8(v float64, ok bool, scale float64) uint8 {
+// quant scales v into T's range below its largest value, which stands for
+// absent (as does NaN).
+func quant[T uint8 | uint16](v float64, ok bool, scale float64) T {
+	absent := ^T(0)
 	if !ok || math.IsNaN(v) {
-		return absent8
+		return absent
 	}
 	q := math.Round(v * scale)
 	switch {
 	case q < 0:
 		return 0
-	case q > absent8-1:
-		return absent8 - 1
+	case q > float64(absent-1):
+		return absent - 1
 	}
-	return uint8(q)
-}
-
-func quant16(v float64, ok bool, scale float64) uint16 {
-	if !ok || math.IsNaN(v) {
-		return absent16
-	}
-	q := math.Round(v * scale)
-	switch {
-	case q < 0:
-		return 0
-	case q > absent16-1:
-		return absent16 - 1
-	}
-	return uint16(q)
+	return T(q)
 }
 
 // push appends the point of one device sample; the oldest fine point, when
@@ -131,7 +120,7 @@ func (h *history) push(d *fleet.DeviceSample) {
 	t, tok := d.Get(fleet.MetricTemp)
 	p, pok := d.Get(fleet.MetricPower)
 	m, mok := d.Get(fleet.MetricMemUsed)
-	pt := point{quant8(u, uok, utilScale), quant8(t, tok, 1), quant16(p, pok, powerScale), quant16(m, mok, 1.0/memUnit)}
+	pt := point{quant[uint8](u, uok, utilScale), quant[uint8](t, tok, 1), quant[uint16](p, pok, powerScale), quant[uint16](m, mok, 1.0/memUnit)}
 	i := int(h.next)
 	if h.n == fineLen {
 		h.acc.add(h.fine[i])
