@@ -344,19 +344,10 @@ func (h *watchHub) publishGroup(g *watchGroup, list []*rowEntry, now time.Time, 
 		if g.rowGen[e.row.ID] == e.gen {
 			continue
 		}
-		if first {
-			d.key("rows")
-			d.b = append(d.b, '[')
-			first = false
-		} else {
-			d.b = append(d.b, ',')
-		}
-		d.b = append(d.b, js...)
+		d.elem("rows", &first, js)
 		changed = true
 	}
-	if !first {
-		d.b = append(d.b, ']')
-	}
+	d.endArray(first)
 	nodeJS, nodeVer := g.nodeJS, g.nodeVer
 	if id := g.sub.Node; id != "" {
 		n := s.node(id)
@@ -474,18 +465,9 @@ func (p *watchPub) since(old *watchPub) []byte {
 		if g, ok := old.rowGen[id]; ok && g == p.rowGen[id] {
 			continue
 		}
-		if first {
-			d.key("rows")
-			d.b = append(d.b, '[')
-			first = false
-		} else {
-			d.b = append(d.b, ',')
-		}
-		d.b = append(d.b, p.rowJS[i]...)
+		d.elem("rows", &first, p.rowJS[i])
 	}
-	if !first {
-		d.b = append(d.b, ']')
-	}
+	d.endArray(first)
 	if p.nodeJS == nil && old.nodeJS != nil {
 		var m struct {
 			Nodes []struct {
@@ -548,6 +530,26 @@ func (d *deltaWriter) field(k string, js []byte) {
 	}
 	d.key(k)
 	d.b = append(d.b, js...)
+}
+
+// elem appends js to the array field k, opening the array at the first
+// element (*first true); endArray closes it if it was opened. An array with
+// no elements is left out.
+func (d *deltaWriter) elem(k string, first *bool, js []byte) {
+	if *first {
+		d.key(k)
+		d.b = append(d.b, '[')
+		*first = false
+	} else {
+		d.b = append(d.b, ',')
+	}
+	d.b = append(d.b, js...)
+}
+
+func (d *deltaWriter) endArray(first bool) {
+	if !first {
+		d.b = append(d.b, ']')
+	}
 }
 
 func (d *deltaWriter) end() []byte { return append(d.b, '}') }

@@ -393,26 +393,8 @@ func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Aler
 	if len(fv.Alerts) > wire.MaxFleetAlerts {
 		fv.Alerts = fv.Alerts[:wire.MaxFleetAlerts]
 	}
-	fv.IdleNodes = len(idle)
-	slices.SortFunc(idle, func(a, b *rowEntry) int {
-		if c := cmp.Compare(b.idle, a.idle); c != 0 {
-			return c
-		}
-		return strings.Compare(a.row.ID, b.row.ID)
-	})
-	for i := 0; i < len(idle) && i < wire.FleetIdleTop; i++ {
-		fv.IdleTop = append(fv.IdleTop, idle[i].row)
-	}
-	fv.DarkNodes = len(dark)
-	slices.SortFunc(dark, func(a, b *rowEntry) int {
-		if c := cmp.Compare(b.burn, a.burn); c != 0 {
-			return c
-		}
-		return strings.Compare(a.row.ID, b.row.ID)
-	})
-	for i := 0; i < len(dark) && i < wire.FleetIdleTop; i++ {
-		fv.DarkTop = append(fv.DarkTop, dark[i].row)
-	}
+	fv.IdleNodes, fv.IdleTop = len(idle), topRows(idle, func(e *rowEntry) int64 { return e.idle })
+	fv.DarkNodes, fv.DarkTop = len(dark), topRows(dark, func(e *rowEntry) int64 { return e.burn })
 	return fv
 }
 
@@ -427,4 +409,20 @@ func addMoney(dst *fleet.Money, m fleet.Money) {
 	if dst.Currency == m.Currency {
 		dst.Micros += m.Micros
 	}
+}
+
+// topRows sorts es by by, largest first (ties by node id), and returns the
+// rows of the first wire.FleetIdleTop.
+func topRows(es []*rowEntry, by func(*rowEntry) int64) []wire.NodeRow {
+	slices.SortFunc(es, func(a, b *rowEntry) int {
+		if c := cmp.Compare(by(b), by(a)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.row.ID, b.row.ID)
+	})
+	var out []wire.NodeRow
+	for i := 0; i < len(es) && i < wire.FleetIdleTop; i++ {
+		out = append(out, es[i].row)
+	}
+	return out
 }
