@@ -76,7 +76,7 @@ type metricCoding struct {
 }
 
 // metricCodes is protocol 2's device table.
-var metricCodes = func() (t [fleet.NumMetrics]metricCoding) {
+var metricCodes = func() []metricCoding {
 	set := map[fleet.Metric]metricCoding{
 		fleet.MetricUtil:           {100, predPrev, codeVarint},
 		fleet.MetricMemUtil:        {100, predPrev, codeVarint},
@@ -113,18 +113,11 @@ var metricCodes = func() (t [fleet.NumMetrics]metricCoding) {
 		fleet.MetricRemapPending:      {1, predPrev, codeVarint},
 		fleet.MetricRemapFailure:      {1, predPrev, codeVarint},
 	}
-	for m := range t {
-		c, ok := set[fleet.Metric(m)]
-		if !ok {
-			c = metricCoding{0, predPrev, codeRaw}
-		}
-		t[m] = c
-	}
-	return t
+	return protocol2Table(fleet.NumMetrics, set)
 }()
 
 // hostCodes is protocol 2's host table.
-var hostCodes = func() (t [fleet.NumHostMetrics]metricCoding) {
+var hostCodes = func() []metricCoding {
 	set := map[fleet.HostMetric]metricCoding{
 		fleet.HostCPUUtil:  {1e4, predPrev, codeVarint},
 		fleet.HostLoad1:    {100, predPrev, codeVarint},
@@ -136,15 +129,23 @@ var hostCodes = func() (t [fleet.NumHostMetrics]metricCoding) {
 		fleet.HostNetTx:    {1, predCounter, codeVarint},
 		fleet.HostUptime:   {100, predCounter, codeVarint},
 	}
+	return protocol2Table(fleet.NumHostMetrics, set)
+}()
+
+// protocol2Table is the table of n metrics that codes each as set says and
+// any other (a metric added to fleet's table without an entry here) as its
+// raw float64 bits.
+func protocol2Table[M ~uint8](n M, set map[M]metricCoding) []metricCoding {
+	t := make([]metricCoding, n)
 	for m := range t {
-		c, ok := set[fleet.HostMetric(m)]
+		c, ok := set[M(m)]
 		if !ok {
 			c = metricCoding{0, predPrev, codeRaw}
 		}
 		t[m] = c
 	}
 	return t
-}()
+}
 
 // metricScaleV1 is protocol 1's steps per canonical unit of each metric
 // (every residual a plain varint against the previous value).
@@ -203,7 +204,7 @@ func codings(v uint8) (dev, host []metricCoding) {
 	if v == 1 {
 		return metricCodesV1, hostCodesV1
 	}
-	return metricCodes[:], hostCodes[:]
+	return metricCodes, hostCodes
 }
 
 // linkScale is the resolution of the PCIe and NVLink traffic metrics: whole
