@@ -62,6 +62,15 @@ type docPage struct {
 	id  string
 }
 
+// show selects the thing with id, scrolled back to the top when it is
+// another one.
+func (p *docPage) show(id string) {
+	if id != p.id {
+		p.doc.offset = 0
+	}
+	p.id = id
+}
+
 func (p *docPage) SetSize(w, h int) { p.doc.w, p.doc.h = w, h }
 
 // Selected is the id of what the view shows, for y.

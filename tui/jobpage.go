@@ -20,10 +20,7 @@ func (p *jobPage) Title() string { return "Job" }
 
 // SetJob selects the job to show.
 func (p *jobPage) SetJob(id string) {
-	if id != p.id {
-		p.doc.offset = 0
-	}
-	p.id = id
+	p.show(id)
 	p.SetData(p.sh.snap)
 }
 

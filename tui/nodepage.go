@@ -24,10 +24,7 @@ func (p *nodePage) Title() string { return "Node" }
 
 // SetNode selects the node to show.
 func (p *nodePage) SetNode(id string) {
-	if id != p.id {
-		p.doc.offset = 0
-	}
-	p.id = id
+	p.show(id)
 	p.SetData(p.sh.snap)
 }
 
