@@ -217,6 +217,18 @@ func (a *aggregator) surfacesWhole() (string, bool) {
 	return "/metrics 200, /api/v1/fleet 200 and whole", true
 }
 
+// wholeAfterSettle judges a case that must leave the aggregator's surfaces
+// whole once it has applied what was sent; onFail or onPass follows the
+// finding in the verdict.
+func wholeAfterSettle(a *aggregator, name, onFail, onPass string) result {
+	settle()
+	why, ok := a.surfacesWhole()
+	if !ok {
+		return failf(name, "%s%s", why, onFail)
+	}
+	return pass(name, "%s%s", why, onPass)
+}
+
 func (a *aggregator) metric(name string) float64 {
 	_, body := a.get("/metrics")
 	sum := 0.0
@@ -361,12 +373,7 @@ func nonUTF8Hostname(a *aggregator) result {
 	if s != nil {
 		defer s.close()
 	}
-	settle()
-	why, ok := a.surfacesWhole()
-	if !ok {
-		return failf(name, "%s (hello: code %d, %v)", why, code, err)
-	}
-	return pass(name, "%s; hello refused with %d or repaired", why, code)
+	return wholeAfterSettle(a, name, fmt.Sprintf(" (hello: code %d, %v)", code, err), fmt.Sprintf("; hello refused with %d or repaired", code))
 }
 
 func duplicateHosts(a *aggregator) result {
@@ -388,12 +395,7 @@ func duplicateHosts(a *aggregator) result {
 			s.close()
 		}
 	}()
-	settle()
-	why, ok := a.surfacesWhole()
-	if !ok {
-		return failf(name, "%s", why)
-	}
-	return pass(name, "%s", why)
+	return wholeAfterSettle(a, name, "", "")
 }
 
 func leaseYear21000(a *aggregator) result {
@@ -404,12 +406,7 @@ func leaseYear21000(a *aggregator) result {
 	if s != nil {
 		defer s.close()
 	}
-	settle()
-	why, ok := a.surfacesWhole()
-	if !ok {
-		return failf(name, "%s", why)
-	}
-	return pass(name, "%s; hello close code %d (0: accepted with the lease repaired)", why, code)
+	return wholeAfterSettle(a, name, "", fmt.Sprintf("; hello close code %d (0: accepted with the lease repaired)", code))
 }
 
 func absurdMetrics(a *aggregator) result {
