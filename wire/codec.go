@@ -845,9 +845,8 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 		}
 		h := new(Hello)
 		decodeHello(&r, h, v)
-		r.end()
-		if r.err != nil {
-			return nil, r.err.in("hello")
+		if err := r.done("hello"); err != nil {
+			return nil, err
 		}
 		return h, nil
 	case TypeWelcome:
@@ -856,9 +855,8 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 		if p > 0xFFFF {
 			r.fail(ErrMalformed, "protocol %d exceeds 65535", p)
 		}
-		r.end()
-		if r.err != nil {
-			return nil, r.err.in("welcome")
+		if err := r.done("welcome"); err != nil {
+			return nil, err
 		}
 		w.Proto = uint16(p)
 		d.welcome = w
@@ -883,9 +881,8 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 		if r.err == nil && r.remaining() > 0 {
 			a.Time = clockTime(r.varint())
 		}
-		r.end()
-		if r.err != nil {
-			return nil, r.err.in("ack")
+		if err := r.done("ack"); err != nil {
+			return nil, err
 		}
 		d.ack = a
 		return &d.ack, nil
@@ -895,24 +892,21 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 			r.fail(ErrMalformed, "code %d exceeds 65535", code)
 		}
 		c := Close{Code: CloseCode(code), Reason: r.string("reason")}
-		r.end()
-		if r.err != nil {
-			return nil, r.err.in("close")
+		if err := r.done("close"); err != nil {
+			return nil, err
 		}
 		d.close = c
 		return &d.close, nil
 	case TypeStatus:
 		st := &Status{Sources: decodeSources(&r)}
-		r.end()
-		if r.err != nil {
-			return nil, r.err.in("status")
+		if err := r.done("status"); err != nil {
+			return nil, err
 		}
 		return st, nil
 	case TypeClock:
 		c := Clock{Origin: clockTime(r.varint()), Received: clockTime(r.varint()), Sent: clockTime(r.varint())}
-		r.end()
-		if r.err != nil {
-			return nil, r.err.in("clock")
+		if err := r.done("clock"); err != nil {
+			return nil, err
 		}
 		d.clock = c
 		return &d.clock, nil
@@ -980,11 +974,7 @@ func (d *Decoder) decodeSamples(r *reader) *codecError {
 			return r.err.in("samples: record %d", i)
 		}
 	}
-	r.end()
-	if r.err != nil {
-		return r.err.in("samples")
-	}
-	return nil
+	return r.done("samples")
 }
 
 // decodeSample decodes one record against st into s, reusing s.Devices'
@@ -1277,9 +1267,8 @@ func DecodeRecord(b []byte, s *fleet.Sample) error {
 	st.reset(b[0] & 0x0F) // a spool written by an older collector still decodes
 	r := reader{b: b, off: 1}
 	decodeSample(&r, s, st, s.Host)
-	r.end()
-	if r.err != nil {
-		return r.err.in("record")
+	if err := r.done("record"); err != nil {
+		return err
 	}
 	return nil
 }

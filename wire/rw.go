@@ -210,6 +210,16 @@ func (r *reader) end() {
 	}
 }
 
+// done ends a frame or record named what: nil when it decoded whole, else
+// the first error, in what.
+func (r *reader) done(what string) *codecError {
+	r.end()
+	if r.err != nil {
+		return r.err.in("%s", what)
+	}
+	return nil
+}
+
 // time reads an optional absolute time: a flag bit set by the caller says
 // whether it is there; the value is zig-zag milliseconds since the epoch.
 func (r *reader) timeMs() time.Time {
