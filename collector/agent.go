@@ -244,19 +244,27 @@ func (a *Agent) closeSources() {
 	}
 }
 
-// sampleLoop samples at once, then on every tick; a slow sample makes the
-// ticker drop ticks rather than overlap.
+// sampleLoop samples at once, then at every multiple of the interval on the
+// wall clock; a slow sample skips the boundaries it overran rather than
+// overlap.
 func (a *Agent) sampleLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.Interval)
+	t := time.NewTimer(untilBoundary(time.Now(), a.cfg.Interval))
 	defer t.Stop()
 	for {
 		a.sampleOnce(ctx)
+		t.Reset(untilBoundary(time.Now(), a.cfg.Interval))
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// untilBoundary is how long from now to the next multiple of iv on the wall
+// clock (since the zero time, so 1 s ticks fall on whole seconds).
+func untilBoundary(now time.Time, iv time.Duration) time.Duration {
+	return now.Truncate(iv).Add(iv).Sub(now)
 }
 
 // CollectSample takes one sample from every started source into s (indexes

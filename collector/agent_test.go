@@ -233,3 +233,25 @@ func (s *safeBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Samples fall on the interval's wall-clock multiples, so a fleet's readings
+// describe the same instant; a sample taken exactly on a boundary waits a
+// whole interval for the next one rather than sampling twice.
+func TestUntilBoundary(t *testing.T) {
+	base := time.Date(2026, 12, 2, 16, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		at   time.Duration
+		iv   time.Duration
+		want time.Duration
+	}{
+		{300 * time.Millisecond, time.Second, 700 * time.Millisecond},
+		{0, time.Second, time.Second},
+		{999 * time.Millisecond, time.Second, time.Millisecond},
+		{7 * time.Second, 5 * time.Second, 3 * time.Second},
+		{1500 * time.Microsecond, 10 * time.Millisecond, 8500 * time.Microsecond},
+	} {
+		if got := collector.UntilBoundary(base.Add(c.at), c.iv); got != c.want {
+			t.Errorf("at +%v every %v: wait %v, want %v", c.at, c.iv, got, c.want)
+		}
+	}
+}
