@@ -20,9 +20,10 @@ import (
 	"github.com/fleettop/fleettop/wire"
 )
 
-// session is one collector connection. Its handler goroutine reads and
-// applies frames; a writer goroutine sends acks; closeWith may be called from
-// anywhere, once.
+// session is one collector connection. Its goroutine reads and applies
+// frames; acks go out from a timer's short-lived goroutine when one is due
+// (no second goroutine per collector waits for them); closeWith may be
+// called from anywhere, once.
 type session struct {
 	s      *Server
 	conn   *websocket.Conn
@@ -41,10 +42,9 @@ type session struct {
 
 	ackSeq  atomic.Uint64 // highest committed sequence to ack
 	ackSent atomic.Uint64 // highest sequence acked
-	ackCh   chan struct{} // cap 1: an ack is pending
+	acks    ackSched
 	stopped atomic.Bool   // apply nothing more
 	ready   chan struct{} // closed once Welcome is sent: acks may follow
-	done    chan struct{} // closed when the session ends
 	once    sync.Once
 }
 
@@ -122,9 +122,7 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 	ss := &session{
 		s: s, conn: conn, tok: tok, remote: r.RemoteAddr,
 		enc:   wire.NewEncoder(),
-		ackCh: make(chan struct{}, 1),
 		ready: make(chan struct{}),
-		done:  make(chan struct{}),
 		rbuf:  make([]byte, 0, readBufSize),
 	}
 	// The session runs on a goroutine of its own, owned by s.wg, and the
@@ -144,11 +142,8 @@ func (s *Server) serveCollector(ss *session, tok *Token) {
 		ss.closeWith(wire.CloseGoingAway, "aggregator shutting down")
 		return
 	}
-	var acks sync.WaitGroup
-	acks.Go(ss.ackLoop)
 	err := ss.run()
-	close(ss.done)
-	defer acks.Wait()
+	defer ss.endAcks()
 	var rj *rejectErr
 	switch {
 	case errors.As(err, &rj):
@@ -358,6 +353,7 @@ retry:
 		return fmt.Errorf("send welcome: %w", err)
 	}
 	close(ss.ready)
+	ss.startAcks()
 	s.log.Debug("collector connected", "node", n.id, "token", ss.tok.Name, "remote", ss.remote, "resume_from", resume)
 
 	for {
@@ -531,7 +527,21 @@ func (ss *session) send(f wire.Frame) error {
 	return ss.conn.Write(ctx, websocket.MessageBinary, b)
 }
 
-// ack schedules an Ack for seq; the ack loop sends the latest one.
+// ackSched times a session's acks. An ack goes out from the timer's own
+// goroutine, which lives only while it sends: a collector connection holds
+// one goroutine (its reader), not a second one parked on a channel for the
+// life of the connection (a stack of several KiB per collector).
+type ackSched struct {
+	mu    sync.Mutex
+	t     *time.Timer    // runs fire; made at the first ack
+	next  time.Time      // no ack before this instant
+	armed bool           // t is set, or fire is running
+	live  bool           // after Welcome and until the session ends
+	wg    sync.WaitGroup // fire calls in flight
+}
+
+// ack schedules an Ack for seq; acks due meanwhile coalesce into one that
+// carries the latest sequence.
 func (ss *session) ack(seq uint64) {
 	for {
 		cur := ss.ackSeq.Load()
@@ -539,45 +549,73 @@ func (ss *session) ack(seq uint64) {
 			break
 		}
 	}
-	select {
-	case ss.ackCh <- struct{}{}:
-	default:
+	ss.armAck()
+}
+
+// armAck sets the ack timer unless it is set, the session has not sent
+// Welcome, or it has ended.
+func (ss *session) armAck() {
+	a := &ss.acks
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.armed || !a.live || ss.ackSeq.Load() <= ss.ackSent.Load() {
+		return
+	}
+	a.armed = true
+	a.wg.Add(1)
+	d := max(time.Until(a.next), 0)
+	if a.t == nil {
+		a.t = time.AfterFunc(d, ss.fireAck)
+	} else {
+		a.t.Reset(d)
 	}
 }
 
-func (ss *session) ackLoop() {
-	select {
-	case <-ss.done:
+// fireAck sends the pending ack. The next one waits at least AckInterval
+// and until a whole FlushInterval of the clock, an instant shared by every
+// session, so the runtime wakes once a flush for the sessions due instead of
+// once per collector at scattered times (12,500 collectors acked every 5 s
+// were 2,500 lone wake-ups a second).
+func (ss *session) fireAck() {
+	a := &ss.acks
+	defer a.wg.Done()
+	err := ss.sendAck()
+	grid := ss.s.cfg.FlushInterval
+	a.mu.Lock()
+	a.next = time.Now().Add(ss.s.cfg.AckInterval).Truncate(grid).Add(grid)
+	a.armed = false
+	if err != nil {
+		a.live = false // the connection is being closed: no more acks
+	}
+	a.mu.Unlock()
+	if err != nil {
+		ss.s.log.Debug("send ack", "node", ss.nodeID(), "err", err)
+		ss.conn.CloseNow()
 		return
-	case <-ss.ready:
 	}
-	for {
-		select {
-		case <-ss.done:
-			return
-		case <-ss.ackCh:
-		}
-		if err := ss.sendAck(); err != nil {
-			ss.s.log.Debug("send ack", "node", ss.nodeID(), "err", err)
-			ss.conn.CloseNow()
-			return
-		}
-		// Acks that arrive meanwhile coalesce into the next one. The pause
-		// lasts at least AckInterval and ends on a whole FlushInterval of
-		// the clock, an instant shared by every session, so the runtime wakes
-		// once a flush for the sessions due instead of once per collector at
-		// scattered times (12,500 collectors acked every 5 s were 2,500 lone
-		// wake-ups a second).
-		grid := ss.s.cfg.FlushInterval
-		now := time.Now()
-		t := time.NewTimer(now.Add(ss.s.cfg.AckInterval).Truncate(grid).Add(grid).Sub(now))
-		select {
-		case <-ss.done:
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	ss.armAck() // a commit acked meanwhile: due at a.next
+}
+
+// startAcks lets acks go out once Welcome is sent; a commit may have
+// acked the session before.
+func (ss *session) startAcks() {
+	ss.acks.mu.Lock()
+	ss.acks.live = true
+	ss.acks.mu.Unlock()
+	ss.armAck()
+}
+
+// endAcks stops the ack timer and waits for an ack being sent.
+func (ss *session) endAcks() {
+	a := &ss.acks
+	a.mu.Lock()
+	a.live = false
+	if a.armed && a.t.Stop() {
+		a.armed = false
+		a.wg.Done()
 	}
+	a.mu.Unlock()
+	a.wg.Wait()
 }
 
 // sendAck sends the pending ack, if any.
