@@ -720,16 +720,6 @@ func (b *snapBuilder) finishJobs() {
 	}
 }
 
-func cmpDefaultNode(a, b *NodeRow) int {
-	if c := strings.Compare(a.View.Region, b.View.Region); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.View.Hostname, b.View.Hostname); c != 0 {
-		return c
-	}
-	return strings.Compare(a.View.ID, b.View.ID)
-}
-
 // cmpIdleBurn ranks nodes by what their idle GPUs burn, most first, then by
 // id: the order of the idle rankings.
 func cmpIdleBurn(a, b *NodeRow) int {
@@ -739,58 +729,19 @@ func cmpIdleBurn(a, b *NodeRow) int {
 	return strings.Compare(a.View.ID, b.View.ID)
 }
 
-// nodeOrder is the aggregators' order for a node query (wire.Sort*), so
-// pages from several aggregators merge into one.
-func nodeOrder(q wire.NodeQuery) func(a, b *NodeRow) int {
-	descNaNLast := func(x, y float64) int {
-		switch xn, yn := math.IsNaN(x), math.IsNaN(y); {
-		case xn && yn:
-			return 0
-		case xn:
-			return 1
-		case yn:
-			return -1
-		}
-		return cmp.Compare(y, x)
-	}
-	var key func(a, b *NodeRow) int
-	switch q.Sort {
-	case wire.SortHost:
-		key = func(a, b *NodeRow) int { return strings.Compare(a.View.Hostname, b.View.Hostname) }
-	case wire.SortUtil:
-		key = func(a, b *NodeRow) int { return descNaNLast(a.Util, b.Util) }
-	case wire.SortBurn:
-		key = func(a, b *NodeRow) int { return cmp.Compare(b.Burn, a.Burn) }
-	case wire.SortTemp:
-		key = func(a, b *NodeRow) int { return descNaNLast(a.Hottest, b.Hottest) }
-	case wire.SortState:
-		key = func(a, b *NodeRow) int { return strings.Compare(a.View.State, b.View.State) }
-	case wire.SortPower:
-		key = func(a, b *NodeRow) int { return cmp.Compare(b.Power, a.Power) }
-	case wire.SortMem:
-		key = func(a, b *NodeRow) int { return cmp.Compare(b.MemUsed, a.MemUsed) }
-	case wire.SortProvider:
-		key = func(a, b *NodeRow) int { return strings.Compare(a.View.Provider, b.View.Provider) }
-	case wire.SortJobs:
-		key = func(a, b *NodeRow) int { return slices.Compare(a.Jobs, b.Jobs) }
-	}
-	order := func(a, b *NodeRow) int {
-		if key != nil {
-			if c := key(a, b); c != 0 {
-				return c
-			}
-		}
-		return cmpDefaultNode(a, b)
-	}
-	if q.Desc {
-		return func(a, b *NodeRow) int { return order(b, a) }
-	}
-	return order
+// key is what the node sorts read of r.
+func (r *NodeRow) key() wire.NodeKey {
+	v := r.View
+	return wire.NodeKey{Region: v.Region, Hostname: v.Hostname, ID: v.ID, State: v.State, Provider: v.Provider,
+		Util: r.Util, Hottest: r.Hottest, Burn: r.Burn, Power: r.Power, MemUsed: r.MemUsed, Jobs: r.Jobs}
 }
+
+// cmpDefaultNode is the default node order: region, hostname, id.
+var cmpDefaultNode = wire.NodeOrder(wire.NodeQuery{}, (*NodeRow).key)
 
 // mergePage sorts the rows of several aggregators by q and keeps q's page.
 func mergePage(rows []*NodeRow, q wire.NodeQuery) []*NodeRow {
-	slices.SortFunc(rows, nodeOrder(q))
+	slices.SortFunc(rows, wire.NodeOrder(q, (*NodeRow).key))
 	lo := min(q.Offset, len(rows))
 	return rows[lo:min(len(rows), lo+q.Limit)]
 }
