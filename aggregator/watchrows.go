@@ -148,10 +148,7 @@ func (e *rowEntry) encoded() []byte {
 
 // normNodeQuery bounds a query and lower-cases its filter.
 func normNodeQuery(q wire.NodeQuery) wire.NodeQuery {
-	switch q.Sort {
-	case wire.SortDefault, wire.SortHost, wire.SortUtil, wire.SortBurn, wire.SortTemp, wire.SortState,
-		wire.SortPower, wire.SortMem, wire.SortProvider, wire.SortJobs:
-	default:
+	if !wire.KnownNodeSort(q.Sort) {
 		q.Sort = wire.SortDefault
 	}
 	q.Filter = strings.ToLower(strings.TrimSpace(q.Filter))
@@ -172,62 +169,11 @@ func normJobQuery(q wire.JobQuery) wire.JobQuery {
 	return q
 }
 
-// cmpNaNLast compares figures for a descending natural order with unknown
-// (NaN) last.
-func cmpDescNaNLast(a, b float64) int {
-	switch an, bn := math.IsNaN(a), math.IsNaN(b); {
-	case an && bn:
-		return 0
-	case an:
-		return 1
-	case bn:
-		return -1
-	}
-	return cmp.Compare(b, a)
-}
-
-func cmpDefaultRow(a, b *rowEntry) int {
-	if c := strings.Compare(a.row.Region, b.row.Region); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.row.Hostname, b.row.Hostname); c != 0 {
-		return c
-	}
-	return strings.Compare(a.row.ID, b.row.ID)
-}
-
-// nodeOrder returns the comparison of a node query's sort, in its natural
-// direction.
-func nodeOrder(sort string) func(a, b *rowEntry) int {
-	var key func(a, b *rowEntry) int
-	switch sort {
-	case wire.SortHost:
-		key = func(a, b *rowEntry) int { return strings.Compare(a.row.Hostname, b.row.Hostname) }
-	case wire.SortUtil:
-		key = func(a, b *rowEntry) int { return cmpDescNaNLast(a.util, b.util) }
-	case wire.SortBurn:
-		key = func(a, b *rowEntry) int { return cmp.Compare(b.burn, a.burn) }
-	case wire.SortTemp:
-		key = func(a, b *rowEntry) int { return cmpDescNaNLast(a.hot, b.hot) }
-	case wire.SortState:
-		key = func(a, b *rowEntry) int { return strings.Compare(a.row.State, b.row.State) }
-	case wire.SortPower:
-		key = func(a, b *rowEntry) int { return cmp.Compare(b.row.Power, a.row.Power) }
-	case wire.SortMem:
-		key = func(a, b *rowEntry) int { return cmp.Compare(b.row.MemUsed, a.row.MemUsed) }
-	case wire.SortProvider:
-		key = func(a, b *rowEntry) int { return strings.Compare(a.row.Provider, b.row.Provider) }
-	case wire.SortJobs:
-		key = func(a, b *rowEntry) int { return slices.Compare(a.row.Jobs, b.row.Jobs) }
-	default:
-		return cmpDefaultRow
-	}
-	return func(a, b *rowEntry) int {
-		if c := key(a, b); c != 0 {
-			return c
-		}
-		return cmpDefaultRow(a, b)
-	}
+// key is what the node sorts read of e.
+func (e *rowEntry) key() wire.NodeKey {
+	r := &e.row
+	return wire.NodeKey{Region: r.Region, Hostname: r.Hostname, ID: r.ID, State: r.State, Provider: r.Provider,
+		Util: e.util, Hottest: e.hot, Burn: e.burn, Power: r.Power, MemUsed: r.MemUsed, Jobs: r.Jobs}
 }
 
 // sortedRows filters and sorts rows for q (offset and limit aside).
@@ -238,12 +184,7 @@ func sortedRows(rows []*rowEntry, q wire.NodeQuery) []*rowEntry {
 			out = append(out, e)
 		}
 	}
-	order := nodeOrder(q.Sort)
-	if q.Desc {
-		slices.SortFunc(out, func(a, b *rowEntry) int { return order(b, a) })
-	} else {
-		slices.SortFunc(out, order)
-	}
+	slices.SortFunc(out, wire.NodeOrder(q, (*rowEntry).key))
 	return out
 }
 
