@@ -141,14 +141,17 @@ func (p *period) roll(key int) {
 	}
 }
 
-func (p *period) team(t string) *cost.Exact {
-	if p.teams == nil {
-		p.teams = make(map[string]*cost.Exact)
+func (p *period) team(t string) *cost.Exact { return accrual(&p.teams, t) }
+
+// accrual is (*m)[k], made (and *m with it) on first use.
+func accrual(m *map[string]*cost.Exact, k string) *cost.Exact {
+	if *m == nil {
+		*m = make(map[string]*cost.Exact)
 	}
-	a := p.teams[t]
+	a := (*m)[k]
 	if a == nil {
 		a = &cost.Exact{}
-		p.teams[t] = a
+		(*m)[k] = a
 	}
 	return a
 }
@@ -368,15 +371,7 @@ func (e *Engine) accountSample(ns *costNode, prev, t time.Time) {
 		addTime(ns.day.team(team), per, dd)
 		addTime(ns.month.team(team), per, dm)
 		if job != "" {
-			if ns.jobs == nil {
-				ns.jobs = make(map[string]*cost.Exact)
-			}
-			a := ns.jobs[job]
-			if a == nil {
-				a = &cost.Exact{}
-				ns.jobs[job] = a
-			}
-			addTime(a, per, dt)
+			addTime(accrual(&ns.jobs, job), per, dt)
 		}
 	}
 }
