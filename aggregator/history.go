@@ -60,40 +60,33 @@ type accum struct {
 
 func (a *accum) add(p point) {
 	a.k++
-	if p.util != absent8 {
-		a.util += uint16(p.util)
-		a.nu++
-	}
-	if p.temp != absent8 {
-		a.temp += uint16(p.temp)
-		a.nt++
-	}
-	if p.power != absent16 {
-		a.power += uint32(p.power)
-		a.np++
-	}
-	if p.mem != absent16 {
-		a.mem += uint32(p.mem)
-		a.nm++
-	}
+	fold(&a.util, &a.nu, p.util)
+	fold(&a.temp, &a.nt, p.temp)
+	fold(&a.power, &a.np, p.power)
+	fold(&a.mem, &a.nm, p.mem)
 }
 
 // mean returns the accumulated points' mean (rounded), absent where none had it.
 func (a *accum) mean() point {
-	p := point{absent8, absent8, absent16, absent16}
-	if a.nu > 0 {
-		p.util = uint8((uint32(a.util) + uint32(a.nu)/2) / uint32(a.nu))
+	return point{meanOf[uint8](a.util, a.nu), meanOf[uint8](a.temp, a.nt), meanOf[uint16](a.power, a.np), meanOf[uint16](a.mem, a.nm)}
+}
+
+// fold adds quantised value v to sum and counts it in n, unless it is
+// absent (T's largest value).
+func fold[T uint8 | uint16, S uint16 | uint32](sum *S, n *uint8, v T) {
+	if v != ^T(0) {
+		*sum += S(v)
+		*n++
 	}
-	if a.nt > 0 {
-		p.temp = uint8((uint32(a.temp) + uint32(a.nt)/2) / uint32(a.nt))
+}
+
+// meanOf is the rounded mean of n values summing to sum, absent (T's
+// largest value) when n is 0.
+func meanOf[T uint8 | uint16, S uint16 | uint32](sum S, n uint8) T {
+	if n == 0 {
+		return ^T(0)
 	}
-	if a.np > 0 {
-		p.power = uint16((a.power + uint32(a.np)/2) / uint32(a.np))
-	}
-	if a.nm > 0 {
-		p.mem = uint16((a.mem + uint32(a.nm)/2) / uint32(a.nm))
-	}
-	return p
+	return T((uint32(sum) + uint32(n)/2) / uint32(n))
 }
 
 // quant scales v into T's range below its largest value, which stands for
