@@ -44,7 +44,8 @@ func newMockCmd() *cobra.Command {
 		Use:   "mock --aggregator URL --nodes N [--token-file F]",
 		Short: "Run N simulated collectors (real agents, real sockets) against an aggregator",
 		Long: "mock runs one real collector agent per simulated node, each with its own websocket\n" +
-			"connection and its own spool in a temporary directory, for load tests and demos.\n" +
+			"connection and its own spool (in memory, or on disk under --spool-dir), for load tests\n" +
+			"and demos.\n" +
 			"The first 40 nodes are the demo's fleet (six regions, NVIDIA and the owned Ascend\n" +
 			"sites); beyond 40 the rented nodes repeat, so 1,250 nodes hold about 9,300 GPUs.\n" +
 			"The collector token comes from --token-file or FLEETTOP_TOKEN.",
@@ -60,12 +61,12 @@ func newMockCmd() *cobra.Command {
 	f.Int64Var(&o.Seed, "seed", 1, "scenario seed: the same seed gives the same fleet and values")
 	f.DurationVar(&o.Interval, "interval", time.Second, "sampling interval of every agent")
 	f.Float64Var(&o.Speed, "speed", 1, "replay: simulated time starts (speed-1)×10 minutes ago and runs this many times faster until it reaches now")
-	f.StringVar(&o.SpoolDir, "spool-dir", "", "directory for the agents' spools (default: a temporary directory, removed at exit)")
+	f.StringVar(&o.SpoolDir, "spool-dir", "", "keep the agents' spools on disk in this directory, as real collectors do, so they outlive the mock (default: in memory)")
 	f.DurationVar(&o.Stagger, "stagger", 0, "spread the agents' first connections over this long (default: 1ms a node, at most 10s)")
 	f.BoolVar(&o.Insecure, "insecure", false, "allow plain ws:// to an aggregator that is not on loopback (the token travels in clear text)")
 	f.BoolVar(&o.Outages, "outages", false, "let the scenario's dark node go down and come back")
 	f.DurationVar(&o.Stats, "stats", 0, "print CPU use and agent count this often (0: never)")
-	f.BoolVar(&o.MemSpool, "memory-spool", false, "keep each agent's spool in memory instead of on disk (automatic when the open-file limit cannot hold a spool file and a socket per node)")
+	f.BoolVar(&o.MemSpool, "memory-spool", false, "keep each agent's spool in memory even with --spool-dir (automatic when the open-file limit cannot hold a spool file and a socket per node)")
 	f.StringVar(&o.Profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	_ = f.MarkHidden("cpuprofile")
 	return c
@@ -118,11 +119,11 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	spool := o.SpoolDir
 	if spool == "" {
-		spool, err = os.MkdirTemp("", "fleettop-mock-")
-		if err != nil {
-			return fmt.Errorf("spool directory: %w", err)
-		}
-		defer os.RemoveAll(spool)
+		// A spool that dies with the process protects nothing that memory
+		// does not: on disk, 1,250 agents would write and fsync 1,250
+		// segments a second, stretching each second's burst of frames over
+		// the disk's queue instead of sending them as the sampled instant's.
+		o.MemSpool = true
 	}
 	if !o.MemSpool {
 		// Each agent holds a socket and a spool segment open.

@@ -63,6 +63,7 @@ type options struct {
 	records   int
 	dialers   int
 	senders   int
+	spread    bool
 	keep      bool
 	perf      string
 	gctrace   bool
@@ -82,7 +83,8 @@ func main() {
 	flag.StringVar(&o.stream, "stream", "mock", "what the nodes send: mock (fleettop mock's simulation and noise) or smooth (wiretest's drift)")
 	flag.IntVar(&o.records, "records", 600, "records per template stream before it repeats (keep above the run's length in seconds)")
 	flag.IntVar(&o.dialers, "dialers", 32, "concurrent connection attempts while ramping up")
-	flag.IntVar(&o.senders, "senders", 32, "sending goroutines (each paces its nodes evenly over the second)")
+	flag.IntVar(&o.senders, "senders", 32, "sending goroutines")
+	flag.BoolVar(&o.spread, "spread", false, "spread each node's frame evenly over the second (collectors before they sampled on whole seconds) instead of sending every frame on the second, as collectors do")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, database)")
 	flag.StringVar(&o.perf, "perf", "", "record a CPU profile of the aggregator over the measured interval with perf(1) into this file")
 	flag.DurationVar(&o.leaseAge, "lease-age", time.Hour, "how long ago the simulated leases started (the store accrues each lease's ledger from its start)")
@@ -625,8 +627,10 @@ func (g *generator) readAcks(nd *node, dec *wire.Decoder) {
 	}
 }
 
-// startSenders paces every node at one frame a second, spread evenly, until
-// ctx ends; writes use writeCtx, so stopping the senders never cuts a frame.
+// startSenders paces every node at one frame a second until ctx ends: on
+// every whole second, as collectors sample (collector.Agent), or spread evenly
+// over it with --spread. Writes use writeCtx, so stopping the senders never
+// cuts a frame.
 func (g *generator) startSenders(ctx, writeCtx context.Context, wg *sync.WaitGroup) {
 	for w := range g.o.senders {
 		var mine []*node
@@ -639,6 +643,22 @@ func (g *generator) startSenders(ctx, writeCtx context.Context, wg *sync.WaitGro
 			continue
 		}
 		wg.Add(1)
+		if !g.o.spread {
+			go func() {
+				defer wg.Done()
+				for {
+					now := time.Now()
+					sleep(ctx, now.Truncate(time.Second).Add(time.Second).Sub(now))
+					for _, nd := range mine {
+						if ctx.Err() != nil {
+							return
+						}
+						g.send(writeCtx, nd)
+					}
+				}
+			}()
+			continue
+		}
 		go func() {
 			defer wg.Done()
 			start := time.Now().Add(time.Duration(w) * time.Second / time.Duration(g.o.senders) / time.Duration(len(mine)))
