@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -46,6 +47,17 @@ type watchHub struct {
 	fleetJS  []byte    // encoded wire.FleetView
 	fleetGen uint64    // bumped when fleetJS changes
 	jobs     []wire.JobView
+	sum      fleetSum // the latest fleet aggregates from summaries
+	haveSum  bool
+
+	sums chan fleetSum // summaries' latest aggregates (capacity 1, latest wins)
+}
+
+// fleetSum is what summarize returned at one time.
+type fleetSum struct {
+	sum    wire.Summary
+	jobs   []wire.JobView
+	alerts []fleet.Alert
 }
 
 // watchGroup is every viewer with one subscription.
@@ -99,16 +111,57 @@ func (s *Server) hub() *watchHub {
 		return h
 	}
 	s.watchOnce.Do(func() {
-		h := &watchHub{s: s, kick: make(chan struct{}, 1), join: make(chan struct{}, 1),
-			groups: map[string]*watchGroup{}, rows: map[*nodeState]*rowEntry{}}
-		s.loops.Add(1)
+		h := newWatchHub(s)
+		s.loops.Add(2)
 		go func() {
 			defer s.loops.Done()
 			h.run(s.ctx)
 		}()
+		go func() {
+			defer s.loops.Done()
+			h.summaries(s.ctx)
+		}()
 		s.watchHub.Store(h)
 	})
 	return s.watchHub.Load()
+}
+
+func newWatchHub(s *Server) *watchHub {
+	return &watchHub{s: s, kick: make(chan struct{}, 1), join: make(chan struct{}, 1),
+		groups: map[string]*watchGroup{}, rows: map[*nodeState]*rowEntry{}, sums: make(chan fleetSum, 1)}
+}
+
+// summaries keeps the fleet aggregates fresh for the hub without holding up
+// its publications: summarize walks every node (exact money, the ledger's
+// lines) and took 250 ms of CPU at 100,000 GPUs; on the hub's goroutine,
+// every node row and open node waited for it, which put a viewer's p99
+// above a second. It asks once per ViewerInterval while anyone watches
+// (summarize's cache spaces the walks further at fleet scale); the hub
+// takes the latest result at its next publication.
+func (h *watchHub) summaries(ctx context.Context) {
+	s := h.s
+	tick := time.NewTicker(max(s.cfg.ViewerInterval*9/10, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		h.mu.Lock()
+		watched := len(h.groups) > 0
+		h.mu.Unlock()
+		if !watched {
+			continue
+		}
+		var fs fleetSum
+		fs.sum, fs.jobs, fs.alerts = s.summarize(s.clock())
+		select { // latest wins; this goroutine is the only sender
+		case <-h.sums:
+		default:
+		}
+		h.sums <- fs
+	}
 }
 
 // kickWatch tells the hub, if any, that the fleet changed. Cheap: called on
@@ -233,19 +286,31 @@ func (h *watchHub) publish(onlyNew, heartbeat bool) {
 	}
 	now := s.clock()
 	h.refreshRows(now)
-	if h.fleetJS == nil || time.Since(h.fleetAt) >= s.cfg.ViewerInterval*9/10 {
+	fresh := false
+	select {
+	case h.sum = <-h.sums:
+		h.haveSum, fresh = true, true
+	default:
+	}
+	if !h.haveSum { // the first publication cannot wait for summaries
+		h.sum.sum, h.sum.jobs, h.sum.alerts = s.summarize(now)
+		h.haveSum = true
+	}
+	if h.fleetJS == nil || fresh || time.Since(h.fleetAt) >= s.cfg.ViewerInterval*9/10 {
 		h.refreshFleet(now)
 	}
-	sorted := map[wire.NodeQuery][]*rowEntry{} // one sort per distinct query
+	type page struct {
+		total int
+		rows  []*rowEntry
+	}
+	pages := map[wire.NodeQuery]page{} // one selection per distinct query
 	for _, g := range groups {
-		q := g.sub.Nodes
-		q.Offset, q.Limit = 0, 0
-		list, ok := sorted[q]
+		pg, ok := pages[g.sub.Nodes]
 		if !ok {
-			list = sortedRows(h.ordered, q)
-			sorted[q] = list
+			pg.total, pg.rows = pageRows(h.ordered, g.sub.Nodes)
+			pages[g.sub.Nodes] = pg
 		}
-		h.publishGroup(g, list, now, heartbeat)
+		h.publishGroup(g, pg.total, pg.rows, now, heartbeat)
 	}
 }
 
@@ -286,11 +351,11 @@ func (h *watchHub) refreshRows(now time.Time) {
 	}
 }
 
-// refreshFleet rebuilds the fleet aggregates.
+// refreshFleet rebuilds the fleet aggregates from the rows and the latest
+// summary.
 func (h *watchHub) refreshFleet(now time.Time) {
-	sum, jobs, alerts := h.s.summarize(now)
-	h.jobs = jobs
-	fv := fleetView(h.ordered, sum, len(jobs), alerts)
+	h.jobs = h.sum.jobs
+	fv := fleetView(h.ordered, h.sum.sum, len(h.sum.jobs), h.sum.alerts)
 	b, err := json.Marshal(&fv)
 	if err != nil { // the last good one stays; counted
 		h.s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
@@ -306,16 +371,13 @@ func (h *watchHub) refreshFleet(now time.Time) {
 	}
 }
 
-// publishGroup builds g's next publication from list (its sorted, filtered
-// rows) when anything it shows changed.
-func (h *watchHub) publishGroup(g *watchGroup, list []*rowEntry, now time.Time, heartbeat bool) {
+// publishGroup builds g's next publication from its page (total rows pass
+// its filter; rows are the page's, in order) when anything it shows
+// changed.
+func (h *watchHub) publishGroup(g *watchGroup, total int, rows []*rowEntry, now time.Time, heartbeat bool) {
 	s := h.s
 	q := g.sub.Nodes
-	page := wire.NodePage{Query: q, Total: len(list), Offset: q.Offset, IDs: []string{}}
-	var rows []*rowEntry
-	if q.Offset < len(list) {
-		rows = list[q.Offset:min(len(list), q.Offset+q.Limit)]
-	}
+	page := wire.NodePage{Query: q, Total: total, Offset: q.Offset, IDs: []string{}}
 	for _, e := range rows {
 		page.IDs = append(page.IDs, e.row.ID)
 	}

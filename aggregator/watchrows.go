@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -176,16 +177,85 @@ func (e *rowEntry) key() wire.NodeKey {
 		Util: e.util, Hottest: e.hot, Burn: e.burn, Power: r.Power, MemUsed: r.MemUsed, Jobs: r.Jobs}
 }
 
-// sortedRows filters and sorts rows for q (offset and limit aside).
-func sortedRows(rows []*rowEntry, q wire.NodeQuery) []*rowEntry {
-	out := make([]*rowEntry, 0, len(rows))
+// pageRows returns how many rows pass q's filter and the rows of its page,
+// in order. It sorts only the page: selecting the rows of ranks
+// [Offset, Offset+Limit) costs O(rows) on average, where a full sort of
+// 12,500 rows (100,000 GPUs) took most of a publication. The order is total
+// (ties end on the node id), so the page does not depend on how the
+// selection pivots.
+func pageRows(rows []*rowEntry, q wire.NodeQuery) (total int, page []*rowEntry) {
+	if q.Filter == "" {
+		total = len(rows)
+	} else {
+		for _, e := range rows {
+			if e.matches(q.Filter) {
+				total++
+			}
+		}
+	}
+	if q.Limit <= 0 || q.Offset >= total {
+		return total, nil
+	}
+	out := make([]*rowEntry, 0, total)
 	for _, e := range rows {
 		if e.matches(q.Filter) {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, wire.NodeOrder(q, (*rowEntry).key))
-	return out
+	hi := min(total, q.Offset+q.Limit)
+	selectRange(out, q.Offset, hi, wire.NodeOrder(q, (*rowEntry).key))
+	return total, out[q.Offset:hi]
+}
+
+// selectRange reorders a so that a[lo:hi] holds, sorted, the elements that
+// a full sort by cmp would put there: quickselect towards the range (median
+// of three; sorted or reversed input partitions evenly), then a sort of
+// what is left around it. Like introselect, it falls back to sorting when
+// partitions keep coming out lopsided, so no input costs more than a sort.
+// cmp must be a total order.
+func selectRange[T any](a []T, lo, hi int, cmp func(a, b T) int) {
+	budget := 2 * bits.Len(uint(len(a)))
+	for len(a) > 16 && lo < hi {
+		if budget--; budget < 0 {
+			slices.SortFunc(a, cmp)
+			return
+		}
+		m, last := len(a)/2, len(a)-1
+		if cmp(a[m], a[0]) < 0 {
+			a[m], a[0] = a[0], a[m]
+		}
+		if cmp(a[last], a[0]) < 0 {
+			a[last], a[0] = a[0], a[last]
+		}
+		if cmp(a[last], a[m]) < 0 {
+			a[last], a[m] = a[m], a[last]
+		}
+		// Partition around the median, moved to the end.
+		a[m], a[last] = a[last], a[m]
+		p := 0
+		for i := range last {
+			if cmp(a[i], a[last]) < 0 {
+				a[i], a[p] = a[p], a[i]
+				p++
+			}
+		}
+		a[p], a[last] = a[last], a[p]
+		// a[:p] < a[p] < a[p+1:]
+		switch {
+		case hi <= p:
+			a = a[:p]
+		case lo > p:
+			a, lo, hi = a[p+1:], lo-p-1, hi-p-1
+		default: // the range spans the pivot: the left part's tail, the right part's head
+			if lo < p {
+				selectRange(a[:p], lo, p, cmp)
+			}
+			a, lo, hi = a[p+1:], 0, hi-p-1
+		}
+	}
+	if lo < hi { // at most 16 left
+		slices.SortFunc(a, cmp)
+	}
 }
 
 // jobPage filters, sorts and pages jobs for q.
@@ -352,18 +422,19 @@ func addMoney(dst *fleet.Money, m fleet.Money) {
 	}
 }
 
-// topRows sorts es by by, largest first (ties by node id), and returns the
-// rows of the first wire.FleetIdleTop.
+// topRows returns the rows of the first wire.FleetIdleTop of es by by,
+// largest first (ties by node id); it reorders es.
 func topRows(es []*rowEntry, by func(*rowEntry) int64) []wire.NodeRow {
-	slices.SortFunc(es, func(a, b *rowEntry) int {
+	k := min(len(es), wire.FleetIdleTop)
+	selectRange(es, 0, k, func(a, b *rowEntry) int {
 		if c := cmp.Compare(by(b), by(a)); c != 0 {
 			return c
 		}
 		return strings.Compare(a.row.ID, b.row.ID)
 	})
 	var out []wire.NodeRow
-	for i := 0; i < len(es) && i < wire.FleetIdleTop; i++ {
-		out = append(out, es[i].row)
+	for _, e := range es[:k] {
+		out = append(out, e.row)
 	}
 	return out
 }
