@@ -1,0 +1,80 @@
+package insight
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/store"
+)
+
+// BenchmarkSummarize is one Summarize of a fleet of 8-GPU nodes whose
+// leases began an hour ago, with the store's ledger accrued (as loadgen's
+// 100k run). It reports the CPU time per call and the longest a shard's
+// lock was held (ingest's Observe of a node in that shard waits as long).
+func BenchmarkSummarize(b *testing.B) {
+	for _, nodes := range []int{1250, 12500} {
+		b.Run(fmt.Sprintf("gpus=%d", nodes*8), func(b *testing.B) {
+			clock := time.Date(2026, 3, 10, 10, 30, 0, 0, time.UTC)
+			st, err := store.Open(filepath.Join(b.TempDir(), "fleettop.db"), store.Options{SyncNormal: true, Clock: func() time.Time { return clock }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			cfg, err := ParseConfig([]byte(fixtureYAML), "fleettop.yaml")
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := New(cfg, st, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			regions := []string{"Singapore", "Johor", "Dubai", "Frankfurt"}
+			ns := make([]*fleet.Node, nodes)
+			for i := range ns {
+				n := &fleet.Node{ID: fmt.Sprintf("n-%06d", i), Hostname: fmt.Sprintf("gpu-%06d", i), Region: regions[i%4], Jurisdiction: "SG", Provider: "acme",
+					Lease: fleet.Lease{ID: fmt.Sprintf("L-%d", i), Start: clock.Add(-time.Hour), PricePerGPUHour: fleet.Money{Micros: 2_850_000, Currency: "USD"}, Billing: fleet.BillPerSecond}}
+				for d := range 8 {
+					n.Devices = append(n.Devices, fleet.Device{Index: d, UUID: fmt.Sprintf("GPU-%d-%d", i, d), Vendor: fleet.VendorNVIDIA, Model: "NVIDIA H100 80GB HBM3"})
+				}
+				ns[i] = n
+			}
+			job := fleet.Job{ID: "j1", Team: "vision"}
+			for k := range 3 {
+				at := clock.Add(time.Duration(k-2) * time.Second)
+				for i, n := range ns {
+					s := &fleet.Sample{Seq: uint64(k + 1), Time: at}
+					for d := range 8 {
+						s.Devices = append(s.Devices, util(d, float64((i+d)%10)/10))
+					}
+					if k == 0 {
+						s.ProcsSet, s.Procs = true, []fleet.Process{{Device: 0, PID: 100, Job: fleet.Job{ID: fmt.Sprintf("j%d", i%50), Team: job.Team}}}
+					}
+					st.Record(n, s)
+					e.Observe(n, s)
+				}
+			}
+			if err := st.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			e.Summarize(clock) // warm the store's cache
+			b.ReportAllocs()
+			b.ResetTimer()
+			c0 := cpuNow()
+			for range b.N {
+				e.Summarize(clock)
+			}
+			b.ReportMetric(float64((cpuNow()-c0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
+		})
+	}
+}
+
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
