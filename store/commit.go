@@ -145,7 +145,7 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	// drain put every delta into the pending set at once, whatever becomes
 	// of this Commit: the journal entry below or the next fold writes it.
 	now := s.opts.Clock()
-	fold := force || s.mustFold || now.Sub(s.lastFold) >= s.opts.FoldEvery
+	fold := force || s.mustFold || s.ledgerLeft || now.Sub(s.lastFold) >= s.opts.FoldEvery
 	fail := func(err error) error {
 		s.retry = batches // ident, events and alerts are written again
 		s.mustFold = true // what this Commit drained is only in memory now
@@ -190,6 +190,7 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 		s.pend.reset()
 		s.lastFold = now
 		s.mustFold = false
+		s.ledgerLeft = w.ledgerLeft
 	} else {
 		for id, seq := range seqs {
 			s.pend.addSeq(id, seq)
@@ -216,6 +217,7 @@ type writer struct {
 	now        int64 // the clock (Unix ms) when the commit began: what it commits up to
 	accrued    bool  // ledger rows were written
 	accruedOld bool  // ledger rows of hours before the current UTC day were written
+	ledgerLeft bool  // LedgerSlice ran out with ledger hours still due
 }
 
 // seqlocks returns the seqlocks of the ledger rows this commit writes (see

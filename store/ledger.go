@@ -162,6 +162,7 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 			ids = append(ids, id)
 		}
 	}
+	start, done := time.Now(), 0 // wall time: LedgerSlice bounds real work
 	for _, id := range ids {
 		ns := s.nodes[id]
 		if st, ok := w.staged[id]; ok {
@@ -192,6 +193,11 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 		if len(due) == 0 {
 			continue
 		}
+		if !force && done > 0 && time.Since(start) >= s.opts.LedgerSlice {
+			w.ledgerLeft = true // the next Commit goes on; at least one node a Commit
+			break
+		}
+		done++
 		ns = w.state(id)
 		slices.Sort(due)
 		due = slices.Compact(due)
