@@ -344,7 +344,15 @@ func (h *watchHub) refreshRows(now time.Time) {
 		if v == e.ver && e.gen > 0 && s.stateSince(e.seen, now) == e.row.State {
 			continue
 		}
-		n.mu.Lock()
+		if e.gen == 0 {
+			n.mu.Lock() // a row the page may show must exist
+		} else if !n.mu.TryLock() {
+			// Its session is applying a record (and kicks the hub when
+			// done): the next publication rebuilds the row. The hub never
+			// queues behind ingest, which may itself wait on the cost
+			// engine, so one slow node never delays every viewer.
+			continue
+		}
 		s.buildRow(e, n, now)
 		n.mu.Unlock()
 		e.ver = v

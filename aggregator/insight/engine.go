@@ -121,6 +121,34 @@ func (e *Engine) shard(id string) *shard {
 	return &e.shards[maphash.String(e.seed, id)%numShards]
 }
 
+// eachNode calls f for every node under its shard's lock, one node at a
+// time: a walk of the fleet (Summarize, Placements) holds a shard only for
+// one node's figures, never for its ~200 nodes at 100,000 GPUs, during
+// which every collector session of that shard queued in Observe holding its
+// node's lock (and the watch hub behind them): a convoy that stalled ingest
+// and viewers for seconds on a busy machine.
+func (e *Engine) eachNode(f func(id string, ns *costNode)) {
+	type entry struct {
+		id string
+		ns *costNode
+	}
+	var batch []entry
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		batch = batch[:0]
+		for id, ns := range sh.nodes { // never deleted: the pointers stay valid
+			batch = append(batch, entry{id, ns})
+		}
+		sh.mu.Unlock()
+		for _, x := range batch {
+			sh.mu.Lock()
+			f(x.id, x.ns)
+			sh.mu.Unlock()
+		}
+	}
+}
+
 // addTime adds price per GPU-hour × d of one GPU to e, exactly.
 func addTime(e *cost.Exact, perHour int64, d time.Duration) {
 	if perHour > 0 && d > 0 {

@@ -72,40 +72,35 @@ func (e *Engine) Placements(now time.Time) []Placement {
 		return a
 	}
 	nodeKey := map[string]placeKey{}
-	for i := range e.shards {
-		sh := &e.shards[i]
-		sh.mu.Lock()
-		for id, ns := range sh.nodes {
-			k := placeKey{ns.info.Region, ns.provider, ns.info.Jurisdiction}
-			nodeKey[id] = k
-			a := acc(k)
-			v, leased := ns.terms(mnow)
-			billed := v.GPUs
-			if billed <= 0 {
-				billed = len(ns.devs)
-			}
-			a.gpus += billed
-			if leased {
-				a.burn.addMicros(v.Price.Micros*int64(billed), v.Price.Currency)
-			}
-			switch {
-			case led != nil:
-				a.spend.merge(spendOf(led[id], false))
-				a.idle.merge(spendOf(led[id], true))
-			default:
-				a.spend.merge(ns.accrue(ms, mnow))
-				if k := len(ns.versions); k > 0 && ns.month.key == mk {
-					a.idle.add(ns.month.idle, ns.versions[k-1].Price.Currency)
-				}
-			}
-			for _, c := range ns.active {
-				if c.Kind == fleet.EventResidency {
-					a.viol++
-				}
+	e.eachNode(func(id string, ns *costNode) {
+		k := placeKey{ns.info.Region, ns.provider, ns.info.Jurisdiction}
+		nodeKey[id] = k
+		a := acc(k)
+		v, leased := ns.terms(mnow)
+		billed := v.GPUs
+		if billed <= 0 {
+			billed = len(ns.devs)
+		}
+		a.gpus += billed
+		if leased {
+			a.burn.addMicros(v.Price.Micros*int64(billed), v.Price.Currency)
+		}
+		switch {
+		case led != nil:
+			a.spend.merge(spendOf(led[id], false))
+			a.idle.merge(spendOf(led[id], true))
+		default:
+			a.spend.merge(ns.accrue(ms, mnow))
+			if k := len(ns.versions); k > 0 && ns.month.key == mk {
+				a.idle.add(ns.month.idle, ns.versions[k-1].Price.Currency)
 			}
 		}
-		sh.mu.Unlock()
-	}
+		for _, c := range ns.active {
+			if c.Kind == fleet.EventResidency {
+				a.viol++
+			}
+		}
+	})
 	for id, lines := range led { // billed by the ledger, not seen since the engine started
 		if _, ok := nodeKey[id]; ok {
 			continue

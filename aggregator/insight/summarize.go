@@ -105,14 +105,7 @@ type jobAgg struct {
 // job views are built from the sums.
 func (e *Engine) Summarize(now time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
 	r := e.newRun(now)
-	for i := range e.shards {
-		sh := &e.shards[i]
-		sh.mu.Lock()
-		for id, ns := range sh.nodes {
-			r.addNode(id, ns)
-		}
-		sh.mu.Unlock()
-	}
+	e.eachNode(r.addNode)
 	r.ledgerOnly()
 	r.totals()
 	r.costLines()
