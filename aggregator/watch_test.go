@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -431,5 +432,23 @@ func TestCloseSendsGoingAway(t *testing.T) {
 	if err == nil {
 		resp.Body.Close()
 		t.Fatalf("still serving after close: %d", resp.StatusCode)
+	}
+}
+
+// A degraded node still reports: its region counts it online, as the
+// summary's GPUsOnline and the TUI's own region rows do, never offline.
+func TestRegionRowCountsDegradedOnline(t *testing.T) {
+	rows := []*rowEntry{
+		{row: wire.NodeRow{ID: "a", Region: "Johor", State: wire.StateOnline, GPUs: 8}, util: math.NaN()},
+		{row: wire.NodeRow{ID: "b", Region: "Johor", State: wire.StateDegraded, GPUs: 8}, util: math.NaN()},
+		{row: wire.NodeRow{ID: "c", Region: "Johor", State: wire.StateStale, GPUs: 8}, util: math.NaN()},
+		{row: wire.NodeRow{ID: "d", Region: "Johor", State: wire.StateOffline, GPUs: 8}, util: math.NaN()},
+	}
+	fv := fleetView(rows, wire.Summary{}, 0, nil)
+	if len(fv.Regions) != 1 {
+		t.Fatalf("regions %+v", fv.Regions)
+	}
+	if r := fv.Regions[0]; r.Nodes != 4 || r.Online != 2 || r.Stale != 1 || r.Offline != 1 {
+		t.Errorf("Johor: %d nodes, online %d, stale %d, offline %d; want 4, 2, 1, 1", r.Nodes, r.Online, r.Stale, r.Offline)
 	}
 }

@@ -345,7 +345,7 @@ func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Aler
 		rr.Nodes++
 		rr.GPUs += r.GPUs
 		switch r.State {
-		case wire.StateOnline:
+		case wire.StateOnline, wire.StateDegraded: // reporting, a device lost (the summary's GPUsOnline too)
 			rr.Online++
 		case wire.StateStale:
 			rr.Stale++
