@@ -141,6 +141,10 @@ type streamState struct {
 	dev    []devState
 	host   hostState
 	procs  []fleet.Process // protocol 2: the last process list sent
+	// procOut is where a decoded list is handed out: the caller may repair
+	// it (wire.SanitizeSample) without touching procs, which the next list
+	// is coded against.
+	procOut []fleet.Process
 }
 
 func (st *streamState) reset(v uint8) {
@@ -810,8 +814,10 @@ func decodeSources(r *reader) []fleet.SourceStatus {
 //
 // Aliasing: a decoded *Samples, *Welcome, *Ack, *Close or *Clock, and each record's
 // Devices and Host, live in the decoder's buffers and are valid until the
-// next call to Decode; copy what you keep. A record's Procs and Events and
-// every string, and a whole *Hello, are freshly allocated and may be kept.
+// next call to Decode; copy what you keep. So does the last record's Procs in
+// protocol 2 (the list the next one is coded against). Other records' Procs,
+// Events and every string, and a whole *Hello, are freshly allocated and may
+// be kept.
 //
 // After a Samples frame fails to decode, the delta state is lost: every later
 // Samples frame fails too, and the connection should be closed.
@@ -973,6 +979,10 @@ func (d *Decoder) decodeSamples(r *reader) *codecError {
 		if r.err != nil {
 			return r.err.in("samples: record %d", i)
 		}
+		if i < n-1 && d.st.v > 1 && recs[i].Procs != nil {
+			// The next record's list is decoded where this one lies.
+			recs[i].Procs = slices.Clone(recs[i].Procs)
+		}
 	}
 	return r.done("samples")
 }
@@ -1039,7 +1049,10 @@ func decodeSample(r *reader, s *fleet.Sample, st *streamState, host *fleet.HostS
 		if st.v == 1 {
 			s.Procs = decodeProcs(r)
 		} else {
-			s.Procs = decodeProcsV2(r, st)
+			if procs := decodeProcsV2(r, st); procs != nil {
+				st.procOut = append(st.procOut[:0], procs...)
+				s.Procs = st.procOut
+			}
 		}
 		if r.err != nil {
 			return
@@ -1170,28 +1183,37 @@ func decodeProc(r *reader, p *fleet.Process) {
 }
 
 // decodeProcsV2 decodes a protocol-2 process list against st.procs (see
-// appendProcsV2). The result is freshly allocated; strings are shared with
-// the previous list.
+// appendProcsV2), in place: the result is st.procs itself, not to be changed
+// by the caller. A node sends a list a second, mostly the previous one with
+// other memory figures; a fresh slice each time was a quarter of the
+// aggregator's allocations. Strings are shared with the previous list. On
+// error st.procs is left partly written; the stream's state is lost then
+// anyway.
 func decodeProcsV2(r *reader, st *streamState) []fleet.Process {
 	n := r.count("process count", MaxProcs)
 	if r.err != nil {
 		return nil
 	}
-	var procs []fleet.Process
-	if n > 0 {
-		procs = make([]fleet.Process, n)
+	prev := len(st.procs)
+	if n > prev {
+		st.procs = slices.Grow(st.procs, n-prev)
 	}
+	st.procs = st.procs[:n]
+	if n == 0 {
+		return nil
+	}
+	procs := st.procs
 	for i := range procs {
-		p := &procs[i]
+		p := &procs[i] // entry i of the previous list, read before it is overwritten
 		switch tag := r.byte(); tag {
 		case procFull:
+			*p = fleet.Process{}
 			decodeProc(r, p)
 		case procSame, procMem:
-			if i >= len(st.procs) {
+			if i >= prev {
 				r.fail(ErrMalformed, "refers to a previous process that was not sent")
 				break
 			}
-			*p = st.procs[i]
 			if tag == procMem {
 				d, ok := readResidual(r, codeMiB)
 				if !ok {
@@ -1208,7 +1230,6 @@ func decodeProcsV2(r *reader, st *streamState) []fleet.Process {
 			return nil
 		}
 	}
-	st.procs = append(st.procs[:0], procs...)
 	return procs
 }
 
@@ -1269,6 +1290,9 @@ func DecodeRecord(b []byte, s *fleet.Sample) error {
 	decodeSample(&r, s, st, s.Host)
 	if err := r.done("record"); err != nil {
 		return err
+	}
+	if s.Procs != nil && st.v > 1 {
+		s.Procs = slices.Clone(s.Procs) // st goes back to the pool
 	}
 	return nil
 }

@@ -134,5 +134,33 @@ func TestProcessListDeltas(t *testing.T) {
 		if want := quantized(s); !reflect.DeepEqual(cloneSample(got), cloneSample(want)) {
 			t.Fatalf("record %d:\n got %+v\nwant %+v", i, got.Procs, want.Procs)
 		}
+		// The caller may repair what it got (wire.SanitizeSample does):
+		// the next list is still decoded against the list that was sent.
+		for k := range got.Procs {
+			got.Procs[k].UsedMemory, got.Procs[k].Name = 0, "repaired"
+		}
+	}
+}
+
+// In a frame of several records, each record's process list is its own.
+func TestProcessListsInOneFrame(t *testing.T) {
+	enc, dec := wire.NewEncoder(), wire.NewDecoder()
+	var recs []fleet.Sample
+	for i := range 3 {
+		recs = append(recs, fleet.Sample{Seq: uint64(i + 1), Time: t0.Add(time.Duration(i) * time.Second), ProcsSet: true,
+			Procs: []fleet.Process{{Device: i, PID: uint32(100 + i), Name: "p", UsedMemory: uint64(i+1) << 30}}})
+	}
+	b, err := enc.AppendFrame(nil, &wire.Samples{Samples: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := dec.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, got := range f.(*wire.Samples).Samples {
+		if want := quantized(recs[i]); !reflect.DeepEqual(got.Procs, want.Procs) {
+			t.Fatalf("record %d: got %+v, want %+v", i, got.Procs, want.Procs)
+		}
 	}
 }
