@@ -19,27 +19,35 @@ type label struct{ name, value string }
 // labelSet is one series' labels (without __name__), built once — per device
 // on its node's Hello, per placement per scrape — in the forms the exporter
 // writes: the text form for /metrics and, on first use, the protobuf form for
-// remote_write.
+// remote_write. Only the text is kept (the exporter holds one set per device:
+// the pairs as well were about 400 B a device); the protobuf form is read
+// back from it.
 type labelSet struct {
-	pairs []label // sorted by name, sanitised
-	text  string  // `{a="x",b="y"}` (or "" when there are no labels)
+	text string // `{a="x",b="y"}`, sorted by name, sanitised (or "" when there are no labels)
 	// Protobuf Label messages (TimeSeries field 1) before and after the slot
 	// where __name__ sorts; nil until remote_write first asks.
 	pbBefore, pbAfter []byte
 	pbDone            bool
 }
 
-// newLabelSet sanitises and sorts pairs (the slice is kept) and renders the
-// text form.
+// newLabelSet sanitises and sorts pairs (in place) and renders the text
+// form.
 func newLabelSet(pairs []label) *labelSet {
+	ls := new(labelSet)
+	ls.set(pairs)
+	return ls
+}
+
+// set makes ls the label set of pairs, as newLabelSet.
+func (ls *labelSet) set(pairs []label) {
 	for i := range pairs {
 		pairs[i].name = sanitizeName(pairs[i].name)
 		pairs[i].value = sanitizeValue(pairs[i].value)
 	}
 	slices.SortStableFunc(pairs, func(a, b label) int { return strings.Compare(a.name, b.name) })
-	ls := &labelSet{pairs: pairs}
+	*ls = labelSet{}
 	if len(pairs) == 0 {
-		return ls
+		return
 	}
 	n := 2
 	for _, p := range pairs {
@@ -58,7 +66,51 @@ func newLabelSet(pairs []label) *labelSet {
 	}
 	b = append(b, '}')
 	ls.text = string(b)
-	return ls
+}
+
+// eachLabel calls f with each name and value of a text form made by set.
+func eachLabel(text string, f func(name, value string)) {
+	if len(text) < 2 {
+		return
+	}
+	s := text[1 : len(text)-1]
+	for len(s) > 0 {
+		eq := strings.IndexByte(s, '=') // names are [a-zA-Z0-9_]
+		name := s[:eq]
+		s = s[eq+2:] // past `="`
+		i, plain := 0, true
+		for s[i] != '"' {
+			if s[i] == '\\' {
+				plain = false
+				i++
+			}
+			i++
+		}
+		value := s[:i]
+		if !plain {
+			value = unescape(value)
+		}
+		f(name, value)
+		s = strings.TrimPrefix(s[i+1:], ",")
+	}
+}
+
+// unescape undoes appendEscaped.
+func unescape(v string) string {
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c != '\\' {
+			b = append(b, c)
+			continue
+		}
+		i++
+		if v[i] == 'n' {
+			b = append(b, '\n')
+		} else {
+			b = append(b, v[i])
+		}
+	}
+	return string(b)
 }
 
 // protobuf renders the remote_write form once.
@@ -67,13 +119,13 @@ func (ls *labelSet) protobuf() {
 		return
 	}
 	ls.pbDone = true
-	for _, p := range ls.pairs {
-		if p.name < "__name__" {
-			ls.pbBefore = appendLabelPB(ls.pbBefore, p.name, p.value)
+	eachLabel(ls.text, func(name, value string) {
+		if name < "__name__" {
+			ls.pbBefore = appendLabelPB(ls.pbBefore, name, value)
 		} else {
-			ls.pbAfter = appendLabelPB(ls.pbAfter, p.name, p.value)
+			ls.pbAfter = appendLabelPB(ls.pbAfter, name, value)
 		}
-	}
+	})
 }
 
 // appendLabelPB appends one Label message as TimeSeries field 1.

@@ -71,7 +71,7 @@ type nodeCache struct {
 	gen   uint64
 	walk  uint64 // the last walk that saw the node
 	built bool
-	devs  []*labelSet // by inventory position; nil for an unknown vendor
+	devs  []labelSet  // by inventory position; no text for an unknown vendor
 	lease *labelSet   // fleettop_lease_price_per_gpu_hour
 	price float64     // lease price per GPU-hour, 0: none
 	srcs  []*labelSet // fleettop_collector_source_up, per source
@@ -103,16 +103,20 @@ type nodeSnap struct {
 	gpus  int
 }
 
-// snapshot is the fleet copied out of the live state, reused across renders.
+// snapshot is the fleet copied out of the live state. The node list is
+// reused across renders; the device copies (about 300 B a device, most of
+// the snapshot) are let go after each render, since scrapes come tens of
+// seconds apart, and the next one is sized from devHint.
 type snapshot struct {
-	nodes []nodeSnap
-	devs  []devSnap
+	nodes   []nodeSnap
+	devs    []devSnap
+	devHint int
 }
 
 // take copies the fleet through f. Caller holds e.mu.
 func (e *Exporter) take(flt Filter) {
 	e.snap.nodes = e.snap.nodes[:0]
-	e.snap.devs = e.snap.devs[:0]
+	e.snap.devs = make([]devSnap, 0, e.snap.devHint)
 	e.walk++
 	seen := 0
 	defer func() {
@@ -151,10 +155,10 @@ func (e *Exporter) take(flt Filter) {
 		first := len(e.snap.devs)
 		for i := 0; i < nd && i < len(c.devs); i++ {
 			d, s := n.Device(i)
-			if c.devs[i] == nil {
+			if c.devs[i].text == "" {
 				continue
 			}
-			e.snap.devs = append(e.snap.devs, devSnap{ls: c.devs[i], vendor: d.Vendor, index: d.Index, inst: c.inst[i]})
+			e.snap.devs = append(e.snap.devs, devSnap{ls: &c.devs[i], vendor: d.Vendor, index: d.Index, inst: c.inst[i]})
 			ds := &e.snap.devs[len(e.snap.devs)-1]
 			if s != nil {
 				ds.seen = true
@@ -187,7 +191,7 @@ func (c *nodeCache) build(n NodeReader) {
 	id := n.ID()
 	c.gen, c.built = n.Generation(), true
 	c.place = place{nd.Region, nd.Provider, nd.Jurisdiction}
-	c.devs = make([]*labelSet, n.NumDevices())
+	c.devs = make([]labelSet, n.NumDevices())
 	c.inst = make([]bool, len(c.devs))
 	c.gpus = 0
 	for i := range c.devs {
@@ -197,7 +201,7 @@ func (c *nodeCache) build(n NodeReader) {
 			c.gpus++
 		}
 		if pairs := deviceLabels(nd, id, d); pairs != nil {
-			c.devs[i] = newLabelSet(pairs)
+			c.devs[i].set(pairs)
 		}
 	}
 	c.srcs, c.srcUp = c.srcs[:0], c.srcUp[:0]
@@ -229,6 +233,7 @@ func (e *Exporter) render(s sink, flt Filter) {
 	defer e.mu.Unlock()
 	now := e.now()
 	e.take(flt)
+	defer func() { e.snap.devHint, e.snap.devs = len(e.snap.devs), nil }()
 	devs := e.snap.devs
 	for _, t := range [][]DeviceSeries{dcgmSeries, npuSeries} {
 		for _, row := range t {
