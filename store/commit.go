@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -180,6 +181,7 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	for _, q := range seqs2 {
 		q.Add(1)
 	}
+	s.retry = w.deferred
 	if len(w.isolated) > 0 {
 		s.isolatedRows.Add(uint64(len(w.isolated)))
 		for id, err := range w.isolated {
@@ -214,10 +216,11 @@ type writer struct {
 	// isolated: nodes whose rows could not be stored, left out of this
 	// commit so that the others commit and are acked (see isolate).
 	isolated   map[string]error
-	now        int64 // the clock (Unix ms) when the commit began: what it commits up to
-	accrued    bool  // ledger rows were written
-	accruedOld bool  // ledger rows of hours before the current UTC day were written
-	ledgerLeft bool  // LedgerSlice ran out with ledger hours still due
+	now        int64        // the clock (Unix ms) when the commit began: what it commits up to
+	accrued    bool         // ledger rows were written
+	accruedOld bool         // ledger rows of hours before the current UTC day were written
+	ledgerLeft bool         // CommitSlice ran out with ledger hours still due
+	deferred   []*nodeBatch // node metadata left for the next Commit (CommitSlice)
 }
 
 // seqlocks returns the seqlocks of the ledger rows this commit writes (see
@@ -354,12 +357,20 @@ func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force
 	if err := w.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('committed_ms', ?)`, strconv.FormatInt(w.now, 10)); err != nil {
 		return nil, fmt.Errorf("write commit time: %w", err)
 	}
+	start, done := time.Now(), 0 // wall time: CommitSlice bounds real work
 	for _, nb := range batches {
 		if nb.id == "" {
 			if err := w.writeAlerts(nb.alerts); err != nil {
 				return nil, err
 			}
 			continue
+		}
+		if nb.ident != nil || len(nb.events) > 0 {
+			if !force && done > 0 && time.Since(start) >= w.s.opts.CommitSlice {
+				w.deferred = append(w.deferred, nb) // in order, before the next Commit's own
+				continue
+			}
+			done++
 		}
 		if err := w.isolate(nb.id, func() error { return w.writeNodeMeta(nb) }); err != nil {
 			return nil, fmt.Errorf("node %s: %w", nb.id, err)

@@ -162,7 +162,7 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 			ids = append(ids, id)
 		}
 	}
-	start, done := time.Now(), 0 // wall time: LedgerSlice bounds real work
+	start, done := time.Now(), 0 // wall time: CommitSlice bounds real work
 	for _, id := range ids {
 		ns := s.nodes[id]
 		if st, ok := w.staged[id]; ok {
@@ -193,7 +193,7 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 		if len(due) == 0 {
 			continue
 		}
-		if !force && done > 0 && time.Since(start) >= s.opts.LedgerSlice {
+		if !force && done > 0 && time.Since(start) >= s.opts.CommitSlice {
 			w.ledgerLeft = true // the next Commit goes on; at least one node a Commit
 			break
 		}

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fleettop/fleettop/cost"
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// A Commit whose deferrable work exceeds CommitSlice does part of it (at
+// least one node's identity, one node's ledger) and leaves the rest to the
+// next Commits: the identities of nodes that connected together are
+// written over several Commits, and once a fold runs short of time the
+// following Commits fold and accrue again until nothing is due. Once every
+// identity is written, live spend is the same at every step (a node not yet
+// accrued counts through the ledger's tail) and equals what one Commit of
+// everything gives.
+func TestCommitSliceSpreadsWork(t *testing.T) {
+	const nodes = 5
+	type step struct {
+		idents, accrued int
+		spend           cost.Exact
+	}
+	run := func(slice time.Duration) []step {
+		clk := newClock()
+		st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true,
+			FoldEvery: time.Minute, CommitSlice: slice})
+		defer st.Close()
+		var ns []*fleet.Node
+		for i := range nodes {
+			ns = append(ns, testNode(fmt.Sprintf("n%d", i), 2))
+		}
+		seqs := map[string]uint64{}
+		record := func(from, to int) {
+			for k := from; k < to; k++ {
+				for _, n := range ns {
+					st.Record(n, testSample(uint64(k+1), clk.t, 2, 0.5))
+					seqs[n.ID] = uint64(k + 1)
+				}
+				clk.t = clk.t.Add(time.Second)
+			}
+		}
+		ctx := context.Background()
+		var steps []step
+		commit := func() {
+			if err := st.Commit(ctx, seqs); err != nil {
+				t.Fatal(err)
+			}
+			var s step
+			if err := st.DB().QueryRow(`SELECT COUNT(DISTINCT node_id) FROM ledger`).Scan(&s.accrued); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.DB().QueryRow(`SELECT COUNT(*) FROM nodes WHERE hostname != ''`).Scan(&s.idents); err != nil {
+				t.Fatal(err)
+			}
+			lg, err := st.LiveLedger(ctx, clk.t.Add(-2*time.Hour), clk.t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range lg.Lines {
+				s.spend = s.spend.Add(l.Spend)
+			}
+			steps = append(steps, s)
+		}
+		record(0, 5)
+		for range nodes + 1 { // no fold yet: identities only
+			commit()
+		}
+		record(5, 65) // a minute on: the next Commit folds
+		for range nodes + 1 {
+			commit()
+		}
+		return steps
+	}
+	ref := run(time.Hour)
+	got := run(time.Nanosecond)
+	t.Logf("one Commit of everything: %+v", ref)
+	t.Logf("1 ns slices: %+v", got)
+	for i, s := range got {
+		phase := i / (nodes + 1)
+		k := i%(nodes+1) + 1 // Commits so far in this phase
+		wantIdents, wantAccrued := nodes, 0
+		if phase == 0 {
+			wantIdents = min(k, nodes)
+		} else {
+			wantAccrued = min(k, nodes)
+		}
+		if s.idents != wantIdents || s.accrued != wantAccrued {
+			t.Errorf("after Commit %d: %d identities written and %d nodes accrued, want %d and %d", i+1, s.idents, s.accrued, wantIdents, wantAccrued)
+		}
+		if ref[i].idents != nodes || ref[i].accrued != nodes*phase {
+			t.Errorf("with a generous slice, after Commit %d: %d identities written and %d nodes accrued, want %d and %d", i+1, ref[i].idents, ref[i].accrued, nodes, nodes*phase)
+		}
+		if phase == 1 && s.spend != ref[i].spend {
+			t.Errorf("after Commit %d: live spend %v, want %v whatever has been accrued", i+1, s.spend, ref[i].spend)
+		}
+	}
+}
