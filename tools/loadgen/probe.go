@@ -33,6 +33,11 @@ type probe struct {
 type probeLat struct {
 	at time.Time
 	d  time.Duration
+	// ingest is the part of d before the aggregator applied the record
+	// (the view's last_seen, the aggregator's clock at apply, which is
+	// this machine's): socket, read, decode, apply. The rest is the watch:
+	// the hub's spacing and work, encoding, the viewer's socket and read.
+	ingest time.Duration
 }
 
 // probeNodes is how many nodes carry a probe (each with its own viewer), so
@@ -52,8 +57,8 @@ func (p *probe) sent(seq uint64, t time.Time) {
 	p.mu.Unlock()
 }
 
-// got notes that a view of the node at seq arrived at t.
-func (p *probe) got(seq uint64, t time.Time) {
+// got notes that a view of the node at seq, applied at applied, arrived at t.
+func (p *probe) got(seq uint64, applied, t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.seen[seq] {
@@ -62,28 +67,47 @@ func (p *probe) got(seq uint64, t time.Time) {
 	if s, ok := p.sentAt[seq]; ok {
 		p.seen[seq] = true
 		probeLatMu.Lock()
-		*p.lat = append(*p.lat, probeLat{t, t.Sub(s)})
+		*p.lat = append(*p.lat, probeLat{t, t.Sub(s), applied.Sub(s)})
 		probeLatMu.Unlock()
 	}
 }
 
-// latSummary gives the count, median, 99th percentile and maximum of the
-// latencies that arrived in [from, to].
-func latSummary(lat *[]probeLat, from, to time.Time) (n int, p50, p99, mx time.Duration) {
-	probeLatMu.Lock()
-	var ds []time.Duration
-	for _, l := range *lat {
-		if !l.at.Before(from) && !l.at.After(to) {
-			ds = append(ds, l.d)
-		}
-	}
-	probeLatMu.Unlock()
+// latQuant is the count, median, 99th percentile and maximum of some
+// latencies.
+type latQuant struct {
+	n            int
+	p50, p99, mx time.Duration
+}
+
+func quantiles(ds []time.Duration) latQuant {
 	if len(ds) == 0 {
-		return 0, 0, 0, 0
+		return latQuant{}
 	}
 	slices.Sort(ds)
 	q := func(f float64) time.Duration { return ds[min(len(ds)-1, int(f*float64(len(ds))))] }
-	return len(ds), q(0.5), q(0.99), ds[len(ds)-1]
+	return latQuant{len(ds), q(0.5), q(0.99), ds[len(ds)-1]}
+}
+
+func (q latQuant) String() string {
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("p50 %s, p99 %s, max %s", r(q.p50), r(q.p99), r(q.mx))
+}
+
+// latSummary summarises the latencies that arrived in [from, to]: in all,
+// up to the aggregator's apply (ingest), and from there to the viewer
+// (watch).
+func latSummary(lat *[]probeLat, from, to time.Time) (all, ingest, watch latQuant) {
+	probeLatMu.Lock()
+	var ds, is, ws []time.Duration
+	for _, l := range *lat {
+		if !l.at.Before(from) && !l.at.After(to) {
+			ds = append(ds, l.d)
+			is = append(is, l.ingest)
+			ws = append(ws, l.d-l.ingest)
+		}
+	}
+	probeLatMu.Unlock()
+	return quantiles(ds), quantiles(is), quantiles(ws)
 }
 
 // watch runs the probe's viewer until ctx ends.
@@ -112,8 +136,9 @@ func (p *probe) watch(ctx context.Context, baseURL, token, nodeID string) error 
 			at := time.Now()
 			var m struct {
 				Nodes []struct {
-					ID  string `json:"id"`
-					Seq uint64 `json:"seq"`
+					ID       string    `json:"id"`
+					Seq      uint64    `json:"seq"`
+					LastSeen time.Time `json:"last_seen"`
 				} `json:"nodes"`
 			}
 			if json.Unmarshal(b, &m) != nil {
@@ -121,7 +146,7 @@ func (p *probe) watch(ctx context.Context, baseURL, token, nodeID string) error 
 			}
 			for _, n := range m.Nodes {
 				if n.ID == nodeID {
-					p.got(n.Seq, at)
+					p.got(n.Seq, n.LastSeen, at)
 				}
 			}
 		}
