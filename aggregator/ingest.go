@@ -367,7 +367,9 @@ retry:
 		}
 		switch f := f.(type) {
 		case *wire.Samples:
-			if err := ss.apply(f.Samples); err != nil {
+			err := ss.apply(f.Samples)
+			dec.Release() // applied: its buffers serve other sessions until our next frame
+			if err != nil {
 				return err
 			}
 		case *wire.Status:

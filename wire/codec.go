@@ -826,6 +826,10 @@ type Decoder struct {
 	broken  *codecError
 	samples Samples
 	hosts   []fleet.HostSample
+	// Boxes of the pooled buffers the last frame's first record uses, kept
+	// to put them back without allocating (see Release).
+	devBox  *[]fleet.DeviceSample
+	procBox *[]fleet.Process
 	welcome Welcome
 	ack     Ack
 	close   Close
@@ -834,6 +838,44 @@ type Decoder struct {
 
 // NewDecoder returns a decoder with fresh per-connection state.
 func NewDecoder() *Decoder { return &Decoder{} }
+
+// Buffers of decoded records between a Decoder's Release and its next
+// Decode, shared by every Decoder: an aggregator's collector connections
+// decode a frame a second each and keep nothing per device in between.
+var (
+	devBufs  sync.Pool // *[]fleet.DeviceSample
+	procBufs sync.Pool // *[]fleet.Process
+)
+
+// Release gives the buffers of the last decoded Samples frame (its first
+// record's Devices and Procs) to a pool shared by every Decoder; nothing of
+// that frame may be used after. Without Release a Decoder keeps them for
+// the next frame. An aggregator calls it once a frame is applied: at 1,250
+// collectors the buffers held between frames were about 3 MB.
+func (d *Decoder) Release() {
+	recs := d.samples.Samples
+	if len(recs) == 0 {
+		return
+	}
+	if b := recs[0].Devices; cap(b) > 0 {
+		box := d.devBox
+		if box == nil {
+			box = new([]fleet.DeviceSample)
+		}
+		*box = b[:0]
+		devBufs.Put(box)
+	}
+	if b := d.st.procOut; cap(b) > 0 {
+		box := d.procBox
+		if box == nil {
+			box = new([]fleet.Process)
+		}
+		*box = b[:0]
+		procBufs.Put(box)
+	}
+	d.devBox, d.procBox, d.st.procOut = nil, nil, nil
+	clear(recs)
+}
 
 // Decode decodes one frame. Returned frames may alias the decoder's internal
 // buffers and are valid until the next call to Decode (see Decoder). Every
@@ -974,6 +1016,16 @@ func (d *Decoder) decodeSamples(r *reader) *codecError {
 		d.hosts = append(d.hosts, make([]fleet.HostSample, n-len(d.hosts))...)
 	}
 	d.samples.Samples = recs
+	if cap(recs[0].Devices) == 0 && d.devBox == nil {
+		if b, ok := devBufs.Get().(*[]fleet.DeviceSample); ok {
+			recs[0].Devices, d.devBox = *b, b
+		}
+	}
+	if d.st.procOut == nil && d.procBox == nil {
+		if b, ok := procBufs.Get().(*[]fleet.Process); ok {
+			d.st.procOut, d.procBox = *b, b
+		}
+	}
 	for i := range recs {
 		decodeSample(r, &recs[i], &d.st, &d.hosts[i])
 		if r.err != nil {

@@ -411,3 +411,36 @@ func TestHelloGolden(t *testing.T) {
 		}
 	}
 }
+
+// Decoders that Release each frame share their buffers and still decode
+// their own streams exactly: two streams of different shapes, interleaved.
+func TestReleaseSharesBuffers(t *testing.T) {
+	type conn struct {
+		st  *wiretest.Stream
+		enc *wire.Encoder
+		dec *wire.Decoder
+		buf []byte
+	}
+	conns := []*conn{
+		{st: wiretest.NewStream(21, "eight", 8), enc: wire.NewEncoder(), dec: wire.NewDecoder()},
+		{st: wiretest.NewStream(22, "two", 2), enc: wire.NewEncoder(), dec: wire.NewDecoder()},
+	}
+	for i := range 300 {
+		for k, c := range conns {
+			s := c.st.Next(t0.Add(time.Duration(i) * time.Second))
+			var err error
+			if c.buf, err = c.enc.AppendFrame(c.buf[:0], &wire.Samples{Samples: []fleet.Sample{s}}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := c.dec.Decode(c.buf)
+			if err != nil {
+				t.Fatalf("stream %d, record %d: %v", k, i, err)
+			}
+			got := f.(*wire.Samples).Samples[0]
+			if !reflect.DeepEqual(got, cloneSample(s)) && !reflect.DeepEqual(got, quantized(s)) {
+				t.Fatalf("stream %d, record %d:\n got %+v\nwant %+v", k, i, got, quantized(s))
+			}
+			c.dec.Release()
+		}
+	}
+}
