@@ -377,3 +377,44 @@ func TestOwnedSitesDoNotGrow(t *testing.T) {
 	}
 	t.Logf("1,250 nodes: %d owned Ascend nodes, %d NVIDIA GPUs", o2, gpus)
 }
+
+// TestNextXIDAfter: the time nextXIDAfter gives is exactly when AppendEvents
+// first reports an XID, so an event set that sleeps until then misses none.
+func TestNextXIDAfter(t *testing.T) {
+	sc, err := New(Config{Seed: 1, Start: testStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasXID := func(evs []fleet.Event) bool {
+		for _, ev := range evs {
+			if ev.Kind == fleet.EventXID {
+				return true
+			}
+		}
+		return false
+	}
+	checked := 0
+	for _, n := range sc.Nodes {
+		from := testStart.Add(-time.Minute)
+		for range 3 {
+			next := n.nextXIDAfter(from)
+			if !next.After(from) {
+				t.Fatalf("%s: next XID after %v is %v, not later", n.Info.ID, from, next)
+			}
+			if next.Sub(from) >= 24*time.Hour {
+				break // none scheduled
+			}
+			if hasXID(n.AppendEvents(nil, from, next.Add(-time.Millisecond))) {
+				t.Fatalf("%s: an XID in (%v, %v), before the next one at %v", n.Info.ID, from, next.Add(-time.Millisecond), next)
+			}
+			if !hasXID(n.AppendEvents(nil, from, next)) {
+				t.Fatalf("%s: no XID in (%v, %v]", n.Info.ID, from, next)
+			}
+			checked++
+			from = next
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no node with a scheduled XID")
+	}
+}

@@ -286,14 +286,18 @@ func (s *NVMLServer) wire(d *device) {
 }
 
 // eventSetCreate returns an event set that delivers the simulation's XID
-// errors as NVML would: one per Wait, or a timeout.
+// errors as NVML would: one per Wait, or a timeout. Like the driver's wait,
+// it sleeps until the next scheduled XID or the timeout, whichever comes
+// first, rather than polling: a simulated node costs its collector no more
+// wake-ups than a real one.
 func (s *NVMLServer) eventSetCreate() (nvml.EventSet, nvml.Return) {
 	set := &nvmlmock.EventSet{}
 	set.FreeFunc = func() nvml.Return { return nvml.SUCCESS }
 	set.WaitFunc = func(ms uint32) (nvml.EventData, nvml.Return) {
 		deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
 		for {
-			if ev, ok := s.nextXID(); ok {
+			ev, ok, next := s.nextXID()
+			if ok {
 				var h nvml.Device
 				if ev.Device >= 0 && ev.Device < len(s.devs) {
 					h = s.Devices[ev.Device]
@@ -305,13 +309,18 @@ func (s *NVMLServer) eventSetCreate() (nvml.EventSet, nvml.Return) {
 			if left <= 0 {
 				return nvml.EventData{}, nvml.ERROR_TIMEOUT
 			}
-			time.Sleep(min(left, 100*time.Millisecond))
+			// next is on the simulation's clock, which may not be the wall
+			// clock (tests step it): the wait still ends by its deadline.
+			time.Sleep(min(left, max(next, time.Millisecond)))
 		}
 	}
 	return set, nvml.SUCCESS
 }
 
-func (s *NVMLServer) nextXID() (fleet.Event, bool) {
+// nextXID returns the next XID the simulation raised since the last call;
+// when there is none, next is how long (on the simulation's clock) until the
+// next scheduled one.
+func (s *NVMLServer) nextXID() (ev fleet.Event, ok bool, next time.Duration) {
 	s.evMu.Lock()
 	defer s.evMu.Unlock()
 	if len(s.queue) == 0 {
@@ -324,11 +333,11 @@ func (s *NVMLServer) nextXID() (fleet.Event, bool) {
 		s.evLast = t
 	}
 	if len(s.queue) == 0 {
-		return fleet.Event{}, false
+		return fleet.Event{}, false, s.node.nextXIDAfter(s.evLast).Sub(s.evLast)
 	}
-	ev := s.queue[0]
+	ev = s.queue[0]
 	s.queue = s.queue[1:]
-	return ev, true
+	return ev, true, 0
 }
 
 // collectorSources reads an NVIDIA node through the real NVML source over

@@ -336,6 +336,29 @@ func (n *Node) AppendEvents(dst []fleet.Event, from, to time.Time) []fleet.Event
 	return dst
 }
 
+// nextXIDAfter returns when the first XID after t (of simulated time)
+// begins; a day after t when the node has none scheduled.
+func (n *Node) nextXIDAfter(t time.Time) time.Time {
+	a := t.Sub(n.start).Seconds()
+	next := math.Inf(1)
+	for i := range n.faults {
+		f := &n.faults[i]
+		if f.Kind != FaultXID {
+			continue
+		}
+		// The same edges as AppendEvents: f.From, then every hour after.
+		when := f.From
+		if a >= f.From {
+			when += (math.Floor((a-f.From)/3600) + 1) * 3600
+		}
+		next = min(next, when)
+	}
+	if math.IsInf(next, 1) {
+		return t.Add(24 * time.Hour)
+	}
+	return n.start.Add(time.Duration(next * float64(time.Second)))
+}
+
 func (n *Node) event(f *Fault, h int64, begin bool, t time.Time) ([]fleet.Event, bool) {
 	d := n.faultDevice(f, h)
 	switch f.Kind {
