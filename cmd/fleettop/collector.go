@@ -198,7 +198,11 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 	}
 	defer lock.Release()
 	sd := sdnotify.New(log, o.interval)
-	acfg.Notify = sd.Notify
+	if sd.Enabled() {
+		// Outside systemd nobody reads the status line: do not build it
+		// every tick.
+		acfg.Notify = sd.Notify
+	}
 	agent, err := collector.NewAgent(acfg)
 	if err != nil {
 		return usagef("%v", err)
