@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +40,11 @@ type collectorOptions struct {
 	npuSmiInterval                time.Duration
 	machineID                     string
 	insecure                      bool
+	// gomaxprocs is GOMAXPROCS for the collector (0: the runtime's
+	// default); gomaxprocsSet tells an explicit flag from its default,
+	// which yields to a GOMAXPROCS environment variable.
+	gomaxprocs    int
+	gomaxprocsSet bool
 }
 
 func newCollectorCmd() *cobra.Command {
@@ -62,6 +68,7 @@ The token comes from --token-file or the FLEETTOP_TOKEN environment variable.`,
 					set[key] = *p
 				}
 			}
+			o.gomaxprocsSet = cmd.Flags().Changed("gomaxprocs")
 			return runCollector(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, set, cmd.Flags().Changed("config"))
 		},
 	}
@@ -82,6 +89,7 @@ The token comes from --token-file or the FLEETTOP_TOKEN environment variable.`,
 	f.DurationVar(&o.npuSmiInterval, "npu-smi-interval", 5*time.Second, "how often npu-smi runs, in the background (each tick uses its last good reading); 0: 5s")
 	f.StringVar(&o.nvmlLib, "nvml-lib", "", "NVML library to load (default: the system's libnvidia-ml.so.1)")
 	f.StringVar(&o.machineID, "machine-id-file", "/etc/machine-id", "file whose content is the default node id")
+	f.IntVar(&o.gomaxprocs, "gomaxprocs", 1, "CPUs the collector's Go code may use at once (GOMAXPROCS); 0: all of them. $GOMAXPROCS overrides the default")
 	for _, key := range collector.ConfigKeys {
 		p := new(string)
 		cfgFlags[key] = p
@@ -108,6 +116,10 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 	if o.mock != "" && o.mock != "nvidia" && o.mock != "ascend" {
 		return usagef("--mock %q: write nvidia or ascend", o.mock)
 	}
+	if o.gomaxprocs < 0 {
+		return usagef("--gomaxprocs %d: give 1 (the default), another number of CPUs, or 0 for all", o.gomaxprocs)
+	}
+	setCollectorProcs(o.gomaxprocs, o.gomaxprocsSet)
 	cfg, err := collector.LoadConfig(o.config, explicitConfig)
 	if err != nil {
 		return usagef("%v", err)
@@ -211,6 +223,22 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 	err = agent.Run(ctx)
 	sd.Stopping()
 	return err
+}
+
+// setCollectorProcs limits the Go runtime to n CPUs (0: leave the
+// runtime's default), unless n is only the default and $GOMAXPROCS says
+// otherwise. The collector's work is one sample a second; on a node with
+// 100+ cores the default of one P per core only buys idle Ps that its
+// scheduler wakes and parks around every hand-off (8 device workers, the
+// uplink, the reader), plus a GC mark worker per P — CPU and memory taken
+// from the jobs the node is rented for. node_exporter defaults to 1 for the
+// same reason (--runtime.gomaxprocs). Blocking NVML calls do not hold the
+// one P: the runtime hands it on while a cgo call is blocked.
+func setCollectorProcs(n int, explicit bool) {
+	if n == 0 || (!explicit && os.Getenv("GOMAXPROCS") != "") {
+		return
+	}
+	runtime.GOMAXPROCS(n)
 }
 
 // mergeNode lays the non-empty identity fields of over onto base.

@@ -51,6 +51,7 @@ func TestCollectorUsageErrors(t *testing.T) {
 		"no aggregator":           {func(o *collectorOptions) { o.once, o.json = false, false }, map[string]string{"node_id": "n"}, "--aggregator is required"},
 		"bad flag value":          {func(o *collectorOptions) {}, map[string]string{"node_id": "n", "currency": "dollars"}, "--currency: currency \"dollars\""},
 		"missing explicit config": {func(o *collectorOptions) {}, nil, "read config"},
+		"negative gomaxprocs":     {func(o *collectorOptions) { o.gomaxprocs = -1 }, nil, "--gomaxprocs -1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			o := onceOpts(t)
