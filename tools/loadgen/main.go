@@ -400,10 +400,12 @@ func measure(ctx context.Context, o options, dir string, tmpls []*template, gpus
 			vw.live.Load(), o.viewers, float64(vw.max()-vb0)/1024/s1.at.Sub(s0.at).Seconds())
 	}
 	if len(probes) > 0 {
-		all, ingest, watch := latSummary(&lat, s0.at, s1.at)
+		all, ingest, wait, delivery := latSummary(&lat, s0.at, s1.at)
 		fmt.Printf("latency, sample written by the collector → change received by a viewer (%d probe nodes, a viewer more each): %d samples, %s (target p99 ≤ 200 ms)\n",
 			len(probes), all.n, all)
-		fmt.Printf("  of which written → applied by the aggregator (ingest): %s; applied → received (watch): %s\n", ingest, watch)
+		fmt.Printf("  written → applied by the aggregator (ingest): %s\n", ingest)
+		fmt.Printf("  applied → its publication began (the hub's spacing and queue): %s\n", wait)
+		fmt.Printf("  publication began → received (the hub's work, the viewer's goroutine and socket, loadgen's read): %s\n", delivery)
 	}
 	if perf != nil {
 		_ = perf.Wait()

@@ -38,6 +38,11 @@ type probeLat struct {
 	// this machine's): socket, read, decode, apply. The rest is the watch:
 	// the hub's spacing and work, encoding, the viewer's socket and read.
 	ingest time.Duration
+	// published is when the publication carrying the view began (the
+	// message's time, the aggregator's clock): applied → published is the
+	// wait for the hub's next publication, published → received its work,
+	// the viewer's goroutine and socket, and this process's read.
+	published time.Time
 }
 
 // probeNodes is how many nodes carry a probe (each with its own viewer), so
@@ -57,8 +62,9 @@ func (p *probe) sent(seq uint64, t time.Time) {
 	p.mu.Unlock()
 }
 
-// got notes that a view of the node at seq, applied at applied, arrived at t.
-func (p *probe) got(seq uint64, applied, t time.Time) {
+// got notes that a view of the node at seq, applied at applied and
+// published at published, arrived at t.
+func (p *probe) got(seq uint64, applied, published, t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.seen[seq] {
@@ -67,7 +73,7 @@ func (p *probe) got(seq uint64, applied, t time.Time) {
 	if s, ok := p.sentAt[seq]; ok {
 		p.seen[seq] = true
 		probeLatMu.Lock()
-		*p.lat = append(*p.lat, probeLat{t, t.Sub(s), applied.Sub(s)})
+		*p.lat = append(*p.lat, probeLat{t, t.Sub(s), applied.Sub(s), published})
 		probeLatMu.Unlock()
 	}
 }
@@ -94,20 +100,24 @@ func (q latQuant) String() string {
 }
 
 // latSummary summarises the latencies that arrived in [from, to]: in all,
-// up to the aggregator's apply (ingest), and from there to the viewer
-// (watch).
-func latSummary(lat *[]probeLat, from, to time.Time) (all, ingest, watch latQuant) {
+// up to the aggregator's apply (ingest), from there to the start of the
+// publication that carried it (wait), and from there to this process's
+// read (delivery).
+func latSummary(lat *[]probeLat, from, to time.Time) (all, ingest, wait, delivery latQuant) {
 	probeLatMu.Lock()
-	var ds, is, ws []time.Duration
+	var ds, is, ws, vs []time.Duration
 	for _, l := range *lat {
 		if !l.at.Before(from) && !l.at.After(to) {
+			sent := l.at.Add(-l.d)
+			applied := sent.Add(l.ingest)
 			ds = append(ds, l.d)
 			is = append(is, l.ingest)
-			ws = append(ws, l.d-l.ingest)
+			ws = append(ws, l.published.Sub(applied))
+			vs = append(vs, l.at.Sub(l.published))
 		}
 	}
 	probeLatMu.Unlock()
-	return quantiles(ds), quantiles(is), quantiles(ws)
+	return quantiles(ds), quantiles(is), quantiles(ws), quantiles(vs)
 }
 
 // watch runs the probe's viewer until ctx ends.
@@ -135,6 +145,7 @@ func (p *probe) watch(ctx context.Context, baseURL, token, nodeID string) error 
 			}
 			at := time.Now()
 			var m struct {
+				Time  time.Time `json:"time"`
 				Nodes []struct {
 					ID       string    `json:"id"`
 					Seq      uint64    `json:"seq"`
@@ -146,7 +157,7 @@ func (p *probe) watch(ctx context.Context, baseURL, token, nodeID string) error 
 			}
 			for _, n := range m.Nodes {
 				if n.ID == nodeID {
-					p.got(n.Seq, n.LastSeen, at)
+					p.got(n.Seq, n.LastSeen, m.Time, at)
 				}
 			}
 		}
