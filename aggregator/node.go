@@ -450,7 +450,7 @@ type removal struct {
 // touch marks n changed for viewers.
 func (s *Server) touch(n *nodeState) {
 	n.version.Store(s.version.Add(1))
-	s.kickWatch()
+	s.kickWatch(n)
 }
 
 // Nodes returns the current fleet, in order of first contact.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
@@ -41,6 +42,11 @@ type watchHub struct {
 	s    *Server
 	kick chan struct{} // ingest changed something (capacity 1)
 	join chan struct{} // a new group wants its first publication (capacity 1)
+	// nodeKick: a node that a group has open changed; the hub publishes
+	// it to those groups at once, without the debounce, the gap or the
+	// rows (capacity 64; when full, the next publication carries it).
+	nodeKick chan *nodeState
+	open     atomic.Pointer[map[string]bool] // ids of the nodes groups have open; replaced under mu
 
 	mu     sync.Mutex
 	groups map[string]*watchGroup // by subscription key
@@ -75,7 +81,10 @@ type watchGroup struct {
 	cur     *watchPub     // latest publication; nil before the first
 	changed chan struct{} // closed at the next publication
 
-	// Owned by the hub's run goroutine: what the latest publication holds.
+	// pubMu serialises the hub's publications of the group with
+	// openLoop's, and guards what the latest publication holds. Order:
+	// pubMu, then a node's mu, then mu.
+	pubMu    sync.Mutex
 	seq      uint64
 	fleetGen uint64
 	pageJS   []byte
@@ -117,10 +126,14 @@ func (s *Server) hub() *watchHub {
 	}
 	s.watchOnce.Do(func() {
 		h := newWatchHub(s)
-		s.loops.Add(2)
+		s.loops.Add(3)
 		go func() {
 			defer s.loops.Done()
 			h.run(s.ctx)
+		}()
+		go func() {
+			defer s.loops.Done()
+			h.openLoop(s.ctx)
 		}()
 		go func() {
 			defer s.loops.Done()
@@ -133,7 +146,8 @@ func (s *Server) hub() *watchHub {
 
 func newWatchHub(s *Server) *watchHub {
 	return &watchHub{s: s, kick: make(chan struct{}, 1), join: make(chan struct{}, 1),
-		groups: map[string]*watchGroup{}, rows: map[*nodeState]*rowEntry{}, sums: make(chan fleetSum, 1)}
+		groups: map[string]*watchGroup{}, rows: map[*nodeState]*rowEntry{}, sums: make(chan fleetSum, 1),
+		nodeKick: make(chan *nodeState, 64)}
 }
 
 // summaries keeps the fleet aggregates fresh for the hub without holding up
@@ -169,14 +183,22 @@ func (h *watchHub) summaries(ctx context.Context) {
 	}
 }
 
-// kickWatch tells the hub, if any, that the fleet changed. Cheap: called on
-// the ingest path.
-func (s *Server) kickWatch() {
-	if h := s.watchHub.Load(); h != nil {
+// kickWatch tells the hub, if any, that node n changed (one map lookup
+// more when n is open in some viewer). Cheap: called on the ingest path.
+func (s *Server) kickWatch(n *nodeState) {
+	h := s.watchHub.Load()
+	if h == nil {
+		return
+	}
+	if m := h.open.Load(); n != nil && m != nil && (*m)[n.id] {
 		select {
-		case h.kick <- struct{}{}:
+		case h.nodeKick <- n:
 		default:
 		}
+	}
+	select {
+	case h.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -208,6 +230,9 @@ func (h *watchHub) enter(sub wire.WatchSubscribe) *watchGroup {
 	}
 	g.viewers++
 	first := g.viewers == 1
+	if first {
+		h.openChanged()
+	}
 	h.mu.Unlock()
 	if first {
 		select {
@@ -225,7 +250,19 @@ func (h *watchHub) leave(g *watchGroup) {
 	g.viewers--
 	if g.viewers == 0 && h.groups[g.key] == g {
 		delete(h.groups, g.key)
+		h.openChanged()
 	}
+}
+
+// openChanged republishes the set of open nodes. Caller holds h.mu.
+func (h *watchHub) openChanged() {
+	m := map[string]bool{}
+	for _, g := range h.groups {
+		if g.sub.Node != "" {
+			m[g.sub.Node] = true
+		}
+	}
+	h.open.Store(&m)
 }
 
 // latest returns the group's latest publication (nil before the first) and
@@ -281,9 +318,7 @@ func (h *watchHub) publish(onlyNew, heartbeat bool) {
 	h.mu.Lock()
 	groups := make([]*watchGroup, 0, len(h.groups))
 	for _, g := range h.groups {
-		if !onlyNew || g.seq == 0 {
-			groups = append(groups, g)
-		}
+		groups = append(groups, g)
 	}
 	h.mu.Unlock()
 	if len(groups) == 0 {
@@ -310,12 +345,102 @@ func (h *watchHub) publish(onlyNew, heartbeat bool) {
 	}
 	pages := map[wire.NodeQuery]page{} // one selection per distinct query
 	for _, g := range groups {
+		g.pubMu.Lock()
+		if onlyNew && g.seq != 0 {
+			g.pubMu.Unlock()
+			continue
+		}
 		pg, ok := pages[g.sub.Nodes]
 		if !ok {
 			pg.total, pg.rows = pageRows(h.ordered, g.sub.Nodes)
 			pages[g.sub.Nodes] = pg
 		}
 		h.publishGroup(g, pg.total, pg.rows, now, heartbeat)
+		g.pubMu.Unlock()
+	}
+}
+
+// openLoop publishes open nodes as they change, on a goroutine of its own:
+// at 100,000 GPUs on a busy machine a regular publication could take a
+// second of wall time (each time the hub yields, thousands of collector
+// sessions woken by the same second's frames run first), and an open node
+// waiting for it did too. Woken by ingest's kick, this goroutine runs next
+// on that processor, and the viewer it wakes runs after it.
+func (h *watchHub) openLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-h.nodeKick:
+			h.publishOpen(n)
+		}
+	}
+}
+
+// publishOpen publishes node n to every group that has it open and was
+// published before, as an update holding n alone: a viewer's open node
+// follows ingest without waiting for the debounce, the gap or the fleet's
+// rows (the next regular publication carries the rest).
+func (h *watchHub) publishOpen(n *nodeState) {
+	s := h.s
+	h.mu.Lock()
+	var gs []*watchGroup
+	for _, g := range h.groups {
+		if g.sub.Node == n.id {
+			gs = append(gs, g)
+		}
+	}
+	h.mu.Unlock()
+	if len(gs) == 0 || s.node(n.id) != n { // forgotten: the regular publication says so
+		return
+	}
+	now := s.clock()
+	v := n.version.Load()
+	var b []byte
+	for _, g := range gs {
+		h.publishOpenGroup(g, n, v, &b, now)
+	}
+}
+
+func (h *watchHub) publishOpenGroup(g *watchGroup, n *nodeState, v uint64, b *[]byte, now time.Time) {
+	s := h.s
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
+	if g.seq == 0 || v == g.nodeVer && g.nodeJS != nil {
+		return
+	}
+	g.mu.Lock()
+	prev := g.cur
+	g.mu.Unlock()
+	if prev == nil {
+		return
+	}
+	{
+		if *b == nil {
+			n.mu.Lock()
+			var err error
+			*b, err = s.appendNodeJSON(nil, n, now)
+			n.mu.Unlock()
+			if err != nil { // the regular publication counts and logs it
+				*b = nil
+				return
+			}
+		}
+		var d deltaWriter
+		d.begin(wire.WatchUpdate, now, s.cfg.Name, g.seq+1)
+		d.key("nodes")
+		d.b = append(d.b, '[')
+		d.b = append(d.b, *b...)
+		d.b = append(d.b, ']')
+		g.seq++
+		g.nodeJS, g.nodeVer = *b, v
+		pub := &watchPub{seq: g.seq, delta: d.end(), at: now, agg: s.cfg.Name, fleetGen: prev.fleetGen, fleetJS: prev.fleetJS,
+			pageJS: prev.pageJS, rowIDs: prev.rowIDs, rowGen: prev.rowGen, rowJS: prev.rowJS, nodeVer: v, nodeJS: *b, jobsJS: prev.jobsJS}
+		g.mu.Lock()
+		g.cur = pub
+		close(g.changed)
+		g.changed = make(chan struct{})
+		g.mu.Unlock()
 	}
 }
 
