@@ -113,16 +113,35 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 // ledger accrued. If it fails, what it drained is written by the next
 // Commit.
 func (s *Store) Commit(ctx context.Context, seqs map[string]uint64) error {
-	return s.commit(ctx, seqs, false)
+	return s.commit(ctx, seqs, false, nil)
 }
 
 // Flush commits what Record accumulated and accrues every node's ledger up to
 // the clock (Commit does that for the current hour only every LedgerEvery).
+// It does so in transactions of CommitSlice each, so that what it did is
+// kept if ctx ends first: at 12,500 nodes one transaction of everything ran
+// past the aggregator's 30 s at shutdown, and nothing of it was kept.
 func (s *Store) Flush(ctx context.Context) error {
-	return s.commit(ctx, nil, true)
+	done := map[string]bool{} // nodes its earlier slices accrued
+	for {
+		if err := s.commit(ctx, nil, true, done); err != nil {
+			return err
+		}
+		if err := s.commitMu.lock(ctx); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		left := s.ledgerLeft || len(s.retry) > 0
+		s.commitMu.unlock()
+		if !left {
+			return nil
+		}
+	}
 }
 
-func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) error {
+// commit writes one transaction; force (Flush) folds, accrues every node's
+// ledger up to the clock but those in done (which it adds the nodes it
+// accrues to), and writes every node's metadata, a CommitSlice at a time.
+func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool, done map[string]bool) error {
 	if s.opts.ReadOnly {
 		return fmt.Errorf("commit: store is read-only")
 	}
@@ -159,7 +178,7 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 	if err != nil {
 		return fail(err)
 	}
-	w := &writer{s: s, tx: tx, ctx: ctx, now: now.UnixMilli()}
+	w := &writer{s: s, tx: tx, ctx: ctx, now: now.UnixMilli(), skip: done}
 	ledger, err := w.write(batches, seqs, fold, force)
 	if err != nil {
 		tx.Rollback()
@@ -182,6 +201,11 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool) 
 		q.Add(1)
 	}
 	s.retry = w.deferred
+	if done != nil {
+		for _, id := range w.accruedIDs {
+			done[id] = true
+		}
+	}
 	if len(w.isolated) > 0 {
 		s.isolatedRows.Add(uint64(len(w.isolated)))
 		for id, err := range w.isolated {
@@ -216,11 +240,13 @@ type writer struct {
 	// isolated: nodes whose rows could not be stored, left out of this
 	// commit so that the others commit and are acked (see isolate).
 	isolated   map[string]error
-	now        int64        // the clock (Unix ms) when the commit began: what it commits up to
-	accrued    bool         // ledger rows were written
-	accruedOld bool         // ledger rows of hours before the current UTC day were written
-	ledgerLeft bool         // CommitSlice ran out with ledger hours still due
-	deferred   []*nodeBatch // node metadata left for the next Commit (CommitSlice)
+	now        int64           // the clock (Unix ms) when the commit began: what it commits up to
+	skip       map[string]bool // Flush: nodes its earlier slices accrued
+	accruedIDs []string        // nodes this commit accrued
+	accrued    bool            // ledger rows were written
+	accruedOld bool            // ledger rows of hours before the current UTC day were written
+	ledgerLeft bool            // CommitSlice ran out with ledger hours still due
+	deferred   []*nodeBatch    // node metadata left for the next Commit (CommitSlice)
 }
 
 // seqlocks returns the seqlocks of the ledger rows this commit writes (see
@@ -366,7 +392,7 @@ func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force
 			continue
 		}
 		if nb.ident != nil || len(nb.events) > 0 {
-			if !force && done > 0 && time.Since(start) >= w.s.opts.CommitSlice {
+			if done > 0 && time.Since(start) >= w.s.opts.CommitSlice {
 				w.deferred = append(w.deferred, nb) // in order, before the next Commit's own
 				continue
 			}

@@ -100,3 +100,37 @@ func TestCommitSliceSpreadsWork(t *testing.T) {
 		}
 	}
 }
+
+// Flush works in CommitSlice transactions too, and goes on until every
+// identity is written and every node accrued up to its start: the same
+// ledger as one transaction of everything.
+func TestFlushInSlices(t *testing.T) {
+	const nodes = 5
+	run := func(slice time.Duration) (idents, accrued int, leased int64) {
+		clk := newClock()
+		st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true, CommitSlice: slice})
+		defer st.Close()
+		for k := range 90 {
+			for i := range nodes {
+				st.Record(testNode(fmt.Sprintf("n%d", i), 2), testSample(uint64(k+1), clk.t, 2, 0.5))
+			}
+			clk.t = clk.t.Add(time.Second)
+		}
+		if err := st.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		db := st.DB()
+		if err := db.QueryRow(`SELECT COUNT(*) FROM nodes WHERE hostname != ''`).Scan(&idents); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow(`SELECT COUNT(DISTINCT node_id), SUM(leased_gpu_ms) FROM ledger`).Scan(&accrued, &leased); err != nil {
+			t.Fatal(err)
+		}
+		return idents, accrued, leased
+	}
+	wi, wa, wl := run(time.Hour)
+	gi, ga, gl := run(time.Nanosecond)
+	if wi != nodes || wa != nodes || gi != wi || ga != wa || gl != wl {
+		t.Fatalf("Flush in 1 ns slices: %d identities, %d nodes accrued, %d GPU-ms leased; in one: %d, %d, %d (want %d nodes)", gi, ga, gl, wi, wa, wl, nodes)
+	}
+}

@@ -250,5 +250,5 @@ func (s *Store) replayJournal(ctx context.Context) error {
 		}
 	}
 	s.mustFold = true
-	return s.commit(ctx, nil, true)
+	return s.commit(ctx, nil, true, nil) // what CommitSlice leaves, the next Commits do
 }

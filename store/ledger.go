@@ -169,7 +169,7 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 			ns = st
 		}
 		origin := ns.origin(s.opts.MaxBackfill)
-		if origin == 0 || len(ns.versions) == 0 {
+		if origin == 0 || len(ns.versions) == 0 || w.skip[id] {
 			continue
 		}
 		var due []int64
@@ -193,11 +193,12 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 		if len(due) == 0 {
 			continue
 		}
-		if !force && done > 0 && time.Since(start) >= s.opts.CommitSlice {
-			w.ledgerLeft = true // the next Commit goes on; at least one node a Commit
+		if done > 0 && time.Since(start) >= s.opts.CommitSlice {
+			w.ledgerLeft = true // the next Commit (or Flush's next slice) goes on; at least one node a Commit
 			break
 		}
 		done++
+		w.accruedIDs = append(w.accruedIDs, id)
 		ns = w.state(id)
 		slices.Sort(due)
 		due = slices.Compact(due)
