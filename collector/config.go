@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -114,7 +115,8 @@ func (c *Config) Set(key, value, origin string) error {
 	return nil
 }
 
-var topKeyRe = regexp.MustCompile(`^([A-Za-z0-9_\-]+)\s*:`)
+// topKeyRe compiles on first use, not in every fleettop process's init.
+var topKeyRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([A-Za-z0-9_\-]+)\s*:`) })
 
 // LoadConfig reads a config file. A missing file is an error only when
 // explicit (the user named it); the default file may be absent.
@@ -138,7 +140,7 @@ func ParseConfig(b []byte, name string) (Config, error) {
 	}
 	c.where = map[string]string{}
 	for i, line := range strings.Split(string(b), "\n") {
-		if m := topKeyRe.FindStringSubmatch(line); m != nil {
+		if m := topKeyRe().FindStringSubmatch(line); m != nil {
 			c.where[m[1]] = fmt.Sprintf("%s:%d", name, i+1)
 		}
 	}
@@ -170,10 +172,19 @@ func (c *Config) at(key string) string {
 	return key
 }
 
-var (
-	jurisdictionRe = regexp.MustCompile(`^[A-Z]{2}$`)
-	currencyRe     = regexp.MustCompile(`^[A-Z]{3}$`)
-)
+// upperCode reports whether s is n upper-case ASCII letters (ISO 3166-1
+// alpha-2, ISO 4217).
+func upperCode(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
 
 func parseWhen(s string) (time.Time, bool) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
@@ -219,7 +230,7 @@ func (c *Config) Node(d NodeDefaults) (fleet.Node, error) {
 	}
 	n.Region, n.Site, n.Provider = c.Region, c.Site, c.Provider
 	if c.Jurisdiction != "" {
-		if !jurisdictionRe.MatchString(c.Jurisdiction) {
+		if !upperCode(c.Jurisdiction, 2) {
 			bad("jurisdiction", "jurisdiction %q: write an upper-case ISO 3166-1 alpha-2 country code, e.g. SG, MY, AE, CN", c.Jurisdiction)
 		}
 		n.Jurisdiction = c.Jurisdiction
@@ -236,7 +247,7 @@ func (c *Config) Node(d NodeDefaults) (fleet.Node, error) {
 		}
 	}
 	if c.Currency != "" {
-		if !currencyRe.MatchString(c.Currency) {
+		if !upperCode(c.Currency, 3) {
 			bad("currency", "currency %q: write an upper-case ISO 4217 code, e.g. USD, SGD, CNY", c.Currency)
 		}
 		n.Lease.PricePerGPUHour.Currency = c.Currency

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Chip is one row pair of the `npu-smi info` table.
@@ -42,7 +43,8 @@ type Info struct {
 	Procs   []Proc
 }
 
-var usedTotalRe = regexp.MustCompile(`(\d+)\s*/\s*(\d+)`)
+// usedTotalRe compiles on first use, not in every fleettop process's init.
+var usedTotalRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(\d+)\s*/\s*(\d+)`) })
 
 // ParseInfo parses the output of `npu-smi info` (910, 910B, 310P layouts).
 // Unparseable cells leave their field absent; it never fails on odd input,
@@ -118,7 +120,7 @@ func ParseInfo(b []byte) Info {
 				c.AICore, c.HasAICore = num(f[0])
 				rest = strings.TrimSpace(rest[len(f[0]):])
 			}
-			pairs := usedTotalRe.FindAllStringSubmatch(rest, 2)
+			pairs := usedTotalRe().FindAllStringSubmatch(rest, 2)
 			if len(pairs) > 0 {
 				c.MemUsedMB, c.MemTotalMB, c.HasMem = pair(pairs[0])
 			}

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fleettop/fleettop/fleet"
 )
@@ -121,11 +122,14 @@ func (r *Resolver) startTime(dir string) (uint64, bool) {
 	return v, err == nil
 }
 
+// The patterns compile on first use, not in every fleettop process's init.
 var (
 	// Kubernetes pod uid in systemd (underscores) or cgroupfs (dashes) form.
-	podRe = regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
+	podRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
+	})
 	// Slurm: /slurm/uid_N/job_N/… (v1) or /slurmstepd.scope/job_N/… (v2).
-	slurmRe = regexp.MustCompile(`/job_([0-9]+)(/|$)`)
+	slurmRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`/job_([0-9]+)(/|$)`) })
 )
 
 func (r *Resolver) read(dir string) fleet.Job {
@@ -153,11 +157,11 @@ func (r *Resolver) read(dir string) fleet.Job {
 		return j
 	}
 	cg, _ := os.ReadFile(filepath.Join(dir, "cgroup"))
-	if m := slurmRe.FindSubmatch(cg); m != nil && bytes.Contains(cg, []byte("slurm")) {
+	if m := slurmRe().FindSubmatch(cg); m != nil && bytes.Contains(cg, []byte("slurm")) {
 		j.ID, j.Source = string(m[1]), "slurm"
 		return j
 	}
-	if m := podRe.FindSubmatch(cg); m != nil {
+	if m := podRe().FindSubmatch(cg); m != nil {
 		j.ID, j.Source = strings.ReplaceAll(string(m[1]), "_", "-"), "k8s"
 	}
 	return j
