@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,31 @@ func TestCollectorUsageErrors(t *testing.T) {
 				t.Fatalf("error %v, want usage error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSetCollectorProcs: the default of one P yields to $GOMAXPROCS, an
+// explicit --gomaxprocs does not, and 0 leaves the runtime alone.
+func TestSetCollectorProcs(t *testing.T) {
+	orig := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(orig)
+	for _, tc := range []struct {
+		env      string
+		n        int
+		explicit bool
+		want     int
+	}{
+		{"", 1, false, 1},
+		{"3", 1, false, 3},
+		{"3", 1, true, 1},
+		{"", 2, true, 2},
+		{"", 0, true, 3},
+	} {
+		runtime.GOMAXPROCS(3)
+		t.Setenv("GOMAXPROCS", tc.env)
+		setCollectorProcs(tc.n, tc.explicit)
+		if got := runtime.GOMAXPROCS(0); got != tc.want {
+			t.Errorf("env %q, --gomaxprocs %d (explicit %v): GOMAXPROCS %d, want %d", tc.env, tc.n, tc.explicit, got, tc.want)
+		}
 	}
 }
