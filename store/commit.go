@@ -436,7 +436,14 @@ func (w *writer) fold(seqs map[string]uint64) error {
 		if rows == 0 {
 			return nil
 		}
-		err := w.exec(upsertMinutes(rows, thr), args...)
+		var q string
+		if rows == foldChunk {
+			w.s.foldSQLOnce.Do(func() { w.s.foldSQL = upsertMinutes(foldChunk, thr) })
+			q = w.s.foldSQL
+		} else {
+			q = upsertMinutes(rows, thr)
+		}
+		err := w.exec(q, args...)
 		if err != nil && rowFault(err) && w.ctx.Err() == nil {
 			// The failed statement wrote nothing: write the chunk again
 			// node by node, leaving out the nodes whose rows fail.

@@ -140,6 +140,12 @@ type Store struct {
 	opts Options
 	path string
 
+	// foldSQL is the minute fold's upsert of a full chunk, built once: it
+	// was built afresh for each of a fold's statements (about 190 at
+	// 12,000 GPUs, a fifth of the fold's garbage).
+	foldSQL     string
+	foldSQLOnce sync.Once
+
 	accMu sync.RWMutex
 	accs  map[string]*nodeAcc // node id → in-memory accumulator
 	// firstSeen is each node's durable first sight at Open (Unix ms), the
