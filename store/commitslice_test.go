@@ -27,8 +27,11 @@ func TestCommitSliceSpreadsWork(t *testing.T) {
 	}
 	run := func(slice time.Duration) []step {
 		clk := newClock()
+		// LedgerEvery of a second: every node is due at the fold (by
+		// default new nodes are spread over five minutes, see
+		// TestNewNodesAccrueSpread).
 		st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true,
-			FoldEvery: time.Minute, CommitSlice: slice})
+			FoldEvery: time.Minute, CommitSlice: slice, LedgerEvery: time.Second})
 		defer st.Close()
 		var ns []*fleet.Node
 		for i := range nodes {
@@ -132,5 +135,68 @@ func TestFlushInSlices(t *testing.T) {
 	gi, ga, gl := run(time.Nanosecond)
 	if wi != nodes || wa != nodes || gi != wi || ga != wa || gl != wl {
 		t.Fatalf("Flush in 1 ns slices: %d identities, %d nodes accrued, %d GPU-ms leased; in one: %d, %d, %d (want %d nodes)", gi, ga, gl, wi, wa, wl, nodes)
+	}
+}
+
+// Nodes that appear together (a fleet reconnecting to a new or restarted
+// aggregator) are not all accrued by the first fold: each waits a share of
+// LedgerEvery of its own, so the folds of the next five minutes share the
+// work; live spend meanwhile is what a store that accrues everything at once
+// reports, since the ledger's tail covers what is not accrued yet.
+func TestNewNodesAccrueSpread(t *testing.T) {
+	const nodes = 20
+	run := func(every time.Duration) (accrued []int, spend []cost.Exact) {
+		clk := newClock()
+		st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true,
+			FoldEvery: time.Minute, LedgerEvery: every})
+		defer st.Close()
+		var ns []*fleet.Node
+		for i := range nodes {
+			ns = append(ns, testNode(fmt.Sprintf("n%02d", i), 2))
+		}
+		seqs := map[string]uint64{}
+		ctx := context.Background()
+		for m := range 6 {
+			for k := m * 60; k < (m+1)*60; k++ {
+				for _, n := range ns {
+					st.Record(n, testSample(uint64(k+1), clk.t, 2, 0.5))
+					seqs[n.ID] = uint64(k + 1)
+				}
+				clk.t = clk.t.Add(time.Second)
+			}
+			if err := st.Commit(ctx, seqs); err != nil {
+				t.Fatal(err)
+			}
+			var a int
+			if err := st.DB().QueryRow(`SELECT COUNT(DISTINCT node_id) FROM ledger`).Scan(&a); err != nil {
+				t.Fatal(err)
+			}
+			lg, err := st.LiveLedger(ctx, clk.t.Add(-2*time.Hour), clk.t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sp cost.Exact
+			for _, l := range lg.Lines {
+				sp = sp.Add(l.Spend)
+			}
+			accrued, spend = append(accrued, a), append(spend, sp)
+		}
+		return accrued, spend
+	}
+	got, gotSpend := run(0) // the default, five minutes
+	ref, refSpend := run(time.Second)
+	t.Logf("nodes accrued after each minute's fold: %v (every node due at once: %v)", got, ref)
+	if got[0] >= nodes || got[len(got)-1] != nodes {
+		t.Errorf("accrued after each fold %v: want fewer than %d at the first, all %d after five minutes", got, nodes, nodes)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] < got[i-1] {
+			t.Errorf("accrued after each fold %v: not growing", got)
+		}
+	}
+	for i := range gotSpend {
+		if gotSpend[i] != refSpend[i] {
+			t.Errorf("after minute %d: live spend %v, want %v as when every node is accrued at once", i+1, gotSpend[i], refSpend[i])
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,22 @@ func (ns *ledgerNode) touch(minute int64) {
 	if !slices.Contains(ns.dirty, h) {
 		ns.dirty = append(ns.dirty, h)
 	}
+}
+
+// accruedAt is when the node's current hour was last accrued. A node not
+// accrued since the store opened counts as accrued at a moment of its own in
+// the LedgerEvery before it was first seen (or before the store opened), so a
+// fleet that appears at once (a first start, the aggregator's restart) is
+// accrued a share per fold over the next LedgerEvery instead of all in one
+// Commit, and stays spread after. Until then its spend is live from LiveLedger's
+// tail, which runs from where its ledger ends.
+func (s *Store) accruedAt(ns *ledgerNode, every int64) int64 {
+	if ns.ledgerAt > 0 {
+		return ns.ledgerAt
+	}
+	h := fnv.New64a()
+	h.Write([]byte(ns.id))
+	return max(ns.firstMs, s.openedMs) - int64(h.Sum64()%uint64(every))
 }
 
 // origin is when the node's lease starts accruing: the lease's start, but
@@ -178,7 +195,7 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 			from = curHour + hourMs
 		}
 		for h := from; h < now; h += hourMs {
-			if h+hourMs <= now || force || now-ns.ledgerAt >= every || ns.ledgerTo == 0 {
+			if h+hourMs <= now || force || now-s.accruedAt(ns, every) >= every {
 				due = append(due, h)
 			}
 		}

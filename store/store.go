@@ -166,6 +166,7 @@ type Store struct {
 	mustFold   bool              // a Commit failed: the next one folds
 	ledgerLeft bool              // the last fold left ledger hours due (CommitSlice): the next Commit folds
 	lastFold   time.Time         // clock at the last fold
+	openedMs   int64             // clock (Unix ms) at Open
 	durable    map[string]uint64 // seqs committed since Open
 	journalBuf []byte
 	drains     uint64 // Commits that drained the accumulators
@@ -276,6 +277,7 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.lastFold = o.Clock()
+	s.openedMs = s.lastFold.UnixMilli()
 	if err := s.replayJournal(ctx); err != nil {
 		db.Close()
 		return nil, err
