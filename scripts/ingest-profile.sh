@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# ingest-profile.sh: the ingest check's scenario by hand, with profiles.
+# Starts an aggregator (a `-tags pprof` build, so /debug/pprof answers on
+# FLEETTOP_PPROF), 1,250 `fleettop mock` nodes at 1 Hz and 10 python viewers
+# on /v1/watch; after 25 s takes a 20 s CPU profile and a heap profile of the
+# aggregator into OUT and prints its CPU per GPU-sample, RSS beyond its idle
+# baseline, read/write syscalls and context switches over the window, and
+# the mock's own CPU. Needs python3 with websockets (python3-websockets).
+#
+#   scripts/ingest-profile.sh OUT            NODES=1250 VIEWERS=10 by default
+#   go tool pprof -top BIN OUT/cpu.prof      BIN: OUT/fleettop
+set -euo pipefail
+out=${1:?usage: scripts/ingest-profile.sh OUTDIR}
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+go build -tags pprof -o "$out/fleettop" ./cmd/fleettop
+bin=$out/fleettop
+d=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$d"' EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/{s+=$2} END{print s}'; }
+syscalls() { awk '/syscr|syscw/{printf "%s ", $2}' "/proc/$1/io"; }
+metric() { awk -v n="$1" '$1==n {s+=$NF} END{printf "%.0f\n", s+0}'; }
+vsecret=viewer-$RANDOM$RANDOM; csecret=collector-$RANDOM$RANDOM
+printf 'collector fleet %s *\nviewer ops %s\n' "$csecret" "$vsecret" >"$d/tokens"
+printf '%s\n' "$csecret" >"$d/tokens.collector"
+chmod 600 "$d/tokens" "$d/tokens.collector"
+port=$(free_port); pp=$(free_port)
+FLEETTOP_PPROF=127.0.0.1:$pp "$bin" aggregator --listen 127.0.0.1:$port --data-dir "$d/agg" --tokens "$d/tokens" >"$out/aggregator.log" 2>&1 & ap=$!; pids+=($ap)
+for _ in $(seq 150); do curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break; sleep 0.2; done
+sleep 2; base=$(rss_kib $ap)
+"$bin" mock --aggregator ws://127.0.0.1:$port --nodes "${NODES:-1250}" --token-file "$d/tokens.collector" --interval 1s >"$out/mock.log" 2>&1 & mp=$!; pids+=($mp)
+python3 - "$port" "$vsecret" "${VIEWERS:-10}" >/dev/null 2>&1 <<'PY' & pids+=($!)
+import asyncio, sys, websockets
+port, tok, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+async def view():
+    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/watch", extra_headers={"Authorization": "Bearer " + tok}, max_size=None) as ws:
+        async for _ in ws: pass
+async def main():
+    await asyncio.wait([asyncio.create_task(view()) for _ in range(n)], timeout=600)
+asyncio.run(main())
+PY
+sleep 25
+get() { curl -fsS -H "Authorization: Bearer $vsecret" "http://127.0.0.1:$port/metrics"; }
+get >/dev/null; sleep 2
+s0=$(get | metric fleettop_ingest_gpu_samples_total); u0=$(date +%s.%N)
+io0=$(syscalls $ap); cs0=$(switches $ap); c0=$(cpu_s $ap); mc0=$(cpu_s $mp); t0=$(date +%s.%N)
+curl -fsS -o "$out/cpu.prof" "http://127.0.0.1:$pp/debug/pprof/profile?seconds=20"
+c1=$(cpu_s $ap); mc1=$(cpu_s $mp); t1=$(date +%s.%N); io1=$(syscalls $ap); cs1=$(switches $ap)
+s1=$(get | metric fleettop_ingest_gpu_samples_total); u1=$(date +%s.%N); rss=$(rss_kib $ap)
+curl -fsS -o "$out/heap.prof" "http://127.0.0.1:$pp/debug/pprof/heap"
+python3 - <<PY | tee "$out/figures.txt"
+rate = ($s1 - $s0) / ($u1 - $u0); w = $t1 - $t0
+r0, w0 = map(int, "$io0".split()); r1, w1 = map(int, "$io1".split())
+print(f"aggregator: {($c1 - $c0) / w:.3f} cores, {($c1 - $c0) * 1e6 / max(rate * w, 1):.2f} us per GPU-sample at {rate:.0f} GPU-samples/s")
+print(f"aggregator RSS beyond its idle baseline: {($rss - $base) / max(rate, 1):.1f} KiB per GPU-sample/s ({($rss - $base) / 1024:.0f} MiB)")
+print(f"aggregator syscalls: {(r1 - r0) / w:.0f} reads/s, {(w1 - w0) / w:.0f} writes/s; context switches {($cs1 - $cs0) / w:.0f}/s")
+print(f"mock: {($mc1 - $mc0) / w:.3f} cores")
+PY
