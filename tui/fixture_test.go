@@ -101,6 +101,7 @@ func fixtureMsgs() []*wire.WatchMsg {
 			gpus: 8, mem: 80 << 30, limit: 700, price: 2.9, util: []float64{0.0}}),
 	}
 	asiaSum := wire.Summary{Currency: "USD", GPUsOnline: 32, GPUsStale: 8, GPUsOffline: 4, NodesOnline: 4, NodesStale: 1, NodesOffline: 1,
+		NodesDegraded: 1, GPUsLost: 1, GPUsBlind: 2, BlindBurnPerHour: usd(5.8), PrepaidToday: usd(1.5),
 		Util: 0.52, BurnPerHour: usd(108.4), IdleBurnPerHour: usd(18.75), SpendToday: usd(1030.8), SpendMonth: usd(41234.56),
 		ProjectedMonth: usd(80655.1), AlertsOpen: 3,
 		Costs: []wire.CostLine{
@@ -111,7 +112,7 @@ func fixtureMsgs() []*wire.WatchMsg {
 		},
 		LeasesEnding: []wire.LeaseEnding{{Node: "sg-b1", Lease: "L-sg-b1", GPUs: 8, End: fixedNow.Add(3*24*time.Hour + 4*time.Hour)}},
 	}
-	gulfSum := wire.Summary{Currency: "USD", GPUsOnline: 16, NodesOnline: 2, Util: 0.41, BurnPerHour: usd(46.4),
+	gulfSum := wire.Summary{Currency: "USD", GPUsOnline: 16, NodesOnline: 2, NodesDegraded: 1, PrepaidToday: usd(0.5), Util: 0.41, BurnPerHour: usd(46.4),
 		IdleBurnPerHour: usd(23.2), SpendToday: usd(440.8), SpendMonth: usd(17400.5), ProjectedMonth: usd(34520), AlertsOpen: 1,
 		Costs: []wire.CostLine{
 			{By: "region", Group: "Dubai", GPUs: 16, BurnPerHour: usd(46.4), IdleBurn: usd(23.2), SpendToday: usd(440.8), SpendMonth: usd(17400.5), IdleSpend: usd(8700)},

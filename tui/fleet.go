@@ -508,6 +508,9 @@ func (b *snapBuilder) addSummary(a *aggState) {
 	dst.NodesOnline += sm.NodesOnline
 	dst.NodesStale += sm.NodesStale
 	dst.NodesOffline += sm.NodesOffline
+	dst.NodesDegraded += sm.NodesDegraded
+	dst.GPUsLost += sm.GPUsLost
+	dst.GPUsBlind += sm.GPUsBlind
 	dst.AlertsOpen += sm.AlertsOpen
 	b.utilW += sm.Util * float64(sm.GPUsOnline)
 	add := func(to *fleet.Money, m fleet.Money) {
@@ -516,7 +519,9 @@ func (b *snapBuilder) addSummary(a *aggState) {
 	}
 	add(&dst.BurnPerHour, sm.BurnPerHour)
 	add(&dst.IdleBurnPerHour, sm.IdleBurnPerHour)
+	add(&dst.BlindBurnPerHour, sm.BlindBurnPerHour)
 	add(&dst.SpendToday, sm.SpendToday)
+	add(&dst.PrepaidToday, sm.PrepaidToday)
 	add(&dst.SpendMonth, sm.SpendMonth)
 	add(&dst.ProjectedMonth, sm.ProjectedMonth)
 	for _, c := range sm.Costs {

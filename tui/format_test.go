@@ -88,6 +88,12 @@ func TestSnapshotMergesAggregators(t *testing.T) {
 	if s.Summary.GPUsOnline != 48 || s.Summary.BurnPerHour.Micros != 154_800_000 {
 		t.Errorf("summary = %+v", s.Summary)
 	}
+	// Every count and figure of the summary merges, not only those a view shows today.
+	if m := s.Summary; m.NodesDegraded != 2 || m.GPUsLost != 1 || m.GPUsBlind != 2 ||
+		m.BlindBurnPerHour.Micros != 5_800_000 || m.PrepaidToday.Micros != 2_000_000 {
+		t.Errorf("merged degraded %d, lost %d, blind %d (%d µ/h), prepaid %d µ; want 2, 1, 2 (5800000), 2000000",
+			m.NodesDegraded, m.GPUsLost, m.GPUsBlind, m.BlindBurnPerHour.Micros, m.PrepaidToday.Micros)
+	}
 	var cn *JobRow
 	for i := range s.Jobs {
 		if s.Jobs[i].ID == "ft-cn-42" {
