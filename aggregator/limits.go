@@ -121,8 +121,10 @@ func (l *capListener) Accept() (net.Conn, error) {
 			return &capConn{Conn: c, release: func() { <-l.sem }}, nil
 		default:
 		}
-		c.Close()
+		// Counted before the close, so a client that sees the close can
+		// also see the count.
 		l.s.m.rejected.WithLabelValues(rejectConnLimit).Inc()
+		c.Close()
 		if l.s.connLog.allow(l.s.clock()) {
 			l.s.log.Warn("connection limit reached; closing new connections", "limit", cap(l.sem),
 				"remote", c.RemoteAddr().String(), "closed_since_last_report", l.s.connLog.suppressed())
