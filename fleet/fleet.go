@@ -172,19 +172,7 @@ type Money struct {
 const MicrosPerUnit = 1_000_000
 
 // String formats m as "12.34 USD" (two decimals, rounded half away from zero).
-func (m Money) String() string {
-	cents := m.Micros / 10_000
-	if r := m.Micros % 10_000; r >= 5_000 {
-		cents++
-	} else if r <= -5_000 {
-		cents--
-	}
-	sign := ""
-	if cents < 0 {
-		sign, cents = "-", -cents
-	}
-	return fmt.Sprintf("%s%d.%02d %s", sign, cents/100, cents%100, m.Currency)
-}
+func (m Money) String() string { return FormatMicros(m.Micros, 2, HalfAway) + " " + m.Currency }
 
 // Metric names one per-device measurement. The order is part of the wire
 // protocol: append only.

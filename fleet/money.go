@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -35,14 +36,25 @@ func ParseMicros(s string) (int64, error) {
 	return v, nil
 }
 
-// FormatMicros formats micro-units with decimals (0..6) decimals, rounded
-// half to even: FormatMicros(2_345_000, 2) is "2.34", (2_355_000, 2) "2.36".
-//
-// Only tests call it so far (deadcode lists it): the TUI and the report still
-// round half away from zero with their own formatters, and moving them onto
-// this one rule changes figures users see by a cent, so it is left for a
-// change of its own.
-func FormatMicros(micros int64, decimals int) string {
+// Rounding is how FormatMicros rounds an amount it shortens when the digits
+// it drops are exactly half a step.
+type Rounding uint8
+
+const (
+	// HalfAway rounds ties away from zero: 2.345 is "2.35", -2.345 "-2.35".
+	// Screens and messages show it (the TUI, Money.String in alert texts).
+	HalfAway Rounding = iota
+	// HalfEven rounds ties to the even digit: 2.345 is "2.34", 2.355 "2.36",
+	// as cost.RoundRat rounds exact amounts. Reports show it, so a column of
+	// rounded figures does not drift upward.
+	HalfEven
+)
+
+// FormatMicros formats micro-units as a plain decimal with decimals (0..6)
+// decimals, rounded by r: FormatMicros(2_345_000, 2, HalfEven) is "2.34".
+// It is fleettop's one money formatter; each view picks its rounding and adds
+// its own decoration (thousands separators, a currency code).
+func FormatMicros(micros int64, decimals int, r Rounding) string {
 	decimals = min(max(decimals, 0), 6)
 	div := int64(1)
 	for range 6 - decimals {
@@ -53,17 +65,18 @@ func FormatMicros(micros int64, decimals int) string {
 	if neg {
 		u = -u
 	}
-	q, r := u/uint64(div), u%uint64(div)
-	if twice := 2 * r; twice > uint64(div) || twice == uint64(div) && q&1 == 1 {
+	q, rem := u/uint64(div), u%uint64(div)
+	if twice := 2 * rem; twice > uint64(div) || twice == uint64(div) && (r == HalfAway || q&1 == 1) {
 		q++
 	}
 	scale := uint64(1)
 	for range decimals {
 		scale *= 10
 	}
-	s := fmt.Sprintf("%d", q/scale)
+	s := strconv.FormatUint(q/scale, 10)
 	if decimals > 0 {
-		s += fmt.Sprintf(".%0*d", decimals, q%scale)
+		frac := strconv.FormatUint(q%scale, 10)
+		s += "." + strings.Repeat("0", decimals-len(frac)) + frac
 	}
 	if neg && q != 0 {
 		s = "-" + s

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/fleettop/fleettop/fleet"
 )
 
 // Pure formatting helpers: every figure on screen goes through one of these,
@@ -110,36 +112,29 @@ func Downsample(vals []float64, width int) []float64 {
 
 // Amount formats micro-units as a decimal with thousands separators and two
 // decimals, rounded half away from zero: 1234567890 → "1,234.57".
-func Amount(micros int64) string {
-	neg := micros < 0
-	if neg {
-		micros = -micros
-	}
-	cents := micros / 10_000
-	if micros%10_000 >= 5_000 {
-		cents++
-	}
-	s := group(cents/100) + "." + pad2(cents%100)
-	if neg && cents != 0 {
-		s = "-" + s
-	}
-	return s
-}
+func Amount(micros int64) string { return grouped(fleet.FormatMicros(micros, 2, fleet.HalfAway)) }
 
 // AmountShort formats micro-units compactly for narrow columns: two decimals
-// below 1,000, whole units below 100,000, then k and M with one decimal.
+// below 1,000, whole units below 100,000, then k and M with one decimal, all
+// rounded half away from zero.
 func AmountShort(micros int64) string {
-	units := float64(micros) / 1e6
-	a := math.Abs(units)
+	const unit = fleet.MicrosPerUnit
+	a := micros
+	if a < 0 {
+		a = -a
+	}
+	// For k and M, the ties of one decimal are whole multiples of 1,000 (or
+	// 1,000,000) micro-units, so dropping the rest toward zero before
+	// rounding gives the figure that rounding the exact amount gives.
 	switch {
-	case a < 1000:
+	case a < 1_000*unit:
 		return Amount(micros)
-	case a < 100_000:
-		return sign(units) + group(int64(math.Round(a)))
-	case a < 1_000_000:
-		return sign(units) + strconv.FormatFloat(a/1e3, 'f', 1, 64) + "k"
+	case a < 100_000*unit:
+		return grouped(fleet.FormatMicros(micros, 0, fleet.HalfAway))
+	case a < 1_000_000*unit:
+		return fleet.FormatMicros(micros/1_000, 1, fleet.HalfAway) + "k"
 	default:
-		return sign(units) + strconv.FormatFloat(a/1e6, 'f', 1, 64) + "M"
+		return fleet.FormatMicros(micros/1_000_000, 1, fleet.HalfAway) + "M"
 	}
 }
 
@@ -151,13 +146,6 @@ func Money(micros int64, currency string) string {
 	return currency + " " + Amount(micros)
 }
 
-func sign(f float64) string {
-	if f < 0 {
-		return "-"
-	}
-	return ""
-}
-
 func pad2(n int64) string {
 	if n < 10 {
 		return "0" + strconv.FormatInt(n, 10)
@@ -165,22 +153,31 @@ func pad2(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-// group writes a non-negative integer with comma thousands separators.
-func group(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	if len(s) <= 3 {
+// grouped puts comma thousands separators into the whole part of a plain
+// decimal such as "-1234.57" or "12345".
+func grouped(s string) string {
+	sign, digits := "", s
+	if rest, ok := strings.CutPrefix(s, "-"); ok {
+		sign, digits = "-", rest
+	}
+	whole, frac, dot := strings.Cut(digits, ".")
+	if len(whole) <= 3 {
 		return s
 	}
 	var b strings.Builder
-	pre := len(s) % 3
+	b.WriteString(sign)
+	pre := len(whole) % 3
 	if pre > 0 {
-		b.WriteString(s[:pre])
+		b.WriteString(whole[:pre])
 	}
-	for i := pre; i < len(s); i += 3 {
-		if b.Len() > 0 {
+	for i := pre; i < len(whole); i += 3 {
+		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(s[i : i+3])
+		b.WriteString(whole[i : i+3])
+	}
+	if dot {
+		b.WriteString("." + frac)
 	}
 	return b.String()
 }

@@ -30,6 +30,12 @@ func TestFormat(t *testing.T) {
 		{AmountShort(12_345_600_000), "12,346"},
 		{AmountShort(123_456_000_000), "123.5k"},
 		{AmountShort(-2_500_000_000_000), "-2.5M"},
+		{AmountShort(999_995_000), "1,000.00"},
+		{AmountShort(-12_345_500_000), "-12,346"}, // half a unit rounds away from zero
+		{AmountShort(99_999_500_000), "100,000"},
+		{AmountShort(150_250_000_000), "150.3k"}, // exact, not the float's 150.2
+		{AmountShort(-150_249_999_999), "-150.2k"},
+		{AmountShort(1_250_000_000_000), "1.3M"},
 		{Money(1_234_560_000, "USD"), "USD 1,234.56"},
 		{Money(0, "SGD"), "SGD 0.00"},
 		{Bytes(512), "512B"},
@@ -53,8 +59,10 @@ func TestFormat(t *testing.T) {
 		{Fit("abcdef", 4), "abc…"},
 		{FitRight("7", 3), "  7"},
 		{Fit("日本語", 4), "日…"},
-		{group(1234567), "1,234,567"},
-		{group(12), "12"},
+		{grouped("1234567"), "1,234,567"},
+		{grouped("12"), "12"},
+		{grouped("-1234.57"), "-1,234.57"},
+		{grouped("-123.45"), "-123.45"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)

@@ -187,7 +187,7 @@ func fleetHeader(b *strings.Builder, sh *shared, w, lines int) {
 		alerts = val(alerts)
 	}
 	chips := []string{
-		lbl("GPUs ") + val(group(int64(sm.GPUsOnline))+" online") + " · " + stale + " · " + off,
+		lbl("GPUs ") + val(grouped(strconv.Itoa(sm.GPUsOnline))+" online") + " · " + stale + " · " + off,
 		lbl("Util ") + val(Percent(sm.Util)) + " " + st.bar(sm.Util, 10),
 		lbl("Alerts ") + alerts,
 		lbl("Burn ") + val(money(sm.BurnPerHour.Micros)+"/h"),

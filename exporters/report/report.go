@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fleettop/fleettop/cost"
+	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/store"
 )
 
@@ -148,9 +149,9 @@ func hasRate(r *cost.Rates, cur string) bool {
 func GPUHours(ms int64) string { return decimal(big.NewRat(ms, 3_600_000), 3) }
 
 // Amount formats micro-units with the given number of decimals (≤ 6),
-// rounded half to even.
+// rounded half to even like the ledger's conversions.
 func Amount(micros int64, decimals int) string {
-	return decimal(big.NewRat(micros, 1_000_000), decimals)
+	return fleet.FormatMicros(micros, decimals, fleet.HalfEven)
 }
 
 func decimal(v *big.Rat, decimals int) string {
