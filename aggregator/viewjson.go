@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
 )
 
 // A node's full view goes to every viewer that has it open, each time it
@@ -16,27 +17,13 @@ import (
 // here, in exactly wire.NodeView's JSON (TestNodeJSONMatchesView holds the
 // two together).
 
-// nodeHead is wire.NodeView without its devices, which are spliced in.
+// nodeHead is wire.NodeView without its devices, which are spliced in: its
+// own Devices, always nil and omitted, hides the view's (encoding/json takes
+// the shallower of two fields with one name), so a field added to NodeView
+// needs no edit here.
 type nodeHead struct {
-	ID           string               `json:"id"`
-	Hostname     string               `json:"hostname"`
-	Region       string               `json:"region"`
-	Site         string               `json:"site,omitempty"`
-	Jurisdiction string               `json:"jurisdiction"`
-	Provider     string               `json:"provider"`
-	State        string               `json:"state"`
-	LastSeen     time.Time            `json:"last_seen"`
-	Seq          uint64               `json:"seq"`
-	Gaps         uint64               `json:"gaps"`
-	Lease        fleet.Lease          `json:"lease"`
-	GPUs         int                  `json:"gpus"`
-	GPUsBlind    int                  `json:"gpus_blind,omitempty"`
-	Sources      []fleet.SourceStatus `json:"sources,omitempty"`
-	Driver       string               `json:"driver,omitempty"`
-	BurnPerHour  fleet.Money          `json:"burn_per_hour"`
-	Host         map[string]float64   `json:"host,omitempty"`
-	Procs        []fleet.Process      `json:"procs,omitempty"`
-	Events       []fleet.Event        `json:"events,omitempty"`
+	wire.NodeView
+	Devices *struct{} `json:"devices,omitempty"`
 }
 
 // spliceObject appends JSON object obj without its closing brace, then a
@@ -50,13 +37,7 @@ func spliceObject(dst, obj []byte, key string) []byte {
 
 // appendNodeJSON appends node n as wire.NodeView JSON. Caller holds n.mu.
 func (s *Server) appendNodeJSON(dst []byte, n *nodeState, now time.Time) ([]byte, error) {
-	v := s.viewHead(n, now)
-	head, err := json.Marshal(&nodeHead{
-		ID: v.ID, Hostname: v.Hostname, Region: v.Region, Site: v.Site, Jurisdiction: v.Jurisdiction,
-		Provider: v.Provider, State: v.State, LastSeen: v.LastSeen, Seq: v.Seq, Gaps: v.Gaps, Lease: v.Lease,
-		GPUs: v.GPUs, GPUsBlind: v.GPUsBlind, Sources: v.Sources, Driver: v.Driver,
-		BurnPerHour: v.BurnPerHour, Host: v.Host, Procs: v.Procs, Events: v.Events,
-	})
+	head, err := json.Marshal(&nodeHead{NodeView: s.viewHead(n, now)})
 	if err != nil {
 		return dst, err
 	}

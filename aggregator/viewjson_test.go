@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -41,6 +42,9 @@ func TestNodeJSONMatchesView(t *testing.T) {
 	}
 	if !json.Valid(got) {
 		t.Fatalf("invalid JSON: %s", got)
+	}
+	if k := bytes.Count(got, []byte(`"devices":`)); k != 1 {
+		t.Fatalf("%d devices keys (the head must hide the view's): %s", k, got)
 	}
 	wb, _ := json.Marshal(want)
 	var a, b wire.NodeView
