@@ -444,7 +444,6 @@ func (ss *session) apply(recs []fleet.Sample) error {
 			gaps += r.Seq - last - 1
 		}
 		last = r.Seq
-		n.seq.Store(last)
 		gpus += uint64(n.applyRecord(r, now))
 		applied++
 		s.cfg.Recorder.Record(&n.node, r)
@@ -454,9 +453,11 @@ func (ss *session) apply(recs []fleet.Sample) error {
 	}
 	n.dups += dups
 	n.gaps += gaps
-	n.mu.Unlock()
+	// The counters, then the sequence: a flush commits and acks what n.seq
+	// says was applied, so n.seq moves only once the records are recorded
+	// (an ack must never cover a record the Recorder has not seen) and
+	// counted (a client that sees the ack, or the view's Seq, sees them).
 	if applied > 0 {
-		s.touch(n)
 		s.m.samples.Add(float64(applied))
 		s.m.gpuSamples.Add(float64(gpus))
 	}
@@ -465,10 +466,20 @@ func (ss *session) apply(recs []fleet.Sample) error {
 	}
 	if gaps > 0 {
 		s.m.gaps.Add(float64(gaps))
+	}
+	if !repairs.Zero() {
+		s.countRepairs(repairs)
+	}
+	n.seq.Store(last)
+	n.mu.Unlock()
+	if applied > 0 {
+		s.touch(n)
+	}
+	if gaps > 0 {
 		s.log.Info("sequence gap", "node", n.id, "lost", gaps, "now_at", last)
 	}
 	if !repairs.Zero() {
-		s.noteRepairs(n.id, repairs)
+		s.logRepairs(n.id, repairs)
 	}
 	if refused != nil {
 		var inv *wire.Invalid
@@ -481,10 +492,9 @@ func (ss *session) apply(recs []fleet.Sample) error {
 	return nil
 }
 
-// noteRepairs counts values a node sent outside their bounds (made absent or
-// repaired by wire.SanitizeSample) and logs it, at most once a minute per
-// server so that a broken node cannot flood the log.
-func (s *Server) noteRepairs(node string, rp wire.Repairs) {
+// countRepairs counts values a node sent outside their bounds (made absent
+// or repaired by wire.SanitizeSample) in fleettop_ingest_repaired_total.
+func (s *Server) countRepairs(rp wire.Repairs) {
 	for _, c := range []struct {
 		reason string
 		n      int
@@ -493,6 +503,11 @@ func (s *Server) noteRepairs(node string, rp wire.Repairs) {
 			s.m.repaired.WithLabelValues(c.reason).Add(float64(c.n))
 		}
 	}
+}
+
+// logRepairs logs the repairs countRepairs counted, at most once a minute
+// per server so that a broken node cannot flood the log.
+func (s *Server) logRepairs(node string, rp wire.Repairs) {
 	if s.repairLog.allow(s.clock()) {
 		s.log.Warn("node sent values outside their bounds; made absent or repaired (counted in fleettop_ingest_repaired_total)",
 			"node", node, "out_of_range", rp.OutOfRange, "bad_string", rp.BadString, "bad_time", rp.BadTime)
