@@ -470,10 +470,17 @@ func (ss *session) apply(recs []fleet.Sample) error {
 	if !repairs.Zero() {
 		s.countRepairs(repairs)
 	}
+	if applied > 0 {
+		// Changed for viewers before the sequence is published: a viewer
+		// that connects after the ack must not get this change again as a
+		// delta. The hub is kicked after the unlock, when it can take the
+		// node's lock and rebuild the row (watchHub skips a locked node).
+		n.version.Store(s.version.Add(1))
+	}
 	n.seq.Store(last)
 	n.mu.Unlock()
 	if applied > 0 {
-		s.touch(n)
+		s.kickWatch(n)
 	}
 	if gaps > 0 {
 		s.log.Info("sequence gap", "node", n.id, "lost", gaps, "now_at", last)

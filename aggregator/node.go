@@ -447,7 +447,8 @@ type removal struct {
 	at      time.Time
 }
 
-// touch marks n changed for viewers.
+// touch marks n changed for viewers (apply does the same in two halves:
+// the version under n's lock, the kick after).
 func (s *Server) touch(n *nodeState) {
 	n.version.Store(s.version.Add(1))
 	s.kickWatch(n)
