@@ -96,7 +96,6 @@ func newAlertsPage(sh *shared) *listPage[AlertRow] {
 	st := sh.st
 	p := &listPage[AlertRow]{
 		title: "Alerts",
-		st:    st,
 		t: newTable(st, []column{
 			{title: "Severity", width: 9},
 			{title: "Kind", width: 9, drop: 4},

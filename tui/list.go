@@ -47,7 +47,6 @@ type sortKey[R any] struct {
 // View, which only formats the visible rows.
 type listPage[R any] struct {
 	title   string
-	st      *Styles
 	t       table
 	all     []R
 	idx     []int
@@ -300,9 +299,9 @@ func (p *listPage[R]) View() string {
 		b.WriteString("\n")
 		shown = 1
 		if len(p.all) == 0 && (!p.remote || p.filter == "") {
-			b.WriteString(p.st.Dim.Render("  nothing to show yet"))
+			b.WriteString(p.t.st.Dim.Render("  nothing to show yet"))
 		} else {
-			b.WriteString(p.st.Dim.Render("  no row matches the filter " + `"` + p.filter + `"`))
+			b.WriteString(p.t.st.Dim.Render("  no row matches the filter " + `"` + p.filter + `"`))
 		}
 	}
 	if p.footer != nil {

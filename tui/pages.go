@@ -95,7 +95,6 @@ func newFleetPage(sh *shared) *listPage[RegionRow] {
 	st := sh.st
 	p := &listPage[RegionRow]{
 		title: "Fleet",
-		st:    st,
 		t: newTable(st, []column{
 			{title: "Region", width: 12, flex: 1},
 			{title: "Jur", width: 3},
@@ -237,7 +236,6 @@ func newNodesPage(sh *shared) *listPage[*NodeRow] {
 	st := sh.st
 	p := &listPage[*NodeRow]{
 		title: "Nodes",
-		st:    st,
 		t: newTable(st, []column{
 			{title: "Node", width: 14, flex: 2},
 			{title: "Region", width: 10, flex: 1, drop: 3},
@@ -338,7 +336,6 @@ func newJobsPage(sh *shared) *listPage[JobRow] {
 	st := sh.st
 	p := &listPage[JobRow]{
 		title: "Jobs",
-		st:    st,
 		t: newTable(st, []column{
 			{title: "Job", width: 12, flex: 1},
 			{title: "Team", width: 8, drop: 5},
