@@ -56,7 +56,8 @@ type AgentConfig struct {
 	SpoolSyncEvery time.Duration
 	// HTTPClient dials the aggregator (default http.DefaultClient).
 	HTTPClient *http.Client
-	// PingEvery is the websocket ping interval (default 20 s).
+	// PingEvery is the websocket ping interval (default 20 s); no ping
+	// goes out while the aggregator's acks arrive more often.
 	PingEvery time.Duration
 	// MaxBackoff caps the reconnect backoff (default 30 s).
 	MaxBackoff time.Duration
@@ -484,6 +485,7 @@ type link struct {
 	out     []byte
 	sentVer uint64         // the source-health version the aggregator has
 	batch   []fleet.Sample // reused for every Samples frame
+	heard   atomic.Int64   // wall time (UnixNano) the reader last got a frame
 }
 
 // send encodes f and writes it, within 15 s.
@@ -590,7 +592,7 @@ func (a *Agent) stream(ctx context.Context, l *link, cursor uint64) error {
 	rwg.Add(1)
 	go func() {
 		defer rwg.Done()
-		rerr <- a.readLoop(sctx, l.conn, l.dec)
+		rerr <- a.readLoop(sctx, l)
 	}()
 	defer rwg.Wait()
 	defer scancel()
@@ -616,6 +618,13 @@ func (a *Agent) stream(ctx context.Context, l *link, cursor uint64) error {
 			return err
 		case <-a.wake:
 		case <-ping.C:
+			if time.Since(time.Unix(0, l.heard.Load())) < a.cfg.PingEvery {
+				// An ack came meanwhile: the aggregator is alive and the
+				// connection works both ways; a ping would tell nothing
+				// more, and costs the aggregator a wake-up, two reads and
+				// a write per collector.
+				continue
+			}
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := l.conn.Ping(pctx)
 			cancel()
@@ -678,7 +687,8 @@ func (a *Agent) readBatch(l *link, cursor uint64) (uint64, error) {
 
 var errBatchFull = errors.New("batch full")
 
-func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn, dec *wire.Decoder) error {
+func (a *Agent) readLoop(ctx context.Context, l *link) error {
+	conn, dec := l.conn, l.dec
 	var cbuf []byte
 	cenc := wire.NewEncoder() // Clock frames carry no stream state
 	for {
@@ -690,6 +700,7 @@ func (a *Agent) readLoop(ctx context.Context, conn *websocket.Conn, dec *wire.De
 			}
 			return err
 		}
+		l.heard.Store(time.Now().UnixNano())
 		f, err := dec.Decode(msg)
 		if err != nil {
 			return fmt.Errorf("decode: %w", err)
