@@ -19,8 +19,23 @@ import (
 // clockWindow is how many round-trip readings the estimate chooses from: the
 // one of the least delay wins, and a reading older than the window is
 // forgotten, so a collector whose clock is stepped is followed within
-// clockWindow acks.
+// clockWindow readings.
 const clockWindow = 8
+
+// A reading costs a Clock frame from the collector (a wake-up and two reads
+// here), so acks do not ask for one each: the first clockFirst acks after
+// the collector's first Clock frame do (the least delay of three round trips
+// bounds the estimate's error to that delay's half, well under the samples'
+// second), then one ack every clockRefresh, so the window fills over the
+// next minutes. A record whose corrected time lands further than
+// clockStray from its arrival (the collector's clock was stepped, or the
+// estimate is stale) makes the next clockWindow acks ask again: a stepped
+// clock is followed as fast as when every ack asked.
+const (
+	clockFirst   = 3
+	clockRefresh = time.Minute
+	clockStray   = 2 * time.Second
+)
 
 // ClockObserver is implemented by Insights that alert on clock offsets: it
 // is told each node's current estimate (aggregator − collector) whenever it
@@ -99,9 +114,45 @@ func (f *clockFilter) correct(r *fleet.Sample) {
 	}
 }
 
+// wantClock reports whether the ack being sent should carry our time (ask
+// the collector for a reading), and counts it as asked.
+func (ss *session) wantClock() bool {
+	if !ss.clockAware.Load() {
+		return false
+	}
+	now := ss.s.clock().UnixNano()
+	for {
+		k := ss.clockAsk.Load()
+		if k <= 0 {
+			break
+		}
+		if ss.clockAsk.CompareAndSwap(k, k-1) {
+			ss.clockNext.Store(now + int64(clockRefresh))
+			return true
+		}
+	}
+	if next := ss.clockNext.Load(); now >= next && ss.clockNext.CompareAndSwap(next, now+int64(clockRefresh)) {
+		return true
+	}
+	return false
+}
+
+// checkStray asks for clockWindow readings when record r, corrected onto the
+// sample clock, lands further than clockStray from t, its arrival.
+func (ss *session) checkStray(r *fleet.Sample, t time.Time) {
+	if !ss.clk.known {
+		return
+	}
+	if d := t.Sub(r.Time); d > clockStray || d < -clockStray {
+		ss.clockAsk.Store(clockWindow)
+	}
+}
+
 // onClock handles a Clock frame received at t4 on the sample clock.
 func (ss *session) onClock(c *wire.Clock, t4 time.Time) {
-	ss.clockAware.Store(true)
+	if !ss.clockAware.Swap(true) {
+		ss.clockAsk.Store(clockFirst)
+	}
 	ss.clk.observe(c, t4)
 	if !ss.clk.changed {
 		return

@@ -37,8 +37,10 @@ type session struct {
 	enc   *wire.Encoder
 	wbuf  []byte
 
-	clk        clockFilter // reader only
-	clockAware atomic.Bool // the collector sent a Clock frame: acks carry our time
+	clk        clockFilter  // reader only
+	clockAware atomic.Bool  // the collector sent a Clock frame: acks may carry our time
+	clockAsk   atomic.Int32 // acks still to carry our time (see clockRefresh)
+	clockNext  atomic.Int64 // server clock (UnixNano) of the next periodic reading
 
 	ackSeq  atomic.Uint64 // highest committed sequence to ack
 	ackSent atomic.Uint64 // highest sequence acked
@@ -416,6 +418,7 @@ func (ss *session) apply(recs []fleet.Sample) error {
 	var applied, gpus, dups, gaps uint64
 	var repairs wire.Repairs
 	var refused error
+	var lastRec *fleet.Sample
 	n.mu.Lock()
 	if n.sess != ss || ss.stopped.Load() {
 		n.mu.Unlock()
@@ -446,10 +449,16 @@ func (ss *session) apply(recs []fleet.Sample) error {
 		last = r.Seq
 		gpus += uint64(n.applyRecord(r, now))
 		applied++
+		lastRec = r
 		s.cfg.Recorder.Record(&n.node, r)
 		if s.cfg.Insights != nil {
 			s.cfg.Insights.Observe(&n.node, r)
 		}
+	}
+	if lastRec != nil {
+		// Under the lock: the ack of these records (flush takes it to find
+		// the session) asks for a reading if this one strays.
+		ss.checkStray(lastRec, s.sampleClock())
 	}
 	n.dups += dups
 	n.gaps += gaps
@@ -649,7 +658,7 @@ func (ss *session) sendAck() error {
 		return nil
 	}
 	a := wire.Ack{Seq: seq}
-	if ss.clockAware.Load() {
+	if ss.wantClock() {
 		a.Time = ss.s.sampleClock()
 	}
 	if err := ss.send(&a); err != nil {

@@ -272,3 +272,52 @@ func TestStoreBookingBounds(t *testing.T) {
 		t.Fatalf("usage %+v, want one minute leased", u)
 	}
 }
+
+// Acks ask for clock readings sparingly: each of the first clockFirst acks
+// after the collector's first Clock frame, then one every clockRefresh of
+// the server's clock, and again clockWindow in a row once a record's time
+// strays from its arrival by more than clockStray (a stepped clock).
+func TestAcksAskForClockReadingsSparingly(t *testing.T) {
+	clk := newFakeClock()
+	ins := &clockInsights{}
+	ts := startServer(t, nil, func(c *Config) {
+		c.Insights, c.Clock = ins, clk.Now
+		c.OfflineAfter = 365 * 24 * time.Hour // the test moves the clock by minutes
+	})
+	c := &skewed{tt: t, clk: clk, ins: ins, skew: 30 * time.Second, node: testNode("gpu-1", 1)}
+	c.connect(ts)
+	// step sends one record stamped stray from now and reports whether its
+	// ack carries the aggregator's time.
+	step := func(stray time.Duration) bool {
+		t.Helper()
+		r := c.record()
+		r.Time = r.Time.Add(stray)
+		c.send(&wire.Samples{Samples: []fleet.Sample{r}})
+		for {
+			a, ok := c.mustRecv().(*wire.Ack)
+			if !ok {
+				t.Fatal("want ack")
+			}
+			if a.Seq == r.Seq {
+				return !a.Time.IsZero()
+			}
+		}
+	}
+	want := func(what string, n int, asks bool, stray time.Duration) {
+		t.Helper()
+		for i := range n {
+			if got := step(stray); got != asks {
+				t.Fatalf("%s: ack %d asks for a reading: %v, want %v", what, i+1, got, asks)
+			}
+		}
+	}
+	want("warm-up", clockFirst, true, 0)
+	want("settled", 3, false, 0)
+	clk.Advance(clockRefresh)
+	want("after clockRefresh", 1, true, 0)
+	want("settled again", 2, false, 0)
+	want("stray by less than clockStray", 1, false, clockStray/2)
+	want("stray record", 1, true, 10*clockStray)
+	want("after a stray record", clockWindow-1, true, 0)
+	want("settled after the stray record", 2, false, 0)
+}

@@ -94,7 +94,10 @@ type Samples struct {
 // Time, when not zero, is the aggregator's clock as it sent the Ack: the
 // collector answers with a Clock frame so the aggregator can estimate the
 // collector's clock offset. The aggregator sets it only for collectors that
-// sent a Clock frame (older collectors refuse trailing bytes).
+// sent a Clock frame (older collectors refuse trailing bytes), and only when
+// it wants a reading (the aggregator's first acks, then about once a minute,
+// and again after a record whose time strays from its arrival): a collector
+// answers exactly the Acks that carry a Time.
 type Ack struct {
 	Seq  uint64
 	Time time.Time
