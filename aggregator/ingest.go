@@ -431,7 +431,7 @@ func (ss *session) apply(recs []fleet.Sample) error {
 			dups++
 			continue
 		}
-		rp, err := wire.SanitizeSample(r)
+		rp, err := wire.SanitizeSampleAfter(r, n.procs)
 		if err == nil {
 			err = wire.CheckSeqJump(last, r.Seq, s.cfg.MaxSeqJump)
 		}

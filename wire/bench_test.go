@@ -93,3 +93,35 @@ func BenchmarkRecord8GPU(b *testing.B) {
 	b.ReportMetric(float64(total)/float64(b.N*benchGPUs), "B/gpu-sample")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchGPUs), "ns/gpu-sample")
 }
+
+// BenchmarkSanitizeSample validates an 8-GPU record with 8 processes, every
+// process checked ("all") or repeating the previous record's list ("after":
+// the aggregator's case, strings equal but not shared).
+func BenchmarkSanitizeSample(b *testing.B) {
+	s := benchStream(1)[0].Samples[0]
+	s.ProcsSet, s.Procs = true, nil
+	for i := range benchGPUs {
+		s.Procs = append(s.Procs, fleet.Process{Device: i, PID: uint32(4000 + i), Name: "python3 train.py --config llama-70b.yaml",
+			UsedMemory: 40 << 30, Job: fleet.Job{ID: "slurm-881234", Source: "slurm", Team: "research", DataClass: "internal"}})
+	}
+	prev := make([]fleet.Process, len(s.Procs))
+	for i, p := range s.Procs {
+		p.Name = string([]byte(p.Name))
+		p.Job.ID, p.Job.Team = string([]byte(p.Job.ID)), string([]byte(p.Job.Team))
+		prev[i] = p
+	}
+	for _, bc := range []struct {
+		name string
+		prev []fleet.Process
+	}{{"all", nil}, {"after", prev}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := wire.SanitizeSampleAfter(&s, bc.prev); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchGPUs), "ns/gpu-sample")
+		})
+	}
+}

@@ -13,6 +13,7 @@ package wire
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 	"unicode"
@@ -117,10 +118,28 @@ func (c charset) allows(r rune) bool {
 	return r != utf8.RuneError && textRune(r)
 }
 
+// asciiAllowed[cs][b]: ASCII byte b is allowed in charset cs.
+var asciiAllowed = func() (t [text + 1][utf8.RuneSelf]bool) {
+	for cs := range t {
+		for b := range t[cs] {
+			t[cs][b] = charset(cs).allows(rune(b))
+		}
+	}
+	return t
+}()
+
 // checkString checks s against a length limit and a charset.
 func checkString(field, s string, maxBytes int, cs charset) *Invalid {
 	if len(s) > maxBytes {
 		return invalid(ReasonBadString, field, "%d bytes, at most %d", len(s), maxBytes)
+	}
+	ok := &asciiAllowed[cs]
+	i := 0
+	for i < len(s) && s[i] < utf8.RuneSelf && ok[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		return nil // allowed ASCII throughout, the common case
 	}
 	if !utf8.ValidString(s) {
 		return invalid(ReasonBadString, field, "%q is not UTF-8", s)
@@ -365,6 +384,17 @@ func metricRange(m fleet.Metric) (r valueRange, ok bool) {
 	return valueRange{}, false
 }
 
+// metricRanges is metricRange as a table, for the metrics in rangedMetrics
+// (bit m set: metric m has a range).
+var metricRanges, rangedMetrics = func() (t [fleet.NumMetrics]valueRange, mask uint32) {
+	for m := fleet.Metric(0); m < fleet.NumMetrics; m++ {
+		if r, ok := metricRange(m); ok {
+			t[m], mask = r, mask|1<<m
+		}
+	}
+	return t, mask
+}()
+
 func hostRange(m fleet.HostMetric) (r valueRange, ok bool) {
 	switch m {
 	case fleet.HostCPUUtil:
@@ -407,6 +437,14 @@ func (r Repairs) Zero() bool { return r == Repairs{} }
 // itself is impossible: its time outside MinTime..MaxTime or its sequence
 // past MaxSeq.
 func SanitizeSample(s *fleet.Sample) (Repairs, error) {
+	return SanitizeSampleAfter(s, nil)
+}
+
+// SanitizeSampleAfter is SanitizeSample for a record that follows prev, a
+// process list this node sent earlier, already sanitized: a process whose
+// name and job equal those of prev's entry at the same index is valid
+// without a second look (a node's list mostly repeats the previous one).
+func SanitizeSampleAfter(s *fleet.Sample, prev []fleet.Process) (Repairs, error) {
 	var rp Repairs
 	if s.Seq == 0 || s.Seq > MaxSeq {
 		return rp, invalid(ReasonSeqJump, "record", "sequence %d outside 1..%d", s.Seq, uint64(MaxSeq))
@@ -416,11 +454,9 @@ func SanitizeSample(s *fleet.Sample) (Repairs, error) {
 	}
 	for i := range s.Devices {
 		d := &s.Devices[i]
-		for m := fleet.Metric(0); m < fleet.NumMetrics; m++ {
-			if !d.Has(m) {
-				continue
-			}
-			if r, ok := metricRange(m); ok && !r.has(d.Values[m]) {
+		for p := d.Present & rangedMetrics; p != 0; p &= p - 1 {
+			m := fleet.Metric(bits.TrailingZeros32(p))
+			if !metricRanges[m].has(d.Values[m]) {
 				d.Clear(m)
 				rp.OutOfRange++
 			}
@@ -445,15 +481,18 @@ func SanitizeSample(s *fleet.Sample) (Repairs, error) {
 	}
 	for i := range s.Procs {
 		p := &s.Procs[i]
+		if p.UsedMemory > MaxDeviceMemory {
+			p.UsedMemory = 0
+			rp.OutOfRange++
+		}
+		if i < len(prev) && p.Name == prev[i].Name && p.Job == prev[i].Job {
+			continue // checked (or repaired) when prev was sanitized
+		}
 		fix(&p.Name, MaxProcName, text)
 		fix(&p.Job.ID, MaxNameBytes, text)
 		fix(&p.Job.Source, MaxShortBytes, text)
 		fix(&p.Job.Team, MaxNameBytes, text)
 		fix(&p.Job.DataClass, MaxNameBytes, text)
-		if p.UsedMemory > MaxDeviceMemory {
-			p.UsedMemory = 0
-			rp.OutOfRange++
-		}
 	}
 	for i := range s.Events {
 		e := &s.Events[i]

@@ -129,6 +129,36 @@ func TestSanitizeSample(t *testing.T) {
 	}
 }
 
+// A process that repeats the previous, sanitized list's entry at its index
+// is not checked again; any other is, and a repeated memory figure still is.
+func TestSanitizeSampleAfter(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	prev := []fleet.Process{{Name: "python", Job: fleet.Job{ID: "train-7", Team: "ml"}}, {Name: "bad\x1b"}}
+	s := fleet.Sample{Seq: 7, Time: at, Procs: []fleet.Process{
+		{Name: "python", Job: fleet.Job{ID: "train-7", Team: "ml"}, UsedMemory: MaxDeviceMemory + 1}, // same as prev[0]
+		{Name: "bad\x1b"},         // as prev[1], which a caller passing prev vouches for
+		{Name: "new\x1b", PID: 3}, // no entry at its index
+	}}
+	rp, err := SanitizeSampleAfter(&s, prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Repairs{OutOfRange: 1, BadString: 1}); rp != want {
+		t.Errorf("repairs %+v, want %+v", rp, want)
+	}
+	if s.Procs[0].UsedMemory != 0 || s.Procs[0].Name != "python" || s.Procs[1].Name != "bad\x1b" {
+		t.Errorf("procs %+v", s.Procs)
+	}
+	if n := s.Procs[2].Name; n != "new\uFFFD" {
+		t.Errorf("new process name %q, want it repaired", n)
+	}
+	// Without prev every entry is checked.
+	s.Procs[2].Name = "new"
+	if rp, _ := SanitizeSampleAfter(&s, nil); rp.BadString != 1 {
+		t.Errorf("without prev: repairs %+v, want 1 bad string", rp)
+	}
+}
+
 func TestCheckSeqJump(t *testing.T) {
 	for _, tc := range []struct {
 		last, seq uint64
