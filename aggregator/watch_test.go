@@ -295,7 +295,9 @@ func TestWatchSlowViewerCoalesced(t *testing.T) {
 func TestStalledViewerDoesNotBlockIngest(t *testing.T) {
 	ts := startServer(t, nil, func(c *Config) {
 		c.ViewerInterval = 20 * time.Millisecond
-		c.WriteTimeout = 200 * time.Millisecond
+		// Long enough that no ack to the collectors below, delayed by a
+		// loaded machine, times out and closes their sessions.
+		c.WriteTimeout = time.Second
 		c.Insights = &manyJobs{}
 	})
 	tiny := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
