@@ -18,6 +18,7 @@ import (
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 )
 
 // setNormal gives every device of srv plausible readings that depend on its
@@ -78,9 +79,22 @@ func eventSet(ch chan nvml.EventData) *mock.EventSet {
 	}
 }
 
+// start starts a source whose devices all answer: its deadline is the
+// tests' wait bound, so a loaded machine that is slow to run the device
+// workers never drops a healthy device from a sample.
 func start(t *testing.T, lib nvml.Interface) (*Source, collector.Inventory) {
 	t.Helper()
-	s := New(lib, Options{EventWait: 20 * time.Millisecond, Deadline: 200 * time.Millisecond})
+	return startWithin(t, lib, testutil.WaitTimeout)
+}
+
+// hungDeadline is the deadline of a source with a hung device: every
+// collection waits it out, and the healthy devices must answer within it
+// however loaded the machine is.
+const hungDeadline = time.Second
+
+func startWithin(t *testing.T, lib nvml.Interface, deadline time.Duration) (*Source, collector.Inventory) {
+	t.Helper()
+	s := New(lib, Options{EventWait: 20 * time.Millisecond, Deadline: deadline})
 	inv, err := s.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +231,7 @@ func TestHungDeviceDoesNotStallOthers(t *testing.T) {
 		<-release
 		return nvml.Utilization{Gpu: 99}, nvml.SUCCESS
 	}
-	s, _ := start(t, srv)
+	s, _ := startWithin(t, srv, hungDeadline)
 	defer close(release)
 	for round := range 3 {
 		devs := byIndex(collect(t, s))
@@ -244,19 +258,14 @@ func TestHungDeviceRecovers(t *testing.T) {
 		<-release
 		return 50, nvml.SUCCESS
 	}
-	s, _ := start(t, srv)
+	s, _ := startWithin(t, srv, hungDeadline)
 	if n := len(collect(t, s).Devices); n != 7 {
 		t.Fatalf("%d devices", n)
 	}
 	close(release)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if n := len(collect(t, s).Devices); n == 8 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("device never came back after its call returned")
+	testutil.WaitFor(t, "the device to come back after its call returned", func() bool {
+		return len(collect(t, s).Devices) == 8
+	})
 }
 
 func TestXIDEvent(t *testing.T) {
@@ -266,22 +275,18 @@ func TestXIDEvent(t *testing.T) {
 	srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return eventSet(ch), nvml.SUCCESS }
 	s, _ := start(t, srv)
 	ch <- nvml.EventData{Device: srv.Devices[4], EventType: nvml.EventTypeXidCriticalError, EventData: 79}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		smp := collect(t, s)
-		if len(smp.Events) > 0 {
-			e := smp.Events[0]
-			if e.Kind != fleet.EventXID || e.Code != 79 || e.Device != 4 || e.Severity != fleet.SevCritical {
-				t.Fatalf("event %+v", e)
-			}
-			if smp2 := collect(t, s); len(smp2.Events) != 0 {
-				t.Fatalf("event delivered twice: %+v", smp2.Events)
-			}
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	var smp *fleet.Sample
+	testutil.WaitFor(t, "the XID event to reach a sample", func() bool {
+		smp = collect(t, s)
+		return len(smp.Events) > 0
+	})
+	e := smp.Events[0]
+	if e.Kind != fleet.EventXID || e.Code != 79 || e.Device != 4 || e.Severity != fleet.SevCritical {
+		t.Fatalf("event %+v", e)
 	}
-	t.Fatal("XID event never reached a sample")
+	if smp2 := collect(t, s); len(smp2.Events) != 0 {
+		t.Fatalf("event delivered twice: %+v", smp2.Events)
+	}
 }
 
 // TestFailedInitCallsNothingElse: after Init fails, not one other library
