@@ -10,6 +10,7 @@ import (
 
 	nvmlsource "github.com/fleettop/fleettop/collector/nvml"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 )
 
 // TestNVMLBridge reads a simulated node through the real NVML source: the
@@ -38,7 +39,9 @@ func TestNVMLBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := nvmlsource.New(srv, nvmlsource.Options{EventWait: 20 * time.Millisecond, Clock: clock})
+	// No device hangs: the deadline is the tests' wait bound, so a loaded
+	// machine never drops a device from a sample.
+	src := nvmlsource.New(srv, nvmlsource.Options{EventWait: 20 * time.Millisecond, Deadline: testutil.WaitTimeout, Clock: clock})
 	inv, err := src.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +71,7 @@ func TestNVMLBridge(t *testing.T) {
 	}
 	now.Store(testStart.Add(185 * time.Second).UnixNano())
 	var xid *fleet.Event
-	for range 100 { // the event reader polls every 20 ms
+	testutil.WaitFor(t, "XID 79 from the event reader", func() bool { // it polls every 20 ms
 		s = fleet.Sample{}
 		if err := src.Collect(context.Background(), &s); err != nil {
 			t.Fatal(err)
@@ -78,12 +81,9 @@ func TestNVMLBridge(t *testing.T) {
 				xid = &s.Events[i]
 			}
 		}
-		if xid != nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if xid == nil || xid.Kind != fleet.EventXID || xid.Device != 5 {
+		return xid != nil
+	})
+	if xid.Kind != fleet.EventXID || xid.Device != 5 {
 		t.Fatalf("XID 79 event = %+v; want one on device 5", xid)
 	}
 	for _, d := range s.Devices {
