@@ -180,13 +180,16 @@ func TestMockAgainstAggregator(t *testing.T) {
 		}
 		return ""
 	}
-	waitFleet(t, base, "v1ewer-secret", 60*time.Second, all)
+	// Bounds for a loaded CI machine: the test takes some 20 s alone under
+	// -race here (12 s to the first all-online fleet), and about twice that
+	// beside other work; a passing run never waits them out.
+	waitFleet(t, base, "v1ewer-secret", 3*time.Minute, all)
 	// Then every node's sequence advances, all still online, no gaps.
 	seqs := map[string]uint64{}
 	for _, n := range fetchFleet(t, base, "v1ewer-secret") {
 		seqs[n.ID] = n.Seq
 	}
-	waitFleet(t, base, "v1ewer-secret", 30*time.Second, func(ns []wire.NodeView) string {
+	waitFleet(t, base, "v1ewer-secret", time.Minute, func(ns []wire.NodeView) string {
 		if why := all(ns); why != "" {
 			return why
 		}
