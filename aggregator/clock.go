@@ -18,21 +18,24 @@ import (
 
 // clockWindow is how many round-trip readings the estimate chooses from: the
 // one of the least delay wins, and a reading older than the window is
-// forgotten, so a collector whose clock is stepped is followed within
-// clockWindow readings.
+// forgotten. A reading that contradicts the estimate by more than clockStray
+// beyond its own delay means the collector's clock was stepped: it replaces
+// the window, so the step is followed at once rather than after the
+// readings of the old clock have aged out.
 const clockWindow = 8
 
 // A reading costs a Clock frame from the collector (a wake-up and two reads
 // here), so acks do not ask for one each: the first clockFirst acks after
-// the collector's first Clock frame do (the least delay of three round trips
-// bounds the estimate's error to that delay's half, well under the samples'
-// second), then one ack every clockRefresh, so the window fills over the
-// next minutes. A record whose corrected time lands further than
+// the collector's first Clock frame do (with acks 15 s apart, two round
+// trips within the first quarter minute; the least delay of them bounds the
+// estimate's error to that delay's half, well under the samples' second),
+// then one ack every clockRefresh, so the window fills over the next
+// minutes. A record whose corrected time lands further than
 // clockStray from its arrival (the collector's clock was stepped, or the
-// estimate is stale) makes the next clockWindow acks ask again: a stepped
-// clock is followed as fast as when every ack asked.
+// estimate is stale) makes the next clockFirst acks ask again: a stepped
+// clock is followed one ack after its first record.
 const (
-	clockFirst   = 3
+	clockFirst   = 2
 	clockRefresh = time.Minute
 	clockStray   = 2 * time.Second
 )
@@ -86,6 +89,9 @@ func (f *clockFilter) observe(c *wire.Clock, t4 time.Time) {
 			delay = 0 // ms resolution
 		}
 		off := (t1.Sub(t2) + t4.Sub(t3)) / 2
+		if f.n > 0 && abs(off-f.offset) > clockStray+delay {
+			f.n, f.next = 0, 0 // stepped: the window's readings are of the old clock
+		}
 		f.ring[f.next] = clockReading{offset: off, delay: delay}
 		f.next = (f.next + 1) % clockWindow
 		f.n = min(f.n+1, clockWindow)
@@ -144,7 +150,7 @@ func (ss *session) checkStray(r *fleet.Sample, t time.Time) {
 		return
 	}
 	if d := t.Sub(r.Time); d > clockStray || d < -clockStray {
-		ss.clockAsk.Store(clockWindow)
+		ss.clockAsk.Store(clockFirst)
 	}
 }
 

@@ -275,7 +275,7 @@ func TestStoreBookingBounds(t *testing.T) {
 
 // Acks ask for clock readings sparingly: each of the first clockFirst acks
 // after the collector's first Clock frame, then one every clockRefresh of
-// the server's clock, and again clockWindow in a row once a record's time
+// the server's clock, and again clockFirst in a row once a record's time
 // strays from its arrival by more than clockStray (a stepped clock).
 func TestAcksAskForClockReadingsSparingly(t *testing.T) {
 	clk := newFakeClock()
@@ -318,6 +318,33 @@ func TestAcksAskForClockReadingsSparingly(t *testing.T) {
 	want("settled again", 2, false, 0)
 	want("stray by less than clockStray", 1, false, clockStray/2)
 	want("stray record", 1, true, 10*clockStray)
-	want("after a stray record", clockWindow-1, true, 0)
+	want("after a stray record", clockFirst-1, true, 0)
 	want("settled after the stray record", 2, false, 0)
+}
+
+// The estimate keeps the reading of the least delay among the window's, and
+// follows a stepped clock at the first reading of the new clock, however
+// low the delays of the old clock's readings.
+func TestClockFilterFollowsAStep(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var f clockFilter
+	// reading: the aggregator asks at t1 (its clock), the collector,
+	// off by -off, answers at once, and the delay is split evenly.
+	reading := func(t1 time.Time, off, delay time.Duration) {
+		t2 := t1.Add(delay/2 - off)
+		f.observe(&wire.Clock{Origin: t1, Received: t2, Sent: t2}, t1.Add(delay))
+	}
+	reading(t0, 5*time.Second, 2*time.Millisecond)
+	reading(t0.Add(time.Minute), 5*time.Second+40*time.Millisecond, 90*time.Millisecond) // jittery, so it loses
+	if f.offset != 5*time.Second {
+		t.Fatalf("estimate %v, want 5s (the least-delay reading)", f.offset)
+	}
+	reading(t0.Add(2*time.Minute), 5*time.Second+clockStray, 100*time.Millisecond) // within stray + delay: no step
+	if f.offset != 5*time.Second || f.n != 3 {
+		t.Fatalf("estimate %v from %d readings, want 5s from 3", f.offset, f.n)
+	}
+	reading(t0.Add(3*time.Minute), -time.Hour, 300*time.Millisecond) // stepped an hour ahead
+	if f.offset != -time.Hour || f.n != 1 {
+		t.Fatalf("after a step: estimate %v from %d readings, want -1h from 1", f.offset, f.n)
+	}
 }

@@ -477,8 +477,8 @@ func report(o options, gpus int, base, s0, s1 snapshot, g *generator, lagging in
 		rejects = []string{"none"}
 	}
 	fmt.Printf("  rejected: %s\n", strings.Join(rejects, ", "))
-	fmt.Printf("loadgen: %d sessions lost, %d closed by the aggregator, %d nodes more than 5 s behind on acks at the end of the measured interval\n",
-		g.lost.Load(), g.closedByPeer.Load(), lagging)
+	fmt.Printf("loadgen: %d sessions lost, %d closed by the aggregator, %d nodes more than %d s behind on acks (the ack interval plus 5 s) at the end of the measured interval\n",
+		g.lost.Load(), g.closedByPeer.Load(), lagging, ackLagRecords)
 }
 
 // historyRingBytes is what aggregator/history.go allocates per device: 250
@@ -713,11 +713,17 @@ func (g *generator) send(ctx context.Context, nd *node) {
 	g.sentGPU.Add(uint64(recs * nd.t.gpus))
 }
 
-// ackLag counts live nodes whose acks trail what was sent by more than 5 s.
+// ackLagRecords is how far behind what was sent a node's acks may trail
+// before ackLag counts it: the aggregator's default ack interval (15 s, one
+// record a second) plus 5 s.
+const ackLagRecords = 20
+
+// ackLag counts live nodes whose acks trail what was sent by more than
+// ackLagRecords.
 func (g *generator) ackLag() int {
 	n := 0
 	for _, nd := range g.nodes {
-		if nd != nil && !nd.dead.Load() && nd.seq > nd.acked.Load()+5 {
+		if nd != nil && !nd.dead.Load() && nd.seq > nd.acked.Load()+ackLagRecords {
 			n++
 		}
 	}
