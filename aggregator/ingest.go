@@ -31,7 +31,7 @@ type session struct {
 	remote string
 	node   atomic.Pointer[nodeState] // set once, at Hello
 
-	rbuf []byte // reader only
+	rbuf *[]byte // reader only: the frame being read, from Server.frameBufs
 
 	encMu sync.Mutex
 	enc   *wire.Encoder
@@ -125,7 +125,6 @@ func (s *Server) handleCollect(w http.ResponseWriter, r *http.Request) {
 		s: s, conn: conn, tok: tok, remote: r.RemoteAddr,
 		enc:   wire.NewEncoder(),
 		ready: make(chan struct{}),
-		rbuf:  make([]byte, 0, readBufSize),
 	}
 	// The session runs on a goroutine of its own, owned by s.wg, and the
 	// handler returns: net/http then lets go of the connection's 4 KiB
@@ -178,8 +177,10 @@ func (ss *session) nodeID() string {
 	return ""
 }
 
-// readMsg reads one binary message into the session's buffer, refusing
-// anything larger than wire.MaxFrameSize.
+// readMsg reads one binary message into a frame buffer from the server's
+// pool, refusing anything larger than wire.MaxFrameSize. Once the frame is
+// decoded (nothing decoded refers to it) the caller gives the buffer back
+// with doneMsg.
 func (ss *session) readMsg() ([]byte, error) {
 	typ, r, err := ss.conn.Reader(context.Background())
 	if err != nil {
@@ -188,7 +189,8 @@ func (ss *session) readMsg() ([]byte, error) {
 	if typ != websocket.MessageBinary {
 		return nil, reject(wire.CloseProtocol, rejectProtocol, "text message on the collect stream")
 	}
-	buf := ss.rbuf[:0]
+	p := ss.s.frameBuf()
+	buf := (*p)[:0]
 	for {
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, min(2*cap(buf), wire.MaxFrameSize+1)-len(buf))
@@ -205,15 +207,30 @@ func (ss *session) readMsg() ([]byte, error) {
 			return nil, err
 		}
 	}
-	if cap(buf) > 4*readBufSize && len(buf) <= readBufSize {
-		// A large frame (Hello, a resent backlog) has passed: the next one
-		// gets a buffer sized to the steady traffic again.
-		ss.rbuf = make([]byte, 0, readBufSize)
-	} else {
-		ss.rbuf = buf
-	}
+	*p = buf
+	ss.rbuf = p
 	ss.s.m.bytes.Add(float64(len(buf)))
 	return buf, nil
+}
+
+// doneMsg gives the frame buffer of the last readMsg back to the server's
+// pool: between its once-a-second frames a collector holds none (it kept 1-2
+// KiB, 2 MB at 1,250 collectors). A buffer a large frame (Hello, a resent
+// backlog) grew past maxPooledFrame is left to the GC.
+func (ss *session) doneMsg() {
+	if p := ss.rbuf; p != nil && cap(*p) <= maxPooledFrame {
+		ss.s.frameBufs.Put(p)
+	}
+	ss.rbuf = nil
+}
+
+// frameBuf returns a frame buffer from the pool, or a new one of readBufSize.
+func (s *Server) frameBuf() *[]byte {
+	if p, ok := s.frameBufs.Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 0, readBufSize)
+	return &b
 }
 
 // Per-connection buffers, sized to a collector's traffic: one Samples frame
@@ -222,9 +239,10 @@ func (ss *session) readMsg() ([]byte, error) {
 // 12,500 collectors is 100 MiB for frames of a hundred bytes; larger frames
 // (Hello, a backlog after an outage) read and write through them unharmed.
 const (
-	readBufSize   = 512 // the session's frame buffer, before it grows
-	connReadSize  = 1024
-	connWriteSize = 256
+	readBufSize    = 512      // a frame buffer, before it grows
+	maxPooledFrame = 16 << 10 // the largest frame buffer kept for reuse
+	connReadSize   = 1024
+	connWriteSize  = 256
 )
 
 // smallBuffers hijacks a collector's connection with connReadSize and
@@ -299,6 +317,7 @@ func (ss *session) handshake(dec *wire.Decoder) error {
 		return err
 	}
 	f, err := dec.Decode(b)
+	ss.doneMsg()
 	if err != nil {
 		return decodeErr(err)
 	}
@@ -392,6 +411,7 @@ func (ss *session) receive(dec *wire.Decoder) error {
 			return err
 		}
 		f, err := dec.Decode(b)
+		ss.doneMsg() // what Decode returns does not refer to b
 		if err != nil {
 			return decodeErr(err)
 		}

@@ -132,7 +132,10 @@ type Server struct {
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
-	viewers  map[*viewer]struct{}
+	// frameBufs holds the collectors' frame buffers (*[]byte) between
+	// frames: a session has one only while it reads and decodes a frame.
+	frameBufs sync.Pool
+	viewers   map[*viewer]struct{}
 
 	commitMu  sync.Mutex // one Commit at a time
 	sumCache  summaryCache
