@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/testutil"
 	"github.com/fleettop/fleettop/policy"
 )
 
@@ -42,12 +43,14 @@ func TestWebhookRetriesWithBackoff(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	w := NewWebhook(WebhookConfig{URL: srv.URL, Timeout: time.Second, Queue: 4, MaxRetries: 3}, nil)
+	// A post the loaded machine slows past its timeout would be one more
+	// attempt than the test counts: the timeout is the tests' wait bound.
+	w := NewWebhook(WebhookConfig{URL: srv.URL, Timeout: testutil.WaitTimeout, Queue: 4, MaxRetries: 3}, nil)
 	w.backoff = 5 * time.Millisecond
 	if !w.Enqueue(transition("xid/n/0/79", true)) || !w.Enqueue(transition("xid/n/0/79", false)) {
 		t.Fatal("enqueue refused")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
 	defer cancel()
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
