@@ -5,7 +5,8 @@
 # on /v1/watch; after 25 s takes a 20 s CPU profile and a heap profile of the
 # aggregator into OUT and prints its CPU per GPU-sample, RSS beyond its idle
 # baseline, read/write syscalls and context switches over the window, and
-# the mock's own CPU. Needs python3 with websockets (python3-websockets).
+# the mock's own CPU; OUT/smaps.txt and OUT/memstats.txt (MemStats at the end of
+# heap?debug=1) say where the RSS is. Needs python3 with websockets (python3-websockets).
 #
 #   scripts/ingest-profile.sh OUT            NODES=1250 VIEWERS=10 by default
 #   go tool pprof -top BIN OUT/cpu.prof      BIN: OUT/fleettop
@@ -52,6 +53,9 @@ curl -fsS -o "$out/cpu.prof" "http://127.0.0.1:$pp/debug/pprof/profile?seconds=2
 c1=$(cpu_s $ap); mc1=$(cpu_s $mp); t1=$(date +%s.%N); io1=$(syscalls $ap); cs1=$(switches $ap)
 s1=$(get | metric fleettop_ingest_gpu_samples_total); u1=$(date +%s.%N); rss=$(rss_kib $ap)
 curl -fsS -o "$out/heap.prof" "http://127.0.0.1:$pp/debug/pprof/heap"
+# where the RSS is: mappings (Go arenas, SQLite's 1 MiB slabs, the binary) and the runtime's MemStats
+cp "/proc/$ap/smaps" "$out/smaps.txt"; cp "/proc/$ap/smaps_rollup" "$out/smaps_rollup.txt"
+curl -fsS -o "$out/memstats.txt" "http://127.0.0.1:$pp/debug/pprof/heap?debug=1"
 python3 - <<PY | tee "$out/figures.txt"
 rate = ($s1 - $s0) / ($u1 - $u0); w = $t1 - $t0
 r0, w0 = map(int, "$io0".split()); r1, w1 = map(int, "$io1".split())
