@@ -241,7 +241,7 @@ func (s *Server) frameBuf() *[]byte {
 const (
 	readBufSize    = 512      // a frame buffer, before it grows
 	maxPooledFrame = 16 << 10 // the largest frame buffer kept for reuse
-	connReadSize   = 1024
+	connReadSize   = 512
 	connWriteSize  = 256
 )
 
@@ -269,7 +269,11 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// is buffered there and then reads the connection itself.
 	n := brw.Reader.Buffered()
 	b, _ := brw.Reader.Peek(n)
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), c), max(connReadSize, n))
+	var src io.Reader = c
+	if n > 0 {
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+	}
+	br := bufio.NewReaderSize(src, max(connReadSize, n))
 	if n > 0 {
 		if _, err := br.Peek(n); err != nil {
 			c.Close()
