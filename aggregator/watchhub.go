@@ -41,7 +41,12 @@ const (
 type watchHub struct {
 	s    *Server
 	kick chan struct{} // ingest changed something (capacity 1)
-	join chan struct{} // a new group wants its first publication (capacity 1)
+	// kicked: a kick was sent and its publication has not begun. Ingest
+	// sends on kick only when it sets kicked, so a burst of 1,250 frames
+	// wakes the hub once, not once per frame; the hub clears it when the
+	// debounced publication begins, so later changes kick again.
+	kicked atomic.Bool
+	join   chan struct{} // a new group wants its first publication (capacity 1)
 	// nodeKick: a node that a group has open changed; the hub publishes
 	// it to those groups at once, without the debounce, the gap or the
 	// rows (capacity 64; when full, the next publication carries it).
@@ -196,6 +201,9 @@ func (s *Server) kickWatch(n *nodeState) {
 		default:
 		}
 	}
+	if h.kicked.Load() || !h.kicked.CompareAndSwap(false, true) {
+		return // the publication to come reads this change
+	}
 	select {
 	case h.kick <- struct{}{}:
 	default:
@@ -304,6 +312,9 @@ func (h *watchHub) run(ctx context.Context) {
 			continue
 		case <-timer.C:
 			armed = false
+			// Before publishing: a change made after this reads kicked
+			// false and kicks again; one made before it is published now.
+			h.kicked.Store(false)
 			last = time.Now() // the gap runs from a publication's start
 			h.publish(false, false)
 		}
