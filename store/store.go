@@ -217,6 +217,14 @@ func Open(path string, o Options) (*Store, error) {
 		// rewritten every Commit and freed every fold, so a later checkpoint
 		// copies each page once instead of many times.
 		q.Add("_pragma", "wal_autocheckpoint(4096)")
+		// A 1 MiB page cache (SQLite's default is 2,000 KiB): modernc's
+		// allocator gives each cached 16 KiB page (over its 16 KiB slot
+		// limit with the page's header) a 64 KiB region, so the default
+		// held 10-11 MB of RSS at 1,250 nodes, this about 7. What a Commit
+		// and a fold touch is the right edge of rollup_minute's key and the
+		// journal's new rows: 100,000 GPUs' commits cost no more CPU
+		// (BenchmarkRollups100kGPUs; docs/BENCHMARKS.md, Aggregator memory).
+		q.Add("_pragma", "cache_size(-1024)")
 		q.Add("_txlock", "immediate")
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
