@@ -23,6 +23,7 @@ import (
 	nvmlsource "github.com/fleettop/fleettop/collector/nvml"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/internal/dirlock"
+	"github.com/fleettop/fleettop/internal/exetrim"
 	"github.com/fleettop/fleettop/internal/sdnotify"
 	"github.com/fleettop/fleettop/internal/secretfile"
 	"github.com/fleettop/fleettop/mock"
@@ -220,6 +221,17 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 		return usagef("%v", err)
 	}
 	log.Info("collector starting", "node", node.ID, "aggregator", o.aggregator, "interval", o.interval, "spool", acfg.SpoolDir, "version", acfg.AgentVersion)
+	// Once past startup, keep resident only the parts of the binary the
+	// sampling loop runs (package exetrim says why this is not free).
+	trim := time.AfterFunc(trimAfter, func() {
+		st, err := exetrim.Trim()
+		if err != nil {
+			log.Warn("could not trim the binary's mappings", "err", err)
+			return
+		}
+		log.Debug("trimmed the binary's mappings", "mappings", st.Mappings, "resident_bytes", st.Bytes)
+	})
+	defer trim.Stop()
 	err = agent.Run(ctx)
 	sd.Stopping()
 	return err
@@ -385,3 +397,8 @@ func collectOnce(ctx context.Context, stdout io.Writer, acfg collector.AgentConf
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
 }
+
+// trimAfter is how long the collector runs before it trims its mappings of
+// the binary: past flag parsing, config, source discovery and the first
+// samples, whose code it will not run again.
+const trimAfter = 3 * time.Second
