@@ -160,7 +160,8 @@ func checkString(field, s string, maxBytes int, cs charset) *Invalid {
 
 // repairString returns s made valid for cs and maxBytes: bytes that are not
 // UTF-8 and characters outside the set become U+FFFD, and the result is cut
-// at a character boundary. ok is false when anything changed.
+// at a character boundary. ok is false when anything changed, so repairing
+// a repaired string again reports nothing.
 func repairString(s string, maxBytes int, cs charset) (string, bool) {
 	if checkString("", s, maxBytes, cs) == nil {
 		return s, true
@@ -178,7 +179,11 @@ func repairString(s string, maxBytes int, cs charset) (string, bool) {
 		}
 		b.WriteRune(r)
 	}
-	return b.String(), false
+	// A string repaired before (a source's reason in every Status frame,
+	// a record resent from the spool) holds U+FFFD, which checkString
+	// refuses in text: unchanged, it is not a new repair.
+	out := b.String()
+	return out, out == s
 }
 
 // ValidateHello checks everything a node says about itself. It returns nil

@@ -78,6 +78,17 @@ func TestSanitizeSources(t *testing.T) {
 	}
 	if src[0].Name != "nvml" || src[1].Name != "ho_st_" || strings.Contains(src[1].Reason, "\n") {
 		t.Fatalf("not repaired: %+v", src)
+	}	// The same statuses again (the next Status frame): nothing new to count.
+	if n := SanitizeSources(src); n != 0 {
+		t.Errorf("%d repairs of already repaired statuses %+v, want 0", n, src)
+	}
+	bad := []fleet.SourceStatus{{Name: "npu", Reason: "npu-smi: \xff\xfe garbled"}}
+	SanitizeSources(bad)
+	if !strings.Contains(bad[0].Reason, "\uFFFD") {
+		t.Fatalf("reason %q: want U+FFFD for the invalid bytes", bad[0].Reason)
+	}
+	if n := SanitizeSources(bad); n != 0 {
+		t.Errorf("%d repairs of the repaired reason %q, want 0", n, bad[0].Reason)
 	}
 }
 
