@@ -78,7 +78,8 @@ func TestSanitizeSources(t *testing.T) {
 	}
 	if src[0].Name != "nvml" || src[1].Name != "ho_st_" || strings.Contains(src[1].Reason, "\n") {
 		t.Fatalf("not repaired: %+v", src)
-	} // The same statuses again (the next Status frame): nothing new to count.
+	}
+	// The same statuses again (the next Status frame): nothing new to count.
 	if n := SanitizeSources(src); n != 0 {
 		t.Errorf("%d repairs of already repaired statuses %+v, want 0", n, src)
 	}
