@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/fleettop/fleettop/internal/lifecycle"
+	"github.com/fleettop/fleettop/internal/opt"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -293,18 +294,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Recorder == nil {
 		return nil, errors.New("aggregator: no recorder")
 	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
-	}
-	if cfg.StaleAfter <= 0 {
-		cfg.StaleAfter = 3 * cfg.Interval
-	}
-	if cfg.OfflineAfter <= 0 {
-		cfg.OfflineAfter = 30 * time.Second
-	}
-	if cfg.OfflineAfter < 2*cfg.StaleAfter {
-		cfg.OfflineAfter = 2 * cfg.StaleAfter
-	}
+	opt.Positive(&cfg.Interval, time.Second)
+	opt.Positive(&cfg.StaleAfter, 3*cfg.Interval)
+	opt.Positive(&cfg.OfflineAfter, 30*time.Second)
+	cfg.OfflineAfter = max(cfg.OfflineAfter, 2*cfg.StaleAfter)
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -314,45 +307,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = time.Second
-	}
-	if cfg.AckInterval <= 0 {
-		cfg.AckInterval = 15 * cfg.FlushInterval
-	}
-	if cfg.IdleThreshold <= 0 {
-		cfg.IdleThreshold = 0.05
-	}
-	if cfg.ViewerInterval <= 0 {
-		cfg.ViewerInterval = time.Second
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 5 * time.Second
-	}
-	if cfg.HelloTimeout <= 0 {
-		cfg.HelloTimeout = 10 * time.Second
-	}
-	if cfg.MaxNodesPerToken <= 0 {
-		cfg.MaxNodesPerToken = 4096
-	}
-	if cfg.NodeTTL <= 0 {
-		cfg.NodeTTL = 24 * time.Hour
-	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 32768
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 2 * time.Minute
-	}
-	if cfg.TakeoverPing <= 0 {
-		cfg.TakeoverPing = 3 * time.Second
-	}
+	opt.Positive(&cfg.FlushInterval, time.Second)
+	opt.Positive(&cfg.AckInterval, 15*cfg.FlushInterval)
+	opt.Positive(&cfg.IdleThreshold, 0.05)
+	opt.Positive(&cfg.ViewerInterval, time.Second)
+	opt.Positive(&cfg.WriteTimeout, 5*time.Second)
+	opt.Positive(&cfg.HelloTimeout, 10*time.Second)
+	opt.Positive(&cfg.MaxNodesPerToken, 4096)
+	opt.Positive(&cfg.NodeTTL, 24*time.Hour)
+	opt.Positive(&cfg.MaxConns, 32768)
+	opt.Positive(&cfg.IdleTimeout, 2*time.Minute)
+	opt.Positive(&cfg.TakeoverPing, 3*time.Second)
 	if cfg.MaxSeqJump == 0 {
 		cfg.MaxSeqJump = wire.DefaultMaxSeqJump
 	}
-	if cfg.CommitStuckAfter <= 0 {
-		cfg.CommitStuckAfter = 30 * time.Second
-	}
+	opt.Positive(&cfg.CommitStuckAfter, 30*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
 	seqs, err := cfg.Recorder.LastSeqs(lctx)

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/opt"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -144,21 +145,15 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = time.Second
-	}
+	opt.Positive(&cfg.Interval, time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	if cfg.PingEvery <= 0 {
-		cfg.PingEvery = 20 * time.Second
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
-	}
+	opt.Positive(&cfg.PingEvery, 20*time.Second)
+	opt.Positive(&cfg.MaxBackoff, 30*time.Second)
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}

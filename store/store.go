@@ -26,6 +26,7 @@ import (
 	_ "modernc.org/sqlite" // driver "sqlite"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/opt"
 )
 
 // Defaults for Options.
@@ -102,27 +103,13 @@ type Options struct {
 var ErrCorrupt = errors.New("database fails its integrity check")
 
 func (o *Options) defaults() {
-	if o.IdleThreshold <= 0 {
-		o.IdleThreshold = DefaultIdleThreshold
-	}
-	if o.MinuteRetention <= 0 {
-		o.MinuteRetention = DefaultMinuteRetention
-	}
-	if o.HourRetention <= 0 {
-		o.HourRetention = DefaultHourRetention
-	}
-	if o.Interval <= 0 {
-		o.Interval = DefaultInterval
-	}
-	if o.LedgerEvery <= 0 {
-		o.LedgerEvery = DefaultLedgerEvery
-	}
-	if o.CommitSlice <= 0 {
-		o.CommitSlice = DefaultCommitSlice
-	}
-	if o.FoldEvery <= 0 {
-		o.FoldEvery = time.Minute
-	}
+	opt.Positive(&o.IdleThreshold, DefaultIdleThreshold)
+	opt.Positive(&o.MinuteRetention, DefaultMinuteRetention)
+	opt.Positive(&o.HourRetention, DefaultHourRetention)
+	opt.Positive(&o.Interval, DefaultInterval)
+	opt.Positive(&o.LedgerEvery, DefaultLedgerEvery)
+	opt.Positive(&o.CommitSlice, DefaultCommitSlice)
+	opt.Positive(&o.FoldEvery, time.Minute)
 	if o.MaxBackfill < 0 {
 		o.MaxBackfill = 0
 	}

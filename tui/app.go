@@ -21,6 +21,7 @@ import (
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/fleettop/fleettop/internal/opt"
 	"github.com/fleettop/fleettop/wire"
 )
 
@@ -55,12 +56,8 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.IdleThreshold <= 0 {
-		o.IdleThreshold = 0.05
-	}
-	if o.Refresh <= 0 {
-		o.Refresh = time.Second
-	}
+	opt.Positive(&o.IdleThreshold, 0.05)
+	opt.Positive(&o.Refresh, time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

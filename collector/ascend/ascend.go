@@ -16,6 +16,7 @@ import (
 
 	"github.com/fleettop/fleettop/collector"
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/internal/opt"
 )
 
 // npu-smi is slow: a full `npu-smi info` takes seconds on a busy 8×910B host
@@ -102,21 +103,13 @@ func New(o Options) *Source {
 	if o.Path == "" {
 		o.Path = "npu-smi"
 	}
-	if o.Interval <= 0 {
-		o.Interval = 5 * time.Second
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 3 * time.Second
-	}
+	opt.Positive(&o.Interval, 5*time.Second)
+	opt.Positive(&o.Timeout, 3*time.Second)
 	if o.MaxTimeout < o.Timeout {
 		o.MaxTimeout = max(60*time.Second, o.Timeout)
 	}
-	if o.StartTimeout <= 0 {
-		o.StartTimeout = 20 * time.Second
-	}
-	if o.StaleAfter <= 0 {
-		o.StaleAfter = 3 * o.Interval
-	}
+	opt.Positive(&o.StartTimeout, 20*time.Second)
+	opt.Positive(&o.StaleAfter, 3*o.Interval)
 	if o.MaxAge < o.StaleAfter {
 		o.MaxAge = max(12*o.Interval, o.StaleAfter)
 	}
