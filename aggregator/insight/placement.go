@@ -2,12 +2,10 @@ package insight
 
 import (
 	"context"
-	"math/big"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/store"
 )
@@ -140,13 +138,13 @@ func (e *Engine) Placements(now time.Time) []Placement {
 		{func(a *placeAcc) multi { return a.idle }, func(p *Placement) *fleet.Money { return &p.IdleSpendMonth }},
 	} {
 		all := multi{}
-		parts := make([]*big.Rat, len(keys))
+		parts := make([]multi, len(keys))
 		for i, k := range keys {
-			all.merge(f.part(accs[k]))
-			parts[i] = e.rat(f.part(accs[k]))
+			parts[i] = f.part(accs[k])
+			all.merge(parts[i])
 		}
 		total := e.conv(all)
-		for i, v := range cost.Apportion(total.Micros, parts) {
+		for i, v := range e.splitExact(total.Micros, parts) {
 			*f.field(&out[i]) = fleet.Money{Micros: v, Currency: total.Currency}
 		}
 	}

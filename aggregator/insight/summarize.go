@@ -611,12 +611,12 @@ func (r *sumRun) jobSpend() map[string]int64 {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	parts := make([]*big.Rat, len(ids))
+	parts := make([]multi, len(ids))
 	for i, id := range ids {
-		parts[i] = r.e.rat(r.jobMonth[id])
+		parts[i] = r.jobMonth[id]
 	}
 	out := make(map[string]int64, len(ids))
-	for i, v := range cost.Apportion(r.sum.SpendMonth.Micros, parts) {
+	for i, v := range r.e.splitExact(r.sum.SpendMonth.Micros, parts) {
 		out[ids[i]] = v
 	}
 	return out
@@ -694,6 +694,17 @@ func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]st
 			}
 		}
 	}
+}
+
+// splitExact splits total (micro-units of the display currency) over parts
+// in proportion to their exact values, largest remainder first
+// (cost.Apportion): the shares add up to total exactly.
+func (e *Engine) splitExact(total int64, parts []multi) []int64 {
+	rats := make([]*big.Rat, len(parts))
+	for i, p := range parts {
+		rats[i] = e.rat(p)
+	}
+	return cost.Apportion(total, rats)
 }
 
 // rat is m's exact value in the display currency; currencies without a rate
