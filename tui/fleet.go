@@ -517,13 +517,12 @@ func (b *snapBuilder) addSummary(a *aggState) {
 		to.Micros += b.money(inCur(m, sm.Currency))
 		to.Currency = b.cur
 	}
-	add(&dst.BurnPerHour, sm.BurnPerHour)
-	add(&dst.IdleBurnPerHour, sm.IdleBurnPerHour)
-	add(&dst.BlindBurnPerHour, sm.BlindBurnPerHour)
-	add(&dst.SpendToday, sm.SpendToday)
-	add(&dst.PrepaidToday, sm.PrepaidToday)
-	add(&dst.SpendMonth, sm.SpendMonth)
-	add(&dst.ProjectedMonth, sm.ProjectedMonth)
+	addAll := func(to, from []*fleet.Money) {
+		for i, m := range from {
+			add(to[i], *m)
+		}
+	}
+	addAll(dst.MoneyFields(), sm.MoneyFields())
 	for _, c := range sm.Costs {
 		k := [2]string{c.By, c.Group}
 		line := b.costs[k]
@@ -532,13 +531,7 @@ func (b *snapBuilder) addSummary(a *aggState) {
 			b.costs[k] = line
 		}
 		line.GPUs += c.GPUs
-		add(&line.BurnPerHour, c.BurnPerHour)
-		add(&line.IdleBurn, c.IdleBurn)
-		add(&line.SpendToday, c.SpendToday)
-		add(&line.SpendMonth, c.SpendMonth)
-		add(&line.IdleSpend, c.IdleSpend)
-		add(&line.Budget, c.Budget)
-		add(&line.ProjectedMonth, c.ProjectedMonth)
+		addAll(line.MoneyFields(), c.MoneyFields())
 	}
 	b.s.Leases = append(b.s.Leases, sm.LeasesEnding...)
 }

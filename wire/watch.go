@@ -363,6 +363,19 @@ type CostLine struct {
 	ProjectedMonth fleet.Money `json:"projected_month,omitzero"`
 }
 
+// MoneyFields lists the summary's money figures, for code that treats
+// them all alike (summing the summaries of several aggregators).
+func (s *Summary) MoneyFields() []*fleet.Money {
+	return []*fleet.Money{&s.BurnPerHour, &s.IdleBurnPerHour, &s.BlindBurnPerHour,
+		&s.SpendToday, &s.PrepaidToday, &s.SpendMonth, &s.ProjectedMonth}
+}
+
+// MoneyFields lists the line's money figures, as Summary.MoneyFields does.
+func (c *CostLine) MoneyFields() []*fleet.Money {
+	return []*fleet.Money{&c.BurnPerHour, &c.IdleBurn, &c.SpendToday, &c.SpendMonth,
+		&c.IdleSpend, &c.Budget, &c.ProjectedMonth}
+}
+
 // LeaseEnding is a lease that ends soon.
 type LeaseEnding struct {
 	Node  string    `json:"node"`

@@ -1,0 +1,36 @@
+package wire
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/fleettop/fleettop/fleet"
+)
+
+// TestMoneyFieldsListEveryMoneyField: a money field added to Summary or
+// CostLine and not to its MoneyFields would be left out of every sum.
+func TestMoneyFieldsListEveryMoneyField(t *testing.T) {
+	var s Summary
+	var c CostLine
+	for _, tc := range []struct {
+		v      any
+		listed []*fleet.Money
+	}{{&s, s.MoneyFields()}, {&c, c.MoneyFields()}} {
+		rv := reflect.ValueOf(tc.v).Elem()
+		want := map[*fleet.Money]string{}
+		for i := range rv.NumField() {
+			if f := rv.Field(i); f.Type() == reflect.TypeFor[fleet.Money]() {
+				want[f.Addr().Interface().(*fleet.Money)] = rv.Type().Field(i).Name
+			}
+		}
+		for _, p := range tc.listed {
+			if _, ok := want[p]; !ok {
+				t.Errorf("%T.MoneyFields lists a field twice or one that is not its own", tc.v)
+			}
+			delete(want, p)
+		}
+		for _, name := range want {
+			t.Errorf("%T.MoneyFields leaves out %s", tc.v, name)
+		}
+	}
+}
