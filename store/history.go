@@ -79,25 +79,14 @@ func historyRows(ctx context.Context, db *sql.DB, table, col string, q fleet.His
 			FROM ` + table + ` r` + join + ` WHERE ` + where + `
 			GROUP BY g, b, r.node_id, r.idx)
 		GROUP BY g, b ORDER BY g, b`
-	rows, err := db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	defer rows.Close()
-	var out []fleet.HistoryBucket
-	for rows.Next() {
-		var h fleet.HistoryBucket
+	return queryAll(ctx, db, "history", query, args, func(rows *sql.Rows, h *fleet.HistoryBucket) error {
 		var pw, mem, tmax, umax sql.NullFloat64
 		if err := rows.Scan(&h.Group, &h.Start, &h.UtilN, &h.UtilSum, &umax, &pw, &h.PowerN, &mem, &h.MemN, &tmax, &h.TempN, &h.Reported, &h.Idle); err != nil {
-			return nil, fmt.Errorf("history: %w", err)
+			return err
 		}
 		h.UtilMax, h.Power, h.MemUsed, h.TempMax = umax.Float64, pw.Float64, mem.Float64, tmax.Float64
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // readerDB opens, once, a read-only pool on the database for queries that

@@ -124,7 +124,7 @@ func nodeRows(ctx context.Context, db *sql.DB, from, to int64) ([]NodeLine, erro
 	if b >= c {
 		b, c = d, d
 	}
-	rows, err := db.QueryContext(ctx, `SELECT node_id, currency, job, team,
+	return queryAll(ctx, db, "read the ledger", `SELECT node_id, currency, job, team,
 		SUM(leased_gpu_ms), SUM(reported_gpu_ms), SUM(idle_gpu_ms), SUM(dark_gpu_ms),
 		SUM(spend_micros), SUM(spend_rem), SUM(idle_micros), SUM(idle_rem), SUM(dark_micros), SUM(dark_rem),
 		SUM(blind_gpu_ms), SUM(blind_micros), SUM(blind_rem)
@@ -132,28 +132,17 @@ func nodeRows(ctx context.Context, db *sql.DB, from, to int64) ([]NodeLine, erro
 			SELECT `+ledgerCols+` FROM ledger WHERE hour_ms >= ?1 AND hour_ms < ?2
 			UNION ALL SELECT `+ledgerCols+` FROM ledger_day WHERE day_ms >= ?2 AND day_ms < ?3
 			UNION ALL SELECT `+ledgerCols+` FROM ledger WHERE hour_ms >= ?3 AND hour_ms < ?4
-		) GROUP BY node_id, currency, job, team ORDER BY node_id, currency, job, team`, a, b, c, d)
-	if err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	defer rows.Close()
-	var out []NodeLine
-	for rows.Next() {
-		var l NodeLine
+		) GROUP BY node_id, currency, job, team ORDER BY node_id, currency, job, team`, []any{a, b, c, d}, func(rows *sql.Rows, l *NodeLine) error {
 		var sm, sr, im, ir, dm, dr, bm, br int64
 		if err := rows.Scan(&l.Node, &l.Currency, &l.Job, &l.Team, &l.LeasedGPUms, &l.ReportedGPUms, &l.IdleGPUms, &l.DarkGPUms,
 			&sm, &sr, &im, &ir, &dm, &dr, &l.BlindGPUms, &bm, &br); err != nil {
-			return nil, fmt.Errorf("read the ledger: %w", err)
+			return err
 		}
 		l.Group = l.Node
 		l.Spend, l.Idle, l.Dark = cost.MakeExact(sm, sr), cost.MakeExact(im, ir), cost.MakeExact(dm, dr)
 		l.Blind = cost.MakeExact(bm, br)
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read the ledger: %w", err)
-	}
-	return out, nil
+		return nil
+	})
 }
 
 type liveRows struct {

@@ -156,26 +156,19 @@ func (s *Store) Display(ctx context.Context) (d Display, ok bool, err error) {
 // Alerts returns the alerts that overlap [from, to): started before to and
 // open or ended at or after from, oldest first.
 func (s *Store) Alerts(ctx context.Context, from, to time.Time) ([]fleet.Alert, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, start_ms, end_ms, kind, severity, node_id, region, device, job, message
-		FROM alerts WHERE start_ms < ? AND (end_ms = 0 OR end_ms >= ?) ORDER BY start_ms, id`, to.UnixMilli(), from.UnixMilli())
-	if err != nil {
-		return nil, fmt.Errorf("read alerts: %w", err)
-	}
-	defer rows.Close()
-	var out []fleet.Alert
-	for rows.Next() {
-		var a fleet.Alert
-		var start, end int64
-		var kind, sev string
-		if err := rows.Scan(&a.ID, &start, &end, &kind, &sev, &a.Node, &a.Region, &a.Device, &a.Job, &a.Message); err != nil {
-			return nil, fmt.Errorf("read alerts: %w", err)
-		}
-		a.Kind, a.Severity = fleet.EventKind(kind), fleet.Severity(sev)
-		a.Start = time.UnixMilli(start).UTC()
-		if end > 0 {
-			a.End = time.UnixMilli(end).UTC()
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "read alerts", `SELECT id, start_ms, end_ms, kind, severity, node_id, region, device, job, message
+		FROM alerts WHERE start_ms < ? AND (end_ms = 0 OR end_ms >= ?) ORDER BY start_ms, id`, []any{to.UnixMilli(), from.UnixMilli()},
+		func(rows *sql.Rows, a *fleet.Alert) error {
+			var start, end int64
+			var kind, sev string
+			if err := rows.Scan(&a.ID, &start, &end, &kind, &sev, &a.Node, &a.Region, &a.Device, &a.Job, &a.Message); err != nil {
+				return err
+			}
+			a.Kind, a.Severity = fleet.EventKind(kind), fleet.Severity(sev)
+			a.Start = time.UnixMilli(start).UTC()
+			if end > 0 {
+				a.End = time.UnixMilli(end).UTC()
+			}
+			return nil
+		})
 }
