@@ -50,19 +50,7 @@ func (w *WatchSource) RangeHistory(ctx context.Context, agg int, q HistoryReques
 	if agg < 0 || agg >= len(w.eps) {
 		return nil, fmt.Errorf("history: no aggregator %d", agg)
 	}
-	ep := w.eps[agg]
-	u, err := endpointURL(ep.URL, "/api/v1/history", false)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"?"+q.query(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	if ep.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+ep.Token)
-	}
-	resp, err := w.client.Do(req)
+	resp, err := w.call(ctx, w.eps[agg], http.MethodGet, "/api/v1/history", q.query(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}

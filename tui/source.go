@@ -356,19 +356,7 @@ func (w *WatchSource) MarkAlert(ctx context.Context, id, action string, d time.D
 	}
 	var errs []error
 	for _, ep := range w.eps {
-		u, err := endpointURL(ep.URL, "/api/v1/alerts/mark", false)
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if ep.Token != "" {
-			req.Header.Set("Authorization", "Bearer "+ep.Token)
-		}
-		resp, err := w.client.Do(req)
+		resp, err := w.call(ctx, ep, http.MethodPost, "/api/v1/alerts/mark", "", body)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -389,6 +377,29 @@ func (w *WatchSource) MarkAlert(ctx context.Context, id, action string, d time.D
 		return fmt.Errorf("no aggregator has alert %s any more", id)
 	}
 	return errors.Join(errs...)
+}
+
+// call sends one API request to ep with its token; query is encoded
+// (url.Values.Encode), body, if any, JSON.
+func (w *WatchSource) call(ctx context.Context, ep Endpoint, method, path, query string, body []byte) (*http.Response, error) {
+	u, err := endpointURL(ep.URL, path, false)
+	if err != nil {
+		return nil, err
+	}
+	if query != "" {
+		u += "?" + query
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if ep.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+ep.Token)
+	}
+	return w.client.Do(req)
 }
 
 // endpointURL joins an aggregator base URL and a path; ws selects the
