@@ -434,10 +434,20 @@ func absurdMetrics(a *aggregator) result {
 	return pass(name, "fleet utilisation %.3f (0..1); repaired values counted: %v", f.Totals.Util, a.metric("fleettop_ingest_repaired_total"))
 }
 
+// firstRecord opens a session for a one-GPU node and sends it one healthy
+// record; a session the aggregator refused is an error.
+func firstRecord(a *aggregator, id string) (*session, error) {
+	s, code, err := sendNode(a, node(id, 1), sample(1, 1, 0.5, 60, 300))
+	if err == nil && s == nil {
+		err = fmt.Errorf("refused (close code %d)", code)
+	}
+	return s, err
+}
+
 func seqJump(a *aggregator) result {
 	const name = "sequence jump to 2^64-1"
-	s, _, err := sendNode(a, node("rt-seq", 1), sample(1, 1, 0.5, 60, 300))
-	if err != nil || s == nil {
+	s, err := firstRecord(a, "rt-seq")
+	if err != nil {
 		return failf(name, "first record: %v", err)
 	}
 	defer s.close()
@@ -459,8 +469,8 @@ func seqJump(a *aggregator) result {
 
 func duplicateNodeID(a *aggregator) result {
 	const name = "duplicate node id"
-	s1, _, err := sendNode(a, node("rt-twin", 1), sample(1, 1, 0.5, 60, 300))
-	if err != nil || s1 == nil {
+	s1, err := firstRecord(a, "rt-twin")
+	if err != nil {
 		return failf(name, "first session: %v", err)
 	}
 	defer s1.close()
