@@ -6,12 +6,17 @@
 # aggregator into OUT and prints its CPU per GPU-sample, RSS beyond its idle
 # baseline, read/write syscalls and context switches over the window, and
 # the mock's own CPU; OUT/smaps.txt and OUT/memstats.txt (MemStats at the end of
-# heap?debug=1) say where the RSS is. Needs python3 with websockets (python3-websockets).
+# heap?debug=1) say where the RSS is. Needs a python3 with websockets
+# (python3-websockets; PY=/usr/bin/python3 by default, as the ingest check uses).
 #
 #   scripts/ingest-profile.sh OUT            NODES=1250 VIEWERS=10 by default
 #   go tool pprof -top BIN OUT/cpu.prof      BIN: OUT/fleettop
 set -euo pipefail
 out=${1:?usage: scripts/ingest-profile.sh OUTDIR}
+PY=${PY:-/usr/bin/python3}
+# Without websockets the viewers would fail unseen and the figures would be
+# those of an aggregator with no viewers.
+"$PY" -c 'import websockets' || { echo "$PY has no websockets module: apt-get install python3-websockets, or set PY" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
 go build -tags pprof -o "$out/fleettop" ./cmd/fleettop
@@ -34,7 +39,7 @@ FLEETTOP_PPROF=127.0.0.1:$pp "$bin" aggregator --listen 127.0.0.1:$port --data-d
 for _ in $(seq 150); do curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break; sleep 0.2; done
 sleep 2; base=$(rss_kib $ap)
 "$bin" mock --aggregator ws://127.0.0.1:$port --nodes "${NODES:-1250}" --token-file "$d/tokens.collector" --interval 1s >"$out/mock.log" 2>&1 & mp=$!; pids+=($mp)
-python3 - "$port" "$vsecret" "${VIEWERS:-10}" >/dev/null 2>&1 <<'PY' & pids+=($!)
+"$PY" - "$port" "$vsecret" "${VIEWERS:-10}" >"$out/viewers.log" 2>&1 <<'PY' & pids+=($!)
 import asyncio, sys, websockets
 port, tok, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 async def view():
@@ -51,16 +56,17 @@ s0=$(get | metric fleettop_ingest_gpu_samples_total); u0=$(date +%s.%N)
 io0=$(syscalls $ap); cs0=$(switches $ap); c0=$(cpu_s $ap); mc0=$(cpu_s $mp); t0=$(date +%s.%N)
 curl -fsS -o "$out/cpu.prof" "http://127.0.0.1:$pp/debug/pprof/profile?seconds=20"
 c1=$(cpu_s $ap); mc1=$(cpu_s $mp); t1=$(date +%s.%N); io1=$(syscalls $ap); cs1=$(switches $ap)
-s1=$(get | metric fleettop_ingest_gpu_samples_total); u1=$(date +%s.%N); rss=$(rss_kib $ap)
+m1=$(get); u1=$(date +%s.%N); rss=$(rss_kib $ap)
+s1=$(metric fleettop_ingest_gpu_samples_total <<<"$m1"); viewers=$(metric fleettop_viewers_connected <<<"$m1")
 curl -fsS -o "$out/heap.prof" "http://127.0.0.1:$pp/debug/pprof/heap"
 # where the RSS is: mappings (Go arenas, SQLite's 1 MiB slabs, the binary) and the runtime's MemStats
 cp "/proc/$ap/smaps" "$out/smaps.txt"; cp "/proc/$ap/smaps_rollup" "$out/smaps_rollup.txt"
 curl -fsS -o "$out/memstats.txt" "http://127.0.0.1:$pp/debug/pprof/heap?debug=1"
-python3 - <<PY | tee "$out/figures.txt"
+"$PY" - <<PY | tee "$out/figures.txt"
 rate = ($s1 - $s0) / ($u1 - $u0); w = $t1 - $t0
 r0, w0 = map(int, "$io0".split()); r1, w1 = map(int, "$io1".split())
 print(f"aggregator: {($c1 - $c0) / w:.3f} cores, {($c1 - $c0) * 1e6 / max(rate * w, 1):.2f} us per GPU-sample at {rate:.0f} GPU-samples/s")
 print(f"aggregator RSS beyond its idle baseline: {($rss - $base) / max(rate, 1):.1f} KiB per GPU-sample/s ({($rss - $base) / 1024:.0f} MiB)")
 print(f"aggregator syscalls: {(r1 - r0) / w:.0f} reads/s, {(w1 - w0) / w:.0f} writes/s; context switches {($cs1 - $cs0) / w:.0f}/s")
-print(f"mock: {($mc1 - $mc0) / w:.3f} cores")
+print(f"mock: {($mc1 - $mc0) / w:.3f} cores; viewers connected at the end: $viewers of ${VIEWERS:-10}")
 PY
