@@ -97,17 +97,23 @@ func tailLines(out []NodeLine, nodes map[string]tailNode, from, to int64) []Node
 	return out
 }
 
-// mergeLines sorts lines by node, currency, job and team and adds up the
-// lines with the same key.
-func mergeLines(lines []NodeLine) []NodeLine {
-	slices.SortStableFunc(lines, func(a, b NodeLine) int { return compareLines(&a, &b) })
-	out := lines[:0]
-	for _, l := range lines {
-		if k := len(out); k > 0 && compareLines(&out[k-1], &l) == 0 {
+// mergeSorted merges two slices sorted by compareLines (the ledger's rows
+// come sorted from SQL, the tails are few) into a new one, adding up the
+// lines with the same key; a and b are not changed (the rows are cached).
+func mergeSorted(a, b []NodeLine) []NodeLine {
+	out := make([]NodeLine, 0, len(a)+len(b))
+	for len(a) > 0 || len(b) > 0 {
+		var l *NodeLine
+		if len(b) == 0 || len(a) > 0 && compareLines(&a[0], &b[0]) <= 0 {
+			l, a = &a[0], a[1:]
+		} else {
+			l, b = &b[0], b[1:]
+		}
+		if k := len(out); k > 0 && compareLines(&out[k-1], l) == 0 {
 			out[k-1].Usage.Add(l.Usage)
 			continue
 		}
-		out = append(out, l)
+		out = append(out, *l)
 	}
 	return out
 }
@@ -185,12 +191,16 @@ func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, er
 			return Ledger{}, err
 		}
 		if s.oldSeq.Load() == old {
-			rows, tails = append(slices.Clone(closed), recent...), t
+			rows, tails = recent, t
+			if len(closed) > 0 {
+				rows = mergeSorted(closed, recent)
+			}
 			break
 		}
 	}
-	lines := append(rows, tailLines(nil, tails, fm, now.UnixMilli())...)
-	lg := Ledger{Lines: mergeLines(lines), Places: map[string]NodePlace{}}
+	tail := tailLines(nil, tails, fm, now.UnixMilli())
+	slices.SortFunc(tail, func(a, b NodeLine) int { return compareLines(&a, &b) })
+	lg := Ledger{Lines: mergeSorted(rows, tail), Places: map[string]NodePlace{}}
 	for _, l := range lg.Lines {
 		if _, ok := lg.Places[l.Node]; !ok {
 			lg.Places[l.Node] = tails[l.Node].place

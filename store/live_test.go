@@ -106,3 +106,28 @@ func TestLiveLedgerIsExactAcrossCommits(t *testing.T) {
 		t.Error("no live read ran")
 	}
 }
+
+// mergeSorted keeps the order and adds up equal keys, from either side and
+// within one (a lease's tail may hold two lines of one key), and leaves its
+// inputs (the cached ledger rows) as they were.
+func TestMergeSortedAddsUpEqualKeys(t *testing.T) {
+	line := func(node, cur, job string, ms int64) NodeLine {
+		return NodeLine{Node: node, Team: "ml", Job: job, Usage: Usage{Group: node, Currency: cur, LeasedGPUms: ms}}
+	}
+	rows := []NodeLine{line("a", "USD", "", 1), line("a", "USD", "train", 2), line("b", "SGD", "", 4)}
+	tail := []NodeLine{line("a", "USD", "", 10), line("a", "USD", "", 20), line("ab", "USD", "", 40), line("b", "SGD", "", 80)}
+	got := mergeSorted(rows, tail)
+	want := []NodeLine{line("a", "USD", "", 31), line("a", "USD", "train", 2), line("ab", "USD", "", 40), line("b", "SGD", "", 84)}
+	if len(got) != len(want) {
+		t.Fatalf("%d lines %+v, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		if got[i].Node != want[i].Node || got[i].Job != want[i].Job || got[i].LeasedGPUms != want[i].LeasedGPUms {
+			t.Errorf("line %d = %s/%s %d ms, want %s/%s %d ms", i, got[i].Node, got[i].Job, got[i].LeasedGPUms,
+				want[i].Node, want[i].Job, want[i].LeasedGPUms)
+		}
+	}
+	if rows[0].LeasedGPUms != 1 || tail[0].LeasedGPUms != 10 {
+		t.Errorf("inputs changed: rows[0] %d ms, tail[0] %d ms", rows[0].LeasedGPUms, tail[0].LeasedGPUms)
+	}
+}
