@@ -198,9 +198,9 @@ func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, er
 			break
 		}
 	}
-	tail := tailLines(nil, tails, fm, now.UnixMilli())
+	tail := tailLines(make([]NodeLine, 0, len(tails)), tails, fm, now.UnixMilli())
 	slices.SortFunc(tail, func(a, b NodeLine) int { return compareLines(&a, &b) })
-	lg := Ledger{Lines: mergeSorted(rows, tail), Places: map[string]NodePlace{}}
+	lg := Ledger{Lines: mergeSorted(rows, tail), Places: make(map[string]NodePlace, len(tails))}
 	for _, l := range lg.Lines {
 		if _, ok := lg.Places[l.Node]; !ok {
 			lg.Places[l.Node] = tails[l.Node].place
