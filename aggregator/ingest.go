@@ -561,7 +561,7 @@ func (ss *session) apply(recs []fleet.Sample) error {
 }
 
 // countRepairs counts values a node sent outside their bounds (made absent
-// or repaired by wire.SanitizeSample) in fleettop_ingest_repaired_total.
+// or repaired by wire.SanitizeSampleAfter) in fleettop_ingest_repaired_total.
 func (s *Server) countRepairs(rp wire.Repairs) {
 	for _, c := range []struct {
 		reason string

@@ -177,7 +177,7 @@ type streamState struct {
 	host   hostState
 	procs  []fleet.Process // protocol 2: the last process list sent
 	// procOut is where a decoded list is handed out: the caller may repair
-	// it (wire.SanitizeSample) without touching procs, which the next list
+	// it (wire.SanitizeSampleAfter) without touching procs, which the next list
 	// is coded against.
 	procOut []fleet.Process
 }

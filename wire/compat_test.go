@@ -134,7 +134,7 @@ func TestProcessListDeltas(t *testing.T) {
 		if want := quantized(s); !reflect.DeepEqual(cloneSample(got), cloneSample(want)) {
 			t.Fatalf("record %d:\n got %+v\nwant %+v", i, got.Procs, want.Procs)
 		}
-		// The caller may repair what it got (wire.SanitizeSample does):
+		// The caller may repair what it got (wire.SanitizeSampleAfter does):
 		// the next list is still decoded against the list that was sent.
 		for k := range got.Procs {
 			got.Procs[k].UsedMemory, got.Procs[k].Name = 0, "repaired"

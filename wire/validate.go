@@ -418,7 +418,7 @@ func hostRange(m fleet.HostMetric) (r valueRange, ok bool) {
 
 func (r valueRange) has(x float64) bool { return x >= r.lo && x <= r.hi }
 
-// Repairs counts what SanitizeSample changed, by reason.
+// Repairs counts what SanitizeSampleAfter changed, by reason.
 type Repairs struct {
 	OutOfRange int // metric values made absent
 	BadString  int // strings repaired
@@ -435,20 +435,15 @@ func (r *Repairs) Add(o Repairs) {
 // Zero reports whether nothing was repaired.
 func (r Repairs) Zero() bool { return r == Repairs{} }
 
-// SanitizeSample makes a decoded record safe to apply, in place: metrics
-// outside their physical range become absent, strings outside their limits
-// are repaired, events with an impossible time take the record's time. It
-// returns an *Invalid (and changes nothing that matters) when the record
-// itself is impossible: its time outside MinTime..MaxTime or its sequence
-// past MaxSeq.
-func SanitizeSample(s *fleet.Sample) (Repairs, error) {
-	return SanitizeSampleAfter(s, nil)
-}
-
-// SanitizeSampleAfter is SanitizeSample for a record that follows prev, a
-// process list this node sent earlier, already sanitized: a process whose
-// name and job equal those of prev's entry at the same index is valid
-// without a second look (a node's list mostly repeats the previous one).
+// SanitizeSampleAfter makes a decoded record safe to apply, in place:
+// metrics outside their physical range become absent, strings outside their
+// limits are repaired, events with an impossible time take the record's
+// time. It returns an *Invalid (and changes nothing that matters) when the
+// record itself is impossible: its time outside MinTime..MaxTime or its
+// sequence past MaxSeq. prev is a process list this node sent earlier,
+// already sanitized (nil: none): a process whose name and job equal those
+// of prev's entry at the same index is valid without a second look (a
+// node's list mostly repeats the previous one).
 func SanitizeSampleAfter(s *fleet.Sample, prev []fleet.Process) (Repairs, error) {
 	var rp Repairs
 	if s.Seq == 0 || s.Seq > MaxSeq {

@@ -105,7 +105,7 @@ func TestSanitizeSample(t *testing.T) {
 	d.Set(fleet.MetricHealth, 2)
 	s.Events = []fleet.Event{{Time: time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC), Kind: "xid", Severity: "critical", Message: "line1\nline2"}}
 	s.Procs = []fleet.Process{{Name: strings.Repeat("é", 300), Job: fleet.Job{ID: "job\x1b"}}}
-	rp, err := SanitizeSample(&s)
+	rp, err := SanitizeSampleAfter(&s, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestSanitizeSample(t *testing.T) {
 		{Seq: math.MaxUint64, Time: at},
 		{Seq: 0, Time: at},
 	} {
-		if _, err := SanitizeSample(&bad); err == nil {
+		if _, err := SanitizeSampleAfter(&bad, nil); err == nil {
 			t.Errorf("seq %d time %v accepted", bad.Seq, bad.Time)
 		}
 	}
@@ -195,7 +195,7 @@ func FuzzSanitizeSample(f *testing.F) {
 		s.Devices[0].Set(fleet.MetricUtil, util)
 		s.Devices[0].Set(fleet.MetricTemp, temp)
 		s.Procs = []fleet.Process{{Name: name, Job: fleet.Job{ID: job}}}
-		if _, err := SanitizeSample(&s); err != nil {
+		if _, err := SanitizeSampleAfter(&s, nil); err != nil {
 			return
 		}
 		if u, ok := s.Devices[0].Get(fleet.MetricUtil); ok && !(u >= 0 && u <= 1) {

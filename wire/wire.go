@@ -142,7 +142,7 @@ const (
 	CloseForbidden CloseCode = 4003 // token not allowed for this node
 	CloseConflict  CloseCode = 4009 // another session for the same node took over
 	CloseNodeInUse CloseCode = 4010 // refused: a live, healthy session already holds this node id
-	CloseInvalid   CloseCode = 4022 // refused: a value failed validation (see ValidateHello, SanitizeSample)
+	CloseInvalid   CloseCode = 4022 // refused: a value failed validation (see ValidateHello, SanitizeSampleAfter)
 	CloseLimit     CloseCode = 4029 // refused: a limit was reached (node ids per token, connections)
 )
 
