@@ -75,9 +75,12 @@ func (s *Store) publish(changed map[string]*ledgerNode) {
 }
 
 // tailLines appends, for each node seen with a lease, the lease's accrual
-// over [max(ledgerTo, origin, from), to) as its remainder line.
+// over [max(ledgerTo, origin, from), to) as its remainder line. The lines
+// come in compareLines order: nodes by id, a node's lines by currency.
 func tailLines(out []NodeLine, nodes map[string]tailNode, from, to int64) []NodeLine {
-	for id, tn := range nodes {
+	for _, id := range slices.Sorted(maps.Keys(nodes)) {
+		tn := nodes[id]
+		first := len(out)
 		if tn.origin == 0 || len(tn.versions) == 0 {
 			continue // never seen, or no lease known yet
 		}
@@ -92,6 +95,9 @@ func tailLines(out []NodeLine, nodes map[string]tailNode, from, to int64) []Node
 			out = append(out, NodeLine{Node: id, Team: tn.team, Usage: Usage{Group: id, Currency: a.Currency,
 				LeasedGPUms: a.LeasedGPUms, DarkGPUms: a.LeasedGPUms, Spend: a.Charge, Dark: a.Basis,
 				BlindGPUms: a.BlindGPUms, Blind: a.Blind}})
+		}
+		if mine := out[first:]; len(mine) > 1 {
+			slices.SortStableFunc(mine, func(a, b NodeLine) int { return strings.Compare(a.Currency, b.Currency) })
 		}
 	}
 	return out
@@ -199,7 +205,6 @@ func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, er
 		}
 	}
 	tail := tailLines(make([]NodeLine, 0, len(tails)), tails, fm, now.UnixMilli())
-	slices.SortFunc(tail, func(a, b NodeLine) int { return compareLines(&a, &b) })
 	lg := Ledger{Lines: mergeSorted(rows, tail), Places: make(map[string]NodePlace, len(tails))}
 	for _, l := range lg.Lines {
 		if _, ok := lg.Places[l.Node]; !ok {

@@ -131,3 +131,38 @@ func TestMergeSortedAddsUpEqualKeys(t *testing.T) {
 		t.Errorf("inputs changed: rows[0] %d ms, tail[0] %d ms", rows[0].LeasedGPUms, tail[0].LeasedGPUms)
 	}
 }
+
+// The live ledger's lines come one per key, in compareLines order, however
+// the nodes' tails are held (a map): the merge with the ledger's rows
+// relies on it.
+func TestLiveLedgerLinesSortedAndUnique(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := start
+	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seqs := map[string]uint64{}
+	for i, id := range []string{"n5", "n1", "n4", "n2", "n3", "n10"} {
+		st.Record(testNode(id, 1+i%3), testSample(1, start, 1+i%3, 0.5))
+		seqs[id] = 1
+	}
+	now = start.Add(time.Minute)
+	if err := st.Commit(ctx, seqs); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := st.LiveLedger(ctx, start.Add(-time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lg.Lines) != len(seqs) {
+		t.Fatalf("%d lines, want one for each of %d nodes: %+v", len(lg.Lines), len(seqs), lg.Lines)
+	}
+	for i := 1; i < len(lg.Lines); i++ {
+		if compareLines(&lg.Lines[i-1], &lg.Lines[i]) >= 0 {
+			t.Errorf("line %d (%s) does not come after line %d (%s)", i, lg.Lines[i].Node, i-1, lg.Lines[i-1].Node)
+		}
+	}
+}
