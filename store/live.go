@@ -303,6 +303,31 @@ func (s *Store) committed(ctx context.Context) (int64, error) {
 	return ms, nil
 }
 
+// ClockAt returns the aggregator's clock at wall time wall, as its last
+// commit recorded the two side by side: wall itself where they agree (a
+// production aggregator runs on the wall clock) or nothing is recorded, and
+// the simulated time of a demo, which replays the past hours behind the
+// wall clock. Reports take "now", and so "today", from it.
+func (s *Store) ClockAt(ctx context.Context, wall time.Time) (time.Time, error) {
+	clock, err := s.committed(ctx)
+	if err != nil || clock == 0 {
+		return wall, err
+	}
+	var v string
+	err = s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'committed_wall_ms'`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return wall, nil // written before the wall clock was recorded
+	}
+	if err != nil {
+		return wall, fmt.Errorf("read the commit time: %w", err)
+	}
+	at, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return wall, fmt.Errorf("read the commit time: %w", err)
+	}
+	return wall.Add(time.Duration(clock-at) * time.Millisecond), nil
+}
+
 func (ns *ledgerNode) placeOrZero() NodePlace {
 	if ns == nil {
 		return NodePlace{}

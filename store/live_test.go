@@ -166,3 +166,36 @@ func TestLiveLedgerLinesSortedAndUnique(t *testing.T) {
 		}
 	}
 }
+
+// A store whose clock runs months behind the wall clock (a demo replaying
+// its past) says so to readers: ClockAt maps the wall clock onto it.
+func TestClockAtFollowsTheStoresClock(t *testing.T) {
+	ctx := context.Background()
+	sim := time.Date(2026, 3, 1, 22, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "fleettop.db")
+	st, err := Open(path, Options{SyncNormal: true, Clock: func() time.Time { return sim }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got, err := st.ClockAt(ctx, sim.Add(time.Hour)); err != nil || !got.Equal(sim.Add(time.Hour)) {
+		t.Fatalf("before any commit: %v (%v), want the wall clock itself", got, err)
+	}
+	st.Record(testNode("n1", 1), testSample(1, sim, 1, 0.5))
+	if err := st.Commit(ctx, map[string]uint64{"n1": 1}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	got, err := ro.ClockAt(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Off by the wall time since the commit, not by the months between.
+	if d := got.Sub(sim); d < 0 || d > time.Hour {
+		t.Errorf("ClockAt(now) = %v, want the store's clock %v (plus the wall time since its commit)", got, sim)
+	}
+}

@@ -80,7 +80,12 @@ func runReport(c *cobra.Command, o reportOptions) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	// "now" on the aggregator's clock: a demo's simulated day may not be
+	// the wall clock's.
+	now, err := st.ClockAt(ctx, time.Now())
+	if err != nil {
+		return err
+	}
 	until := now
 	if o.until != "" {
 		t, err := parseWhen(o.until, now, loc)
