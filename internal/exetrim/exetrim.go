@@ -14,7 +14,7 @@
 // page at a time. Measured on that collector (docs/BENCHMARKS.md): its RSS
 // fell 26 → 10–12 MB, the binary's share 21 → 5–6 MB; right after a fresh
 // build whose folios an aggregator run from the same file still maps (the
-// collector check), 26 → 23–24 MB, as a folio another process maps stays
+// collector check), 26 → 23–25 MB, as a folio another process maps stays
 // whole. What is dropped is memory given back to the jobs the node is
 // rented for. The price is a few thousand minor faults and 4 KiB reads
 // after the call, and no read-ahead for the binary if the kernel later
