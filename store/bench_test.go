@@ -91,10 +91,7 @@ func BenchmarkLiveLedger(b *testing.B) {
 	ctx := context.Background()
 	base := time.Date(2026, 3, 31, 12, 0, 0, 0, time.UTC)
 	now := base
-	st, err := Open(filepath.Join(b.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: func() time.Time { return now }})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := openT(b, filepath.Join(b.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: func() time.Time { return now }})
 	defer st.Close()
 	const nodes = 1250
 	for i := range nodes {

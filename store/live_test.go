@@ -139,10 +139,7 @@ func TestLiveLedgerLinesSortedAndUnique(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := start
-	st, err := Open(filepath.Join(t.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: func() time.Time { return now }})
 	defer st.Close()
 	seqs := map[string]uint64{}
 	for i, id := range []string{"n5", "n1", "n4", "n2", "n3", "n10"} {
@@ -173,10 +170,7 @@ func TestClockAtFollowsTheStoresClock(t *testing.T) {
 	ctx := context.Background()
 	sim := time.Date(2026, 3, 1, 22, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "fleettop.db")
-	st, err := Open(path, Options{SyncNormal: true, Clock: func() time.Time { return sim }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openT(t, path, Options{SyncNormal: true, Clock: func() time.Time { return sim }})
 	defer st.Close()
 	if got, err := st.ClockAt(ctx, sim.Add(time.Hour)); err != nil || !got.Equal(sim.Add(time.Hour)) {
 		t.Fatalf("before any commit: %v (%v), want the wall clock itself", got, err)
@@ -185,10 +179,7 @@ func TestClockAtFollowsTheStoresClock(t *testing.T) {
 	if err := st.Commit(ctx, map[string]uint64{"n1": 1}); err != nil {
 		t.Fatal(err)
 	}
-	ro, err := Open(path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ro := openT(t, path, Options{ReadOnly: true})
 	defer ro.Close()
 	got, err := ro.ClockAt(ctx, time.Now())
 	if err != nil {
