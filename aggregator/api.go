@@ -230,7 +230,7 @@ func (s *Server) handleNode(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	resp.Node = s.view(n, now)
 	for i := range n.devs {
-		resp.History[strconv.Itoa(n.devs[i].dev.Index)] = n.devs[i].hist.view(last)
+		resp.History[strconv.Itoa(n.node.Devices[i].Index)] = n.devs[i].hist.view(last)
 	}
 	n.mu.Unlock()
 	s.writeJSON(w, r, resp)

@@ -336,7 +336,7 @@ func (s *Server) ringHistory(q historyQuery, by string, from, cut, to time.Time,
 				continue
 			}
 			if by == "device" {
-				group = strconv.Itoa(d.dev.Index)
+				group = strconv.Itoa(n.node.Devices[di].Index)
 			}
 			var b []fleet.HistoryBucket
 			cur := -1

@@ -38,11 +38,11 @@ func (l *LiveNode) NumDevices() int { return len(l.n.devs) }
 // Device returns the i-th device of the inventory and its latest sample, nil
 // when none has arrived since the node's Hello.
 func (l *LiveNode) Device(i int) (*fleet.Device, *fleet.DeviceSample) {
-	ds := &l.n.devs[i]
+	ds, dev := &l.n.devs[i], &l.n.node.Devices[i]
 	if !ds.seen {
-		return &ds.dev, nil
+		return dev, nil
 	}
-	return &ds.dev, &ds.latest
+	return dev, &ds.latest
 }
 
 // EachEvent calls fn for the node's recent events, oldest first.

@@ -52,8 +52,9 @@ type nodeState struct {
 	evicted    bool      // forgotten by evictIdle; a session must claim anew
 }
 
+// deviceState is what the aggregator keeps of device i beside its identity,
+// which is n.node.Devices[i] (setNode keeps the two slices in step).
 type deviceState struct {
-	dev    fleet.Device
 	latest fleet.DeviceSample
 	seen   bool
 	hist   *history // allocated on its own: a ring fills one size class exactly
@@ -76,15 +77,13 @@ func (n *nodeState) setNode(node fleet.Node) {
 	if n.node.ID != "" && node.BootID != "" && node.BootID == n.node.BootID {
 		node.Devices = keepLost(n.node.Devices, node.Devices)
 	}
-	same := len(node.Devices) == len(n.devs)
+	old := n.node.Devices
+	same := len(node.Devices) == len(n.devs) && len(old) == len(n.devs)
 	for i := 0; same && i < len(node.Devices); i++ {
-		same = node.Devices[i].Index == n.devs[i].dev.Index && node.Devices[i].UUID == n.devs[i].dev.UUID
+		same = node.Devices[i].Index == old[i].Index && node.Devices[i].UUID == old[i].UUID
 	}
 	n.node = node
 	if same {
-		for i := range n.devs {
-			n.devs[i].dev = node.Devices[i]
-		}
 		return
 	}
 	for i := range n.slot {
@@ -92,7 +91,6 @@ func (n *nodeState) setNode(node fleet.Node) {
 	}
 	n.devs = make([]deviceState, len(node.Devices))
 	for i, d := range node.Devices {
-		n.devs[i].dev = d
 		n.devs[i].hist = new(history)
 		n.slot[d.Index] = int8(i)
 	}
@@ -126,16 +124,11 @@ func (n *nodeState) markLost(index int) bool {
 	if index < 0 || index >= wire.MaxDevices || n.slot[index] < 0 {
 		return false
 	}
-	k := n.slot[index]
-	if n.devs[k].dev.State == fleet.DeviceLost {
+	d := &n.node.Devices[n.slot[index]]
+	if d.State == fleet.DeviceLost {
 		return false
 	}
-	n.devs[k].dev.State = fleet.DeviceLost
-	for i := range n.node.Devices {
-		if n.node.Devices[i].Index == index {
-			n.node.Devices[i].State = fleet.DeviceLost
-		}
-	}
+	d.State = fleet.DeviceLost
 	return true
 }
 
@@ -255,15 +248,15 @@ func (s *Server) view(n *nodeState, now time.Time) wire.NodeView {
 	v := s.viewHead(n, now)
 	v.Devices = make([]wire.DeviceView, len(n.devs))
 	for i := range n.devs {
-		ds := &n.devs[i]
+		ds, dev := &n.devs[i], &n.node.Devices[i]
 		dv := wire.DeviceView{
-			Index: ds.dev.Index, UUID: ds.dev.UUID, Vendor: ds.dev.Vendor, Model: ds.dev.Model,
-			MemoryTotal: ds.dev.MemoryTotal, PowerLimit: ds.dev.PowerLimit,
+			Index: dev.Index, UUID: dev.UUID, Vendor: dev.Vendor, Model: dev.Model,
+			MemoryTotal: dev.MemoryTotal, PowerLimit: dev.PowerLimit,
 			State:    fleet.DeviceOK,
-			PCIBusID: ds.dev.PCIBusID, Instance: ds.dev.Instance,
+			PCIBusID: dev.PCIBusID, Instance: dev.Instance,
 			Metrics: map[string]float64{},
 		}
-		if ds.dev.State == fleet.DeviceLost {
+		if dev.State == fleet.DeviceLost {
 			dv.State = fleet.DeviceLost
 		}
 		if ds.seen {

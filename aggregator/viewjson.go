@@ -49,27 +49,27 @@ func (s *Server) appendNodeJSON(dst []byte, n *nodeState, now time.Time) ([]byte
 func appendDevicesJSON(b []byte, n *nodeState) []byte {
 	b = append(b, '[')
 	for i := range n.devs {
-		ds := &n.devs[i]
+		ds, dev := &n.devs[i], &n.node.Devices[i]
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"index":`...)
-		b = strconv.AppendInt(b, int64(ds.dev.Index), 10)
+		b = strconv.AppendInt(b, int64(dev.Index), 10)
 		b = append(b, `,"uuid":`...)
-		b = appendString(b, ds.dev.UUID)
+		b = appendString(b, dev.UUID)
 		b = append(b, `,"vendor":`...)
-		b = appendString(b, string(ds.dev.Vendor))
+		b = appendString(b, string(dev.Vendor))
 		b = append(b, `,"model":`...)
-		b = appendString(b, ds.dev.Model)
+		b = appendString(b, dev.Model)
 		b = append(b, `,"memory_total":`...)
-		b = strconv.AppendUint(b, ds.dev.MemoryTotal, 10)
+		b = strconv.AppendUint(b, dev.MemoryTotal, 10)
 		b = append(b, `,"power_limit":`...)
-		b = appendFloat(b, ds.dev.PowerLimit)
-		if ds.dev.PCIBusID != "" {
+		b = appendFloat(b, dev.PowerLimit)
+		if dev.PCIBusID != "" {
 			b = append(b, `,"pci_bus_id":`...)
-			b = appendString(b, ds.dev.PCIBusID)
+			b = appendString(b, dev.PCIBusID)
 		}
-		if in := &ds.dev.Instance; ds.dev.IsInstance() {
+		if in := &dev.Instance; dev.IsInstance() {
 			b = append(b, `,"mig_instance":{"parent":`...)
 			b = strconv.AppendInt(b, int64(in.Parent), 10)
 			b = append(b, `,"gpu_instance_id":`...)
@@ -80,7 +80,7 @@ func appendDevicesJSON(b []byte, n *nodeState) []byte {
 			b = appendString(b, in.Profile)
 			b = append(b, '}')
 		}
-		if ds.dev.State == fleet.DeviceLost {
+		if dev.State == fleet.DeviceLost {
 			b = append(b, `,"state":"lost"`...)
 		} else {
 			b = append(b, `,"state":"ok"`...)

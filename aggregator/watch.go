@@ -234,7 +234,7 @@ func (s *Server) basicSummary(now time.Time) wire.Summary {
 			}
 			sum.GPUsOnline += ndev
 			for i := range n.devs {
-				if n.devs[i].dev.State == fleet.DeviceLost {
+				if n.node.Devices[i].State == fleet.DeviceLost {
 					continue
 				}
 				if u, ok := n.devs[i].latest.Get(fleet.MetricUtil); ok && n.devs[i].seen && finite(u) {

@@ -50,7 +50,7 @@ func (s *Server) buildRow(e *rowEntry, n *nodeState, now time.Time) {
 	idleT := s.cfg.IdleThreshold
 	for i := range n.devs {
 		ds := &n.devs[i]
-		total := float64(ds.dev.MemoryTotal)
+		total := float64(n.node.Devices[i].MemoryTotal)
 		if ds.seen {
 			if u, ok := ds.latest.Get(fleet.MetricUtil); ok && finite(u) {
 				usum += u
@@ -108,7 +108,7 @@ func (s *Server) buildRow(e *rowEntry, n *nodeState, now time.Time) {
 		if r.Models == nil {
 			r.Models = map[string]int{}
 		}
-		r.Models[n.devs[i].dev.Model]++
+		r.Models[n.node.Devices[i].Model]++
 	}
 	e.sgen = n.gen
 	var sb strings.Builder
