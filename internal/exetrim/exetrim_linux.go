@@ -51,10 +51,10 @@ func Trim() (Stats, error) {
 		defer f.Close()
 		// A binary written moments ago (a fresh build or upgrade) may
 		// still be dirty in the page cache, and dirty folios are not
-		// dropped: write it back first.
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return st, fmt.Errorf("fdatasync %s: %w", exe, err)
-		}
+		// dropped: write it back first. Best effort: where it fails
+		// (read-only media, a file system without fsync) the file is not
+		// dirty, and the mappings are already trimmed.
+		_ = syscall.Fdatasync(int(f.Fd()))
 		if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, posixFadvDontneed, 0, 0); e != 0 {
 			return st, fmt.Errorf("fadvise(POSIX_FADV_DONTNEED) %s: %w", exe, e)
 		}
