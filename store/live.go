@@ -288,19 +288,23 @@ func (s *Store) cache(key [2]int64, r liveRows) {
 // committed returns the clock at the last commit as the database records
 // it; zero when none is recorded.
 func (s *Store) committed(ctx context.Context) (int64, error) {
+	return s.metaMs(ctx, "committed_ms")
+}
+
+// metaMs reads a millisecond count kept in meta; zero when there is none.
+func (s *Store) metaMs(ctx context.Context, key string) (int64, error) {
 	var v string
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'committed_ms'`).Scan(&v)
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("read the commit time: %w", err)
+	if err == nil {
+		var ms int64
+		if ms, err = strconv.ParseInt(v, 10, 64); err == nil {
+			return ms, nil
+		}
 	}
-	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("read the commit time: %w", err)
-	}
-	return ms, nil
+	return 0, fmt.Errorf("read the commit time (%s): %w", key, err)
 }
 
 // ClockAt returns the aggregator's clock at wall time wall, as its last
@@ -313,17 +317,9 @@ func (s *Store) ClockAt(ctx context.Context, wall time.Time) (time.Time, error) 
 	if err != nil || clock == 0 {
 		return wall, err
 	}
-	var v string
-	err = s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'committed_wall_ms'`).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return wall, nil // written before the wall clock was recorded
-	}
-	if err != nil {
-		return wall, fmt.Errorf("read the commit time: %w", err)
-	}
-	at, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return wall, fmt.Errorf("read the commit time: %w", err)
+	at, err := s.metaMs(ctx, "committed_wall_ms")
+	if err != nil || at == 0 { // none: written before the wall clock was recorded
+		return wall, err
 	}
 	return wall.Add(time.Duration(clock-at) * time.Millisecond), nil
 }
