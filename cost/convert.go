@@ -2,6 +2,7 @@ package cost
 
 import (
 	"fmt"
+	"iter"
 	"math/big"
 	"sort"
 	"strings"
@@ -104,17 +105,28 @@ func (r Rates) Convert(m fleet.Money) (fleet.Money, error) {
 
 // Sum adds amounts in several currencies exactly and rounds once, half to
 // even, to micro-units of the display currency: the rule for one line of a
-// report.
-func (r Rates) Sum(amounts map[string]Exact) (fleet.Money, error) {
-	total := new(big.Rat)
+// report. Amounts already in the display currency add up without big.Rat.
+func (r Rates) Sum(amounts iter.Seq2[string, Exact]) (fleet.Money, error) {
+	var same Exact
+	var other *big.Rat
 	for cur, e := range amounts {
+		if cur == r.Display {
+			same = same.Add(e)
+			continue
+		}
 		v, err := r.ConvertRat(e, cur)
 		if err != nil {
 			return fleet.Money{}, err
 		}
-		total.Add(total, v)
+		if other == nil {
+			other = new(big.Rat)
+		}
+		other.Add(other, v)
 	}
-	return fleet.Money{Micros: RoundRat(total), Currency: r.Display}, nil
+	if other == nil {
+		return fleet.Money{Micros: same.Round(), Currency: r.Display}, nil
+	}
+	return fleet.Money{Micros: RoundRat(other.Add(other, same.Rat())), Currency: r.Display}, nil
 }
 
 // EffectivePrice returns spend (exact micro-units) per used GPU-hour, given

@@ -249,24 +249,25 @@ func TestBreakdownsAddUp(t *testing.T) {
 // accrued spend (they count from the previous sample) are capped, so the
 // team breakdown still adds up to the node's spend exactly.
 func TestSplitTeamsIsAPartition(t *testing.T) {
-	spend := multi{"USD": cost.MakeExact(1_000_000, 0)}
+	var spend multi
+	spend.add(cost.MakeExact(1_000_000, 0), "USD")
 	a, b := cost.MakeExact(700_000, 3), cost.MakeExact(400_000, 0)
-	got := map[string]multi{}
-	to := func(team string) multi {
+	got := map[string]*multi{}
+	to := func(team string) *multi {
 		if got[team] == nil {
-			got[team] = multi{}
+			got[team] = new(multi)
 		}
 		return got[team]
 	}
 	splitTeams(spend, map[string]*cost.Exact{"b": &b, "a": &a}, "USD", to)
 	sum := cost.Exact{}
 	for _, m := range got {
-		sum = sum.Add(m["USD"])
+		sum = sum.Add(m.get("USD"))
 	}
-	if sum != spend["USD"] {
-		t.Errorf("teams sum to %v, node spent %v: %v", sum, spend["USD"], got)
+	if sum != spend.get("USD") {
+		t.Errorf("teams sum to %v, node spent %v: %v", sum, spend.get("USD"), got)
 	}
-	if got["a"]["USD"] != a {
-		t.Errorf("team a got %v, want its whole share %v", got["a"]["USD"], a)
+	if got["a"].get("USD") != a {
+		t.Errorf("team a got %v, want its whole share %v", got["a"].get("USD"), a)
 	}
 }

@@ -64,7 +64,7 @@ func (e *Engine) Placements(now time.Time) []Placement {
 	acc := func(k placeKey) *placeAcc {
 		a := accs[k]
 		if a == nil {
-			a = &placeAcc{burn: multi{}, spend: multi{}, idle: multi{}, alerts: map[fleet.Severity]int{}}
+			a = &placeAcc{alerts: map[fleet.Severity]int{}}
 			accs[k] = a
 		}
 		return a
@@ -130,20 +130,20 @@ func (e *Engine) Placements(now time.Time) []Placement {
 			Violations: a.viol, AlertsOpen: a.alerts}
 	}
 	for _, f := range []struct {
-		part  func(a *placeAcc) multi
+		part  func(a *placeAcc) *multi
 		field func(p *Placement) *fleet.Money
 	}{
-		{func(a *placeAcc) multi { return a.burn }, func(p *Placement) *fleet.Money { return &p.BurnPerHour }},
-		{func(a *placeAcc) multi { return a.spend }, func(p *Placement) *fleet.Money { return &p.SpendMonth }},
-		{func(a *placeAcc) multi { return a.idle }, func(p *Placement) *fleet.Money { return &p.IdleSpendMonth }},
+		{func(a *placeAcc) *multi { return &a.burn }, func(p *Placement) *fleet.Money { return &p.BurnPerHour }},
+		{func(a *placeAcc) *multi { return &a.spend }, func(p *Placement) *fleet.Money { return &p.SpendMonth }},
+		{func(a *placeAcc) *multi { return &a.idle }, func(p *Placement) *fleet.Money { return &p.IdleSpendMonth }},
 	} {
-		all := multi{}
-		parts := make([]multi, len(keys))
+		var all multi
+		parts := make([]*multi, len(keys))
 		for i, k := range keys {
 			parts[i] = f.part(accs[k])
-			all.merge(parts[i])
+			all.merge(*parts[i])
 		}
-		total := e.conv(all)
+		total := e.conv(&all)
 		for i, v := range e.splitExact(total.Micros, parts) {
 			*f.field(&out[i]) = fleet.Money{Micros: v, Currency: total.Currency}
 		}

@@ -15,31 +15,9 @@ import (
 	"github.com/fleettop/fleettop/wire"
 )
 
-// multi sums exact money in several currencies; it is rounded and converted
-// once, at the end.
-type multi map[string]cost.Exact
-
-func (m multi) add(e cost.Exact, currency string) {
-	if !e.IsZero() {
-		m[currency] = m[currency].Add(e)
-	}
-}
-
-func (m multi) addMicros(micros int64, currency string) {
-	if micros != 0 {
-		m.add(cost.MakeExact(micros, 0), currency)
-	}
-}
-
-func (m multi) merge(o multi) {
-	for c, e := range o {
-		m.add(e, c)
-	}
-}
-
 // accrue returns what the node's lease charges over [from, to).
 func (ns *costNode) accrue(from, to time.Time) multi {
-	m := multi{}
+	var m multi
 	if len(ns.versions) == 0 || !to.After(from) {
 		return m
 	}
@@ -56,7 +34,7 @@ func (ns *costNode) prepaid(from, to time.Time) multi {
 	for _, v := range ns.versions {
 		hourly = hourly || v.Billing == fleet.BillPerStartedHour
 	}
-	m := multi{}
+	var m multi
 	if !hourly || !to.After(from) {
 		return m
 	}
@@ -80,10 +58,6 @@ type line struct {
 	proj                                  multi // month so far plus the lease's accrual to month end
 }
 
-func newLine() *line {
-	return &line{burn: multi{}, idleBurn: multi{}, today: multi{}, month: multi{}, idleMon: multi{}, proj: multi{}}
-}
-
 type jobAgg struct {
 	job     fleet.Job
 	regions map[string]struct{}
@@ -95,6 +69,7 @@ type jobAgg struct {
 	burn    multi
 	spend   multi
 	viol    string
+	node    string // the node whose GPUs are being added
 }
 
 // Summarize implements aggregator.Insights. It runs in named steps over one
@@ -142,7 +117,7 @@ type sumRun struct {
 	led            bool
 	ledDay, ledMon map[string][]store.NodeLine
 	places         map[string]store.NodePlace
-	jobMonth       map[string]multi
+	jobMonth       map[string]*multi
 	seen           map[string]bool
 }
 
@@ -152,7 +127,6 @@ func (e *Engine) newRun(now time.Time) *sumRun {
 		mnow = e.clock()
 	}
 	r := &sumRun{e: e, now: now, mnow: mnow, thr: e.cfg.Rules.IdleThreshold,
-		burn: multi{}, idleBurn: multi{}, today: multi{}, month: multi{}, proj: multi{}, blindBurn: multi{}, prepaid: multi{},
 		groups: map[[2]string]*line{}, jobs: map[string]*jobAgg{}}
 	r.ms, r.ds = e.monthStart(mnow), e.dayStart(mnow)
 	r.me = r.ms.AddDate(0, 1, 0)
@@ -186,12 +160,12 @@ func (r *sumRun) readLedger() {
 	for id, p := range day.Places {
 		r.places[id] = p
 	}
-	r.jobMonth = map[string]multi{}
+	r.jobMonth = map[string]*multi{}
 	r.seen = map[string]bool{}
 	for _, l := range mon.Lines {
 		m := r.jobMonth[l.Job] // "": unattributed
 		if m == nil {
-			m = multi{}
+			m = new(multi)
 			r.jobMonth[l.Job] = m
 		}
 		m.add(l.Spend, l.Currency)
@@ -214,7 +188,7 @@ func byNode(lines []store.NodeLine) map[string][]store.NodeLine {
 
 // spendOf sums ledger lines' spend (idle spend with idle) per currency.
 func spendOf(lines []store.NodeLine, idle bool) multi {
-	m := multi{}
+	var m multi
 	for i := range lines {
 		if idle {
 			m.add(lines[i].Idle, lines[i].Currency)
@@ -232,7 +206,7 @@ func (r *sumRun) group(by, g string) *line {
 	}
 	l := r.groups[[2]string{by, g}]
 	if l == nil {
-		l = newLine()
+		l = new(line)
 		r.groups[[2]string{by, g}] = l
 	}
 	return l
@@ -347,7 +321,6 @@ func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 	case r.led:
 		m.idleMonth = spendOf(r.ledMon[id], true)
 	case ns.month.key == r.mk:
-		m.idleMonth = multi{}
 		m.idleMonth.add(ns.month.idle, m.cur())
 	}
 	return m
@@ -394,8 +367,8 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 		if ns.month.key == r.mk {
 			monthTeams = ns.month.teams
 		}
-		splitTeams(m.today, dayTeams, m.cur(), func(t string) multi { return r.group("team", t).today })
-		splitTeams(m.month, monthTeams, m.cur(), func(t string) multi { return r.group("team", t).month })
+		splitTeams(m.today, dayTeams, m.cur(), func(t string) *multi { return &r.group("team", t).today })
+		splitTeams(m.month, monthTeams, m.cur(), func(t string) *multi { return &r.group("team", t).month })
 	}
 	price := m.per.Price.Micros
 	if extra := m.billed - len(ns.devs); extra > 0 {
@@ -469,6 +442,7 @@ func (r *sumRun) ledgerOnly() {
 // spend on this node.
 func (r *sumRun) addJobs(id string, ns *costNode, m *nodeMoney) {
 	procs := ns.tracker.Procs()
+	var ja *jobAgg
 	for k, d := range ns.devs {
 		if k >= m.billed {
 			break
@@ -477,31 +451,38 @@ func (r *sumRun) addJobs(id string, ns *costNode, m *nodeMoney) {
 		if job.ID == "" {
 			continue
 		}
-		ja := r.jobs[job.ID]
-		if ja == nil {
-			ja = &jobAgg{job: job, regions: map[string]struct{}{}, jurs: map[string]struct{}{}, nodes: map[string]struct{}{}, burn: multi{}, spend: multi{}}
-			r.jobs[job.ID] = ja
+		if ja == nil || ja.job.ID != job.ID {
+			ja = r.job(job)
 		}
-		ja.gpus++
-		ja.regions[ns.info.Region] = struct{}{}
-		ja.jurs[ns.info.Jurisdiction] = struct{}{}
-		if _, seen := ja.nodes[id]; !seen {
+		if ja.node != id { // the job's first GPU on this node
+			ja.node = id
+			ja.regions[ns.info.Region] = struct{}{}
+			ja.jurs[ns.info.Jurisdiction] = struct{}{}
 			ja.nodes[id] = struct{}{}
 			if a := ns.jobs[job.ID]; a != nil && !r.led {
 				ja.spend.add(*a, m.cur())
 			}
+			if ja.viol == "" {
+				ja.viol = r.e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction)
+			}
 		}
+		ja.gpus++
 		if d.hasUtil {
 			ja.utilSum += d.util
 			ja.utilN++
 		}
 		ja.burn.addMicros(m.per.Price.Micros, m.cur())
-		if ja.viol == "" {
-			if v := r.e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction); v != "" {
-				ja.viol = v
-			}
-		}
 	}
+}
+
+// job returns the sums of job, creating them.
+func (r *sumRun) job(job fleet.Job) *jobAgg {
+	ja := r.jobs[job.ID]
+	if ja == nil {
+		ja = &jobAgg{job: job, regions: map[string]struct{}{}, jurs: map[string]struct{}{}, nodes: map[string]struct{}{}}
+		r.jobs[job.ID] = ja
+	}
+	return ja
 }
 
 // judge runs the time-driven rules (offline) on the aggregator's clock.
@@ -521,13 +502,13 @@ func (r *sumRun) totals() {
 	if r.utilN > 0 {
 		sum.Util = r.utilSum / float64(r.utilN)
 	}
-	sum.BurnPerHour = e.conv(r.burn)
-	sum.IdleBurnPerHour = e.conv(r.idleBurn)
-	sum.BlindBurnPerHour = e.conv(r.blindBurn)
-	sum.SpendToday = e.conv(r.today)
-	sum.PrepaidToday = e.conv(r.prepaid)
-	sum.SpendMonth = e.conv(r.month)
-	sum.ProjectedMonth = e.conv(r.proj)
+	sum.BurnPerHour = e.conv(&r.burn)
+	sum.IdleBurnPerHour = e.conv(&r.idleBurn)
+	sum.BlindBurnPerHour = e.conv(&r.blindBurn)
+	sum.SpendToday = e.conv(&r.today)
+	sum.PrepaidToday = e.conv(&r.prepaid)
+	sum.SpendMonth = e.conv(&r.month)
+	sum.ProjectedMonth = e.conv(&r.proj)
 }
 
 // costLines builds the cost lines in order, judges the budgets and
@@ -547,8 +528,8 @@ func (r *sumRun) costLines() {
 	})
 	for _, k := range keys {
 		l := r.groups[k]
-		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, BurnPerHour: e.conv(l.burn), IdleBurn: e.conv(l.idleBurn),
-			SpendToday: e.conv(l.today), SpendMonth: e.conv(l.month), IdleSpend: e.conv(l.idleMon), ProjectedMonth: e.conv(l.proj)}
+		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, BurnPerHour: e.conv(&l.burn), IdleBurn: e.conv(&l.idleBurn),
+			SpendToday: e.conv(&l.today), SpendMonth: e.conv(&l.month), IdleSpend: e.conv(&l.idleMon), ProjectedMonth: e.conv(&l.proj)}
 		var b int64
 		switch k[0] {
 		case "region":
@@ -563,7 +544,7 @@ func (r *sumRun) costLines() {
 		r.sum.Costs = append(r.sum.Costs, cl)
 	}
 	r.trs = append(r.trs, e.book.Sync("budget", budget, r.now)...)
-	e.apportion(&r.sum, keys, r.groups, map[string]multi{"burn": r.burn, "idle": r.idleBurn, "today": r.today, "month": r.month, "proj": r.proj})
+	e.apportion(&r.sum, keys, r.groups, map[string]*multi{"burn": &r.burn, "idle": &r.idleBurn, "today": &r.today, "month": &r.month, "proj": &r.proj})
 }
 
 // leasesEnding sorts the leases that end soon by end, then node.
@@ -584,7 +565,7 @@ func (r *sumRun) jobViews() []wire.JobView {
 	views := make([]wire.JobView, 0, len(r.jobs))
 	for _, ja := range r.jobs {
 		v := wire.JobView{Job: ja.job, Regions: sortStrings(ja.regions), Jurisdictions: sortStrings(ja.jurs),
-			Nodes: sortStrings(ja.nodes), GPUs: ja.gpus, BurnPerHour: e.conv(ja.burn), Spend: e.conv(ja.spend),
+			Nodes: sortStrings(ja.nodes), GPUs: ja.gpus, BurnPerHour: e.conv(&ja.burn), Spend: e.conv(&ja.spend),
 			Allowed: ja.viol == "", Violation: ja.viol}
 		if r.led {
 			v.Spend = fleet.Money{Micros: jobSpend[ja.job.ID], Currency: e.cfg.Currency}
@@ -611,7 +592,7 @@ func (r *sumRun) jobSpend() map[string]int64 {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	parts := make([]multi, len(ids))
+	parts := make([]*multi, len(ids))
 	for i, id := range ids {
 		parts[i] = r.jobMonth[id]
 	}
@@ -628,8 +609,8 @@ func (r *sumRun) jobSpend() map[string]int64 {
 // can exceed the spend by a sample's worth: then, in team order, each team
 // gets at most what is left, so the teams are always an exact partition of
 // the node's spend and every breakdown adds up to the fleet figure.
-func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(team string) multi) {
-	rest := spend[cur]
+func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(team string) *multi) {
+	rest := spend.get(cur)
 	names := make([]string, 0, len(teams))
 	for t := range teams {
 		names = append(names, t)
@@ -649,7 +630,7 @@ func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(t
 	if rest.Rat().Sign() > 0 {
 		to(noGroup).add(rest, cur)
 	}
-	for c, e := range spend {
+	for c, e := range spend.all() {
 		if c != cur {
 			to(noGroup).add(e, c)
 		}
@@ -660,18 +641,18 @@ func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(t
 // micro-unit: where a breakdown's groups are an exact partition of the fleet
 // figure, the rounded fleet figure is split among them by largest remainder
 // (cost.Apportion) instead of rounding each group on its own.
-func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]string]*line, fleetFig map[string]multi) {
+func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]string]*line, fleetFig map[string]*multi) {
 	figs := []struct {
 		name  string
 		total int64
-		part  func(l *line) multi
+		part  func(l *line) *multi
 		field func(c *wire.CostLine) *fleet.Money
 	}{
-		{"burn", sum.BurnPerHour.Micros, func(l *line) multi { return l.burn }, func(c *wire.CostLine) *fleet.Money { return &c.BurnPerHour }},
-		{"idle", sum.IdleBurnPerHour.Micros, func(l *line) multi { return l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
-		{"today", sum.SpendToday.Micros, func(l *line) multi { return l.today }, func(c *wire.CostLine) *fleet.Money { return &c.SpendToday }},
-		{"month", sum.SpendMonth.Micros, func(l *line) multi { return l.month }, func(c *wire.CostLine) *fleet.Money { return &c.SpendMonth }},
-		{"proj", sum.ProjectedMonth.Micros, func(l *line) multi { return l.proj }, func(c *wire.CostLine) *fleet.Money { return &c.ProjectedMonth }},
+		{"burn", sum.BurnPerHour.Micros, func(l *line) *multi { return &l.burn }, func(c *wire.CostLine) *fleet.Money { return &c.BurnPerHour }},
+		{"idle", sum.IdleBurnPerHour.Micros, func(l *line) *multi { return &l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
+		{"today", sum.SpendToday.Micros, func(l *line) *multi { return &l.today }, func(c *wire.CostLine) *fleet.Money { return &c.SpendToday }},
+		{"month", sum.SpendMonth.Micros, func(l *line) *multi { return &l.month }, func(c *wire.CostLine) *fleet.Money { return &c.SpendMonth }},
+		{"proj", sum.ProjectedMonth.Micros, func(l *line) *multi { return &l.proj }, func(c *wire.CostLine) *fleet.Money { return &c.ProjectedMonth }},
 	}
 	byIdx := map[string][]int{}
 	for i, k := range keys {
@@ -699,7 +680,7 @@ func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]st
 // splitExact splits total (micro-units of the display currency) over parts
 // in proportion to their exact values, largest remainder first
 // (cost.Apportion): the shares add up to total exactly.
-func (e *Engine) splitExact(total int64, parts []multi) []int64 {
+func (e *Engine) splitExact(total int64, parts []*multi) []int64 {
 	rats := make([]*big.Rat, len(parts))
 	for i, p := range parts {
 		rats[i] = e.rat(p)
@@ -709,9 +690,9 @@ func (e *Engine) splitExact(total int64, parts []multi) []int64 {
 
 // rat is m's exact value in the display currency; currencies without a rate
 // are left out, as conv leaves them out.
-func (e *Engine) rat(m multi) *big.Rat {
+func (e *Engine) rat(m *multi) *big.Rat {
 	out := new(big.Rat)
-	for c, x := range m {
+	for c, x := range m.all() {
 		if v, err := e.cfg.Rates.ConvertRat(x, c); err == nil {
 			out.Add(out, v)
 		}
@@ -733,14 +714,20 @@ func byOrder(by string) string {
 
 // conv converts a multi-currency sum to the display currency, rounding once.
 // A currency without a rate is left out and logged once.
-func (e *Engine) conv(m multi) fleet.Money {
-	for c := range m {
-		if _, ok := e.cfg.Rates.Rate(c); !ok {
-			e.warnRate(c)
-			delete(m, c)
+func (e *Engine) conv(m *multi) fleet.Money {
+	out, err := e.cfg.Rates.Sum(func(yield func(string, cost.Exact) bool) {
+		for c, x := range m.all() {
+			if c != e.cfg.Rates.Display {
+				if _, ok := e.cfg.Rates.Rate(c); !ok {
+					e.warnRate(c)
+					continue
+				}
+			}
+			if !yield(c, x) {
+				return
+			}
 		}
-	}
-	out, err := e.cfg.Rates.Sum(m)
+	})
 	if err != nil { // unreachable: every currency left has a rate
 		return fleet.Money{Currency: e.cfg.Currency}
 	}
