@@ -56,30 +56,51 @@ func (ns *ledgerNode) tail(backfill time.Duration) tailNode {
 	return tailNode{origin: ns.origin(backfill), ledgerTo: ns.ledgerTo, team: ns.team, place: ns.place, versions: ns.costVersions()}
 }
 
+// tailSet is every node's tail as of one commit, with the ids sorted once
+// (a live read walks them in order twice a second; nodes join rarely).
+// Never changed once published.
+type tailSet struct {
+	ids   []string // sorted
+	nodes map[string]tailNode
+}
+
+// newTailSet returns the set of nodes; ids, when not nil, are its sorted
+// keys already.
+func newTailSet(nodes map[string]tailNode, ids []string) *tailSet {
+	if ids == nil {
+		ids = slices.Sorted(maps.Keys(nodes))
+	}
+	return &tailSet{ids: ids, nodes: nodes}
+}
+
 // publish makes the nodes changed by a commit (all of them when changed is
 // nil) visible to LiveLedger.
 func (s *Store) publish(changed map[string]*ledgerNode) {
 	if changed != nil && len(changed) == 0 {
 		return
 	}
-	next := map[string]tailNode{}
-	if old := s.tails.Load(); old != nil && changed != nil {
-		next = maps.Clone(*old)
+	next, old := map[string]tailNode{}, s.tails.Load()
+	var ids []string // the old ids while no node joins
+	if old != nil && changed != nil {
+		next, ids = maps.Clone(old.nodes), old.ids
 	} else {
 		changed = s.nodes
 	}
 	for id, ns := range changed {
+		if _, ok := next[id]; !ok {
+			ids = nil
+		}
 		next[id] = ns.tail(s.opts.MaxBackfill)
 	}
-	s.tails.Store(&next)
+	s.tails.Store(newTailSet(next, ids))
 }
 
 // tailLines appends, for each node seen with a lease, the lease's accrual
 // over [max(ledgerTo, origin, from), to) as its remainder line. The lines
 // come in compareLines order: nodes by id, a node's lines by currency.
-func tailLines(out []NodeLine, nodes map[string]tailNode, from, to int64) []NodeLine {
-	for _, id := range slices.Sorted(maps.Keys(nodes)) {
-		tn := nodes[id]
+func tailLines(out []NodeLine, tails *tailSet, from, to int64) []NodeLine {
+	for _, id := range tails.ids {
+		tn := tails.nodes[id]
 		first := len(out)
 		if tn.origin == 0 || len(tn.versions) == 0 {
 			continue // never seen, or no lease known yet
@@ -182,7 +203,7 @@ func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, er
 	// they are read apart from today's hours, which every fold changes.
 	split := max(key, floorTo(now.UnixMilli(), dayMs))
 	var rows []NodeLine
-	var tails map[string]tailNode
+	var tails *tailSet
 	for {
 		old := s.oldSeq.Load()
 		var closed []NodeLine
@@ -204,11 +225,14 @@ func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, er
 			break
 		}
 	}
-	tail := tailLines(make([]NodeLine, 0, len(tails)), tails, fm, now.UnixMilli())
-	lg := Ledger{Lines: mergeSorted(rows, tail), Places: make(map[string]NodePlace, len(tails))}
+	if tails == nil {
+		tails = newTailSet(nil, nil) // nothing committed yet
+	}
+	tail := tailLines(make([]NodeLine, 0, len(tails.ids)), tails, fm, now.UnixMilli())
+	lg := Ledger{Lines: mergeSorted(rows, tail), Places: make(map[string]NodePlace, len(tails.ids))}
 	for _, l := range lg.Lines {
 		if _, ok := lg.Places[l.Node]; !ok {
-			lg.Places[l.Node] = tails[l.Node].place
+			lg.Places[l.Node] = tails.nodes[l.Node].place
 		}
 	}
 	return lg, nil
@@ -221,7 +245,7 @@ func (s *Store) LiveLedger(ctx context.Context, from, now time.Time) (Ledger, er
 // pool, so a slow read never holds up Commit. Both are seqlocks, odd from
 // just before such a commit's transaction commits until its tails are
 // published: a read that raced one reads again.
-func (s *Store) liveRows(ctx context.Context, key, to int64, seqp *atomic.Uint64) ([]NodeLine, map[string]tailNode, error) {
+func (s *Store) liveRows(ctx context.Context, key, to int64, seqp *atomic.Uint64) ([]NodeLine, *tailSet, error) {
 	db, err := s.readerDB()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the ledger: %w", err)
@@ -236,12 +260,8 @@ func (s *Store) liveRows(ctx context.Context, key, to int64, seqp *atomic.Uint64
 		s.liveMu.Lock()
 		c, ok := s.liveCache[ck]
 		s.liveMu.Unlock()
-		var tails map[string]tailNode
-		if tp != nil {
-			tails = *tp
-		}
 		if seq%2 == 0 && ok && c.gen == seq && seqp.Load() == seq {
-			return c.lines, tails, nil
+			return c.lines, tp, nil
 		}
 		if try == 3 {
 			// Commits keep racing the read: read with none in between.
@@ -254,11 +274,8 @@ func (s *Store) liveRows(ctx context.Context, key, to int64, seqp *atomic.Uint64
 			if err != nil {
 				return nil, nil, err
 			}
-			if tp != nil {
-				tails = *tp
-			}
 			s.cache(ck, liveRows{gen: seq, lines: lines})
-			return lines, tails, nil
+			return lines, tp, nil
 		}
 		if seq%2 == 1 {
 			runtime.Gosched() // a commit is publishing its rows
@@ -272,7 +289,7 @@ func (s *Store) liveRows(ctx context.Context, key, to int64, seqp *atomic.Uint64
 			continue // a commit wrote ledger rows meanwhile
 		}
 		s.cache(ck, liveRows{gen: seq, lines: lines})
-		return lines, tails, nil
+		return lines, tp, nil
 	}
 }
 

@@ -190,3 +190,26 @@ func TestClockAtFollowsTheStoresClock(t *testing.T) {
 		t.Errorf("ClockAt(now) = %v, want the store's clock %v (plus the wall time since its commit)", got, sim)
 	}
 }
+
+// A commit publishes the tails in id order, reusing the sorted ids while no
+// node joins and sorting again when one does (a live read walks them in
+// order: a node left out of the ids would be left out of the tail).
+func TestPublishKeepsTailIdsSorted(t *testing.T) {
+	s := &Store{nodes: map[string]*ledgerNode{"b": {id: "b"}, "a": {id: "a"}}}
+	s.publish(nil)
+	first := s.tails.Load()
+	if got := first.ids; len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Fatalf("ids %v, want [a b]", got)
+	}
+	s.publish(map[string]*ledgerNode{"b": {id: "b", team: "vision"}})
+	if got := s.tails.Load(); &got.ids[0] != &first.ids[0] || got.nodes["b"].team != "vision" {
+		t.Errorf("a commit of known nodes: ids %v re-sorted or tail not updated (%+v)", got.ids, got.nodes["b"])
+	}
+	if first.nodes["b"].team != "" {
+		t.Error("a published set changed after it was published")
+	}
+	s.publish(map[string]*ledgerNode{"0": {id: "0"}})
+	if got := s.tails.Load().ids; len(got) != 3 || got[0] != "0" || got[1] != "a" || got[2] != "b" {
+		t.Errorf("after a node joined: ids %v, want [0 a b]", got)
+	}
+}

@@ -92,7 +92,7 @@ func (s *Store) Usage(ctx context.Context, by string, from, to time.Time) ([]Usa
 	for id, ns := range nodes {
 		tails[id] = ns.tail(s.opts.MaxBackfill)
 	}
-	lines = tailLines(lines, tails, fm, min(tm, committed))
+	lines = tailLines(lines, newTailSet(tails, nil), fm, min(tm, committed))
 	type key struct{ group, currency string }
 	sums := map[key]*Usage{}
 	for i := range lines {

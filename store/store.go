@@ -166,12 +166,12 @@ type Store struct {
 	readerErr  error
 
 	// What LiveLedger reads without the commit lock (see live.go).
-	tails       atomic.Pointer[map[string]tailNode] // every node's ledger end and lease, as of the last commit
-	ledgerSeq   atomic.Uint64                       // seqlock: odd while a commit that wrote ledger rows publishes them
-	oldSeq      atomic.Uint64                       // the same, for commits that wrote rows of hours before the current UTC day
-	committedMs atomic.Int64                        // the clock at the last commit
-	liveMu      sync.Mutex                          // guards liveCache
-	liveCache   map[[2]int64]liveRows               // ledger rows by span (to 0: up to now)
+	tails       atomic.Pointer[tailSet] // every node's ledger end and lease, as of the last commit
+	ledgerSeq   atomic.Uint64           // seqlock: odd while a commit that wrote ledger rows publishes them
+	oldSeq      atomic.Uint64           // the same, for commits that wrote rows of hours before the current UTC day
+	committedMs atomic.Int64            // the clock at the last commit
+	liveMu      sync.Mutex              // guards liveCache
+	liveCache   map[[2]int64]liveRows   // ledger rows by span (to 0: up to now)
 }
 
 // Open opens (creating if needed) the database at path and migrates it to
