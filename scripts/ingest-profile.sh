@@ -2,7 +2,7 @@
 # ingest-profile.sh: the ingest check's scenario by hand, with profiles.
 # Starts an aggregator (a `-tags pprof` build, so /debug/pprof answers on
 # FLEETTOP_PPROF), 1,250 `fleettop mock` nodes at 1 Hz and 10 python viewers
-# on /v1/watch; after 25 s takes a 20 s CPU profile and a heap profile of the
+# on /v1/watch; after 25 s takes a 20 s (PROF_S) CPU profile and a heap profile of the
 # aggregator into OUT and prints its CPU per GPU-sample, RSS beyond its idle
 # baseline, read/write syscalls and context switches over the window, and
 # the mock's own CPU; OUT/smaps.txt and OUT/memstats.txt (MemStats at the end of
@@ -54,7 +54,7 @@ get() { curl -fsS -H "Authorization: Bearer $vsecret" "http://127.0.0.1:$port/me
 get >/dev/null; sleep 2
 s0=$(get | metric fleettop_ingest_gpu_samples_total); u0=$(date +%s.%N)
 io0=$(syscalls $ap); cs0=$(switches $ap); c0=$(cpu_s $ap); mc0=$(cpu_s $mp); t0=$(date +%s.%N)
-curl -fsS -o "$out/cpu.prof" "http://127.0.0.1:$pp/debug/pprof/profile?seconds=20"
+curl -fsS -o "$out/cpu.prof" "http://127.0.0.1:$pp/debug/pprof/profile?seconds=${PROF_S:-20}"
 c1=$(cpu_s $ap); mc1=$(cpu_s $mp); t1=$(date +%s.%N); io1=$(syscalls $ap); cs1=$(switches $ap)
 m1=$(get); u1=$(date +%s.%N); rss=$(rss_kib $ap)
 s1=$(metric fleettop_ingest_gpu_samples_total <<<"$m1"); viewers=$(metric fleettop_viewers_connected <<<"$m1")
