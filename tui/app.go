@@ -294,10 +294,10 @@ func (a *App) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case navMsg:
 		a.open(msg.page)
 		if msg.job != "" {
-			a.job.SetJob(msg.job)
+			a.job.Show(msg.job)
 		}
 		if msg.node != "" {
-			a.node.SetNode(msg.node)
+			a.node.Show(msg.node)
 		}
 		if f, ok := a.pages[msg.page].(filterable); ok && msg.filter != "" {
 			f.SetFilter(msg.filter)

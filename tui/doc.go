@@ -55,28 +55,54 @@ func (d *doc) window(lines []string) string {
 }
 
 // docPage is what the one-thing views (Node, Job) share: a scrolling
-// document about the thing with id, for y to copy.
-type docPage struct {
-	sh  *shared
-	doc doc
-	id  string
+// document about the row with id in the latest snapshot, for y to copy.
+type docPage[R any] struct {
+	sh    *shared
+	doc   doc
+	title string
+	id    string
+	row   *R // the row with id in the latest snapshot; nil when it has none
+	// find looks a row up by id in a snapshot (nil when absent); first is
+	// the id shown until one is chosen ("" when the snapshot has none).
+	find  func(s *Snapshot, id string) *R
+	first func(s *Snapshot) string
 }
 
-// show selects the thing with id, scrolled back to the top when it is
+func newDocPage[R any](sh *shared, title string, find func(*Snapshot, string) *R, first func(*Snapshot) string) docPage[R] {
+	return docPage[R]{sh: sh, title: title, find: find, first: first}
+}
+
+func (p *docPage[R]) Title() string { return p.title }
+
+// Show selects the row with id, scrolled back to the top when it is
 // another one.
-func (p *docPage) show(id string) {
+func (p *docPage[R]) Show(id string) {
 	if id != p.id {
 		p.doc.offset = 0
 	}
 	p.id = id
+	p.SetData(p.sh.snap)
 }
 
-func (p *docPage) SetSize(w, h int) { p.doc.w, p.doc.h = w, h }
+// SetData finds the row shown in s: the one chosen, or while none is, the
+// first.
+func (p *docPage[R]) SetData(s *Snapshot) {
+	p.row = nil
+	if s == nil {
+		return
+	}
+	if p.id == "" {
+		p.id = p.first(s)
+	}
+	p.row = p.find(s, p.id)
+}
+
+func (p *docPage[R]) SetSize(w, h int) { p.doc.w, p.doc.h = w, h }
 
 // Selected is the id of what the view shows, for y.
-func (p *docPage) Selected() string { return p.id }
+func (p *docPage[R]) Selected() string { return p.id }
 
-func (p *docPage) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
+func (p *docPage[R]) Update(msg tea.Msg, km *KeyMap) tea.Cmd {
 	p.doc.update(msg, km)
 	return nil
 }

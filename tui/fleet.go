@@ -130,6 +130,35 @@ func (s *Snapshot) Node(id string) *NodeRow {
 	return s.nodeByID[id]
 }
 
+// Job returns the row of job id, or nil.
+func (s *Snapshot) Job(id string) *JobRow {
+	if s == nil {
+		return nil
+	}
+	for i := range s.Jobs {
+		if s.Jobs[i].ID == id {
+			return &s.Jobs[i]
+		}
+	}
+	return nil
+}
+
+// firstNodeID and firstJobID name the first node and job in s (what the
+// Node and Job pages show until one is chosen); "" when there is none.
+func (s *Snapshot) firstNodeID() string {
+	if len(s.Nodes) == 0 {
+		return ""
+	}
+	return s.Nodes[0].View.ID
+}
+
+func (s *Snapshot) firstJobID() string {
+	if len(s.Jobs) == 0 {
+		return ""
+	}
+	return s.Jobs[0].ID
+}
+
 // Dark reports whether no aggregator is live (every figure is old).
 func (s *Snapshot) Dark() bool {
 	if len(s.Conns) == 0 {

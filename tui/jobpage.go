@@ -9,34 +9,10 @@ import (
 
 // jobPage is one job: who owns it, what data it processes and whether it
 // may be where it runs, what it costs, and each of its nodes.
-type jobPage struct {
-	docPage
-	row *JobRow
-}
+type jobPage struct{ docPage[JobRow] }
 
-func newJobPage(sh *shared) *jobPage { return &jobPage{docPage: docPage{sh: sh}} }
-
-func (p *jobPage) Title() string { return "Job" }
-
-// SetJob selects the job to show.
-func (p *jobPage) SetJob(id string) {
-	p.show(id)
-	p.SetData(p.sh.snap)
-}
-
-func (p *jobPage) SetData(s *Snapshot) {
-	p.row = nil
-	if s == nil {
-		return
-	}
-	if p.id == "" && len(s.Jobs) > 0 {
-		p.id = s.Jobs[0].ID
-	}
-	for i := range s.Jobs {
-		if s.Jobs[i].ID == p.id {
-			p.row = &s.Jobs[i]
-		}
-	}
+func newJobPage(sh *shared) *jobPage {
+	return &jobPage{newDocPage(sh, "Job", (*Snapshot).Job, (*Snapshot).firstJobID)}
 }
 
 func (p *jobPage) View() string {

@@ -13,19 +13,10 @@ import (
 
 // ---- Node ----
 
-type nodePage struct {
-	docPage
-	row *NodeRow
-}
+type nodePage struct{ docPage[NodeRow] }
 
-func newNodePage(sh *shared) *nodePage { return &nodePage{docPage: docPage{sh: sh}} }
-
-func (p *nodePage) Title() string { return "Node" }
-
-// SetNode selects the node to show.
-func (p *nodePage) SetNode(id string) {
-	p.show(id)
-	p.SetData(p.sh.snap)
+func newNodePage(sh *shared) *nodePage {
+	return &nodePage{newDocPage(sh, "Node", (*Snapshot).Node, (*Snapshot).firstNodeID)}
 }
 
 // Target is the node shown and its aggregator; ok is false when none.
@@ -34,16 +25,6 @@ func (p *nodePage) Target() (agg int, id string, ok bool) {
 		return 0, "", false
 	}
 	return p.row.Agg, p.row.View.ID, true
-}
-
-func (p *nodePage) SetData(s *Snapshot) {
-	if s == nil {
-		return
-	}
-	if p.id == "" && len(s.Nodes) > 0 {
-		p.id = s.Nodes[0].View.ID // nothing chosen yet: the first node
-	}
-	p.row = s.Node(p.id)
 }
 
 // View draws the node in sections: who and what it costs, its history
