@@ -434,64 +434,63 @@ func absurdMetrics(a *aggregator) result {
 	return pass(name, "fleet utilisation %.3f (0..1); repaired values counted: %v", f.Totals.Util, a.metric("fleettop_ingest_repaired_total"))
 }
 
-// firstRecord opens a session for a one-GPU node and sends it one healthy
-// record; a session the aggregator refused is an error.
-func firstRecord(a *aggregator, id string) (*session, error) {
+// onLiveNode runs a case against node id, live: a session for a one-GPU
+// node that has sent one healthy record, closed when run returns. When
+// the aggregator refuses that session, the case fails without running.
+func onLiveNode(a *aggregator, name, id string, run func(s *session) result) result {
 	s, code, err := sendNode(a, node(id, 1), sample(1, 1, 0.5, 60, 300))
 	if err == nil && s == nil {
 		err = fmt.Errorf("refused (close code %d)", code)
 	}
-	return s, err
-}
-
-func seqJump(a *aggregator) result {
-	const name = "sequence jump to 2^64-1"
-	s, err := firstRecord(a, "rt-seq")
 	if err != nil {
 		return failf(name, "first record: %v", err)
 	}
 	defer s.close()
-	_ = s.send(&wire.Samples{Samples: []fleet.Sample{sample(math.MaxUint64, 1, 0.5, 60, 300)}})
-	settle()
-	gaps := a.metric("fleettop_ingest_seq_gaps_total")
-	// The genuine next record must still be accepted, on a new session.
-	s2, code, err := sendNode(a, node("rt-seq", 1))
-	resume := "refused"
-	if s2 != nil {
-		defer s2.close()
-		resume = "accepted"
-	}
-	if gaps > 1e9 {
-		return failf(name, "fleettop_ingest_seq_gaps_total reads %g", gaps)
-	}
-	return pass(name, "gaps counter %g; the node reconnects: %s (code %d, %v)", gaps, resume, code, err)
+	return run(s)
+}
+
+func seqJump(a *aggregator) result {
+	const name = "sequence jump to 2^64-1"
+	return onLiveNode(a, name, "rt-seq", func(s *session) result {
+		_ = s.send(&wire.Samples{Samples: []fleet.Sample{sample(math.MaxUint64, 1, 0.5, 60, 300)}})
+		settle()
+		gaps := a.metric("fleettop_ingest_seq_gaps_total")
+		// The genuine next record must still be accepted, on a new session.
+		s2, code, err := sendNode(a, node("rt-seq", 1))
+		resume := "refused"
+		if s2 != nil {
+			defer s2.close()
+			resume = "accepted"
+		}
+		if gaps > 1e9 {
+			return failf(name, "fleettop_ingest_seq_gaps_total reads %g", gaps)
+		}
+		return pass(name, "gaps counter %g; the node reconnects: %s (code %d, %v)", gaps, resume, code, err)
+	})
 }
 
 func duplicateNodeID(a *aggregator) result {
 	const name = "duplicate node id"
-	s1, err := firstRecord(a, "rt-twin")
-	if err != nil {
-		return failf(name, "first session: %v", err)
-	}
-	defer s1.close()
-	// The holder keeps answering pings: read in the background.
-	go func() {
-		for {
-			if _, _, err := s1.recv(time.Minute); err != nil {
-				return
+	return onLiveNode(a, name, "rt-twin", func(s1 *session) result {
+		// The holder keeps answering pings: read in the background.
+		go func() {
+			for {
+				if _, _, err := s1.recv(time.Minute); err != nil {
+					return
+				}
 			}
+		}()
+		settle()
+		s2, code, _ := sendNode(a, node("rt-twin", 1))
+		if s2 != nil {
+			defer s2.close()
+			return failf(name, "a second live session for one node id was accepted")
 		}
-	}()
-	settle()
-	s2, code, _ := sendNode(a, node("rt-twin", 1))
-	if s2 != nil {
-		defer s2.close()
-		return failf(name, "a second live session for one node id was accepted")
-	}
-	if code != int(wire.CloseNodeInUse) {
-		return failf(name, "second session closed with %d, want %d", code, wire.CloseNodeInUse)
-	}
-	return pass(name, "second session refused with %d; fleettop_node_conflicts_total %g", code, a.metric("fleettop_node_conflicts_total"))
+		if code != int(wire.CloseNodeInUse) {
+			return failf(name, "second session closed with %d, want %d", code, wire.CloseNodeInUse)
+		}
+		return pass(name, "second session refused with %d; fleettop_node_conflicts_total %g", code, a.metric("fleettop_node_conflicts_total"))
+	})
 }
 
 func manyNodeIDs(a *aggregator) result {
