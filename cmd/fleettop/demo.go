@@ -28,20 +28,13 @@ import (
 	"github.com/fleettop/fleettop/tui"
 )
 
-// demoCatchUp is how long a --speed demo takes to replay its past and reach
-// the wall clock.
-const demoCatchUp = 10 * time.Minute
-
 // demoOptions configure `fleettop demo`.
 type demoOptions struct {
-	Nodes    int
-	Seed     int64
-	Speed    float64
+	simOptions
 	Headless bool
 	Listen   string
 	Tokens   string
 	DataDir  string
-	Interval time.Duration
 	NoColor  bool
 	Config   string
 }
@@ -60,15 +53,12 @@ func newDemoCmd() *cobra.Command {
 			return runDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	o.addFlags(c, mock.DefaultNodes)
 	f := c.Flags()
-	f.IntVar(&o.Nodes, "nodes", mock.DefaultNodes, "number of simulated nodes")
-	f.Int64Var(&o.Seed, "seed", 1, "scenario seed: the same seed gives the same fleet and values")
-	f.Float64Var(&o.Speed, "speed", 1, "replay: simulated time starts (speed-1)×10 minutes ago and runs this many times faster until it reaches now, so cost and history build up fast")
 	f.BoolVar(&o.Headless, "headless", false, "no TUI: print the aggregator URL and a viewer token, run until interrupted")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:0", "aggregator listen address (loopback)")
 	f.StringVar(&o.Tokens, "tokens", "", "token file in the aggregator's format (default: generated tokens)")
 	f.StringVar(&o.DataDir, "data-dir", "", "aggregator data directory (default: a temporary directory, removed at exit)")
-	f.DurationVar(&o.Interval, "interval", time.Second, "sampling interval of the simulated collectors")
 	f.BoolVar(&o.NoColor, "no-color", false, "TUI without colour")
 	f.StringVar(&o.Config, "config", "", "aggregator config (default: one written for the simulated fleet: USD display, its exchange rates, cn-customer data kept in CN, regional budgets)")
 	return c
@@ -129,14 +119,8 @@ func secret() string {
 }
 
 func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
-	if o.Nodes <= 0 {
-		return usagef("--nodes must be at least 1")
-	}
-	if o.Speed <= 0 {
-		return usagef("--speed must be positive")
-	}
-	if o.Interval < 10*time.Millisecond {
-		return usagef("--interval %v is too short (at least 10ms)", o.Interval)
+	if err := o.check(); err != nil {
+		return err
 	}
 	toks, err := loadDemoTokens(o.Tokens)
 	if err != nil {
@@ -166,12 +150,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	// --speed X: simulated time starts (X-1) × 10 minutes in the past and
-	// runs X times faster until it meets the wall clock, then keeps to it,
-	// so history and cost build up fast and no sample is ever stamped in the
-	// future of the aggregator.
-	clock := mock.NewCatchUpClock(o.Speed, demoCatchUp)
-	sc, err := mock.New(mock.Config{Nodes: o.Nodes, Seed: o.Seed, Start: clock.Start()})
+	sc, clock, err := o.scenario()
 	if err != nil {
 		return err
 	}

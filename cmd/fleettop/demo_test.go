@@ -67,8 +67,8 @@ func TestDemoHeadless(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- runDemo(ctx, demoOptions{Nodes: 40, Seed: 1, Speed: 1, Headless: true,
-			Listen: "127.0.0.1:0", DataDir: t.TempDir(), Interval: 500 * time.Millisecond}, pw, io.Discard)
+		done <- runDemo(ctx, demoOptions{simOptions: simOptions{Nodes: 40, Seed: 1, Speed: 1, Interval: 500 * time.Millisecond},
+			Headless: true, Listen: "127.0.0.1:0", DataDir: t.TempDir()}, pw, io.Discard)
 		pw.Close()
 	}()
 	var base, token, attach string
@@ -163,8 +163,8 @@ func TestMockAgainstAggregator(t *testing.T) {
 	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		done <- runMock(ctx, mockOptions{URL: "ws://" + ln.Addr().String(), Nodes: nodes, TokenFile: tokFile + ".collector",
-			Seed: 1, Interval: 500 * time.Millisecond, Speed: 1}, io.Discard)
+		done <- runMock(ctx, mockOptions{URL: "ws://" + ln.Addr().String(), TokenFile: tokFile + ".collector",
+			simOptions: simOptions{Nodes: nodes, Seed: 1, Interval: 500 * time.Millisecond, Speed: 1}}, io.Discard)
 	}()
 	base := "http://" + ln.Addr().String()
 	all := func(ns []wire.NodeView) string {

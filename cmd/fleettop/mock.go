@@ -23,12 +23,9 @@ import (
 
 // mockOptions configure `fleettop mock`.
 type mockOptions struct {
+	simOptions
 	URL       string
-	Nodes     int
 	TokenFile string
-	Seed      int64
-	Interval  time.Duration
-	Speed     float64
 	SpoolDir  string
 	Stagger   time.Duration
 	Outages   bool
@@ -54,13 +51,10 @@ func newMockCmd() *cobra.Command {
 			return runMock(cmd.Context(), o, cmd.ErrOrStderr())
 		},
 	}
+	o.addFlags(c, 0)
 	f := c.Flags()
 	f.StringVar(&o.URL, "aggregator", "", "aggregator base URL, ws://host:port or wss://host:port")
-	f.IntVar(&o.Nodes, "nodes", 0, "number of simulated nodes")
 	f.StringVar(&o.TokenFile, "token-file", "", "file holding the collector token (default: $FLEETTOP_TOKEN)")
-	f.Int64Var(&o.Seed, "seed", 1, "scenario seed: the same seed gives the same fleet and values")
-	f.DurationVar(&o.Interval, "interval", time.Second, "sampling interval of every agent")
-	f.Float64Var(&o.Speed, "speed", 1, "replay: simulated time starts (speed-1)×10 minutes ago and runs this many times faster until it reaches now")
 	f.StringVar(&o.SpoolDir, "spool-dir", "", "keep the agents' spools on disk in this directory, as real collectors do, so they outlive the mock (default: in memory)")
 	f.DurationVar(&o.Stagger, "stagger", 0, "spread the agents' first connections over this long (default: 1ms a node, at most 10s)")
 	f.BoolVar(&o.Insecure, "insecure", false, "allow plain ws:// to an aggregator that is not on loopback (the token travels in clear text)")
@@ -100,14 +94,8 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 	if err != nil || u.Host == "" || (u.Scheme != "ws" && u.Scheme != "wss") {
 		return usagef("--aggregator %q is not a ws:// or wss:// URL", o.URL)
 	}
-	if o.Nodes <= 0 {
-		return usagef("give --nodes N, the number of simulated nodes (at least 1)")
-	}
-	if o.Interval < 10*time.Millisecond {
-		return usagef("--interval %v is too short (at least 10ms)", o.Interval)
-	}
-	if o.Speed <= 0 {
-		return usagef("--speed must be positive")
+	if err := o.check(); err != nil {
+		return err
 	}
 	if err := collector.CheckURL(o.URL, o.Insecure); err != nil {
 		return usagef("--aggregator: %v", err)
@@ -138,8 +126,7 @@ func runMock(ctx context.Context, o mockOptions, stderr io.Writer) error {
 	}
 	// As in the demo, a faster clock replays the recent past and never runs
 	// ahead of the aggregator's wall clock.
-	clock := mock.NewCatchUpClock(o.Speed, demoCatchUp)
-	sc, err := mock.New(mock.Config{Nodes: o.Nodes, Seed: o.Seed, Start: clock.Start()})
+	sc, clock, err := o.scenario()
 	if err != nil {
 		return err
 	}
