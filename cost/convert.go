@@ -2,7 +2,6 @@ package cost
 
 import (
 	"fmt"
-	"iter"
 	"math/big"
 	"sort"
 	"strings"
@@ -106,17 +105,20 @@ func (r Rates) Convert(m fleet.Money) (fleet.Money, error) {
 // Sum adds amounts in several currencies exactly and rounds once, half to
 // even, to micro-units of the display currency: the rule for one line of a
 // report. Amounts already in the display currency add up without big.Rat.
-func (r Rates) Sum(amounts iter.Seq2[string, Exact]) (fleet.Money, error) {
+// Currencies without a rate are left out and returned, in the order added.
+func (r Rates) Sum(s *Sums) (fleet.Money, []string) {
 	var same Exact
 	var other *big.Rat
-	for cur, e := range amounts {
+	var missing []string
+	for cur, e := range s.All() {
 		if cur == r.Display {
 			same = same.Add(e)
 			continue
 		}
 		v, err := r.ConvertRat(e, cur)
 		if err != nil {
-			return fleet.Money{}, err
+			missing = append(missing, cur)
+			continue
 		}
 		if other == nil {
 			other = new(big.Rat)
@@ -124,9 +126,9 @@ func (r Rates) Sum(amounts iter.Seq2[string, Exact]) (fleet.Money, error) {
 		other.Add(other, v)
 	}
 	if other == nil {
-		return fleet.Money{Micros: same.Round(), Currency: r.Display}, nil
+		return fleet.Money{Micros: same.Round(), Currency: r.Display}, missing
 	}
-	return fleet.Money{Micros: RoundRat(other.Add(other, same.Rat())), Currency: r.Display}, nil
+	return fleet.Money{Micros: RoundRat(other.Add(other, same.Rat())), Currency: r.Display}, missing
 }
 
 // EffectivePrice returns spend (exact micro-units) per used GPU-hour, given

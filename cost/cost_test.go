@@ -2,6 +2,7 @@ package cost
 
 import (
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -158,21 +159,28 @@ func TestRates(t *testing.T) {
 	}
 	// one rounding per line: 3 × 0.5 micro SGD-equivalents would round to 0
 	// each, but sum to 1.5 → 2.
-	sum, err := r.Sum(maps.All(map[string]Exact{"USD": MakeExact(0, RemDen/2), "SGD": {Micros: 1}}))
-	if err != nil || sum.Micros != 1 { // 0.5 + 0.7412 = 1.2412 → 1
-		t.Errorf("Sum = %v, %v; want 1", sum, err)
+	sums := func(m map[string]Exact) *Sums {
+		var s Sums
+		for _, c := range slices.Sorted(maps.Keys(m)) {
+			s.Add(m[c], c)
+		}
+		return &s
+	}
+	sum, missing := r.Sum(sums(map[string]Exact{"USD": MakeExact(0, RemDen/2), "SGD": {Micros: 1}}))
+	if missing != nil || sum.Micros != 1 { // 0.5 + 0.7412 = 1.2412 → 1
+		t.Errorf("Sum = %v, %v; want 1", sum, missing)
 	}
 	// amounts in the display currency alone round the same way, half to even
 	for _, c := range []struct {
 		in   Exact
 		want int64
 	}{{MakeExact(2, RemDen/2), 2}, {MakeExact(3, RemDen/2), 4}, {MakeExact(-3, RemDen/2), -2}, {MakeExact(7, RemDen/2+1), 8}} {
-		if got, err := r.Sum(maps.All(map[string]Exact{"USD": c.in})); err != nil || got.Micros != c.want || got.Currency != "USD" {
-			t.Errorf("Sum(%v USD) = %v, %v; want %d USD", c.in, got, err, c.want)
+		if got, missing := r.Sum(sums(map[string]Exact{"USD": c.in})); missing != nil || got.Micros != c.want || got.Currency != "USD" {
+			t.Errorf("Sum(%v USD) = %v, %v; want %d USD", c.in, got, missing, c.want)
 		}
 	}
-	if _, err := r.Sum(maps.All(map[string]Exact{"USD": {Micros: 1}, "EUR": {Micros: 1}})); err == nil {
-		t.Error("Sum without a rate for EUR succeeded")
+	if got, missing := r.Sum(sums(map[string]Exact{"USD": {Micros: 3}, "EUR": {Micros: 1}, "GBP": {Micros: 1}})); got.Micros != 3 || !slices.Equal(missing, []string{"EUR", "GBP"}) {
+		t.Errorf("Sum without rates for EUR and GBP = %v, missing %v; want 3 USD, missing [EUR GBP]", got, missing)
 	}
 	sg, err := r.Rebase("SGD")
 	if err != nil {

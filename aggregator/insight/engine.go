@@ -13,7 +13,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -532,14 +531,4 @@ func (e *Engine) emit(trs []policy.Transition) {
 
 func sameConds(a, b []policy.Condition) bool {
 	return slices.EqualFunc(a, b, func(x, y policy.Condition) bool { return x.ID == y.ID })
-}
-
-// sortStrings returns the keys of set, sorted.
-func sortStrings(set map[string]struct{}) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

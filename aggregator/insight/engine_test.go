@@ -1,12 +1,12 @@
 package insight
 
 import (
-	"github.com/fleettop/fleettop/cost"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/wire"
 )
@@ -249,25 +249,57 @@ func TestBreakdownsAddUp(t *testing.T) {
 // accrued spend (they count from the previous sample) are capped, so the
 // team breakdown still adds up to the node's spend exactly.
 func TestSplitTeamsIsAPartition(t *testing.T) {
-	var spend multi
-	spend.add(cost.MakeExact(1_000_000, 0), "USD")
+	var spend cost.Sums
+	spend.Add(cost.MakeExact(1_000_000, 0), "USD")
 	a, b := cost.MakeExact(700_000, 3), cost.MakeExact(400_000, 0)
-	got := map[string]*multi{}
-	to := func(team string) *multi {
+	got := map[string]*cost.Sums{}
+	to := func(team string) *cost.Sums {
 		if got[team] == nil {
-			got[team] = new(multi)
+			got[team] = new(cost.Sums)
 		}
 		return got[team]
 	}
 	splitTeams(spend, map[string]*cost.Exact{"b": &b, "a": &a}, "USD", to)
 	sum := cost.Exact{}
 	for _, m := range got {
-		sum = sum.Add(m.get("USD"))
+		sum = sum.Add(m.Get("USD"))
 	}
-	if sum != spend.get("USD") {
-		t.Errorf("teams sum to %v, node spent %v: %v", sum, spend.get("USD"), got)
+	if sum != spend.Get("USD") {
+		t.Errorf("teams sum to %v, node spent %v: %v", sum, spend.Get("USD"), got)
 	}
-	if got["a"].get("USD") != a {
-		t.Errorf("team a got %v, want its whole share %v", got["a"].get("USD"), a)
+	if got["a"].Get("USD") != a {
+		t.Errorf("team a got %v, want its whole share %v", got["a"].Get("USD"), a)
+	}
+}
+
+// A job's view lists each region, jurisdiction and node it runs on once,
+// sorted, however many of its GPUs are there and in whatever order the
+// engine meets its nodes.
+func TestJobViewAcrossNodes(t *testing.T) {
+	cfg, err := ParseConfig([]byte(fixtureYAML), "fleettop.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := fleet.Job{ID: "big", Team: "vision"}
+	for _, n := range []struct{ id, region, jur string }{{"sg-2", "Singapore", "SG"}, {"jb-2", "Johor", "MY"}, {"sg-1", "Singapore", "SG"}} {
+		node := &fleet.Node{ID: n.id, Region: n.region, Jurisdiction: n.jur, Provider: "acme",
+			Lease:   fleet.Lease{ID: "L-" + n.id, PricePerGPUHour: usd(1_000_000), Billing: fleet.BillPerSecond},
+			Devices: []fleet.Device{{Index: 0, UUID: n.id + "-a"}, {Index: 1, UUID: n.id + "-b"}}}
+		e.Observe(node, &fleet.Sample{Seq: 1, Time: t0, Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.7)},
+			ProcsSet: true, Procs: []fleet.Process{{Device: 0, PID: 1, Job: job}, {Device: 1, PID: 2, Job: job}}})
+	}
+	_, jobs, _ := e.Summarize(t0.Add(time.Minute))
+	if len(jobs) != 1 {
+		t.Fatalf("jobs %+v, want one", jobs)
+	}
+	j := jobs[0]
+	if j.GPUs != 6 || j.BurnPerHour != usd(6_000_000) || j.Util < 0.6-1e-9 || j.Util > 0.6+1e-9 ||
+		!slices.Equal(j.Regions, []string{"Johor", "Singapore"}) || !slices.Equal(j.Jurisdictions, []string{"MY", "SG"}) ||
+		!slices.Equal(j.Nodes, []string{"jb-2", "sg-1", "sg-2"}) {
+		t.Errorf("job %+v", j)
 	}
 }

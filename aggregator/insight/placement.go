@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleettop/fleettop/cost"
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/store"
 )
@@ -31,7 +32,7 @@ type placeKey struct{ region, provider, jurisdiction string }
 
 type placeAcc struct {
 	gpus              int
-	burn, spend, idle multi
+	burn, spend, idle cost.Sums
 	viol              int
 	alerts            map[fleet.Severity]int
 }
@@ -81,16 +82,16 @@ func (e *Engine) Placements(now time.Time) []Placement {
 		}
 		a.gpus += billed
 		if leased {
-			a.burn.addMicros(v.Price.Micros*int64(billed), v.Price.Currency)
+			a.burn.AddMicros(v.Price.Micros*int64(billed), v.Price.Currency)
 		}
 		switch {
 		case led != nil:
-			a.spend.merge(spendOf(led[id], false))
-			a.idle.merge(spendOf(led[id], true))
+			a.spend.Merge(spendOf(led[id], false))
+			a.idle.Merge(spendOf(led[id], true))
 		default:
-			a.spend.merge(ns.accrue(ms, mnow))
+			a.spend.Merge(ns.accrue(ms, mnow))
 			if k := len(ns.versions); k > 0 && ns.month.key == mk {
-				a.idle.add(ns.month.idle, ns.versions[k-1].Price.Currency)
+				a.idle.Add(ns.month.idle, ns.versions[k-1].Price.Currency)
 			}
 		}
 		for _, c := range ns.active {
@@ -105,8 +106,8 @@ func (e *Engine) Placements(now time.Time) []Placement {
 		}
 		p := places[id]
 		a := acc(placeKey{p.Region, p.Provider, p.Jurisdiction})
-		a.spend.merge(spendOf(lines, false))
-		a.idle.merge(spendOf(lines, true))
+		a.spend.Merge(spendOf(lines, false))
+		a.idle.Merge(spendOf(lines, true))
 	}
 	for _, al := range e.book.Alerts(now) {
 		if !al.Open() {
@@ -130,18 +131,18 @@ func (e *Engine) Placements(now time.Time) []Placement {
 			Violations: a.viol, AlertsOpen: a.alerts}
 	}
 	for _, f := range []struct {
-		part  func(a *placeAcc) *multi
+		part  func(a *placeAcc) *cost.Sums
 		field func(p *Placement) *fleet.Money
 	}{
-		{func(a *placeAcc) *multi { return &a.burn }, func(p *Placement) *fleet.Money { return &p.BurnPerHour }},
-		{func(a *placeAcc) *multi { return &a.spend }, func(p *Placement) *fleet.Money { return &p.SpendMonth }},
-		{func(a *placeAcc) *multi { return &a.idle }, func(p *Placement) *fleet.Money { return &p.IdleSpendMonth }},
+		{func(a *placeAcc) *cost.Sums { return &a.burn }, func(p *Placement) *fleet.Money { return &p.BurnPerHour }},
+		{func(a *placeAcc) *cost.Sums { return &a.spend }, func(p *Placement) *fleet.Money { return &p.SpendMonth }},
+		{func(a *placeAcc) *cost.Sums { return &a.idle }, func(p *Placement) *fleet.Money { return &p.IdleSpendMonth }},
 	} {
-		var all multi
-		parts := make([]*multi, len(keys))
+		var all cost.Sums
+		parts := make([]*cost.Sums, len(keys))
 		for i, k := range keys {
 			parts[i] = f.part(accs[k])
-			all.merge(*parts[i])
+			all.Merge(*parts[i])
 		}
 		total := e.conv(&all)
 		for i, v := range e.splitExact(total.Micros, parts) {

@@ -16,25 +16,25 @@ import (
 )
 
 // accrue returns what the node's lease charges over [from, to).
-func (ns *costNode) accrue(from, to time.Time) multi {
-	var m multi
+func (ns *costNode) accrue(from, to time.Time) cost.Sums {
+	var m cost.Sums
 	if len(ns.versions) == 0 || !to.After(from) {
 		return m
 	}
 	for _, a := range cost.Accrue(ns.versions, ns.origin, from, to) {
-		m.add(a.Charge, a.Currency)
+		m.Add(a.Charge, a.Currency)
 	}
 	return m
 }
 
 // prepaid returns what the node's hourly-billed lease charged ahead over
 // [from, to): its accrual less the same lease billed per second.
-func (ns *costNode) prepaid(from, to time.Time) multi {
+func (ns *costNode) prepaid(from, to time.Time) cost.Sums {
 	hourly := false
 	for _, v := range ns.versions {
 		hourly = hourly || v.Billing == fleet.BillPerStartedHour
 	}
-	var m multi
+	var m cost.Sums
 	if !hourly || !to.After(from) {
 		return m
 	}
@@ -43,10 +43,10 @@ func (ns *costNode) prepaid(from, to time.Time) multi {
 		per[i].Billing = fleet.BillPerSecond
 	}
 	for _, a := range cost.Accrue(ns.versions, ns.origin, from, to) {
-		m.add(a.Charge, a.Currency)
+		m.Add(a.Charge, a.Currency)
 	}
 	for _, a := range cost.Accrue(per, ns.origin, from, to) {
-		m.add(cost.MakeExact(0, 0).Sub(a.Charge), a.Currency)
+		m.Add(cost.MakeExact(0, 0).Sub(a.Charge), a.Currency)
 	}
 	return m
 }
@@ -54,20 +54,20 @@ func (ns *costNode) prepaid(from, to time.Time) multi {
 // line accumulates one CostLine.
 type line struct {
 	gpus                                  int
-	burn, idleBurn, today, month, idleMon multi
-	proj                                  multi // month so far plus the lease's accrual to month end
+	burn, idleBurn, today, month, idleMon cost.Sums
+	proj                                  cost.Sums // month so far plus the lease's accrual to month end
 }
 
 type jobAgg struct {
 	job     fleet.Job
-	regions map[string]struct{}
-	jurs    map[string]struct{}
-	nodes   map[string]struct{}
+	regions []string // each once, in the order met
+	jurs    []string
+	nodes   []string
 	gpus    int
 	utilSum float64
 	utilN   int
-	burn    multi
-	spend   multi
+	burn    cost.Sums
+	spend   cost.Sums
 	viol    string
 	node    string // the node whose GPUs are being added
 }
@@ -103,7 +103,7 @@ type sumRun struct {
 	thr        float64   // idle threshold
 
 	sum                                                    wire.Summary
-	burn, idleBurn, today, month, proj, blindBurn, prepaid multi
+	burn, idleBurn, today, month, proj, blindBurn, prepaid cost.Sums
 	groups                                                 map[[2]string]*line
 	jobs                                                   map[string]*jobAgg
 	ending                                                 []wire.LeaseEnding
@@ -117,7 +117,7 @@ type sumRun struct {
 	led            bool
 	ledDay, ledMon map[string][]store.NodeLine
 	places         map[string]store.NodePlace
-	jobMonth       map[string]*multi
+	jobMonth       map[string]*cost.Sums
 	seen           map[string]bool
 }
 
@@ -160,15 +160,15 @@ func (r *sumRun) readLedger() {
 	for id, p := range day.Places {
 		r.places[id] = p
 	}
-	r.jobMonth = map[string]*multi{}
+	r.jobMonth = map[string]*cost.Sums{}
 	r.seen = map[string]bool{}
 	for _, l := range mon.Lines {
 		m := r.jobMonth[l.Job] // "": unattributed
 		if m == nil {
-			m = new(multi)
+			m = new(cost.Sums)
 			r.jobMonth[l.Job] = m
 		}
-		m.add(l.Spend, l.Currency)
+		m.Add(l.Spend, l.Currency)
 	}
 }
 
@@ -187,13 +187,13 @@ func byNode(lines []store.NodeLine) map[string][]store.NodeLine {
 }
 
 // spendOf sums ledger lines' spend (idle spend with idle) per currency.
-func spendOf(lines []store.NodeLine, idle bool) multi {
-	var m multi
+func spendOf(lines []store.NodeLine, idle bool) cost.Sums {
+	var m cost.Sums
 	for i := range lines {
 		if idle {
-			m.add(lines[i].Idle, lines[i].Currency)
+			m.Add(lines[i].Idle, lines[i].Currency)
 		} else {
-			m.add(lines[i].Spend, lines[i].Currency)
+			m.Add(lines[i].Spend, lines[i].Currency)
 		}
 	}
 	return m
@@ -215,13 +215,13 @@ func (r *sumRun) group(by, g string) *line {
 // nodeMoney is one node's money in one Summarize: its spend (in lease
 // currencies, exact) and what its lease bills now.
 type nodeMoney struct {
-	today, month, rest multi        // spend today, this month, and the accrual to month end
+	today, month, rest cost.Sums    // spend today, this month, and the accrual to month end
 	per                cost.Version // the lease terms now; Price.Micros 0 when not leased
 	billed             int          // GPUs billed: the contract, else the devices enumerated
 	blind              int          // billed GPUs not visible (never enumerated, or lost)
 	idleGPUs           int          // billed GPUs idle now (blind ones included)
 	online             bool
-	idleMonth          multi // idle spend this month (the ledger's, else sampled)
+	idleMonth          cost.Sums // idle spend this month (the ledger's, else sampled)
 }
 
 func (m *nodeMoney) cur() string { return m.per.Price.Currency }
@@ -276,12 +276,12 @@ func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 		m.today, m.month = ns.accrue(r.ds, r.mnow), ns.accrue(r.ms, r.mnow)
 	}
 	m.online = ns.state == "" || ns.state == wire.StateOnline || ns.state == wire.StateDegraded
-	r.today.merge(m.today)
-	r.prepaid.merge(ns.prepaid(r.ds, r.mnow))
-	r.month.merge(m.month)
+	r.today.Merge(m.today)
+	r.prepaid.Merge(ns.prepaid(r.ds, r.mnow))
+	r.month.Merge(m.month)
 	m.rest = ns.accrue(r.mnow, r.me)
-	r.proj.merge(m.month)
-	r.proj.merge(m.rest)
+	r.proj.Merge(m.month)
+	r.proj.Merge(m.rest)
 	per, leased := ns.terms(r.mnow)
 	if !leased {
 		per.Price.Micros = 0
@@ -311,17 +311,17 @@ func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 			m.blind++
 		}
 	}
-	r.burn.addMicros(per.Price.Micros*int64(m.billed), m.cur())
-	r.idleBurn.addMicros(per.Price.Micros*int64(m.idleGPUs), m.cur())
+	r.burn.AddMicros(per.Price.Micros*int64(m.billed), m.cur())
+	r.idleBurn.AddMicros(per.Price.Micros*int64(m.idleGPUs), m.cur())
 	if m.blind > 0 {
 		r.sum.GPUsBlind += m.blind
-		r.blindBurn.addMicros(per.Price.Micros*int64(m.blind), m.cur())
+		r.blindBurn.AddMicros(per.Price.Micros*int64(m.blind), m.cur())
 	}
 	switch {
 	case r.led:
 		m.idleMonth = spendOf(r.ledMon[id], true)
 	case ns.month.key == r.mk:
-		m.idleMonth.add(ns.month.idle, m.cur())
+		m.idleMonth.Add(ns.month.idle, m.cur())
 	}
 	return m
 }
@@ -331,13 +331,13 @@ func (r *sumRun) addPlaces(ns *costNode, m *nodeMoney) {
 	price := m.per.Price.Micros
 	for _, l := range [3]*line{r.group("region", ns.info.Region), r.group("provider", ns.provider), r.group("model", ns.model)} {
 		l.gpus += m.billed
-		l.burn.addMicros(price*int64(m.billed), m.cur())
-		l.idleBurn.addMicros(price*int64(m.idleGPUs), m.cur())
-		l.today.merge(m.today)
-		l.month.merge(m.month)
-		l.proj.merge(m.month)
-		l.proj.merge(m.rest)
-		l.idleMon.merge(m.idleMonth)
+		l.burn.AddMicros(price*int64(m.billed), m.cur())
+		l.idleBurn.AddMicros(price*int64(m.idleGPUs), m.cur())
+		l.today.Merge(m.today)
+		l.month.Merge(m.month)
+		l.proj.Merge(m.month)
+		l.proj.Merge(m.rest)
+		l.idleMon.Merge(m.idleMonth)
 	}
 }
 
@@ -367,15 +367,15 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 		if ns.month.key == r.mk {
 			monthTeams = ns.month.teams
 		}
-		splitTeams(m.today, dayTeams, m.cur(), func(t string) *multi { return &r.group("team", t).today })
-		splitTeams(m.month, monthTeams, m.cur(), func(t string) *multi { return &r.group("team", t).month })
+		splitTeams(m.today, dayTeams, m.cur(), func(t string) *cost.Sums { return &r.group("team", t).today })
+		splitTeams(m.month, monthTeams, m.cur(), func(t string) *cost.Sums { return &r.group("team", t).month })
 	}
 	price := m.per.Price.Micros
 	if extra := m.billed - len(ns.devs); extra > 0 {
 		l := r.group("team", noGroup)
 		l.gpus += extra
-		l.burn.addMicros(price*int64(extra), m.cur())
-		l.idleBurn.addMicros(price*int64(extra), m.cur())
+		l.burn.AddMicros(price*int64(extra), m.cur())
+		l.idleBurn.AddMicros(price*int64(extra), m.cur())
 	}
 	procs := ns.tracker.Procs()
 	for k, d := range ns.devs {
@@ -385,9 +385,9 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 		team, _ := jobOn(procs, d.index)
 		l := r.group("team", team)
 		l.gpus++
-		l.burn.addMicros(price, m.cur())
+		l.burn.AddMicros(price, m.cur())
 		if !m.online || d.idle(r.thr) {
-			l.idleBurn.addMicros(price, m.cur())
+			l.idleBurn.AddMicros(price, m.cur())
 		}
 	}
 }
@@ -396,10 +396,10 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 // this month.
 func (r *sumRun) ledgerTeams(id string) {
 	for _, l := range r.ledDay[id] {
-		r.group("team", l.Team).today.add(l.Spend, l.Currency)
+		r.group("team", l.Team).today.Add(l.Spend, l.Currency)
 	}
 	for _, l := range r.ledMon[id] {
-		r.group("team", l.Team).month.add(l.Spend, l.Currency)
+		r.group("team", l.Team).month.Add(l.Spend, l.Currency)
 	}
 }
 
@@ -423,15 +423,15 @@ func (r *sumRun) ledgerOnly() {
 			continue
 		}
 		today, month, idle := spendOf(r.ledDay[id], false), spendOf(r.ledMon[id], false), spendOf(r.ledMon[id], true)
-		r.today.merge(today)
-		r.month.merge(month)
-		r.proj.merge(month)
+		r.today.Merge(today)
+		r.month.Merge(month)
+		r.proj.Merge(month)
 		p := r.places[id]
 		for _, l := range [3]*line{r.group("region", p.Region), r.group("provider", p.Provider), r.group("model", p.Model)} {
-			l.today.merge(today)
-			l.month.merge(month)
-			l.proj.merge(month)
-			l.idleMon.merge(idle)
+			l.today.Merge(today)
+			l.month.Merge(month)
+			l.proj.Merge(month)
+			l.idleMon.Merge(idle)
 		}
 		r.ledgerTeams(id)
 	}
@@ -456,11 +456,11 @@ func (r *sumRun) addJobs(id string, ns *costNode, m *nodeMoney) {
 		}
 		if ja.node != id { // the job's first GPU on this node
 			ja.node = id
-			ja.regions[ns.info.Region] = struct{}{}
-			ja.jurs[ns.info.Jurisdiction] = struct{}{}
-			ja.nodes[id] = struct{}{}
+			ja.regions = appendNew(ja.regions, ns.info.Region)
+			ja.jurs = appendNew(ja.jurs, ns.info.Jurisdiction)
+			ja.nodes = append(ja.nodes, id) // each node is added once
 			if a := ns.jobs[job.ID]; a != nil && !r.led {
-				ja.spend.add(*a, m.cur())
+				ja.spend.Add(*a, m.cur())
 			}
 			if ja.viol == "" {
 				ja.viol = r.e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction)
@@ -471,15 +471,24 @@ func (r *sumRun) addJobs(id string, ns *costNode, m *nodeMoney) {
 			ja.utilSum += d.util
 			ja.utilN++
 		}
-		ja.burn.addMicros(m.per.Price.Micros, m.cur())
+		ja.burn.AddMicros(m.per.Price.Micros, m.cur())
 	}
+}
+
+// appendNew appends s to set unless it holds it already (a job runs in a
+// region or two: a scan beats a map).
+func appendNew(set []string, s string) []string {
+	if slices.Contains(set, s) {
+		return set
+	}
+	return append(set, s)
 }
 
 // job returns the sums of job, creating them.
 func (r *sumRun) job(job fleet.Job) *jobAgg {
 	ja := r.jobs[job.ID]
 	if ja == nil {
-		ja = &jobAgg{job: job, regions: map[string]struct{}{}, jurs: map[string]struct{}{}, nodes: map[string]struct{}{}}
+		ja = &jobAgg{job: job}
 		r.jobs[job.ID] = ja
 	}
 	return ja
@@ -544,7 +553,7 @@ func (r *sumRun) costLines() {
 		r.sum.Costs = append(r.sum.Costs, cl)
 	}
 	r.trs = append(r.trs, e.book.Sync("budget", budget, r.now)...)
-	e.apportion(&r.sum, keys, r.groups, map[string]*multi{"burn": &r.burn, "idle": &r.idleBurn, "today": &r.today, "month": &r.month, "proj": &r.proj})
+	e.apportion(&r.sum, keys, r.groups, map[string]*cost.Sums{"burn": &r.burn, "idle": &r.idleBurn, "today": &r.today, "month": &r.month, "proj": &r.proj})
 }
 
 // leasesEnding sorts the leases that end soon by end, then node.
@@ -564,8 +573,11 @@ func (r *sumRun) jobViews() []wire.JobView {
 	jobSpend := r.jobSpend()
 	views := make([]wire.JobView, 0, len(r.jobs))
 	for _, ja := range r.jobs {
-		v := wire.JobView{Job: ja.job, Regions: sortStrings(ja.regions), Jurisdictions: sortStrings(ja.jurs),
-			Nodes: sortStrings(ja.nodes), GPUs: ja.gpus, BurnPerHour: e.conv(&ja.burn), Spend: e.conv(&ja.spend),
+		slices.Sort(ja.regions)
+		slices.Sort(ja.jurs)
+		slices.Sort(ja.nodes)
+		v := wire.JobView{Job: ja.job, Regions: ja.regions, Jurisdictions: ja.jurs,
+			Nodes: ja.nodes, GPUs: ja.gpus, BurnPerHour: e.conv(&ja.burn), Spend: e.conv(&ja.spend),
 			Allowed: ja.viol == "", Violation: ja.viol}
 		if r.led {
 			v.Spend = fleet.Money{Micros: jobSpend[ja.job.ID], Currency: e.cfg.Currency}
@@ -592,7 +604,7 @@ func (r *sumRun) jobSpend() map[string]int64 {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	parts := make([]*multi, len(ids))
+	parts := make([]*cost.Sums, len(ids))
 	for i, id := range ids {
 		parts[i] = r.jobMonth[id]
 	}
@@ -609,8 +621,8 @@ func (r *sumRun) jobSpend() map[string]int64 {
 // can exceed the spend by a sample's worth: then, in team order, each team
 // gets at most what is left, so the teams are always an exact partition of
 // the node's spend and every breakdown adds up to the fleet figure.
-func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(team string) *multi) {
-	rest := spend.get(cur)
+func splitTeams(spend cost.Sums, teams map[string]*cost.Exact, cur string, to func(team string) *cost.Sums) {
+	rest := spend.Get(cur)
 	names := make([]string, 0, len(teams))
 	for t := range teams {
 		names = append(names, t)
@@ -624,15 +636,15 @@ func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(t
 				a = cost.Exact{}
 			}
 		}
-		to(t).add(a, cur)
+		to(t).Add(a, cur)
 		rest = rest.Sub(a)
 	}
 	if rest.Rat().Sign() > 0 {
-		to(noGroup).add(rest, cur)
+		to(noGroup).Add(rest, cur)
 	}
-	for c, e := range spend.all() {
+	for c, e := range spend.All() {
 		if c != cur {
-			to(noGroup).add(e, c)
+			to(noGroup).Add(e, c)
 		}
 	}
 }
@@ -641,18 +653,18 @@ func splitTeams(spend multi, teams map[string]*cost.Exact, cur string, to func(t
 // micro-unit: where a breakdown's groups are an exact partition of the fleet
 // figure, the rounded fleet figure is split among them by largest remainder
 // (cost.Apportion) instead of rounding each group on its own.
-func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]string]*line, fleetFig map[string]*multi) {
+func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]string]*line, fleetFig map[string]*cost.Sums) {
 	figs := []struct {
 		name  string
 		total int64
-		part  func(l *line) *multi
+		part  func(l *line) *cost.Sums
 		field func(c *wire.CostLine) *fleet.Money
 	}{
-		{"burn", sum.BurnPerHour.Micros, func(l *line) *multi { return &l.burn }, func(c *wire.CostLine) *fleet.Money { return &c.BurnPerHour }},
-		{"idle", sum.IdleBurnPerHour.Micros, func(l *line) *multi { return &l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
-		{"today", sum.SpendToday.Micros, func(l *line) *multi { return &l.today }, func(c *wire.CostLine) *fleet.Money { return &c.SpendToday }},
-		{"month", sum.SpendMonth.Micros, func(l *line) *multi { return &l.month }, func(c *wire.CostLine) *fleet.Money { return &c.SpendMonth }},
-		{"proj", sum.ProjectedMonth.Micros, func(l *line) *multi { return &l.proj }, func(c *wire.CostLine) *fleet.Money { return &c.ProjectedMonth }},
+		{"burn", sum.BurnPerHour.Micros, func(l *line) *cost.Sums { return &l.burn }, func(c *wire.CostLine) *fleet.Money { return &c.BurnPerHour }},
+		{"idle", sum.IdleBurnPerHour.Micros, func(l *line) *cost.Sums { return &l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
+		{"today", sum.SpendToday.Micros, func(l *line) *cost.Sums { return &l.today }, func(c *wire.CostLine) *fleet.Money { return &c.SpendToday }},
+		{"month", sum.SpendMonth.Micros, func(l *line) *cost.Sums { return &l.month }, func(c *wire.CostLine) *fleet.Money { return &c.SpendMonth }},
+		{"proj", sum.ProjectedMonth.Micros, func(l *line) *cost.Sums { return &l.proj }, func(c *wire.CostLine) *fleet.Money { return &c.ProjectedMonth }},
 	}
 	byIdx := map[string][]int{}
 	for i, k := range keys {
@@ -680,7 +692,7 @@ func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]st
 // splitExact splits total (micro-units of the display currency) over parts
 // in proportion to their exact values, largest remainder first
 // (cost.Apportion): the shares add up to total exactly.
-func (e *Engine) splitExact(total int64, parts []*multi) []int64 {
+func (e *Engine) splitExact(total int64, parts []*cost.Sums) []int64 {
 	rats := make([]*big.Rat, len(parts))
 	for i, p := range parts {
 		rats[i] = e.rat(p)
@@ -690,9 +702,9 @@ func (e *Engine) splitExact(total int64, parts []*multi) []int64 {
 
 // rat is m's exact value in the display currency; currencies without a rate
 // are left out, as conv leaves them out.
-func (e *Engine) rat(m *multi) *big.Rat {
+func (e *Engine) rat(m *cost.Sums) *big.Rat {
 	out := new(big.Rat)
-	for c, x := range m.all() {
+	for c, x := range m.All() {
 		if v, err := e.cfg.Rates.ConvertRat(x, c); err == nil {
 			out.Add(out, v)
 		}
@@ -712,24 +724,12 @@ func byOrder(by string) string {
 	return "3" + by
 }
 
-// conv converts a multi-currency sum to the display currency, rounding once.
+// conv converts a cost.Sums-currency sum to the display currency, rounding once.
 // A currency without a rate is left out and logged once.
-func (e *Engine) conv(m *multi) fleet.Money {
-	out, err := e.cfg.Rates.Sum(func(yield func(string, cost.Exact) bool) {
-		for c, x := range m.all() {
-			if c != e.cfg.Rates.Display {
-				if _, ok := e.cfg.Rates.Rate(c); !ok {
-					e.warnRate(c)
-					continue
-				}
-			}
-			if !yield(c, x) {
-				return
-			}
-		}
-	})
-	if err != nil { // unreachable: every currency left has a rate
-		return fleet.Money{Currency: e.cfg.Currency}
+func (e *Engine) conv(m *cost.Sums) fleet.Money {
+	out, missing := e.cfg.Rates.Sum(m)
+	for _, c := range missing {
+		e.warnRate(c)
 	}
 	return out
 }
