@@ -116,7 +116,7 @@ func TestMergeSortedAddsUpEqualKeys(t *testing.T) {
 	}
 	rows := []NodeLine{line("a", "USD", "", 1), line("a", "USD", "train", 2), line("b", "SGD", "", 4)}
 	tail := []NodeLine{line("a", "USD", "", 10), line("a", "USD", "", 20), line("ab", "USD", "", 40), line("b", "SGD", "", 80)}
-	got := mergeSorted(rows, tail)
+	got := mergeSorted(nil, rows, tail)
 	want := []NodeLine{line("a", "USD", "", 31), line("a", "USD", "train", 2), line("ab", "USD", "", 40), line("b", "SGD", "", 84)}
 	if len(got) != len(want) {
 		t.Fatalf("%d lines %+v, want %d", len(got), got, len(want))
