@@ -54,6 +54,7 @@ type Engine struct {
 	mu     sync.Mutex      // guards warned
 	warned map[string]bool // currencies without a rate, logged once
 
+	ledgers sync.Pool // *ledgerRoom: what Summarize reads the ledger into, for the next one
 }
 
 type shard struct {

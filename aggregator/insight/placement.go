@@ -58,7 +58,7 @@ func (e *Engine) Placements(now time.Time) []Placement {
 		if err != nil {
 			e.log.Warn("read the ledger: placements count this run only", "err", err)
 		} else {
-			led, places = byNode(lg.Lines), lg.Places
+			led, places = byNode(map[string][]store.NodeLine{}, lg.Lines), lg.Places
 		}
 	}
 	accs := map[placeKey]*placeAcc{}

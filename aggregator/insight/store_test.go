@@ -3,6 +3,7 @@ package insight
 import (
 	"context"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -92,5 +93,30 @@ func TestSpendSurvivesRestart(t *testing.T) {
 	// Ledger (flushed at 12:30): 10:00–12:30 = 2.5 h × 2 GPUs × 2.85.
 	if want := usd(14_250_000); sum.SpendToday != want || sum.SpendMonth != want {
 		t.Errorf("after restart: today %v, month %v; want %v for both", sum.SpendToday, sum.SpendMonth, want)
+	}
+	// A second Summarize reads the ledger into the room of the first: the same.
+	if again, _, _ := e.Summarize(restart); !reflect.DeepEqual(again, sum) {
+		t.Errorf("second Summarize differs:\n%+v\n%+v", again, sum)
+	}
+	// An engine that has not seen the node since it started counts the
+	// ledger's spend all the same, in the region the store last knew.
+	dark, err := New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got, _, _ := dark.Summarize(restart)
+		if got.SpendToday != sum.SpendToday || got.SpendMonth != sum.SpendMonth {
+			t.Errorf("node not seen: today %v, month %v; want %v", got.SpendToday, got.SpendMonth, sum.SpendToday)
+		}
+		found := false
+		for _, l := range got.Costs {
+			if l.By == "region" && l.Group == "Singapore" {
+				found = l.SpendMonth == sum.SpendMonth
+			}
+		}
+		if !found {
+			t.Errorf("node not seen: no Singapore line with %v in %+v", sum.SpendMonth, got.Costs)
+		}
 	}
 }
