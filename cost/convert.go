@@ -2,7 +2,9 @@ package cost
 
 import (
 	"fmt"
+	"math"
 	"math/big"
+	"math/bits"
 	"sort"
 	"strings"
 
@@ -95,11 +97,45 @@ func (r Rates) ConvertRat(e Exact, cur string) (*big.Rat, error) {
 // Convert returns m in the display currency, rounded half to even to the
 // micro-unit.
 func (r Rates) Convert(m fleet.Money) (fleet.Money, error) {
-	v, err := r.ConvertRat(Exact{Micros: m.Micros}, m.Currency)
-	if err != nil {
-		return fleet.Money{}, err
+	if m.Currency == r.Display {
+		return m, nil
 	}
-	return fleet.Money{Micros: RoundRat(v), Currency: r.Display}, nil
+	rate, ok := r.Rate(m.Currency)
+	if !ok {
+		return fleet.Money{}, &MissingRateError{From: m.Currency, To: r.Display}
+	}
+	if v, ok := mulRound(m.Micros, rate); ok {
+		return fleet.Money{Micros: v, Currency: r.Display}, nil
+	}
+	v := new(big.Rat).SetInt64(m.Micros)
+	return fleet.Money{Micros: RoundRat(v.Mul(v, rate)), Currency: r.Display}, nil
+}
+
+// mulRound returns micros × rate rounded half to even, as RoundRat would,
+// in 128-bit integer arithmetic (every row of the live view converts its
+// lease's burn each second); ok is false when a part does not fit, and the
+// caller takes big.Rat's way.
+func mulRound(micros int64, rate *big.Rat) (int64, bool) {
+	num, den := rate.Num(), rate.Denom()
+	if !num.IsInt64() || !den.IsInt64() || num.Sign() < 0 {
+		return 0, false
+	}
+	n, d := uint64(num.Int64()), uint64(den.Int64())
+	hi, lo := bits.Mul64(abs(micros), n)
+	if hi >= d {
+		return 0, false // the quotient would not fit 64 bits
+	}
+	q, rem := bits.Div64(hi, lo, d)
+	if rem > d-rem || (rem == d-rem && q&1 == 1) { // rem > d/2, or a tie to the odd q
+		q++
+	}
+	if q > math.MaxInt64 {
+		return 0, false
+	}
+	if micros < 0 {
+		return -int64(q), true
+	}
+	return int64(q), true
 }
 
 // Sum adds amounts in several currencies exactly and rounds once, half to

@@ -2,6 +2,9 @@ package cost
 
 import (
 	"maps"
+	"math"
+	"math/big"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -193,5 +196,32 @@ func TestRates(t *testing.T) {
 		if _, err := ParseRates("USD", map[string]string{"SGD": bad}); err == nil {
 			t.Errorf("ParseRates accepted %q", bad)
 		}
+	}
+}
+
+// mulRound (128-bit) rounds exactly as big.Rat and RoundRat do, ties to
+// even and negative amounts included, and declines what does not fit.
+func TestMulRoundMatchesRoundRat(t *testing.T) {
+	rates := []*big.Rat{big.NewRat(74, 100), big.NewRat(1, 3), big.NewRat(2721, 10000), big.NewRat(1, 2), big.NewRat(3, 2),
+		big.NewRat(1_000_003, 7), big.NewRat(1, 1_000_000_007)}
+	amounts := []int64{0, 1, -1, 2, 3, -3, 5, 7, 999_999, 2_850_000, -2_850_000, 1 << 40, -(1 << 40), math.MaxInt64 / 3}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		amounts = append(amounts, rng.Int64N(1<<50)-(1<<49))
+	}
+	for _, rate := range rates {
+		for _, m := range amounts {
+			exact := new(big.Rat).Mul(new(big.Rat).SetInt64(m), rate)
+			if f, _ := exact.Float64(); math.Abs(f) > 1<<62 {
+				continue // past int64: RoundRat panics, Convert with it
+			}
+			want := RoundRat(exact)
+			if got, ok := mulRound(m, rate); !ok || got != want {
+				t.Fatalf("mulRound(%d, %v) = %d, %v; RoundRat says %d", m, rate, got, ok, want)
+			}
+		}
+	}
+	if _, ok := mulRound(math.MaxInt64, big.NewRat(3, 1)); ok {
+		t.Error("mulRound of an overflowing product succeeded")
 	}
 }
