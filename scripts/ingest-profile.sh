@@ -11,6 +11,8 @@
 #
 #   scripts/ingest-profile.sh OUT            NODES=1250 VIEWERS=10 by default
 #   go tool pprof -top BIN OUT/cpu.prof      BIN: OUT/fleettop
+#   go tool pprof -sample_index=alloc_space -base OUT/heap0.prof -top BIN OUT/heap.prof
+#                                            what was allocated during the CPU profile
 set -euo pipefail
 out=${1:?usage: scripts/ingest-profile.sh OUTDIR}
 PY=${PY:-/usr/bin/python3}
@@ -54,6 +56,7 @@ get() { curl -fsS -H "Authorization: Bearer $vsecret" "http://127.0.0.1:$port/me
 get >/dev/null; sleep 2
 s0=$(get | metric fleettop_ingest_gpu_samples_total); u0=$(date +%s.%N)
 io0=$(syscalls $ap); cs0=$(switches $ap); c0=$(cpu_s $ap); mc0=$(cpu_s $mp); t0=$(date +%s.%N)
+curl -fsS -o "$out/heap0.prof" "http://127.0.0.1:$pp/debug/pprof/heap"
 curl -fsS -o "$out/cpu.prof" "http://127.0.0.1:$pp/debug/pprof/profile?seconds=${PROF_S:-20}"
 c1=$(cpu_s $ap); mc1=$(cpu_s $mp); t1=$(date +%s.%N); io1=$(syscalls $ap); cs1=$(switches $ap)
 m1=$(get); u1=$(date +%s.%N); rss=$(rss_kib $ap)
