@@ -380,11 +380,15 @@ func (e *Engine) accountSample(ns *costNode, prev, t time.Time) {
 		addTime(ns.day.team(noGroup), per*blind, dd)
 		addTime(ns.month.team(noGroup), per*blind, dm)
 	}
+	// The GPUs counted per team and job first: a node's GPUs mostly run
+	// one job or none, and exact sums add up the same either way.
 	procs := ns.tracker.Procs()
+	var idle int64
+	var buf [8]gpuShare
+	shares := buf[:0]
 	for _, d := range ns.devs {
 		if d.idle(e.cfg.Rules.IdleThreshold) {
-			addTime(&ns.day.idle, per, dd)
-			addTime(&ns.month.idle, per, dm)
+			idle++
 		}
 		team, job := noGroup, ""
 		for _, p := range procs {
@@ -396,12 +400,33 @@ func (e *Engine) accountSample(ns *costNode, prev, t time.Time) {
 				break
 			}
 		}
-		addTime(ns.day.team(team), per, dd)
-		addTime(ns.month.team(team), per, dm)
-		if job != "" {
-			addTime(accrual(&ns.jobs, job), per, dt)
+		shares = addShare(shares, team, job)
+	}
+	addTime(&ns.day.idle, per*idle, dd)
+	addTime(&ns.month.idle, per*idle, dm)
+	for _, sh := range shares {
+		addTime(ns.day.team(sh.team), per*sh.gpus, dd)
+		addTime(ns.month.team(sh.team), per*sh.gpus, dm)
+		if sh.job != "" {
+			addTime(accrual(&ns.jobs, sh.job), per*sh.gpus, dt)
 		}
 	}
+}
+
+// gpuShare counts a node's GPUs held by one job of one team ("" no job).
+type gpuShare struct {
+	team, job string
+	gpus      int64
+}
+
+func addShare(shares []gpuShare, team, job string) []gpuShare {
+	for i := range shares {
+		if shares[i].team == team && shares[i].job == job {
+			shares[i].gpus++
+			return shares
+		}
+	}
+	return append(shares, gpuShare{team, job, 1})
 }
 
 func later(a, b time.Time) time.Time {
