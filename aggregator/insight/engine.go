@@ -54,7 +54,8 @@ type Engine struct {
 	mu     sync.Mutex      // guards warned
 	warned map[string]bool // currencies without a rate, logged once
 
-	ledgers sync.Pool // *ledgerRoom: what Summarize reads the ledger into, for the next one
+	roomMu sync.Mutex  // guards room
+	room   *ledgerRoom // what the last Summarize read the ledger into, for the next; nil while one runs
 }
 
 type shard struct {

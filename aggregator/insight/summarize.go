@@ -146,10 +146,7 @@ func (r *sumRun) readLedger() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	room, _ := r.e.ledgers.Get().(*ledgerRoom)
-	if room == nil {
-		room = &ledgerRoom{byDay: map[string][]store.NodeLine{}, byMon: map[string][]store.NodeLine{}, seen: map[string]bool{}}
-	}
+	room := r.e.takeRoom()
 	r.room = room
 	if err := r.e.st.LiveLedgerInto(ctx, r.ds, r.mnow, &room.day); err != nil {
 		r.e.log.Warn("read the ledger: live spend counts this run only", "err", err)
@@ -180,20 +177,37 @@ func (r *sumRun) readLedger() {
 
 // ledgerRoom is where one Summarize reads the ledger: two periods of a
 // megabyte each at 10,000 GPUs, every second while anyone watches, so the
-// next Summarize reuses it (a pool: the API may summarise beside the hub).
+// engine keeps it for the next Summarize rather than make that much garbage
+// (the aggregator runs its GC at GOGC=25, where garbage costs most).
 type ledgerRoom struct {
 	day, mon     store.Ledger
 	byDay, byMon map[string][]store.NodeLine
 	seen         map[string]bool
 }
 
-// release hands the ledger's room to the next Summarize; nothing this one
-// returns points into it (strings aside, which never change).
-func (r *sumRun) release() {
-	if r.room != nil {
-		r.e.ledgers.Put(r.room)
-		r.room, r.ledDay, r.ledMon, r.places, r.seen = nil, nil, nil, nil, nil
+// takeRoom returns the engine's room, or a new one while another Summarize
+// (the API's, beside the hub's) holds it.
+func (e *Engine) takeRoom() *ledgerRoom {
+	e.roomMu.Lock()
+	defer e.roomMu.Unlock()
+	room := e.room
+	e.room = nil
+	if room == nil {
+		room = &ledgerRoom{byDay: map[string][]store.NodeLine{}, byMon: map[string][]store.NodeLine{}, seen: map[string]bool{}}
 	}
+	return room
+}
+
+// release gives the ledger's room back to the engine; nothing this
+// Summarize returns points into it (strings aside, which never change).
+func (r *sumRun) release() {
+	if r.room == nil {
+		return
+	}
+	r.e.roomMu.Lock()
+	r.e.room = r.room
+	r.e.roomMu.Unlock()
+	r.room, r.ledDay, r.ledMon, r.places, r.seen = nil, nil, nil, nil, nil
 }
 
 // byNode groups ledger lines (sorted by node) by node, into out (emptied).
