@@ -45,7 +45,15 @@ type Accrual struct {
 // per-started-hour lease is first accounted for in the middle of one of its
 // hours, that hour is charged at origin.
 func Accrue(vs []Version, origin, from, to time.Time) []Accrual {
-	var out []Accrual
+	return AccrueInto(nil, vs, origin, from, to)
+}
+
+// AccrueInto is Accrue into dst's room (dst's contents are dropped): the
+// live view accrues every node's lease a few times a second, and a lease
+// has one currency or two, so a small array on the caller's stack holds
+// them without garbage.
+func AccrueInto(dst []Accrual, vs []Version, origin, from, to time.Time) []Accrual {
+	out := dst[:0]
 	get := func(cur string) *Accrual {
 		for i := range out {
 			if out[i].Currency == cur {

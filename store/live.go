@@ -111,7 +111,8 @@ func tailLines(out []NodeLine, tails *tailSet, from, to int64) []NodeLine {
 		if lo >= to {
 			continue
 		}
-		for _, a := range cost.Accrue(tn.versions, time.UnixMilli(tn.origin), time.UnixMilli(lo), time.UnixMilli(to)) {
+		var buf [2]cost.Accrual
+		for _, a := range cost.AccrueInto(buf[:0], tn.versions, time.UnixMilli(tn.origin), time.UnixMilli(lo), time.UnixMilli(to)) {
 			if a.LeasedGPUms == 0 && a.Charge.IsZero() {
 				continue
 			}

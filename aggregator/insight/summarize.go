@@ -21,7 +21,8 @@ func (ns *costNode) accrue(from, to time.Time) cost.Sums {
 	if len(ns.versions) == 0 || !to.After(from) {
 		return m
 	}
-	for _, a := range cost.Accrue(ns.versions, ns.origin, from, to) {
+	var buf [2]cost.Accrual
+	for _, a := range cost.AccrueInto(buf[:0], ns.versions, ns.origin, from, to) {
 		m.Add(a.Charge, a.Currency)
 	}
 	return m
@@ -42,10 +43,11 @@ func (ns *costNode) prepaid(from, to time.Time) cost.Sums {
 	for i := range per {
 		per[i].Billing = fleet.BillPerSecond
 	}
-	for _, a := range cost.Accrue(ns.versions, ns.origin, from, to) {
+	var buf [2]cost.Accrual
+	for _, a := range cost.AccrueInto(buf[:0], ns.versions, ns.origin, from, to) {
 		m.Add(a.Charge, a.Currency)
 	}
-	for _, a := range cost.Accrue(per, ns.origin, from, to) {
+	for _, a := range cost.AccrueInto(buf[:0], per, ns.origin, from, to) {
 		m.Add(cost.MakeExact(0, 0).Sub(a.Charge), a.Currency)
 	}
 	return m
