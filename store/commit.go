@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -28,10 +27,13 @@ type nodeBatch struct {
 }
 
 // drain takes everything Record accumulated since the last drain: sample
-// deltas go straight into the pending set and, encoded, into jbuf (the
-// journal entry, one record per node that changed, its sequence included);
-// identities and events come back as batches. It copies no bucket.
+// deltas go straight into the pending set and, encoded, into jbuf's storage
+// (the journal entry, one record per node that changed, its sequence
+// included; empty if none did); identities and events come back as batches.
+// It copies no bucket.
 func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte) {
+	je := &s.journalEnc
+	je.reset(jbuf)
 	s.accMu.RLock()
 	accs := make([]*nodeAcc, 0, len(s.accs))
 	for _, a := range s.accs {
@@ -73,22 +75,18 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 		seq := max(seqs[a.id], a.maxSeq)
 		seqs[a.id] = seq
 		a.drained = s.drains
-		jbuf = appendString(jbuf, a.id)
-		jbuf = binary.AppendUvarint(jbuf, seq)
-		jbuf = binary.AppendVarint(jbuf, a.firstMs)
-		jbuf = binary.AppendVarint(jbuf, a.lastMs)
-		jbuf = binary.AppendUvarint(jbuf, uint64(n))
+		je.node(a.id, seq, a.firstMs, a.lastMs, n)
 		pn.addTimes(a.firstMs, a.lastMs)
 		if len(a.old) > 0 {
 			for k, b := range a.old {
-				jbuf = appendBucket(jbuf, b)
+				je.bucket(b)
 				pn.addBucket(b)
 				delete(a.old, k)
 			}
 		}
 		for i := range a.cur {
 			if b := &a.cur[i]; b.samples > 0 {
-				jbuf = appendBucket(jbuf, b)
+				je.bucket(b)
 				pn.addBucket(b)
 				b.reset(b.minute)
 			}
@@ -100,12 +98,10 @@ func (s *Store) drain(seqs map[string]uint64, jbuf []byte) ([]*nodeBatch, []byte
 		a := s.accs[id]
 		s.accMu.RUnlock()
 		if a == nil || a.drained != s.drains {
-			jbuf = appendString(jbuf, id)
-			jbuf = binary.AppendUvarint(jbuf, seq)
-			jbuf = append(jbuf, 0, 0, 0) // no times, no buckets
+			je.node(id, seq, 0, 0, 0) // no times, no buckets
 		}
 	}
-	return metas, jbuf
+	return metas, je.buf
 }
 
 // Commit makes everything recorded so far durable together with seqs (node

@@ -155,8 +155,9 @@ type Store struct {
 	lastFold   time.Time         // clock at the last fold
 	openedMs   int64             // clock (Unix ms) at Open
 	durable    map[string]uint64 // seqs committed since Open
-	journalBuf []byte
-	drains     uint64 // Commits that drained the accumulators
+	journalBuf []byte            // the last Commit's journal entry
+	journalEnc journalEnc        // writes it
+	drains     uint64            // Commits that drained the accumulators
 
 	isolatedRows atomic.Uint64 // see IsolatedRows
 
