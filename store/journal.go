@@ -19,7 +19,8 @@ import (
 // in both once a fold has committed.
 
 // pending is what was committed (or failed to) since the last fold, per
-// node: a few open minutes per GPU, found by a linear scan.
+// node: a few open minutes per GPU, found by a linear scan while they are
+// few (see pendIndexed).
 type pending struct {
 	nodes map[string]*pendNode
 }
@@ -28,7 +29,14 @@ type pendNode struct {
 	seq             uint64
 	firstMs, lastMs int64
 	buckets         []bucket
+	at              map[bkey]int // buckets' indexes, once there are pendIndexed
 }
+
+// pendIndexed is how many buckets a node has before they are found through
+// a map: a node's bucket count is small (its GPUs and MIG instances times
+// the minutes open since the fold), but a corrupt journal entry can name
+// any number, and a linear scan each would make replaying it quadratic.
+const pendIndexed = 256
 
 func newPending() pending { return pending{nodes: map[string]*pendNode{}} }
 
@@ -54,6 +62,16 @@ func (p *pending) addSeq(id string, seq uint64) {
 }
 
 func (pn *pendNode) addBucket(b *bucket) {
+	if pn.at != nil {
+		k := bkey{b.idx, b.minute}
+		if i, ok := pn.at[k]; ok {
+			pn.buckets[i].merge(b)
+			return
+		}
+		pn.at[k] = len(pn.buckets)
+		pn.buckets = append(pn.buckets, *b)
+		return
+	}
 	for i := range pn.buckets {
 		if o := &pn.buckets[i]; o.idx == b.idx && o.minute == b.minute {
 			o.merge(b)
@@ -61,6 +79,12 @@ func (pn *pendNode) addBucket(b *bucket) {
 		}
 	}
 	pn.buckets = append(pn.buckets, *b)
+	if len(pn.buckets) == pendIndexed {
+		pn.at = make(map[bkey]int, 2*pendIndexed)
+		for i := range pn.buckets {
+			pn.at[bkey{pn.buckets[i].idx, pn.buckets[i].minute}] = i
+		}
+	}
 }
 
 // reset empties the set after a fold, keeping every node's record (the

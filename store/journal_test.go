@@ -312,6 +312,28 @@ func TestJournalV1MatchesV0(t *testing.T) {
 	t.Logf("v0 %d bytes, v1 %d bytes", len(slices.Concat(v0...)), len(slices.Concat(v1...)))
 }
 
+// TestJournalManyBuckets: a node with more buckets than pendIndexed (found
+// through a map from then on) still merges each GPU's minute into one.
+func TestJournalManyBuckets(t *testing.T) {
+	n := journalNode{id: "big", seq: 1, firstMs: m0, lastMs: m0}
+	for i := range 3 * pendIndexed {
+		n.buckets = append(n.buckets, bucket{idx: i % 700, minute: m0 + minuteMs*int64(i/700), samples: 1,
+			reportedMs: 1000, utilN: 1, utilSum: float64(i), utilMax: float64(i), job: "j", team: "t"})
+	}
+	data := encodeV1([]journalNode{n})
+	p := newPending()
+	for range 2 { // the same entry twice: every bucket merges with its first
+		if err := decodeJournal(data, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n.buckets {
+		b := &n.buckets[i]
+		b.samples, b.reportedMs, b.utilN, b.utilSum = 2, 2000, 2, 2*b.utilSum
+	}
+	checkPending(t, p, []journalNode{n})
+}
+
 // FuzzJournalV1Roundtrip: any bucket, whatever its floats' bits, comes back
 // bit for bit, after a bucket that shares some of its parts.
 func FuzzJournalV1Roundtrip(f *testing.F) {
