@@ -12,7 +12,7 @@ import (
 )
 
 // TestJournalSizeRealistic writes the journal of a realistic stream: the
-// mock's default fleet (its noise, jobs and MIG instances) sampled at 1 Hz
+// mock's fleet of 60 nodes (its noise and jobs) sampled at 1 Hz
 // with a few milliseconds of timer jitter, through the wire's encoder and
 // decoder (so values are quantised as the aggregator receives them), one
 // Commit per second of data. It reports, and bounds, the journal's bytes
