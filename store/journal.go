@@ -139,12 +139,12 @@ const journalV1 = 1
 
 // Flags of a v1 bucket.
 const (
-	jSameModes   = 1 << iota // the floats are written as the previous bucket's
-	jIdxNext                 // idx is the node's previous bucket's + 1
-	jSameMinute              // minute is the previous bucket's
-	jSameCounts              // samples, reportedMs, utilN, memN, powerN and tempSet are the previous bucket's
-	jSameStrings             // job and team are the previous bucket's
-	jFlags       = 1<<iota - 1
+	jSameModes   = 1 << iota   // the floats are written as the previous bucket's
+	jIdxNext                   // idx is the node's previous bucket's + 1
+	jSameMinute                // minute is the previous bucket's
+	jSameCounts                // samples, reportedMs, utilN, memN, powerN and tempSet are the previous bucket's
+	jSameStrings               // job and team are the previous bucket's
+	jFlags       = 1<<iota - 1 // all of them; a decoder refuses other bits
 )
 
 // How a v1 float is written.
@@ -163,13 +163,13 @@ var stepScales = [8]float64{0x1p-20, 1, 10, 100, 1e3, 1e4, 1e5, 1e6}
 // steps returns zigzag(n)<<3 | e for v == float64(n)/stepScales[e] exactly,
 // |n| ≤ 2^53, or false.
 func steps(v float64) (uint64, bool) {
-	bits := math.Float64bits(v)
+	want := math.Float64bits(v)
 	for e, sc := range stepScales {
 		r := math.Round(v * sc)
 		if !(math.Abs(r) <= 1<<53) { // NaN and ±Inf too
 			continue
 		}
-		if n := int64(r); math.Float64bits(float64(n)/sc) == bits {
+		if n := int64(r); math.Float64bits(float64(n)/sc) == want {
 			return uint64(n<<1^n>>63)<<3 | uint64(e), true
 		}
 	}
