@@ -175,8 +175,7 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool, 
 		return fail(err)
 	}
 	w := &writer{s: s, tx: tx, ctx: ctx, now: now.UnixMilli(), skip: done}
-	ledger, err := w.write(batches, seqs, fold, force)
-	if err != nil {
+	if err := w.write(batches, seqs, fold, force); err != nil {
 		tx.Rollback()
 		return fail(err)
 	}
@@ -192,7 +191,7 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool, 
 		}
 		return fail(err)
 	}
-	w.done(ledger)
+	w.done()
 	for _, q := range seqs2 {
 		q.Add(1)
 	}
@@ -374,19 +373,19 @@ func (b *bucket) idleMs(thr float64) int64 {
 	return 0
 }
 
-func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force bool) (*ledgerPlan, error) {
+func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force bool) error {
 	// Reports accrue leases from where each node's ledger ends up to here.
 	// And the wall clock beside the store's own: a demo's simulated clock
 	// runs hours behind, and a report must know which day is "today" there.
 	if err := w.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('committed_ms', ?), ('committed_wall_ms', ?)`,
 		strconv.FormatInt(w.now, 10), strconv.FormatInt(time.Now().UnixMilli(), 10)); err != nil {
-		return nil, fmt.Errorf("write commit time: %w", err)
+		return fmt.Errorf("write commit time: %w", err)
 	}
 	start, done := time.Now(), 0 // wall time: CommitSlice bounds real work
 	for _, nb := range batches {
 		if nb.id == "" {
 			if err := w.writeAlerts(nb.alerts); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
@@ -398,25 +397,24 @@ func (w *writer) write(batches []*nodeBatch, seqs map[string]uint64, fold, force
 			done++
 		}
 		if err := w.isolate(nb.id, func() error { return w.writeNodeMeta(nb) }); err != nil {
-			return nil, fmt.Errorf("node %s: %w", nb.id, err)
+			return fmt.Errorf("node %s: %w", nb.id, err)
 		}
 	}
 	if !fold {
 		if len(w.s.journalBuf) > 0 {
 			if err := w.exec(`INSERT INTO journal (data) VALUES (?)`, w.s.journalBuf); err != nil {
-				return nil, fmt.Errorf("write journal: %w", err)
+				return fmt.Errorf("write journal: %w", err)
 			}
 		}
-		return nil, nil
+		return nil
 	}
 	if err := w.fold(seqs); err != nil {
-		return nil, err
+		return err
 	}
-	p, err := w.accrue(batches, force)
-	if err != nil {
-		return nil, err
+	if err := w.accrue(force); err != nil {
+		return err
 	}
-	return p, w.prune()
+	return w.prune()
 }
 
 // fold writes everything pending into the rollups and the nodes table and
@@ -649,13 +647,12 @@ func (w *writer) writeLease(ns *ledgerNode, v leaseVersion, seenMs int64) error 
 }
 
 // done publishes the staged node states after a successful commit.
-func (w *writer) done(p *ledgerPlan) {
+func (w *writer) done() {
 	for id, ns := range w.staged {
 		w.s.nodes[id] = ns
 	}
 	w.s.publish(w.staged)
 	w.s.committedMs.Store(w.now)
-	_ = p
 	if w.pruned {
 		w.s.lastPrune = w.s.opts.Clock()
 	}

@@ -159,13 +159,10 @@ func readLedgerNodes(ctx context.Context, db *sql.DB) (map[string]*ledgerNode, e
 	return nodes, nil
 }
 
-// ledgerPlan is what one Commit accrued, applied to memory after it commits.
-type ledgerPlan struct{}
-
 // accrue recomputes the ledger rows that are due: every closed hour not yet
 // accrued (a dark node's too), closed hours that received late rollups, and
 // the current hour every LedgerEvery (always when force).
-func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
+func (w *writer) accrue(force bool) error {
 	s := w.s
 	now := w.now
 	curHour := floorTo(now, hourMs)
@@ -239,10 +236,10 @@ func (w *writer) accrue(batches []*nodeBatch, force bool) (*ledgerPlan, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return &ledgerPlan{}, nil
+	return nil
 }
 
 // minuteRow is what the ledger needs of one GPU-minute.
