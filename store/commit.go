@@ -651,7 +651,9 @@ func (w *writer) done() {
 	for id, ns := range w.staged {
 		w.s.nodes[id] = ns
 	}
-	w.s.publish(w.staged)
+	if len(w.staged) > 0 { // nil would publish every node again
+		w.s.publish(w.staged)
+	}
 	w.s.committedMs.Store(w.now)
 	if w.pruned {
 		w.s.lastPrune = w.s.opts.Clock()

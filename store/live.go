@@ -76,7 +76,7 @@ func newTailSet(nodes map[string]tailNode, ids []string) *tailSet {
 }
 
 // publish makes the nodes changed by a commit (all of them when changed is
-// nil) visible to LiveLedger.
+// nil: at Open) visible to LiveLedger.
 func (s *Store) publish(changed map[string]*ledgerNode) {
 	if changed != nil && len(changed) == 0 {
 		return
