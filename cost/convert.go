@@ -116,11 +116,18 @@ func (r Rates) Convert(m fleet.Money) (fleet.Money, error) {
 // lease's burn each second); ok is false when a part does not fit, and the
 // caller takes big.Rat's way.
 func mulRound(micros int64, rate *big.Rat) (int64, bool) {
-	num, den := rate.Num(), rate.Denom()
-	if !num.IsInt64() || !den.IsInt64() || num.Sign() < 0 {
+	num, d := rate.Num(), uint64(1)
+	if !rate.IsInt() { // Denom allocates a 1 for an integer
+		den := rate.Denom()
+		if !den.IsInt64() {
+			return 0, false
+		}
+		d = uint64(den.Int64())
+	}
+	if !num.IsInt64() || num.Sign() < 0 {
 		return 0, false
 	}
-	n, d := uint64(num.Int64()), uint64(den.Int64())
+	n := uint64(num.Int64())
 	hi, lo := bits.Mul64(abs(micros), n)
 	if hi >= d {
 		return 0, false // the quotient would not fit 64 bits
