@@ -259,7 +259,7 @@ func TestSplitTeamsIsAPartition(t *testing.T) {
 		}
 		return got[team]
 	}
-	splitTeams(spend, map[string]*cost.Exact{"b": &b, "a": &a}, "USD", to)
+	splitTeams(spend, []teamSpend{{"b", b}, {"a", a}}, "USD", to)
 	sum := cost.Exact{}
 	for _, m := range got {
 		sum = sum.Add(m.Get("USD"))

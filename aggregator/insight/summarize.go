@@ -400,7 +400,7 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 	if r.led {
 		r.ledgerTeams(ns.info.ID)
 	} else {
-		var dayTeams, monthTeams map[string]*cost.Exact
+		var dayTeams, monthTeams []teamSpend
 		if ns.day.key == r.dk {
 			dayTeams = ns.day.teams
 		}
@@ -664,15 +664,11 @@ func (r *sumRun) jobSpend() map[string]int64 {
 // can exceed the spend by a sample's worth: then, in team order, each team
 // gets at most what is left, so the teams are always an exact partition of
 // the node's spend and every breakdown adds up to the fleet figure.
-func splitTeams(spend cost.Sums, teams map[string]*cost.Exact, cur string, to func(team string) *cost.Sums) {
+func splitTeams(spend cost.Sums, teams []teamSpend, cur string, to func(team string) *cost.Sums) {
 	rest := spend.Get(cur)
-	names := make([]string, 0, len(teams))
-	for t := range teams {
-		names = append(names, t)
-	}
-	slices.Sort(names)
-	for _, t := range names {
-		a := *teams[t]
+	teams = slices.SortedFunc(slices.Values(teams), func(a, b teamSpend) int { return strings.Compare(a.team, b.team) })
+	for _, ts := range teams {
+		t, a := ts.team, ts.amt
 		if a.Rat().Cmp(rest.Rat()) > 0 {
 			a = rest
 			if a.Rat().Sign() < 0 {
