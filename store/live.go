@@ -127,26 +127,34 @@ func tailLines(out []NodeLine, tails *tailSet, from, to int64) []NodeLine {
 	return out
 }
 
-// mergeSorted merges two slices sorted by compareLines (the ledger's rows
-// come sorted from SQL, the tails are few) into dst's room (dst must not
-// share their memory), adding up the lines with the same key; a and b are
-// not changed (the rows are cached).
-func mergeSorted(dst, a, b []NodeLine) []NodeLine {
-	out := slices.Grow(dst[:0], len(a)+len(b))
-	for len(a) > 0 || len(b) > 0 {
-		var l *NodeLine
-		if len(b) == 0 || len(a) > 0 && compareLines(&a[0], &b[0]) <= 0 {
-			l, a = &a[0], a[1:]
-		} else {
-			l, b = &b[0], b[1:]
+// mergeSorted merges slices sorted by compareLines (the ledger's rows of
+// closed days and of today come sorted from SQL, the tails in key order)
+// into dst's room (dst must not share their memory), adding up the lines
+// with the same key; the parts are not changed (the rows are cached).
+func mergeSorted(dst []NodeLine, parts ...[]NodeLine) []NodeLine {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := slices.Grow(dst[:0], n)
+	for {
+		next := -1
+		for i, p := range parts {
+			if len(p) > 0 && (next < 0 || compareLines(&p[0], &parts[next][0]) < 0) {
+				next = i
+			}
 		}
+		if next < 0 {
+			return out
+		}
+		l := &parts[next][0]
+		parts[next] = parts[next][1:]
 		if k := len(out); k > 0 && compareLines(&out[k-1], l) == 0 {
 			out[k-1].Usage.Add(l.Usage)
 			continue
 		}
 		out = append(out, *l)
 	}
-	return out
 }
 
 // compareLines orders lines by node, currency, job and team, field by field
@@ -222,23 +230,22 @@ func (s *Store) LiveLedgerInto(ctx context.Context, from, now time.Time, lg *Led
 	// Whole UTC days before today change only when late minutes reach them:
 	// they are read apart from today's hours, which every fold changes.
 	split := max(key, floorTo(now.UnixMilli(), dayMs))
-	var rows []NodeLine
+	var closed, recent []NodeLine
 	var tails *tailSet
 	for {
 		old := s.oldSeq.Load()
-		var closed []NodeLine
+		closed = nil
 		if key < split {
 			var err error
 			if closed, _, err = s.liveRows(ctx, key, split, &s.oldSeq); err != nil {
 				return err
 			}
 		}
-		recent, t, err := s.liveRows(ctx, split, now.UnixMilli()+hourMs, &s.ledgerSeq)
-		if err != nil {
+		var err error
+		if recent, tails, err = s.liveRows(ctx, split, now.UnixMilli()+hourMs, &s.ledgerSeq); err != nil {
 			return err
 		}
 		if s.oldSeq.Load() == old {
-			rows, tails = s.mergedRows(closed, recent), t
 			break
 		}
 	}
@@ -246,7 +253,7 @@ func (s *Store) LiveLedgerInto(ctx context.Context, from, now time.Time, lg *Led
 		tails = newTailSet(nil, nil) // nothing committed yet
 	}
 	lg.tail = tailLines(lg.tail, tails, fm, now.UnixMilli())
-	lg.Lines = mergeSorted(lg.Lines, rows, lg.tail)
+	lg.Lines = mergeSorted(lg.Lines, closed, recent, lg.tail)
 	for _, l := range lg.Lines {
 		if _, ok := lg.Places[l.Node]; !ok {
 			lg.Places[l.Node] = tails.nodes[l.Node].place
@@ -254,32 +261,6 @@ func (s *Store) LiveLedgerInto(ctx context.Context, from, now time.Time, lg *Led
 	}
 	return nil
 }
-
-// mergedRows returns the rows of closed days and of today merged. Both come
-// from liveRows' cache, never changed once read, so the same two slices
-// merge the same: the last merge is kept until a fold reads today again.
-func (s *Store) mergedRows(closed, recent []NodeLine) []NodeLine {
-	switch {
-	case len(closed) == 0:
-		return recent
-	case len(recent) == 0:
-		return closed
-	}
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
-	m := &s.merged
-	if same(m.closed, closed) && same(m.recent, recent) {
-		return m.rows
-	}
-	*m = mergedRows{closed: closed, recent: recent, rows: mergeSorted(nil, closed, recent)}
-	return m.rows
-}
-
-// mergedRows is the last merge of a closed and a recent span's rows.
-type mergedRows struct{ closed, recent, rows []NodeLine }
-
-// same reports whether a and b are the same slice (not only equal).
-func same(a, b []NodeLine) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }
 
 // liveRows returns the ledger rows from key to to and the tails that go
 // with them: the tails start where those rows end. The rows are cached

@@ -107,17 +107,19 @@ func TestLiveLedgerIsExactAcrossCommits(t *testing.T) {
 	}
 }
 
-// mergeSorted keeps the order and adds up equal keys, from either side and
+// mergeSorted keeps the order and adds up equal keys, across its parts and
 // within one (a lease's tail may hold two lines of one key), and leaves its
 // inputs (the cached ledger rows) as they were.
 func TestMergeSortedAddsUpEqualKeys(t *testing.T) {
 	line := func(node, cur, job string, ms int64) NodeLine {
 		return NodeLine{Node: node, Team: "ml", Job: job, Usage: Usage{Group: node, Currency: cur, LeasedGPUms: ms}}
 	}
+	closed := []NodeLine{line("a", "USD", "train", 100), line("c", "USD", "", 200)}
 	rows := []NodeLine{line("a", "USD", "", 1), line("a", "USD", "train", 2), line("b", "SGD", "", 4)}
 	tail := []NodeLine{line("a", "USD", "", 10), line("a", "USD", "", 20), line("ab", "USD", "", 40), line("b", "SGD", "", 80)}
-	got := mergeSorted(nil, rows, tail)
-	want := []NodeLine{line("a", "USD", "", 31), line("a", "USD", "train", 2), line("ab", "USD", "", 40), line("b", "SGD", "", 84)}
+	got := mergeSorted(nil, closed, rows, tail)
+	want := []NodeLine{line("a", "USD", "", 31), line("a", "USD", "train", 102), line("ab", "USD", "", 40), line("b", "SGD", "", 84),
+		line("c", "USD", "", 200)}
 	if len(got) != len(want) {
 		t.Fatalf("%d lines %+v, want %d", len(got), got, len(want))
 	}

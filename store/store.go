@@ -171,9 +171,8 @@ type Store struct {
 	ledgerSeq   atomic.Uint64           // seqlock: odd while a commit that wrote ledger rows publishes them
 	oldSeq      atomic.Uint64           // the same, for commits that wrote rows of hours before the current UTC day
 	committedMs atomic.Int64            // the clock at the last commit
-	liveMu      sync.Mutex              // guards liveCache and merged
+	liveMu      sync.Mutex              // guards liveCache
 	liveCache   map[[2]int64]liveRows   // ledger rows by span (to 0: up to now)
-	merged      mergedRows              // the last closed days' and today's rows merged
 }
 
 // Open opens (creating if needed) the database at path and migrates it to
