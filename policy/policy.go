@@ -274,110 +274,159 @@ func (r *Rules) SetState(t *NodeTracker, state string, at time.Time) {
 // Conditions appends to dst every condition that holds on the node at now,
 // in a stable order. Device conditions are judged on the newest sample;
 // durations (XID hold, idle) on sample times; offline on aggregator time.
+//
+// It runs on every sample, on the collector session's goroutine: each kind
+// is judged by a function of its own, so that their message formatting does
+// not add up in one stack frame (a session's stack is sized by its deepest
+// call, and 1,250 sessions hold 1,250 stacks).
 func (r *Rules) Conditions(t *NodeTracker, n NodeInfo, now time.Time, dst []Condition) []Condition {
-	host := n.Hostname
-	if host == "" {
-		host = n.ID
+	j := judging{r: r, t: t, n: &n, host: n.Hostname, base: Condition{Node: n.ID, Region: n.Region, Device: -1}}
+	if j.host == "" {
+		j.host = n.ID
 	}
-	base := Condition{Node: n.ID, Region: n.Region, Device: -1}
-	// Residency: one condition per job and node, in process order.
+	dst = j.residency(dst)
+	for i := range t.devs {
+		dst = j.device(&t.devs[i], dst)
+	}
+	if len(t.xids) > 0 {
+		dst = j.xids(dst)
+	}
+	if r.IdleAfter > 0 && n.Leased && t.idle && !t.offline && t.last.Sub(t.idleSince) >= r.IdleAfter {
+		dst = j.idle(dst)
+	}
+	if n.Leased && !t.offline && n.Visible < n.Billed {
+		dst = j.blind(dst)
+	}
+	if !t.offline {
+		for _, s := range n.SourcesDown {
+			dst = j.source(s, dst)
+		}
+	}
+	if r.OfflineAfter > 0 && t.offline && now.Sub(t.offSince) >= r.OfflineAfter {
+		dst = j.offline(dst)
+	}
+	return dst
+}
+
+// judging is one node's Conditions call.
+type judging struct {
+	r    *Rules
+	t    *NodeTracker
+	n    *NodeInfo
+	host string    // the hostname, else the id
+	base Condition // node and region set
+}
+
+// residency: one condition per job and node, in process order.
+func (j *judging) residency(dst []Condition) []Condition {
+	t, n := j.t, j.n
 	for i, p := range t.procs {
-		if p.Job.ID == "" || r.Allowed(p.Job.DataClass, n.Jurisdiction) {
+		if p.Job.ID == "" || j.r.Allowed(p.Job.DataClass, n.Jurisdiction) {
 			continue
 		}
 		if slices.ContainsFunc(t.procs[:i], func(q fleet.Process) bool { return q.Job.ID == p.Job.ID }) {
 			continue
 		}
-		c := base
+		c := j.base
 		c.ID = "residency/" + p.Job.ID + "/" + n.ID
 		c.Kind, c.Severity, c.Job = fleet.EventResidency, fleet.SevCritical, p.Job.ID
-		c.Message = fmt.Sprintf("job %s on %s: %s", p.Job.ID, host, r.Violation(p.Job.DataClass, n.Jurisdiction))
-		dst = append(dst, c)
-	}
-	for i := range t.devs {
-		d := &t.devs[i]
-		if r.ECCUncorrected && d.hasECC && d.eccUncorr > 0 {
-			c := base
-			c.ID = fmt.Sprintf("ecc/%s/%d", n.ID, d.index)
-			c.Kind, c.Severity, c.Device = fleet.EventECC, fleet.SevCritical, d.index
-			c.Message = fmt.Sprintf("%s GPU %d: %.0f uncorrectable ECC errors", host, d.index, d.eccUncorr)
-			dst = append(dst, c)
-		} else if at, ok := t.eccEvents[d.index]; ok && r.XIDHold > 0 && t.last.Sub(at) < r.XIDHold {
-			c := base
-			c.ID = fmt.Sprintf("ecc/%s/%d", n.ID, d.index)
-			c.Kind, c.Severity, c.Device = fleet.EventECC, fleet.SevCritical, d.index
-			c.Message = fmt.Sprintf("%s GPU %d: uncorrectable ECC error", host, d.index)
-			dst = append(dst, c)
-		}
-		throttled := r.ThermalThrottle && d.throttle&ThermalThrottleMask != 0
-		hot := r.TempAbove > 0 && d.hasTemp && d.temp > r.TempAbove
-		if throttled || hot {
-			c := base
-			c.ID = fmt.Sprintf("thermal/%s/%d", n.ID, d.index)
-			c.Kind, c.Severity, c.Device = fleet.EventThermal, fleet.SevWarning, d.index
-			if throttled {
-				c.Message = fmt.Sprintf("%s GPU %d: thermal throttling", host, d.index)
-			} else {
-				c.Message = fmt.Sprintf("%s GPU %d: above %.0f °C", host, d.index, r.TempAbove)
-			}
-			dst = append(dst, c)
-		}
-	}
-	if len(t.xids) > 0 {
-		keys := make([]xidKey, 0, len(t.xids))
-		for k, at := range t.xids {
-			if r.XIDHold > 0 && t.last.Sub(at) >= r.XIDHold {
-				delete(t.xids, k)
-				continue
-			}
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, func(a, b xidKey) int {
-			if a.dev != b.dev {
-				return a.dev - b.dev
-			}
-			return int(a.code - b.code)
-		})
-		for _, k := range keys {
-			c := base
-			c.ID = fmt.Sprintf("xid/%s/%d/%d", n.ID, k.dev, k.code)
-			c.Kind, c.Severity, c.Device = fleet.EventXID, fleet.SevCritical, k.dev
-			c.Message = fmt.Sprintf("%s GPU %d: %s", host, k.dev, fleet.XIDText(k.code))
-			dst = append(dst, c)
-		}
-	}
-	if r.IdleAfter > 0 && n.Leased && t.idle && !t.offline && t.last.Sub(t.idleSince) >= r.IdleAfter {
-		c := base
-		c.ID = "idle/" + n.ID
-		c.Kind, c.Severity = fleet.EventIdle, fleet.SevWarning
-		c.Message = fmt.Sprintf("%s: leased and idle (under %.0f%%) for %s", host, r.IdleThreshold*100, roundDur(t.last.Sub(t.idleSince)))
-		dst = append(dst, c)
-	}
-	if n.Leased && !t.offline && n.Visible < n.Billed {
-		c := base
-		c.ID = "blind/" + n.ID
-		c.Kind, c.Severity = fleet.EventBlind, fleet.SevWarning
-		c.Message = fmt.Sprintf("%s: paid but blind: the lease pays for %d GPUs, %d visible", host, n.Billed, n.Visible)
-		dst = append(dst, c)
-	}
-	for _, s := range n.SourcesDown {
-		if t.offline {
-			break
-		}
-		c := base
-		c.ID = "source/" + n.ID + "/" + s.Name
-		c.Kind, c.Severity = fleet.EventSource, fleet.SevWarning
-		c.Message = fmt.Sprintf("%s: source %s down: %s", host, s.Name, s.Reason)
-		dst = append(dst, c)
-	}
-	if r.OfflineAfter > 0 && t.offline && now.Sub(t.offSince) >= r.OfflineAfter {
-		c := base
-		c.ID = "offline/" + n.ID
-		c.Kind, c.Severity = fleet.EventOffline, fleet.SevWarning
-		c.Message = fmt.Sprintf("%s: offline since %s", host, t.offSince.UTC().Format(time.RFC3339))
+		c.Message = fmt.Sprintf("job %s on %s: %s", p.Job.ID, j.host, j.r.Violation(p.Job.DataClass, n.Jurisdiction))
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// device: uncorrectable ECC errors (counted, or an event within XIDHold)
+// and thermal throttling or heat.
+func (j *judging) device(d *devState, dst []Condition) []Condition {
+	r, t, id := j.r, j.t, j.n.ID
+	if r.ECCUncorrected && d.hasECC && d.eccUncorr > 0 {
+		c := j.base
+		c.ID = fmt.Sprintf("ecc/%s/%d", id, d.index)
+		c.Kind, c.Severity, c.Device = fleet.EventECC, fleet.SevCritical, d.index
+		c.Message = fmt.Sprintf("%s GPU %d: %.0f uncorrectable ECC errors", j.host, d.index, d.eccUncorr)
+		dst = append(dst, c)
+	} else if at, ok := t.eccEvents[d.index]; ok && r.XIDHold > 0 && t.last.Sub(at) < r.XIDHold {
+		c := j.base
+		c.ID = fmt.Sprintf("ecc/%s/%d", id, d.index)
+		c.Kind, c.Severity, c.Device = fleet.EventECC, fleet.SevCritical, d.index
+		c.Message = fmt.Sprintf("%s GPU %d: uncorrectable ECC error", j.host, d.index)
+		dst = append(dst, c)
+	}
+	throttled := r.ThermalThrottle && d.throttle&ThermalThrottleMask != 0
+	hot := r.TempAbove > 0 && d.hasTemp && d.temp > r.TempAbove
+	if throttled || hot {
+		c := j.base
+		c.ID = fmt.Sprintf("thermal/%s/%d", id, d.index)
+		c.Kind, c.Severity, c.Device = fleet.EventThermal, fleet.SevWarning, d.index
+		if throttled {
+			c.Message = fmt.Sprintf("%s GPU %d: thermal throttling", j.host, d.index)
+		} else {
+			c.Message = fmt.Sprintf("%s GPU %d: above %.0f °C", j.host, d.index, r.TempAbove)
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// xids: one condition per device and XID code seen within XIDHold.
+func (j *judging) xids(dst []Condition) []Condition {
+	r, t := j.r, j.t
+	keys := make([]xidKey, 0, len(t.xids))
+	for k, at := range t.xids {
+		if r.XIDHold > 0 && t.last.Sub(at) >= r.XIDHold {
+			delete(t.xids, k)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b xidKey) int {
+		if a.dev != b.dev {
+			return a.dev - b.dev
+		}
+		return int(a.code - b.code)
+	})
+	for _, k := range keys {
+		c := j.base
+		c.ID = fmt.Sprintf("xid/%s/%d/%d", j.n.ID, k.dev, k.code)
+		c.Kind, c.Severity, c.Device = fleet.EventXID, fleet.SevCritical, k.dev
+		c.Message = fmt.Sprintf("%s GPU %d: %s", j.host, k.dev, fleet.XIDText(k.code))
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func (j *judging) idle(dst []Condition) []Condition {
+	t := j.t
+	c := j.base
+	c.ID = "idle/" + j.n.ID
+	c.Kind, c.Severity = fleet.EventIdle, fleet.SevWarning
+	c.Message = fmt.Sprintf("%s: leased and idle (under %.0f%%) for %s", j.host, j.r.IdleThreshold*100, roundDur(t.last.Sub(t.idleSince)))
+	return append(dst, c)
+}
+
+func (j *judging) blind(dst []Condition) []Condition {
+	c := j.base
+	c.ID = "blind/" + j.n.ID
+	c.Kind, c.Severity = fleet.EventBlind, fleet.SevWarning
+	c.Message = fmt.Sprintf("%s: paid but blind: the lease pays for %d GPUs, %d visible", j.host, j.n.Billed, j.n.Visible)
+	return append(dst, c)
+}
+
+func (j *judging) source(s fleet.SourceStatus, dst []Condition) []Condition {
+	c := j.base
+	c.ID = "source/" + j.n.ID + "/" + s.Name
+	c.Kind, c.Severity = fleet.EventSource, fleet.SevWarning
+	c.Message = fmt.Sprintf("%s: source %s down: %s", j.host, s.Name, s.Reason)
+	return append(dst, c)
+}
+
+func (j *judging) offline(dst []Condition) []Condition {
+	c := j.base
+	c.ID = "offline/" + j.n.ID
+	c.Kind, c.Severity = fleet.EventOffline, fleet.SevWarning
+	c.Message = fmt.Sprintf("%s: offline since %s", j.host, j.t.offSince.UTC().Format(time.RFC3339))
+	return append(dst, c)
 }
 
 // Budget conditions: spent and budget are micro-units of the same currency.
