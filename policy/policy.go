@@ -280,7 +280,7 @@ func (r *Rules) SetState(t *NodeTracker, state string, at time.Time) {
 // not add up in one stack frame (a session's stack is sized by its deepest
 // call, and 1,250 sessions hold 1,250 stacks).
 func (r *Rules) Conditions(t *NodeTracker, n NodeInfo, now time.Time, dst []Condition) []Condition {
-	j := judging{r: r, t: t, n: &n, host: n.Hostname, base: Condition{Node: n.ID, Region: n.Region, Device: -1}}
+	j := judging{r: r, t: t, n: n, host: n.Hostname, base: Condition{Node: n.ID, Region: n.Region, Device: -1}}
 	if j.host == "" {
 		j.host = n.ID
 	}
@@ -312,14 +312,14 @@ func (r *Rules) Conditions(t *NodeTracker, n NodeInfo, now time.Time, dst []Cond
 type judging struct {
 	r    *Rules
 	t    *NodeTracker
-	n    *NodeInfo
+	n    NodeInfo
 	host string    // the hostname, else the id
 	base Condition // node and region set
 }
 
 // residency: one condition per job and node, in process order.
 func (j *judging) residency(dst []Condition) []Condition {
-	t, n := j.t, j.n
+	t, n := j.t, &j.n
 	for i, p := range t.procs {
 		if p.Job.ID == "" || j.r.Allowed(p.Job.DataClass, n.Jurisdiction) {
 			continue
