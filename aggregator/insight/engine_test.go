@@ -58,8 +58,8 @@ func util(i int, u float64) fleet.DeviceSample {
 	return d
 }
 
-// fixtureEngine runs two nodes for two hours at one sample every 30 s.
-func fixtureEngine(t *testing.T) *Engine {
+// newFixtureEngine returns an engine of fixtureYAML without a store.
+func newFixtureEngine(t *testing.T) *Engine {
 	t.Helper()
 	cfg, err := ParseConfig([]byte(fixtureYAML), "fleettop.yaml")
 	if err != nil {
@@ -69,6 +69,13 @@ func fixtureEngine(t *testing.T) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+// fixtureEngine runs two nodes for two hours at one sample every 30 s.
+func fixtureEngine(t *testing.T) *Engine {
+	t.Helper()
+	e := newFixtureEngine(t)
 	sg, jb := fixtureNodes()
 	job := fleet.Job{ID: "j1", Team: "vision", DataClass: "cn-customer"}
 	for i := 0; t0.Add(time.Duration(i)*30*time.Second).Compare(now) <= 0; i++ {
@@ -276,14 +283,7 @@ func TestSplitTeamsIsAPartition(t *testing.T) {
 // sorted, however many of its GPUs are there and in whatever order the
 // engine meets its nodes.
 func TestJobViewAcrossNodes(t *testing.T) {
-	cfg, err := ParseConfig([]byte(fixtureYAML), "fleettop.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newFixtureEngine(t)
 	job := fleet.Job{ID: "big", Team: "vision"}
 	for _, n := range []struct{ id, region, jur string }{{"sg-2", "Singapore", "SG"}, {"jb-2", "Johor", "MY"}, {"sg-1", "Singapore", "SG"}} {
 		node := &fleet.Node{ID: n.id, Region: n.region, Jurisdiction: n.jur, Provider: "acme",
