@@ -54,8 +54,8 @@ type Engine struct {
 	mu     sync.Mutex      // guards warned
 	warned map[string]bool // currencies without a rate, logged once
 
-	roomMu sync.Mutex  // guards room
-	room   *ledgerRoom // what the last Summarize read the ledger into, for the next; nil while one runs
+	roomMu sync.Mutex // guards room
+	room   *sumRoom   // what the last Summarize worked in, for the next; nil while one runs
 }
 
 type shard struct {

@@ -1,6 +1,7 @@
 package insight
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -301,5 +302,19 @@ func TestJobViewAcrossNodes(t *testing.T) {
 		!slices.Equal(j.Regions, []string{"Johor", "Singapore"}) || !slices.Equal(j.Jurisdictions, []string{"MY", "SG"}) ||
 		!slices.Equal(j.Nodes, []string{"jb-2", "sg-1", "sg-2"}) {
 		t.Errorf("job %+v", j)
+	}
+	// The next Summarize counts the job in the same room: the same view, and
+	// the first one's lists untouched.
+	_, again, _ := e.Summarize(t0.Add(time.Minute))
+	if !reflect.DeepEqual(again, jobs) || !slices.Equal(j.Nodes, []string{"jb-2", "sg-1", "sg-2"}) {
+		t.Errorf("second Summarize: %+v, first now %+v", again, jobs)
+	}
+	// A job that stopped is gone from the next one.
+	for _, id := range []string{"sg-2", "jb-2", "sg-1"} {
+		e.Observe(&fleet.Node{ID: id, Provider: "acme", Devices: []fleet.Device{{Index: 0, UUID: id + "-a"}, {Index: 1, UUID: id + "-b"}}},
+			&fleet.Sample{Seq: 2, Time: t0.Add(time.Second), Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.7)}, ProcsSet: true})
+	}
+	if _, after, _ := e.Summarize(t0.Add(time.Minute)); len(after) != 0 {
+		t.Errorf("after the job stopped: %+v", after)
 	}
 }

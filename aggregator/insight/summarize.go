@@ -72,6 +72,7 @@ type jobAgg struct {
 	spend   cost.Sums
 	viol    string
 	node    string // the node whose GPUs are being added
+	run     uint64 // the Summarize (sumRoom.run) that last counted the job
 }
 
 // Summarize implements aggregator.Insights. It runs in named steps over one
@@ -118,7 +119,7 @@ type sumRun struct {
 	// The ledger (with a store): today's and this month's lines per node,
 	// where each node is, this month's spend per job, the nodes summed.
 	led            bool
-	room           *ledgerRoom // ledDay, ledMon and places point into it
+	room           *sumRoom // ledDay, ledMon, places and jobs point into it
 	ledDay, ledMon map[string][]store.NodeLine
 	places         map[string]store.NodePlace
 	jobMonth       map[string]*cost.Sums
@@ -131,7 +132,9 @@ func (e *Engine) newRun(now time.Time) *sumRun {
 		mnow = e.clock()
 	}
 	r := &sumRun{e: e, now: now, mnow: mnow, thr: e.cfg.Rules.IdleThreshold,
-		groups: map[[2]string]*line{}, jobs: map[string]*jobAgg{}}
+		groups: map[[2]string]*line{}}
+	r.room = e.takeRoom()
+	r.jobs = r.room.jobs
 	r.ms, r.ds = e.monthStart(mnow), e.dayStart(mnow)
 	r.me = r.ms.AddDate(0, 1, 0)
 	r.dk, r.mk = e.dayKey(mnow), e.monthKey(mnow)
@@ -148,8 +151,7 @@ func (r *sumRun) readLedger() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	room := r.e.takeRoom()
-	r.room = room
+	room := r.room
 	if err := r.e.st.LiveLedgerInto(ctx, r.ds, r.mnow, &room.day); err != nil {
 		r.e.log.Warn("read the ledger: live spend counts this run only", "err", err)
 		return
@@ -177,39 +179,41 @@ func (r *sumRun) readLedger() {
 	}
 }
 
-// ledgerRoom is where one Summarize reads the ledger: two periods of a
-// megabyte each at 10,000 GPUs, every second while anyone watches, so the
-// engine keeps it for the next Summarize rather than make that much garbage
-// (the aggregator runs its GC at GOGC=25, where garbage costs most).
-type ledgerRoom struct {
+// sumRoom is what one Summarize works in: the ledger's two periods (a
+// megabyte each at 10,000 GPUs) and the jobs' sums, every second while
+// anyone watches, so the engine keeps it for the next Summarize rather than
+// make that much garbage (the aggregator runs its GC at GOGC=25, where
+// garbage costs most).
+type sumRoom struct {
+	run          uint64 // Summarize calls that used the room
 	day, mon     store.Ledger
 	byDay, byMon map[string][]store.NodeLine
 	seen         map[string]bool
+	jobs         map[string]*jobAgg // this run's jobs have run == room.run
 }
 
 // takeRoom returns the engine's room, or a new one while another Summarize
 // (the API's, beside the hub's) holds it.
-func (e *Engine) takeRoom() *ledgerRoom {
+func (e *Engine) takeRoom() *sumRoom {
 	e.roomMu.Lock()
 	defer e.roomMu.Unlock()
 	room := e.room
 	e.room = nil
 	if room == nil {
-		room = &ledgerRoom{byDay: map[string][]store.NodeLine{}, byMon: map[string][]store.NodeLine{}, seen: map[string]bool{}}
+		room = &sumRoom{byDay: map[string][]store.NodeLine{}, byMon: map[string][]store.NodeLine{}, seen: map[string]bool{},
+			jobs: map[string]*jobAgg{}}
 	}
+	room.run++
 	return room
 }
 
-// release gives the ledger's room back to the engine; nothing this
-// Summarize returns points into it (strings aside, which never change).
+// release gives the room back to the engine; nothing this Summarize
+// returns points into it (strings aside, which never change).
 func (r *sumRun) release() {
-	if r.room == nil {
-		return
-	}
 	r.e.roomMu.Lock()
 	r.e.room = r.room
 	r.e.roomMu.Unlock()
-	r.room, r.ledDay, r.ledMon, r.places, r.seen = nil, nil, nil, nil, nil
+	r.room, r.ledDay, r.ledMon, r.places, r.seen, r.jobs = nil, nil, nil, nil, nil, nil
 }
 
 // byNode groups ledger lines (sorted by node) by node, into out (emptied).
@@ -527,12 +531,16 @@ func appendNew(set []string, s string) []string {
 	return append(set, s)
 }
 
-// job returns the sums of job, creating them.
+// job returns the sums of job in this run, creating them (or emptying the
+// last run's, keeping their room).
 func (r *sumRun) job(job fleet.Job) *jobAgg {
 	ja := r.jobs[job.ID]
 	if ja == nil {
-		ja = &jobAgg{job: job}
+		ja = new(jobAgg)
 		r.jobs[job.ID] = ja
+	}
+	if ja.run != r.room.run {
+		*ja = jobAgg{job: job, run: r.room.run, regions: ja.regions[:0], jurs: ja.jurs[:0], nodes: ja.nodes[:0]}
 	}
 	return ja
 }
@@ -615,12 +623,16 @@ func (r *sumRun) jobViews() []wire.JobView {
 	e := r.e
 	jobSpend := r.jobSpend()
 	views := make([]wire.JobView, 0, len(r.jobs))
-	for _, ja := range r.jobs {
-		slices.Sort(ja.regions)
-		slices.Sort(ja.jurs)
-		slices.Sort(ja.nodes)
-		v := wire.JobView{Job: ja.job, Regions: ja.regions, Jurisdictions: ja.jurs,
-			Nodes: ja.nodes, GPUs: ja.gpus, BurnPerHour: e.conv(&ja.burn), Spend: e.conv(&ja.spend),
+	for id, ja := range r.jobs {
+		if ja.run != r.room.run {
+			delete(r.jobs, id) // not running now
+			continue
+		}
+		// The view's lists outlive the room: one array each view.
+		names := make([]string, 0, len(ja.regions)+len(ja.jurs)+len(ja.nodes))
+		regions, jurs, nodes := sortedPart(&names, ja.regions), sortedPart(&names, ja.jurs), sortedPart(&names, ja.nodes)
+		v := wire.JobView{Job: ja.job, Regions: regions, Jurisdictions: jurs,
+			Nodes: nodes, GPUs: ja.gpus, BurnPerHour: e.conv(&ja.burn), Spend: e.conv(&ja.spend),
 			Allowed: ja.viol == "", Violation: ja.viol}
 		if r.led {
 			v.Spend = fleet.Money{Micros: jobSpend[ja.job.ID], Currency: e.cfg.Currency}
@@ -632,6 +644,15 @@ func (r *sumRun) jobViews() []wire.JobView {
 	}
 	slices.SortFunc(views, func(a, b wire.JobView) int { return strings.Compare(a.ID, b.ID) })
 	return views
+}
+
+// sortedPart appends part to *names, sorted, and returns what it appended.
+func sortedPart(names *[]string, part []string) []string {
+	k := len(*names)
+	*names = append(*names, part...)
+	out := (*names)[k:len(*names):len(*names)]
+	slices.Sort(out)
+	return out
 }
 
 // jobSpend is the ledger's spend this month per job, the unattributed
