@@ -651,9 +651,7 @@ func (w *writer) done() {
 	for id, ns := range w.staged {
 		w.s.nodes[id] = ns
 	}
-	if len(w.staged) > 0 { // nil would publish every node again
-		w.s.publish(w.staged)
-	}
+	w.s.publish(w.staged)
 	w.s.committedMs.Store(w.now)
 	if w.pruned {
 		w.s.lastPrune = w.s.opts.Clock()

@@ -110,7 +110,7 @@ func (s *Store) load(ctx context.Context) error {
 		return err
 	}
 	s.nodes = nodes
-	s.publish(nil)
+	s.publish(nodes)
 	return nil
 }
 

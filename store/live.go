@@ -75,18 +75,17 @@ func newTailSet(nodes map[string]tailNode, ids []string) *tailSet {
 	return &tailSet{ids: ids, nodes: nodes}
 }
 
-// publish makes the nodes changed by a commit (all of them when changed is
-// nil: at Open) visible to LiveLedger.
+// publish makes the nodes changed by a commit visible to LiveLedger, with
+// the tails published before (Open publishes every node it read).
 func (s *Store) publish(changed map[string]*ledgerNode) {
-	if changed != nil && len(changed) == 0 {
+	old := s.tails.Load()
+	if len(changed) == 0 && old != nil {
 		return
 	}
-	next, old := map[string]tailNode{}, s.tails.Load()
+	next := map[string]tailNode{}
 	var ids []string // the old ids while no node joins
-	if old != nil && changed != nil {
+	if old != nil {
 		next, ids = maps.Clone(old.nodes), old.ids
-	} else {
-		changed = s.nodes
 	}
 	for id, ns := range changed {
 		if _, ok := next[id]; !ok {

@@ -198,7 +198,7 @@ func TestClockAtFollowsTheStoresClock(t *testing.T) {
 // order: a node left out of the ids would be left out of the tail).
 func TestPublishKeepsTailIdsSorted(t *testing.T) {
 	s := &Store{nodes: map[string]*ledgerNode{"b": {id: "b"}, "a": {id: "a"}}}
-	s.publish(nil)
+	s.publish(s.nodes)
 	first := s.tails.Load()
 	if got := first.ids; len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Fatalf("ids %v, want [a b]", got)
