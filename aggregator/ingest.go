@@ -536,7 +536,11 @@ func (ss *session) apply(recs []fleet.Sample) error {
 		// that connects after the ack must not get this change again as a
 		// delta. The hub is kicked after the unlock, when it can take the
 		// node's lock and rebuild the row (watchHub skips a locked node).
-		n.version.Store(s.version.Add(1))
+		v := s.version.Add(1)
+		n.version.Store(v)
+		if s.watchHub.Load() != nil { // someone has watched: the hub will want the row
+			s.takeRowValues(n, &n.row, v)
+		}
 	}
 	n.seq.Store(last)
 	n.mu.Unlock()

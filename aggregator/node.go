@@ -50,6 +50,7 @@ type nodeState struct {
 	state      string    // last state reported to Insights
 	sess       *session  // live session, nil when none
 	evicted    bool      // forgotten by evictIdle; a session must claim anew
+	row        rowValues // its list row's figures, taken by apply
 }
 
 // deviceState is what the aggregator keeps of device i beside its identity,

@@ -494,7 +494,8 @@ func (h *watchHub) refreshRows(now time.Time) {
 			// engine, so one slow node never delays every viewer.
 			continue
 		}
-		s.buildRow(e, n, now)
+		v = n.version.Load() // under the lock: what the row is built from
+		s.buildRow(e, n, v, now)
 		n.mu.Unlock()
 		e.ver = v
 	}
