@@ -217,20 +217,21 @@ func (d *devLive) idle(thr float64) bool { return d.lost || !d.hasUtil || d.util
 // costNode is everything the cost engine keeps about one node, under its
 // shard lock.
 type costNode struct {
-	info     policy.NodeInfo
-	provider string
-	model    string // model of the first device, for the by-model lines
-	leaseID  string
-	versions []cost.Version // the lease terms seen, oldest first
-	origin   time.Time      // when this engine started accounting for the node
-	devs     []devLive
-	state    string
-	tracker  policy.NodeTracker
-	active   []policy.Condition
-	last     time.Time // newest sample time
-	day      period
-	month    period
-	jobs     map[string]*cost.Exact // job id → spend while observed (this aggregator run)
+	info      policy.NodeInfo
+	provider  string
+	model     string // model of the first device, for the by-model lines
+	leaseID   string
+	versions  []cost.Version // the lease terms seen, oldest first
+	perSecond []cost.Version // versions billed per second (prepaid), as long as versions
+	origin    time.Time      // when this engine started accounting for the node
+	devs      []devLive
+	state     string
+	tracker   policy.NodeTracker
+	active    []policy.Condition
+	last      time.Time // newest sample time
+	day       period
+	month     period
+	jobs      map[string]*cost.Exact // job id → spend while observed (this aggregator run)
 }
 
 // Periods: "today" and "this month" are the calendar day and month in the

@@ -39,10 +39,13 @@ func (ns *costNode) prepaid(from, to time.Time) cost.Sums {
 	if !hourly || !to.After(from) {
 		return m
 	}
-	per := slices.Clone(ns.versions)
-	for i := range per {
-		per[i].Billing = fleet.BillPerSecond
+	if len(ns.perSecond) != len(ns.versions) { // versions are only appended
+		ns.perSecond = slices.Clone(ns.versions)
+		for i := range ns.perSecond {
+			ns.perSecond[i].Billing = fleet.BillPerSecond
+		}
 	}
+	per := ns.perSecond
 	var buf [2]cost.Accrual
 	for _, a := range cost.AccrueInto(buf[:0], ns.versions, ns.origin, from, to) {
 		m.Add(a.Charge, a.Currency)
@@ -108,7 +111,7 @@ type sumRun struct {
 
 	sum                                                    wire.Summary
 	burn, idleBurn, today, month, proj, blindBurn, prepaid cost.Sums
-	groups                                                 map[[2]string]*line
+	lines                                                  [numBy]map[string]*line // by group
 	jobs                                                   map[string]*jobAgg
 	ending                                                 []wire.LeaseEnding
 	utilSum                                                float64
@@ -131,8 +134,7 @@ func (e *Engine) newRun(now time.Time) *sumRun {
 	if e.clock != nil {
 		mnow = e.clock()
 	}
-	r := &sumRun{e: e, now: now, mnow: mnow, thr: e.cfg.Rules.IdleThreshold,
-		groups: map[[2]string]*line{}}
+	r := &sumRun{e: e, now: now, mnow: mnow, thr: e.cfg.Rules.IdleThreshold}
 	r.room = e.takeRoom()
 	r.jobs = r.room.jobs
 	r.ms, r.ds = e.monthStart(mnow), e.dayStart(mnow)
@@ -243,15 +245,31 @@ func spendOf(lines []store.NodeLine, idle bool) cost.Sums {
 	return m
 }
 
-// group returns the line of group g of breakdown by, creating it.
-func (r *sumRun) group(by, g string) *line {
+// The breakdowns of the cost lines, in their order.
+const (
+	byRegion = iota
+	byProvider
+	byModel
+	byTeam
+	numBy
+)
+
+var byNames = [numBy]string{"region", "provider", "model", "team"}
+
+// group returns the line of group g of breakdown by, creating it. A
+// Summarize looks lines up a dozen times a node: by a string key in a map
+// per breakdown, not by [2]string in one (whose hash is not the fast one).
+func (r *sumRun) group(by int, g string) *line {
 	if g == "" {
 		g = noGroup
 	}
-	l := r.groups[[2]string{by, g}]
+	l := r.lines[by][g]
 	if l == nil {
 		l = new(line)
-		r.groups[[2]string{by, g}] = l
+		if r.lines[by] == nil {
+			r.lines[by] = map[string]*line{}
+		}
+		r.lines[by][g] = l
 	}
 	return l
 }
@@ -266,6 +284,7 @@ type nodeMoney struct {
 	idleGPUs           int          // billed GPUs idle now (blind ones included)
 	online             bool
 	idleMonth          cost.Sums // idle spend this month (the ledger's, else sampled)
+	dayLines, monLines []store.NodeLine // the ledger's lines today and this month, with a store
 }
 
 func (m *nodeMoney) cur() string { return m.per.Price.Currency }
@@ -315,7 +334,8 @@ func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 	e := r.e
 	var m nodeMoney
 	if r.led {
-		m.today, m.month = spendOf(r.ledDay[id], false), spendOf(r.ledMon[id], false)
+		m.dayLines, m.monLines = r.ledDay[id], r.ledMon[id]
+		m.today, m.month = spendOf(m.dayLines, false), spendOf(m.monLines, false)
 	} else {
 		m.today, m.month = ns.accrue(r.ds, r.mnow), ns.accrue(r.ms, r.mnow)
 	}
@@ -363,7 +383,7 @@ func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 	}
 	switch {
 	case r.led:
-		m.idleMonth = spendOf(r.ledMon[id], true)
+		m.idleMonth = spendOf(m.monLines, true)
 	case ns.month.key == r.mk:
 		m.idleMonth.Add(ns.month.idle, m.cur())
 	}
@@ -373,7 +393,7 @@ func (r *sumRun) nodeMoney(id string, ns *costNode) nodeMoney {
 // addPlaces adds the node to its region, provider and model lines.
 func (r *sumRun) addPlaces(ns *costNode, m *nodeMoney) {
 	price := m.per.Price.Micros
-	for _, l := range [3]*line{r.group("region", ns.info.Region), r.group("provider", ns.provider), r.group("model", ns.model)} {
+	for _, l := range [3]*line{r.group(byRegion, ns.info.Region), r.group(byProvider, ns.provider), r.group(byModel, ns.model)} {
 		l.gpus += m.billed
 		l.burn.AddMicros(price*int64(m.billed), m.cur())
 		l.idleBurn.AddMicros(price*int64(m.idleGPUs), m.cur())
@@ -402,7 +422,7 @@ func jobOn(procs []fleet.Process, index int) (string, fleet.Job) {
 // the fleet figure. Burn: the GPUs their jobs hold now.
 func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 	if r.led {
-		r.ledgerTeams(ns.info.ID)
+		r.ledgerTeams(m.dayLines, m.monLines)
 	} else {
 		var dayTeams, monthTeams []teamSpend
 		if ns.day.key == r.dk {
@@ -411,23 +431,26 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 		if ns.month.key == r.mk {
 			monthTeams = ns.month.teams
 		}
-		splitTeams(m.today, dayTeams, m.cur(), func(t string) *cost.Sums { return &r.group("team", t).today })
-		splitTeams(m.month, monthTeams, m.cur(), func(t string) *cost.Sums { return &r.group("team", t).month })
+		splitTeams(m.today, dayTeams, m.cur(), func(t string) *cost.Sums { return &r.group(byTeam, t).today })
+		splitTeams(m.month, monthTeams, m.cur(), func(t string) *cost.Sums { return &r.group(byTeam, t).month })
 	}
 	price := m.per.Price.Micros
 	if extra := m.billed - len(ns.devs); extra > 0 {
-		l := r.group("team", noGroup)
+		l := r.group(byTeam, noGroup)
 		l.gpus += extra
 		l.burn.AddMicros(price*int64(extra), m.cur())
 		l.idleBurn.AddMicros(price*int64(extra), m.cur())
 	}
 	procs := ns.tracker.Procs()
+	var team string
+	var l *line
 	for k, d := range ns.devs {
 		if k >= m.billed {
 			break // seen but not billed
 		}
-		team, _ := jobOn(procs, d.index)
-		l := r.group("team", team)
+		if t, _ := jobOn(procs, d.index); l == nil || t != team {
+			team, l = t, r.group(byTeam, t) // a node's GPUs mostly serve one team
+		}
 		l.gpus++
 		l.burn.AddMicros(price, m.cur())
 		if !m.online || d.idle(r.thr) {
@@ -436,14 +459,14 @@ func (r *sumRun) addTeams(ns *costNode, m *nodeMoney) {
 	}
 }
 
-// ledgerTeams adds node id's ledger lines to their teams' spend today and
-// this month.
-func (r *sumRun) ledgerTeams(id string) {
-	for _, l := range r.ledDay[id] {
-		r.group("team", l.Team).today.Add(l.Spend, l.Currency)
+// ledgerTeams adds a node's ledger lines today and this month to their
+// teams' spend.
+func (r *sumRun) ledgerTeams(day, month []store.NodeLine) {
+	for i := range day {
+		r.group(byTeam, day[i].Team).today.Add(day[i].Spend, day[i].Currency)
 	}
-	for _, l := range r.ledMon[id] {
-		r.group("team", l.Team).month.Add(l.Spend, l.Currency)
+	for i := range month {
+		r.group(byTeam, month[i].Team).month.Add(month[i].Spend, month[i].Currency)
 	}
 }
 
@@ -475,13 +498,13 @@ func (r *sumRun) addUnseen(id string) {
 	r.month.Merge(month)
 	r.proj.Merge(month)
 	p := r.places[id]
-	for _, l := range [3]*line{r.group("region", p.Region), r.group("provider", p.Provider), r.group("model", p.Model)} {
+	for _, l := range [3]*line{r.group(byRegion, p.Region), r.group(byProvider, p.Provider), r.group(byModel, p.Model)} {
 		l.today.Merge(today)
 		l.month.Merge(month)
 		l.proj.Merge(month)
 		l.idleMon.Merge(idle)
 	}
-	r.ledgerTeams(id)
+	r.ledgerTeams(r.ledDay[id], r.ledMon[id])
 }
 
 // addJobs adds the node's billed GPUs to the jobs that hold them now: where
@@ -576,18 +599,19 @@ func (r *sumRun) totals() {
 func (r *sumRun) costLines() {
 	e, cur := r.e, r.e.cfg.Currency
 	var budget []policy.Condition
-	keys := make([][2]string, 0, len(r.groups))
-	for k := range r.groups {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b [2]string) int {
-		if c := strings.Compare(byOrder(a[0]), byOrder(b[0])); c != 0 {
-			return c
+	groups := map[[2]string]*line{}
+	var keys [][2]string
+	for by, m := range r.lines {
+		start := len(keys)
+		for g, l := range m {
+			k := [2]string{byNames[by], g}
+			keys = append(keys, k)
+			groups[k] = l
 		}
-		return strings.Compare(a[1], b[1])
-	})
+		slices.SortFunc(keys[start:], func(a, b [2]string) int { return strings.Compare(a[1], b[1]) })
+	}
 	for _, k := range keys {
-		l := r.groups[k]
+		l := groups[k]
 		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, BurnPerHour: e.conv(&l.burn), IdleBurn: e.conv(&l.idleBurn),
 			SpendToday: e.conv(&l.today), SpendMonth: e.conv(&l.month), IdleSpend: e.conv(&l.idleMon), ProjectedMonth: e.conv(&l.proj)}
 		var b int64
@@ -604,7 +628,7 @@ func (r *sumRun) costLines() {
 		r.sum.Costs = append(r.sum.Costs, cl)
 	}
 	r.trs = append(r.trs, e.book.Sync("budget", budget, r.now)...)
-	e.apportion(&r.sum, keys, r.groups, map[string]*cost.Sums{"burn": &r.burn, "idle": &r.idleBurn, "today": &r.today, "month": &r.month, "proj": &r.proj})
+	e.apportion(&r.sum, keys, groups, map[string]*cost.Sums{"burn": &r.burn, "idle": &r.idleBurn, "today": &r.today, "month": &r.month, "proj": &r.proj})
 }
 
 // leasesEnding sorts the leases that end soon by end, then node.
@@ -770,18 +794,6 @@ func (e *Engine) rat(m *cost.Sums) *big.Rat {
 		}
 	}
 	return out
-}
-
-func byOrder(by string) string {
-	switch by {
-	case "region":
-		return "0"
-	case "provider":
-		return "1"
-	case "model":
-		return "2"
-	}
-	return "3" + by
 }
 
 // conv converts a cost.Sums-currency sum to the display currency, rounding once.
