@@ -26,7 +26,8 @@ type Recorder interface {
 	// Commit makes everything recorded so far durable together with seqs
 	// (node id → highest applied sequence) in one transaction. A node's
 	// durable sequence becomes the highest it has recorded, which may exceed
-	// seqs[id] when samples were recorded after the caller read it.
+	// seqs[id] when samples were recorded after the caller read it. It must
+	// not keep or modify seqs, which the caller reuses.
 	Commit(ctx context.Context, seqs map[string]uint64) error
 }
 

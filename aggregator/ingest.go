@@ -779,17 +779,17 @@ func (ss *session) closeWith(code wire.CloseCode, reason string) {
 func (s *Server) flush(ctx context.Context) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	var adv []*nodeState
-	var seqs map[string]uint64
+	// The nodes that advanced and their sequences: every node, every
+	// second, so the map and slice are kept (under commitMu).
+	adv, seqs := s.flushAdv[:0], s.flushSeqs
+	clear(seqs)
 	for _, n := range s.nodeList() {
 		if q := n.seq.Load(); q > n.committed.Load() {
-			if seqs == nil {
-				seqs = map[string]uint64{}
-			}
 			seqs[n.id] = q
 			adv = append(adv, n)
 		}
 	}
+	defer func() { clear(adv); s.flushAdv = adv[:0] }()
 	if len(adv) == 0 {
 		return nil
 	}

@@ -138,7 +138,9 @@ type Server struct {
 	frameBufs sync.Pool
 	viewers   map[*viewer]struct{}
 
-	commitMu  sync.Mutex // one Commit at a time
+	commitMu  sync.Mutex        // one Commit at a time
+	flushSeqs map[string]uint64 // flush's, kept between commits; guarded by commitMu
+	flushAdv  []*nodeState      // likewise
 	sumCache  summaryCache
 	marks     alertMarks // operators' acknowledgements and silences
 	histCache historyCache
@@ -332,18 +334,19 @@ func New(cfg Config) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		clock:    cfg.Clock,
-		reg:      reg,
-		m:        newMetrics(reg),
-		ctx:      ctx,
-		cancel:   cancel,
-		nodes:    map[string]*nodeState{},
-		durable:  seqs,
-		tokNodes: map[string]map[string]struct{}{},
-		sessions: map[*session]struct{}{},
-		viewers:  map[*viewer]struct{}{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		clock:     cfg.Clock,
+		reg:       reg,
+		m:         newMetrics(reg),
+		ctx:       ctx,
+		cancel:    cancel,
+		nodes:     map[string]*nodeState{},
+		durable:   seqs,
+		flushSeqs: map[string]uint64{},
+		tokNodes:  map[string]map[string]struct{}{},
+		sessions:  map[*session]struct{}{},
+		viewers:   map[*viewer]struct{}{},
 	}
 	if s.durable == nil {
 		s.durable = map[string]uint64{}

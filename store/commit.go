@@ -146,11 +146,14 @@ func (s *Store) commit(ctx context.Context, seqs map[string]uint64, force bool, 
 	}
 	defer s.commitMu.unlock()
 	// drain raises each node's sequence to the highest it has recorded, in a
-	// copy: the caller's map stays what it asked for.
-	seqs = maps.Clone(seqs)
-	if seqs == nil {
-		seqs = map[string]uint64{}
+	// copy: the caller's map stays what it asked for. The copy is kept for
+	// the next commit (a map of every node, each second).
+	if s.seqBuf == nil {
+		s.seqBuf = map[string]uint64{}
 	}
+	clear(s.seqBuf)
+	maps.Copy(s.seqBuf, seqs)
+	seqs = s.seqBuf
 	metas, jbuf := s.drain(seqs, s.journalBuf[:0])
 	s.journalBuf = jbuf
 	batches := append(s.retry, metas...)

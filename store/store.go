@@ -156,6 +156,7 @@ type Store struct {
 	openedMs   int64             // clock (Unix ms) at Open
 	durable    map[string]uint64 // seqs committed since Open
 	journalBuf []byte            // the last Commit's journal entry
+	seqBuf     map[string]uint64 // the last Commit's sequences (drain raises them)
 	journalEnc journalEnc        // writes it
 	drains     uint64            // Commits that drained the accumulators
 
