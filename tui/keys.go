@@ -25,41 +25,44 @@ type KeyMap struct {
 
 // DefaultKeyMap returns the standard bindings.
 func DefaultKeyMap() KeyMap {
+	// b binds keys, shown in the help as k; one binds a single key, shown
+	// as itself.
 	b := func(keys []string, k, desc string) key.Binding {
 		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(k, desc))
 	}
+	one := func(k, desc string) key.Binding { return b([]string{k}, k, desc) }
 	return KeyMap{
-		Fleet:     b([]string{"1"}, "1", "fleet"),
-		Nodes:     b([]string{"2"}, "2", "nodes"),
-		Node:      b([]string{"3"}, "3", "node"),
-		Jobs:      b([]string{"4"}, "4", "jobs"),
-		Cost:      b([]string{"5"}, "5", "cost"),
-		Alerts:    b([]string{"6"}, "6", "alerts"),
-		Job:       b([]string{"7"}, "7", "job"),
-		NextView:  b([]string{"tab"}, "tab", "view"),
-		PrevView:  b([]string{"shift+tab"}, "shift+tab", "previous view"),
+		Fleet:     one("1", "fleet"),
+		Nodes:     one("2", "nodes"),
+		Node:      one("3", "node"),
+		Jobs:      one("4", "jobs"),
+		Cost:      one("5", "cost"),
+		Alerts:    one("6", "alerts"),
+		Job:       one("7", "job"),
+		NextView:  one("tab", "view"),
+		PrevView:  one("shift+tab", "previous view"),
 		Up:        b([]string{"up", "k"}, "↑/k", "up"),
 		Down:      b([]string{"down", "j"}, "↓/j", "down"),
 		PageUp:    b([]string{"pgup", "ctrl+u"}, "pgup", "page up"),
 		PageDown:  b([]string{"pgdown", "ctrl+d", "space"}, "pgdn", "page down"),
 		Top:       b([]string{"home", "g"}, "g", "top"),
 		Bottom:    b([]string{"end", "G"}, "G", "bottom"),
-		Enter:     b([]string{"enter"}, "enter", "open"),
+		Enter:     one("enter", "open"),
 		Back:      b([]string{"esc", "backspace"}, "esc", "back"),
-		Filter:    b([]string{"/"}, "/", "filter"),
-		Sort:      b([]string{"s"}, "s", "sort"),
-		Reverse:   b([]string{"S"}, "S", "reverse sort"),
-		Command:   b([]string{":"}, ":", "jump"),
-		Copy:      b([]string{"y"}, "y", "copy id"),
-		Ack:       b([]string{"a"}, "a", "acknowledge"),
-		Silence:   b([]string{"x"}, "x", "silence 1h"),
-		RangeDown: b([]string{"["}, "[", "shorter history"),
-		RangeUp:   b([]string{"]"}, "]", "longer history"),
-		Help:      b([]string{"?"}, "?", "help"),
+		Filter:    one("/", "filter"),
+		Sort:      one("s", "sort"),
+		Reverse:   one("S", "reverse sort"),
+		Command:   one(":", "jump"),
+		Copy:      one("y", "copy id"),
+		Ack:       one("a", "acknowledge"),
+		Silence:   one("x", "silence 1h"),
+		RangeDown: one("[", "shorter history"),
+		RangeUp:   one("]", "longer history"),
+		Help:      one("?", "help"),
 		Quit:      b([]string{"q", "ctrl+c"}, "q", "quit"),
-		Cancel:    b([]string{"esc"}, "esc", "cancel"),
-		Accept:    b([]string{"enter"}, "enter", "apply"),
-		Interrupt: b([]string{"ctrl+c"}, "ctrl+c", "quit"),
+		Cancel:    one("esc", "cancel"),
+		Accept:    one("enter", "apply"),
+		Interrupt: one("ctrl+c", "quit"),
 	}
 }
 
