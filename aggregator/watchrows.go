@@ -421,7 +421,7 @@ func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Aler
 	// The cost engine's per-region figures, when present, are authoritative.
 	for _, c := range sum.Costs {
 		if a := byRegion[c.Group]; a != nil && c.By == "region" {
-			a.row.BurnPerHour, a.row.IdleBurn = c.BurnPerHour, c.IdleBurn
+			a.row.Burn = c.Burn
 		}
 	}
 	for _, a := range byRegion {

@@ -31,7 +31,7 @@ func bigFleet(gpus int) *Snapshot {
 	f := NewMerger([]Endpoint{{URL: "http://a"}}, "USD", 0.05)
 	f.SetConn(0, ConnLive, nil, fixedNow)
 	f.Apply(0, &wire.WatchMsg{Version: 1, Kind: wire.WatchSnapshot, Nodes: nodes, Jobs: jobs,
-		Summary: wire.Summary{Currency: "USD", GPUsOnline: gpus, Util: 0.5, BurnPerHour: usd(2.5 * float64(gpus))}}, fixedNow)
+		Summary: wire.Summary{Currency: "USD", GPUsOnline: gpus, Util: 0.5, Burn: wire.Burn{BurnPerHour: usd(2.5 * float64(gpus))}}}, fixedNow)
 	return f.Snapshot(fixedNow)
 }
 

@@ -59,7 +59,7 @@ func (p *costPage) SetData(s *Snapshot) {
 	more := func(n int) { add(st.Dim.Render("  … " + strconv.Itoa(n) + " more")) }
 	sm := &s.Summary
 	add(st.Label.Render("Burn ") + Money(sm.BurnPerHour.Micros, cur) + "/h   " +
-		st.Label.Render("Idle burn ") + Money(sm.IdleBurnPerHour.Micros, cur) + "/h   " +
+		st.Label.Render("Idle burn ") + Money(sm.IdleBurn.Micros, cur) + "/h   " +
 		st.Label.Render("Today ") + Money(sm.SpendToday.Micros, cur) + "   " +
 		st.Label.Render("Month-to-date ") + Money(sm.SpendMonth.Micros, cur) + "   " +
 		st.Label.Render("Projected ") + Money(sm.ProjectedMonth.Micros, cur))

@@ -102,21 +102,21 @@ func fixtureMsgs() []*wire.WatchMsg {
 	}
 	asiaSum := wire.Summary{Currency: "USD", GPUsOnline: 32, GPUsStale: 8, GPUsOffline: 4, NodesOnline: 4, NodesStale: 1, NodesOffline: 1,
 		NodesDegraded: 1, GPUsLost: 1, GPUsBlind: 2, BlindBurnPerHour: usd(5.8), PrepaidToday: usd(1.5),
-		Util: 0.52, BurnPerHour: usd(108.4), IdleBurnPerHour: usd(18.75), SpendToday: usd(1030.8), SpendMonth: usd(41234.56),
+		Util: 0.52, Burn: wire.Burn{BurnPerHour: usd(108.4), IdleBurn: usd(18.75)}, SpendToday: usd(1030.8), SpendMonth: usd(41234.56),
 		ProjectedMonth: usd(80655.1), AlertsOpen: 3,
 		Costs: []wire.CostLine{
-			{By: "region", Group: "Singapore", GPUs: 24, BurnPerHour: usd(70.4), IdleBurn: usd(18.75), SpendToday: usd(668.8), SpendMonth: usd(26780), IdleSpend: usd(4100), Budget: usd(40000)},
-			{By: "region", Group: "Johor", GPUs: 12, BurnPerHour: usd(9.6), SpendToday: usd(91.2), SpendMonth: usd(5400)},
-			{By: "region", Group: "Home DC", GPUs: 8, BurnPerHour: usd(7.2), SpendToday: usd(68.4), SpendMonth: usd(2700)},
-			{By: "team", Group: "research", GPUs: 12, BurnPerHour: usd(25), SpendToday: usd(237.5), SpendMonth: usd(9000), Budget: usd(20000)},
+			{By: "region", Group: "Singapore", GPUs: 24, Burn: wire.Burn{BurnPerHour: usd(70.4), IdleBurn: usd(18.75)}, SpendToday: usd(668.8), SpendMonth: usd(26780), IdleSpend: usd(4100), Budget: usd(40000)},
+			{By: "region", Group: "Johor", GPUs: 12, Burn: wire.Burn{BurnPerHour: usd(9.6)}, SpendToday: usd(91.2), SpendMonth: usd(5400)},
+			{By: "region", Group: "Home DC", GPUs: 8, Burn: wire.Burn{BurnPerHour: usd(7.2)}, SpendToday: usd(68.4), SpendMonth: usd(2700)},
+			{By: "team", Group: "research", GPUs: 12, Burn: wire.Burn{BurnPerHour: usd(25)}, SpendToday: usd(237.5), SpendMonth: usd(9000), Budget: usd(20000)},
 		},
 		LeasesEnding: []wire.LeaseEnding{{Node: "sg-b1", Lease: "L-sg-b1", GPUs: 8, End: fixedNow.Add(3*24*time.Hour + 4*time.Hour)}},
 	}
-	gulfSum := wire.Summary{Currency: "USD", GPUsOnline: 16, NodesOnline: 2, NodesDegraded: 1, PrepaidToday: usd(0.5), Util: 0.41, BurnPerHour: usd(46.4),
-		IdleBurnPerHour: usd(23.2), SpendToday: usd(440.8), SpendMonth: usd(17400.5), ProjectedMonth: usd(34520), AlertsOpen: 1,
+	gulfSum := wire.Summary{Currency: "USD", GPUsOnline: 16, NodesOnline: 2, NodesDegraded: 1, PrepaidToday: usd(0.5), Util: 0.41,
+		Burn: wire.Burn{BurnPerHour: usd(46.4), IdleBurn: usd(23.2)}, SpendToday: usd(440.8), SpendMonth: usd(17400.5), ProjectedMonth: usd(34520), AlertsOpen: 1,
 		Costs: []wire.CostLine{
-			{By: "region", Group: "Dubai", GPUs: 16, BurnPerHour: usd(46.4), IdleBurn: usd(23.2), SpendToday: usd(440.8), SpendMonth: usd(17400.5), IdleSpend: usd(8700)},
-			{By: "team", Group: "apac", GPUs: 8, BurnPerHour: usd(23.2), SpendToday: usd(220.4), SpendMonth: usd(8700)},
+			{By: "region", Group: "Dubai", GPUs: 16, Burn: wire.Burn{BurnPerHour: usd(46.4), IdleBurn: usd(23.2)}, SpendToday: usd(440.8), SpendMonth: usd(17400.5), IdleSpend: usd(8700)},
+			{By: "team", Group: "apac", GPUs: 8, Burn: wire.Burn{BurnPerHour: usd(23.2)}, SpendToday: usd(220.4), SpendMonth: usd(8700)},
 		},
 	}
 	asiaJobs := []wire.JobView{

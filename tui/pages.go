@@ -190,7 +190,7 @@ func fleetHeader(b *strings.Builder, sh *shared, w, lines int) {
 		lbl("Util ") + val(Percent(sm.Util)) + " " + st.bar(sm.Util, 10),
 		lbl("Alerts ") + alerts,
 		lbl("Burn ") + val(money(sm.BurnPerHour.Micros)+"/h"),
-		lbl("Idle burn ") + val(money(sm.IdleBurnPerHour.Micros)+"/h"),
+		lbl("Idle burn ") + val(money(sm.IdleBurn.Micros)+"/h"),
 		lbl("Today ") + val(money(sm.SpendToday.Micros)),
 		lbl("Month-to-date ") + val(money(sm.SpendMonth.Micros)),
 		lbl("Projected ") + val(money(sm.ProjectedMonth.Micros)),

@@ -18,9 +18,9 @@ func TestMoneyFieldsListEveryMoneyField(t *testing.T) {
 	}{{&s, s.MoneyFields()}, {&c, c.MoneyFields()}} {
 		rv := reflect.ValueOf(tc.v).Elem()
 		want := map[*fleet.Money]string{}
-		for i := range rv.NumField() {
-			if f := rv.Field(i); f.Type() == reflect.TypeFor[fleet.Money]() {
-				want[f.Addr().Interface().(*fleet.Money)] = rv.Type().Field(i).Name
+		for _, sf := range reflect.VisibleFields(rv.Type()) { // Burn's too
+			if sf.Type == reflect.TypeFor[fleet.Money]() {
+				want[rv.FieldByIndex(sf.Index).Addr().Interface().(*fleet.Money)] = sf.Name
 			}
 		}
 		for _, p := range tc.listed {

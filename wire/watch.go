@@ -212,9 +212,8 @@ type RegionRow struct {
 	MemUsed      float64        `json:"mem_used"`
 	MemTotal     float64        `json:"mem_total"`
 	Power        float64        `json:"power"`
-	BurnPerHour  fleet.Money    `json:"burn_per_hour"`
-	IdleBurn     fleet.Money    `json:"idle_burn_per_hour"`
-	AlertsOpen   int            `json:"alerts_open"`
+	Burn
+	AlertsOpen int `json:"alerts_open"`
 }
 
 // NodePage is the subscribed page of the node list.
@@ -236,18 +235,18 @@ type NodeRow struct {
 	State    string `json:"state"`
 	// LastSeen is sent for nodes that are not online (the list says since
 	// when); zero for online nodes.
-	LastSeen    time.Time      `json:"last_seen,omitzero"`
-	GPUs        int            `json:"gpus"`
-	Models      map[string]int `json:"models,omitempty"`  // device model → count
-	Util        *float64       `json:"util,omitempty"`    // mean over devices that report it
-	MemUsed     float64        `json:"mem_used"`          // bytes, summed
-	MemTotal    float64        `json:"mem_total"`         // bytes, summed
-	Power       float64        `json:"power"`             // watts, summed
-	Hottest     *float64       `json:"hottest,omitempty"` // °C
-	IdleGPUs    int            `json:"idle_gpus"`         // reporting utilisation below the idle threshold
-	Jobs        []string       `json:"jobs,omitempty"`    // sorted ids
-	BurnPerHour fleet.Money    `json:"burn_per_hour"`
-	IdleBurn    fleet.Money    `json:"idle_burn_per_hour"` // burn × idle GPUs / GPUs
+	LastSeen time.Time      `json:"last_seen,omitzero"`
+	GPUs     int            `json:"gpus"`
+	Models   map[string]int `json:"models,omitempty"`  // device model → count
+	Util     *float64       `json:"util,omitempty"`    // mean over devices that report it
+	MemUsed  float64        `json:"mem_used"`          // bytes, summed
+	MemTotal float64        `json:"mem_total"`         // bytes, summed
+	Power    float64        `json:"power"`             // watts, summed
+	Hottest  *float64       `json:"hottest,omitempty"` // °C
+	IdleGPUs int            `json:"idle_gpus"`         // reporting utilisation below the idle threshold
+	Jobs     []string       `json:"jobs,omitempty"`    // sorted ids
+	// Burn's idle part is burn × idle GPUs / GPUs.
+	Burn
 }
 
 // JobPage is the subscribed page of jobs.
@@ -329,11 +328,10 @@ type Summary struct {
 	NodesOffline     int         `json:"nodes_offline"`
 	// NodesDegraded are online nodes with a lost or invisible GPU (counted
 	// apart from NodesOnline); their visible GPUs count in GPUsOnline.
-	NodesDegraded   int         `json:"nodes_degraded"`
-	Util            float64     `json:"util"` // mean over online devices, 0..1
-	BurnPerHour     fleet.Money `json:"burn_per_hour"`
-	IdleBurnPerHour fleet.Money `json:"idle_burn_per_hour"`
-	SpendToday      fleet.Money `json:"spend_today"`
+	NodesDegraded int     `json:"nodes_degraded"`
+	Util          float64 `json:"util"` // mean over online devices, 0..1
+	Burn
+	SpendToday fleet.Money `json:"spend_today"`
 	// PrepaidToday is the part of SpendToday that hourly-billed leases
 	// charged ahead: the rest of each started hour (zero when no lease
 	// bills by the hour). Spend figures include it.
@@ -347,17 +345,24 @@ type Summary struct {
 	LeasesEnding []LeaseEnding `json:"leases_ending,omitempty"`
 }
 
-// CostLine is spend and burn for one group (by region, provider, model or team).
-type CostLine struct {
-	By          string      `json:"by"`    // "region", "provider", "model", "team"
-	Group       string      `json:"group"` // e.g. "Singapore"
-	GPUs        int         `json:"gpus"`
+// Burn is what something (a node, a region, a group, the fleet) costs per
+// hour now, and the part of that its idle GPUs cost. Summary, CostLine,
+// RegionRow and NodeRow embed it, so its fields stand flat in their JSON.
+type Burn struct {
 	BurnPerHour fleet.Money `json:"burn_per_hour"`
 	IdleBurn    fleet.Money `json:"idle_burn_per_hour"`
-	SpendToday  fleet.Money `json:"spend_today"`
-	SpendMonth  fleet.Money `json:"spend_month"`
-	IdleSpend   fleet.Money `json:"idle_spend_month"`
-	Budget      fleet.Money `json:"budget,omitzero"`
+}
+
+// CostLine is spend and burn for one group (by region, provider, model or team).
+type CostLine struct {
+	By    string `json:"by"`    // "region", "provider", "model", "team"
+	Group string `json:"group"` // e.g. "Singapore"
+	GPUs  int    `json:"gpus"`
+	Burn
+	SpendToday fleet.Money `json:"spend_today"`
+	SpendMonth fleet.Money `json:"spend_month"`
+	IdleSpend  fleet.Money `json:"idle_spend_month"`
+	Budget     fleet.Money `json:"budget,omitzero"`
 	// ProjectedMonth is the month so far plus what the leases accrue to its
 	// end (region, provider and model lines).
 	ProjectedMonth fleet.Money `json:"projected_month,omitzero"`
@@ -366,7 +371,7 @@ type CostLine struct {
 // MoneyFields lists the summary's money figures, for code that treats
 // them all alike (summing the summaries of several aggregators).
 func (s *Summary) MoneyFields() []*fleet.Money {
-	return []*fleet.Money{&s.BurnPerHour, &s.IdleBurnPerHour, &s.BlindBurnPerHour,
+	return []*fleet.Money{&s.BurnPerHour, &s.IdleBurn, &s.BlindBurnPerHour,
 		&s.SpendToday, &s.PrepaidToday, &s.SpendMonth, &s.ProjectedMonth}
 }
 

@@ -107,7 +107,7 @@ func TestSummarizeMoney(t *testing.T) {
 		got, want fleet.Money
 	}{
 		{"burn", sum.BurnPerHour, usd(8_660_000)},
-		{"idle burn", sum.IdleBurnPerHour, usd(5_810_000)},
+		{"idle burn", sum.IdleBurn, usd(5_810_000)},
 		{"today", sum.SpendToday, usd(17_320_000)},
 		{"month", sum.SpendMonth, usd(17_320_000)},
 		{"projected", sum.ProjectedMonth, usd(3_171_640_000)},
@@ -205,8 +205,8 @@ func TestOfflineIsPaidButDark(t *testing.T) {
 	if sum.NodesOffline != 1 || sum.GPUsOffline != 2 {
 		t.Fatalf("offline counts %+v", sum)
 	}
-	if sum.IdleBurnPerHour != usd(5_700_000+2_960_000) {
-		t.Errorf("idle burn %v", sum.IdleBurnPerHour)
+	if sum.IdleBurn != usd(5_700_000+2_960_000) {
+		t.Errorf("idle burn %v", sum.IdleBurn)
 	}
 	if sum.SpendToday != usd(17_320_000+5_700_000+2_960_000) {
 		t.Errorf("spend today %v", sum.SpendToday)
@@ -245,9 +245,9 @@ func TestBreakdownsAddUp(t *testing.T) {
 					b, i, d, m = b+c.BurnPerHour.Micros, i+c.IdleBurn.Micros, d+c.SpendToday.Micros, m+c.SpendMonth.Micros
 				}
 			}
-			if b != sum.BurnPerHour.Micros || i != sum.IdleBurnPerHour.Micros || d != sum.SpendToday.Micros || m != sum.SpendMonth.Micros {
+			if b != sum.BurnPerHour.Micros || i != sum.IdleBurn.Micros || d != sum.SpendToday.Micros || m != sum.SpendMonth.Micros {
 				t.Errorf("%v by %s: %d %d %d %d, fleet %d %d %d %d", at, by, b, i, d, m, sum.BurnPerHour.Micros,
-					sum.IdleBurnPerHour.Micros, sum.SpendToday.Micros, sum.SpendMonth.Micros)
+					sum.IdleBurn.Micros, sum.SpendToday.Micros, sum.SpendMonth.Micros)
 			}
 		}
 	}

@@ -48,9 +48,9 @@ func TestLeaseCountIsBilled(t *testing.T) {
 				t.Errorf("NodeBurn = %d, want %d", got.Micros, tc.burn)
 			}
 			sum, _, _ := e.Summarize(t0.Add(2 * time.Second))
-			if sum.BurnPerHour.Micros != tc.burn || sum.BlindBurnPerHour.Micros != tc.blind || sum.IdleBurnPerHour.Micros != tc.idle {
+			if sum.BurnPerHour.Micros != tc.burn || sum.BlindBurnPerHour.Micros != tc.blind || sum.IdleBurn.Micros != tc.idle {
 				t.Errorf("burn %d blind %d idle %d, want %d %d %d", sum.BurnPerHour.Micros, sum.BlindBurnPerHour.Micros,
-					sum.IdleBurnPerHour.Micros, tc.burn, tc.blind, tc.idle)
+					sum.IdleBurn.Micros, tc.burn, tc.blind, tc.idle)
 			}
 			if sum.GPUsOnline != tc.online || sum.GPUsLost != tc.lost {
 				t.Errorf("online %d lost %d, want %d %d", sum.GPUsOnline, sum.GPUsLost, tc.online, tc.lost)
@@ -61,8 +61,8 @@ func TestLeaseCountIsBilled(t *testing.T) {
 				by[c.By] = [2]int64{v[0] + c.BurnPerHour.Micros, v[1] + c.IdleBurn.Micros}
 			}
 			for _, k := range []string{"region", "provider", "model", "team"} {
-				if by[k] != [2]int64{sum.BurnPerHour.Micros, sum.IdleBurnPerHour.Micros} {
-					t.Errorf("burn, idle by %s = %v, fleet %d %d", k, by[k], sum.BurnPerHour.Micros, sum.IdleBurnPerHour.Micros)
+				if by[k] != [2]int64{sum.BurnPerHour.Micros, sum.IdleBurn.Micros} {
+					t.Errorf("burn, idle by %s = %v, fleet %d %d", k, by[k], sum.BurnPerHour.Micros, sum.IdleBurn.Micros)
 				}
 			}
 		})

@@ -586,7 +586,7 @@ func (r *sumRun) totals() {
 		sum.Util = r.utilSum / float64(r.utilN)
 	}
 	sum.BurnPerHour = e.conv(&r.burn)
-	sum.IdleBurnPerHour = e.conv(&r.idleBurn)
+	sum.IdleBurn = e.conv(&r.idleBurn)
 	sum.BlindBurnPerHour = e.conv(&r.blindBurn)
 	sum.SpendToday = e.conv(&r.today)
 	sum.PrepaidToday = e.conv(&r.prepaid)
@@ -612,7 +612,7 @@ func (r *sumRun) costLines() {
 	}
 	for _, k := range keys {
 		l := groups[k]
-		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, BurnPerHour: e.conv(&l.burn), IdleBurn: e.conv(&l.idleBurn),
+		cl := wire.CostLine{By: k[0], Group: k[1], GPUs: l.gpus, Burn: wire.Burn{BurnPerHour: e.conv(&l.burn), IdleBurn: e.conv(&l.idleBurn)},
 			SpendToday: e.conv(&l.today), SpendMonth: e.conv(&l.month), IdleSpend: e.conv(&l.idleMon), ProjectedMonth: e.conv(&l.proj)}
 		var b int64
 		switch k[0] {
@@ -745,7 +745,7 @@ func (e *Engine) apportion(sum *wire.Summary, keys [][2]string, groups map[[2]st
 		field func(c *wire.CostLine) *fleet.Money
 	}{
 		{"burn", sum.BurnPerHour.Micros, func(l *line) *cost.Sums { return &l.burn }, func(c *wire.CostLine) *fleet.Money { return &c.BurnPerHour }},
-		{"idle", sum.IdleBurnPerHour.Micros, func(l *line) *cost.Sums { return &l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
+		{"idle", sum.IdleBurn.Micros, func(l *line) *cost.Sums { return &l.idleBurn }, func(c *wire.CostLine) *fleet.Money { return &c.IdleBurn }},
 		{"today", sum.SpendToday.Micros, func(l *line) *cost.Sums { return &l.today }, func(c *wire.CostLine) *fleet.Money { return &c.SpendToday }},
 		{"month", sum.SpendMonth.Micros, func(l *line) *cost.Sums { return &l.month }, func(c *wire.CostLine) *fleet.Money { return &c.SpendMonth }},
 		{"proj", sum.ProjectedMonth.Micros, func(l *line) *cost.Sums { return &l.proj }, func(c *wire.CostLine) *fleet.Money { return &c.ProjectedMonth }},

@@ -72,11 +72,11 @@ var _ placer = fakeInsights{}
 func (fakeInsights) Summarize(time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
 	usd := func(m int64) fleet.Money { return fleet.Money{Micros: m, Currency: "USD"} }
 	sum := wire.Summary{Currency: "USD", GPUsBlind: 1, BlindBurnPerHour: usd(2_000_000), Costs: []wire.CostLine{
-		{By: "region", Group: "Johor", GPUs: 1, BurnPerHour: usd(880_000), SpendMonth: usd(190_080_000), ProjectedMonth: usd(600_000_000)},
-		{By: "region", Group: "Singapore", GPUs: 3, BurnPerHour: usd(7_700_000), SpendMonth: usd(1_663_200_000),
+		{By: "region", Group: "Johor", GPUs: 1, Burn: wire.Burn{BurnPerHour: usd(880_000)}, SpendMonth: usd(190_080_000), ProjectedMonth: usd(600_000_000)},
+		{By: "region", Group: "Singapore", GPUs: 3, Burn: wire.Burn{BurnPerHour: usd(7_700_000)}, SpendMonth: usd(1_663_200_000),
 			ProjectedMonth: usd(5_000_000_000), Budget: usd(4_000_000_000)},
-		{By: "team", Group: "(none)", GPUs: 1, BurnPerHour: usd(2_000_000), IdleBurn: usd(2_000_000), SpendMonth: usd(400_000_000)},
-		{By: "team", Group: "search", GPUs: 3, BurnPerHour: usd(6_580_000), SpendMonth: usd(1_453_280_000), Budget: usd(2_000_000_000)},
+		{By: "team", Group: "(none)", GPUs: 1, Burn: wire.Burn{BurnPerHour: usd(2_000_000), IdleBurn: usd(2_000_000)}, SpendMonth: usd(400_000_000)},
+		{By: "team", Group: "search", GPUs: 3, Burn: wire.Burn{BurnPerHour: usd(6_580_000)}, SpendMonth: usd(1_453_280_000), Budget: usd(2_000_000_000)},
 	}}
 	jobs := []wire.JobView{{Job: fleet.Job{ID: "rank-7", Team: "search", DataClass: "pii"}, Jurisdictions: []string{"MY", "SG"},
 		GPUs: 3, BurnPerHour: usd(6_580_000)}}
