@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleettop/fleettop/cost"
@@ -49,7 +50,8 @@ type Engine struct {
 	hook   *Webhook     // nil without a webhook URL
 	st     *store.Store // nil in tests; alerts are stored with their start and end
 
-	clock func() time.Time // the ledger's clock for money periods; nil: Summarize's now
+	clock func() time.Time       // the ledger's clock for money periods; nil: Summarize's now
+	cal   atomic.Pointer[calDay] // the newest calendar day met (see day)
 
 	mu     sync.Mutex      // guards warned
 	warned map[string]bool // currencies without a rate, logged once
@@ -237,25 +239,37 @@ type costNode struct {
 // Periods: "today" and "this month" are the calendar day and month in the
 // configured time zone (Config.Location, UTC by default).
 
-func (e *Engine) dayKey(t time.Time) int {
-	t = t.In(e.cfg.loc())
-	return t.Year()*10000 + int(t.Month())*100 + t.Day()
+// calDay is one calendar day in the engine's zone: its keys and starts.
+type calDay struct {
+	start, end time.Time // the day is [start, end)
+	monthStart time.Time
+	dk, mk     int // day and month keys (20261203, 202612)
 }
 
-func (e *Engine) monthKey(t time.Time) int {
-	t = t.In(e.cfg.loc())
-	return t.Year()*100 + int(t.Month())
+// day returns t's calendar day. Every sample asks for today's and this
+// month's keys and starts, and each of time.Time's calendar fields works
+// the date out anew (a tenth of Observe's time): the newest day met is kept
+// while samples fall in it.
+func (e *Engine) day(t time.Time) *calDay {
+	c := e.cal.Load()
+	if c != nil && !t.Before(c.start) && t.Before(c.end) {
+		return c
+	}
+	lt := t.In(e.cfg.loc())
+	y, m, d := lt.Date()
+	loc := lt.Location()
+	nc := &calDay{start: time.Date(y, m, d, 0, 0, 0, 0, loc), end: time.Date(y, m, d+1, 0, 0, 0, 0, loc),
+		monthStart: time.Date(y, m, 1, 0, 0, 0, 0, loc), dk: y*10000 + int(m)*100 + d, mk: y*100 + int(m)}
+	if c == nil || nc.start.After(c.start) { // a replayed old sample leaves today's
+		e.cal.CompareAndSwap(c, nc)
+	}
+	return nc
 }
 
-func (e *Engine) monthStart(t time.Time) time.Time {
-	t = t.In(e.cfg.loc())
-	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, t.Location())
-}
-
-func (e *Engine) dayStart(t time.Time) time.Time {
-	t = t.In(e.cfg.loc())
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, t.Location())
-}
+func (e *Engine) dayKey(t time.Time) int           { return e.day(t).dk }
+func (e *Engine) monthKey(t time.Time) int         { return e.day(t).mk }
+func (e *Engine) monthStart(t time.Time) time.Time { return e.day(t).monthStart }
+func (e *Engine) dayStart(t time.Time) time.Time   { return e.day(t).start }
 
 // resolve returns the lease's price per GPU-hour and billing: the lease
 // label's when it has one, else the price table's.

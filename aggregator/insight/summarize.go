@@ -283,7 +283,7 @@ type nodeMoney struct {
 	blind              int          // billed GPUs not visible (never enumerated, or lost)
 	idleGPUs           int          // billed GPUs idle now (blind ones included)
 	online             bool
-	idleMonth          cost.Sums // idle spend this month (the ledger's, else sampled)
+	idleMonth          cost.Sums        // idle spend this month (the ledger's, else sampled)
 	dayLines, monLines []store.NodeLine // the ledger's lines today and this month, with a store
 }
 
