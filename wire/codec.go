@@ -1270,12 +1270,12 @@ func decodeProc(r *reader, p *fleet.Process) {
 		r.fail(ErrMalformed, "pid %d exceeds 32 bits", pid)
 	}
 	p.PID = uint32(pid)
-	p.Name = r.string("name")
+	p.Name = r.sharedString("name")
 	p.UsedMemory = r.uvarint()
 	p.Job.ID = r.string("job id")
 	p.Job.Source = r.internedString("job source")
-	p.Job.Team = r.string("job team")
-	p.Job.DataClass = r.string("job data class")
+	p.Job.Team = r.sharedString("job team")
+	p.Job.DataClass = r.sharedString("job data class")
 }
 
 // decodeProcsV2 decodes a protocol-2 process list against st.procs (see

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fleettop/fleettop/fleet"
 	"github.com/fleettop/fleettop/wire"
@@ -442,5 +443,44 @@ func TestReleaseSharesBuffers(t *testing.T) {
 			}
 			c.dec.Release()
 		}
+	}
+}
+
+// Two nodes' Hellos share the strings many nodes hold alike (region,
+// provider, model, labels) and keep their own ids.
+func TestHelloSharesCommonStrings(t *testing.T) {
+	decode := func(id string) fleet.Node {
+		n := fullNode()
+		n.ID, n.Hostname = id, id+".example"
+		enc, err := wire.NewEncoderVersion(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := enc.AppendFrame(nil, &wire.Hello{Proto: 2, Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := wire.NewDecoder().Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.(*wire.Hello).Node
+	}
+	a, b := decode("node-a"), decode("node-b")
+	same := func(what, x, y string) {
+		t.Helper()
+		if x != y || unsafe.StringData(x) != unsafe.StringData(y) {
+			t.Errorf("%s: %q and %q are not one string", what, x, y)
+		}
+	}
+	same("region", a.Region, b.Region)
+	same("provider", a.Provider, b.Provider)
+	same("jurisdiction", a.Jurisdiction, b.Jurisdiction)
+	same("device model", a.Devices[0].Model, b.Devices[0].Model)
+	for k, v := range a.Labels {
+		same("label "+k, v, b.Labels[k])
+	}
+	if a.ID == b.ID || a.Hostname == b.Hostname {
+		t.Fatalf("ids decoded alike: %q %q", a.ID, b.ID)
 	}
 }

@@ -28,49 +28,60 @@ type deviceField struct {
 	dec  func(r *reader, d *fleet.Device)
 }
 
-// str codes the string field at p. Interned fields draw from a small
-// vocabulary, so decoding the common values allocates nothing.
-func str[T any](name string, interned bool, p func(*T) *string) (
+// strKind says how a string field is decoded.
+type strKind uint8
+
+const (
+	own    strKind = iota // a copy of its own (ids, hostnames)
+	vocab                 // a small fixed vocabulary: the common values allocate nothing
+	common                // held alike by many nodes: one string for all (sharedString)
+)
+
+// str codes the string field at p.
+func str[T any](name string, kind strKind, p func(*T) *string) (
 	func([]byte, *T) ([]byte, *codecError), func(*reader, *T)) {
 	enc := func(dst []byte, x *T) ([]byte, *codecError) { return appendString(dst, name, *p(x)) }
 	dec := func(r *reader, x *T) { *p(x) = r.string(name) }
-	if interned {
+	switch kind {
+	case vocab:
 		dec = func(r *reader, x *T) { *p(x) = r.internedString(name) }
+	case common:
+		dec = func(r *reader, x *T) { *p(x) = r.sharedString(name) }
 	}
 	return enc, dec
 }
 
-func nodeStr(name string, interned bool, p func(*fleet.Node) *string) nodeField {
-	enc, dec := str(name, interned, p)
+func nodeStr(name string, kind strKind, p func(*fleet.Node) *string) nodeField {
+	enc, dec := str(name, kind, p)
 	return nodeField{name: name, since: 1, enc: enc, dec: dec}
 }
 
-func deviceStr(name string, interned bool, p func(*fleet.Device) *string) deviceField {
-	enc, dec := str(name, interned, p)
+func deviceStr(name string, kind strKind, p func(*fleet.Device) *string) deviceField {
+	enc, dec := str(name, kind, p)
 	return deviceField{name: name, enc: enc, dec: dec}
 }
 
 var helloFields = []nodeField{
-	nodeStr("node id", false, func(n *fleet.Node) *string { return &n.ID }),
-	nodeStr("hostname", false, func(n *fleet.Node) *string { return &n.Hostname }),
-	nodeStr("region", false, func(n *fleet.Node) *string { return &n.Region }),
-	nodeStr("site", false, func(n *fleet.Node) *string { return &n.Site }),
-	nodeStr("provider", false, func(n *fleet.Node) *string { return &n.Provider }),
-	nodeStr("jurisdiction", false, func(n *fleet.Node) *string { return &n.Jurisdiction }),
-	nodeStr("lease id", false, func(n *fleet.Node) *string { return &n.Lease.ID }),
+	nodeStr("node id", own, func(n *fleet.Node) *string { return &n.ID }),
+	nodeStr("hostname", own, func(n *fleet.Node) *string { return &n.Hostname }),
+	nodeStr("region", common, func(n *fleet.Node) *string { return &n.Region }),
+	nodeStr("site", common, func(n *fleet.Node) *string { return &n.Site }),
+	nodeStr("provider", common, func(n *fleet.Node) *string { return &n.Provider }),
+	nodeStr("jurisdiction", common, func(n *fleet.Node) *string { return &n.Jurisdiction }),
+	nodeStr("lease id", own, func(n *fleet.Node) *string { return &n.Lease.ID }),
 	{name: "lease price", since: 1,
 		enc: func(dst []byte, n *fleet.Node) ([]byte, *codecError) {
 			return binary.AppendVarint(dst, n.Lease.PricePerGPUHour.Micros), nil
 		},
 		dec: func(r *reader, n *fleet.Node) { n.Lease.PricePerGPUHour.Micros = r.varint() }},
-	nodeStr("lease currency", true, func(n *fleet.Node) *string { return &n.Lease.PricePerGPUHour.Currency }),
-	nodeStr("lease billing", false, func(n *fleet.Node) *string { return (*string)(&n.Lease.Billing) }),
+	nodeStr("lease currency", vocab, func(n *fleet.Node) *string { return &n.Lease.PricePerGPUHour.Currency }),
+	nodeStr("lease billing", common, func(n *fleet.Node) *string { return (*string)(&n.Lease.Billing) }),
 	{name: "lease flags", since: 1, enc: appendLeaseFlags, dec: decodeLeaseFlags},
 	{name: "labels", since: 1, enc: appendLabels, dec: decodeLabels},
-	nodeStr("driver", false, func(n *fleet.Node) *string { return &n.Driver }),
-	nodeStr("cuda", false, func(n *fleet.Node) *string { return &n.CUDA }),
-	nodeStr("boot id", false, func(n *fleet.Node) *string { return &n.BootID }),
-	nodeStr("agent version", false, func(n *fleet.Node) *string { return &n.AgentVersion }),
+	nodeStr("driver", common, func(n *fleet.Node) *string { return &n.Driver }),
+	nodeStr("cuda", common, func(n *fleet.Node) *string { return &n.CUDA }),
+	nodeStr("boot id", own, func(n *fleet.Node) *string { return &n.BootID }),
+	nodeStr("agent version", common, func(n *fleet.Node) *string { return &n.AgentVersion }),
 	{name: "devices", since: 1, enc: appendDevices, dec: decodeDevices},
 	// Protocol 1 ends after the devices.
 	{name: "lease gpus", since: 2,
@@ -95,10 +106,10 @@ var helloFields = []nodeField{
 // deviceFields follow the device index, which is checked against the
 // other devices' (appendDevices, decodeDevices).
 var deviceFields = []deviceField{
-	deviceStr("device uuid", false, func(d *fleet.Device) *string { return &d.UUID }),
-	deviceStr("device vendor", true, func(d *fleet.Device) *string { return (*string)(&d.Vendor) }),
-	deviceStr("device model", false, func(d *fleet.Device) *string { return &d.Model }),
-	deviceStr("device pci bus id", false, func(d *fleet.Device) *string { return &d.PCIBusID }),
+	deviceStr("device uuid", own, func(d *fleet.Device) *string { return &d.UUID }),
+	deviceStr("device vendor", vocab, func(d *fleet.Device) *string { return (*string)(&d.Vendor) }),
+	deviceStr("device model", common, func(d *fleet.Device) *string { return &d.Model }),
+	deviceStr("device pci bus id", own, func(d *fleet.Device) *string { return &d.PCIBusID }),
 	{name: "memory total",
 		enc: func(dst []byte, d *fleet.Device) ([]byte, *codecError) {
 			return binary.AppendUvarint(dst, d.MemoryTotal), nil
@@ -222,8 +233,8 @@ func decodeLabels(r *reader, n *fleet.Node) {
 	n.Labels = make(map[string]string, nl)
 	prev := ""
 	for i := range nl {
-		k := r.string("label key")
-		v := r.string("label value")
+		k := r.sharedString("label key")
+		v := r.sharedString("label value")
 		if r.err != nil {
 			return
 		}
