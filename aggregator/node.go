@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,10 +153,6 @@ func validateHello(h *wire.Hello) *rejectErr {
 	return nil
 }
 
-func cloneJob(j fleet.Job) fleet.Job {
-	return fleet.Job{ID: strings.Clone(j.ID), Source: strings.Clone(j.Source), Team: strings.Clone(j.Team), DataClass: strings.Clone(j.DataClass)}
-}
-
 // applyRecord applies one record that is newer than the last applied. Caller
 // holds n.mu. It returns the number of device samples applied.
 func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
@@ -182,29 +177,16 @@ func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
 		n.hasHost = true
 	}
 	if r.ProcsSet {
-		// Most lists repeat the previous one with other memory figures:
-		// keep the strings already held instead of cloning them again.
-		// In place: entry i is read before it is overwritten.
-		old := n.procs
-		procs := n.procs[:0]
-		for i, p := range r.Procs {
-			if i < len(old) && old[i].Name == p.Name && old[i].Job == p.Job {
-				p.Name, p.Job = old[i].Name, old[i].Job
-			} else {
-				p.Name = strings.Clone(p.Name)
-				p.Job = cloneJob(p.Job)
-			}
-			procs = append(procs, p)
-		}
-		n.procs = procs
+		// The record's slices are the decoder's, reused by its next frame;
+		// its strings are the node's to keep (the decoder copies them out
+		// of the frame, and those many nodes hold alike are shared: see
+		// wire's sharedString).
+		n.procs = append(n.procs[:0], r.Procs...)
 	}
 	for _, e := range r.Events {
 		if e.Kind == fleet.EventXID && e.Code == xidFallenOffBus {
 			n.markLost(e.Device)
 		}
-		e.Kind = fleet.EventKind(strings.Clone(string(e.Kind)))
-		e.Severity = fleet.Severity(strings.Clone(string(e.Severity)))
-		e.Message = strings.Clone(e.Message)
 		if len(n.events) < maxEvents {
 			n.events = append(n.events, e)
 		} else {

@@ -860,9 +860,11 @@ func decodeSources(r *reader) []fleet.SourceStatus {
 // Aliasing: a decoded *Samples, *Welcome, *Ack, *Close or *Clock, and each record's
 // Devices and Host, live in the decoder's buffers and are valid until the
 // next call to Decode; copy what you keep. So does the last record's Procs in
-// protocol 2 (the list the next one is coded against). Other records' Procs,
-// Events and every string, and a whole *Hello, are freshly allocated and may
-// be kept.
+// protocol 2 (the list the next one is coded against). Other records' Procs
+// and Events, and a whole *Hello, are freshly allocated and may be kept; so
+// may every string, which is never an alias of the frame (those many nodes
+// hold alike, such as regions, models and teams, are one string for all
+// connections).
 //
 // After a Samples frame fails to decode, the delta state is lost: every later
 // Samples frame fails too, and the connection should be closed.
