@@ -29,7 +29,7 @@ type nopRecorder struct{}
 var _ Recorder = nopRecorder{}
 
 func (nopRecorder) LastSeqs(context.Context) (map[string]uint64, error) { return nil, nil }
-func (nopRecorder) Record(*fleet.Node, *fleet.Sample)                   {}
+func (nopRecorder) Record(*fleet.Node, uint64, *fleet.Sample)           {}
 func (nopRecorder) Commit(context.Context, map[string]uint64) error     { return nil }
 
 // encodeStream pre-encodes a Hello and n one-record Samples frames of a

@@ -36,11 +36,12 @@ operator oncall ` + secretOper + `
 `
 
 // fakeRecorder is a Recorder in memory: durable holds what Commit made
-// durable, recorded every Record call in order.
+// durable, recorded every Record call in order, gens its node generations.
 type fakeRecorder struct {
 	mu       sync.Mutex
 	durable  map[string]uint64
 	recorded map[string][]uint64
+	gens     map[string][]uint64
 	commits  int
 	tries    int
 	fail     bool
@@ -49,7 +50,7 @@ type fakeRecorder struct {
 var _ Recorder = (*fakeRecorder)(nil)
 
 func newFakeRecorder() *fakeRecorder {
-	return &fakeRecorder{durable: map[string]uint64{}, recorded: map[string][]uint64{}}
+	return &fakeRecorder{durable: map[string]uint64{}, recorded: map[string][]uint64{}, gens: map[string][]uint64{}}
 }
 
 func (f *fakeRecorder) LastSeqs(context.Context) (map[string]uint64, error) {
@@ -62,10 +63,11 @@ func (f *fakeRecorder) LastSeqs(context.Context) (map[string]uint64, error) {
 	return out, nil
 }
 
-func (f *fakeRecorder) Record(n *fleet.Node, s *fleet.Sample) {
+func (f *fakeRecorder) Record(n *fleet.Node, gen uint64, s *fleet.Sample) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.recorded[n.ID] = append(f.recorded[n.ID], s.Seq)
+	f.gens[n.ID] = append(f.gens[n.ID], gen)
 }
 
 func (f *fakeRecorder) Commit(_ context.Context, seqs map[string]uint64) error {
@@ -97,7 +99,7 @@ type fakeInsights struct {
 
 var _ Insights = (*fakeInsights)(nil)
 
-func (f *fakeInsights) Observe(*fleet.Node, *fleet.Sample) {
+func (f *fakeInsights) Observe(*fleet.Node, uint64, *fleet.Sample) {
 	f.mu.Lock()
 	f.seen++
 	f.mu.Unlock()

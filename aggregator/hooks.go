@@ -21,8 +21,10 @@ type Recorder interface {
 	LastSeqs(ctx context.Context) (map[string]uint64, error)
 	// Record takes one applied sample of node n. It is called concurrently
 	// from many sessions, must not block on I/O, and must not keep s or n
-	// (copy what it needs).
-	Record(n *fleet.Node, s *fleet.Sample)
+	// (copy what it needs). gen is n's generation: it changes whenever n
+	// does and is never reused, so a Recorder need not compare an n whose
+	// generation it has seen (0: unknown, compare).
+	Record(n *fleet.Node, gen uint64, s *fleet.Sample)
 	// Commit makes everything recorded so far durable together with seqs
 	// (node id → highest applied sequence) in one transaction. A node's
 	// durable sequence becomes the highest it has recorded, which may exceed
@@ -36,8 +38,9 @@ type Recorder interface {
 // concurrent use and never block ingest on I/O.
 type Insights interface {
 	// Observe sees every applied sample of node n (after Record), on the
-	// ingest path: cheap, no I/O, keep nothing of n or s by reference.
-	Observe(n *fleet.Node, s *fleet.Sample)
+	// ingest path: cheap, no I/O, keep nothing of n or s by reference. gen
+	// is n's generation, as for Recorder.Record.
+	Observe(n *fleet.Node, gen uint64, s *fleet.Sample)
 	// NodeState reports a node's state change (wire.StateOnline, …) at t.
 	NodeState(n *fleet.Node, state string, t time.Time)
 	// Summarize is called by the broadcaster at most once a second with the

@@ -502,9 +502,9 @@ func (ss *session) apply(recs []fleet.Sample) error {
 		gpus += uint64(n.applyRecord(r, now))
 		applied++
 		lastRec = r
-		s.cfg.Recorder.Record(&n.node, r)
+		s.cfg.Recorder.Record(&n.node, n.gen, r)
 		if s.cfg.Insights != nil {
-			s.cfg.Insights.Observe(&n.node, r)
+			s.cfg.Insights.Observe(&n.node, n.gen, r)
 		}
 	}
 	if lastRec != nil {
@@ -597,7 +597,7 @@ func (ss *session) setSources(src []fleet.SourceStatus) {
 		return
 	}
 	n.node.Sources = c
-	n.gen++ // exporters rebuild the node's label sets
+	n.bump()
 	n.mu.Unlock()
 	ss.s.touch(n)
 }

@@ -34,7 +34,7 @@ type nodeState struct {
 
 	mu         sync.Mutex
 	node       fleet.Node
-	gen        uint64                // bumped by setNode: exporters rebuild label sets when it moves
+	gen        uint64                // changes with node (bump): exporters rebuild label sets, Recorder and Insights compare it
 	slot       [wire.MaxDevices]int8 // device index → position in devs, -1: none
 	devs       []deviceState
 	host       fleet.HostSample
@@ -73,7 +73,7 @@ func newNodeState(id string) *nodeState {
 // was lost stays lost and one missing from the new inventory is kept as
 // lost; a new boot starts afresh. Caller holds n.mu.
 func (n *nodeState) setNode(node fleet.Node) {
-	n.gen++
+	n.bump()
 	if n.node.ID != "" && node.BootID != "" && node.BootID == n.node.BootID {
 		node.Devices = keepLost(n.node.Devices, node.Devices)
 	}
@@ -129,8 +129,17 @@ func (n *nodeState) markLost(index int) bool {
 		return false
 	}
 	d.State = fleet.DeviceLost
+	n.bump()
 	return true
 }
+
+// nodeGens numbers the generations of every node: a node forgotten and met
+// again, or another node, never repeats one.
+var nodeGens atomic.Uint64
+
+// bump gives n's identity a new generation. Caller holds n.mu and calls it
+// whenever it changes n.node.
+func (n *nodeState) bump() { n.gen = nodeGens.Add(1) }
 
 // degraded reports whether the node has lost a device or sees fewer GPUs
 // than its lease pays for. Caller holds n.mu.

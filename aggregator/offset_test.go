@@ -261,7 +261,7 @@ func TestStoreBookingBounds(t *testing.T) {
 	} {
 		s := testSample(n, uint64(i+1))
 		s.Time = at
-		st.Record(&n, &s)
+		st.Record(&n, 0, &s)
 	}
 	if got := st.Refused(); got != 2 {
 		t.Fatalf("refused %d samples, want 2", got)

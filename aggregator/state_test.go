@@ -179,3 +179,64 @@ func TestSourceStatus(t *testing.T) {
 		testutil.WaitFor(t, "status applied", func() bool { return slices.Equal(nodeView(t, ts.Server, "n1").Sources, want) })
 	}
 }
+
+// The node generation handed to the Recorder (and Insights) stays while the
+// node does and moves with every change of it: a GPU off the bus, a status,
+// a reconnection (the same inventory included). Both skip re-reading an
+// identity whose generation they have seen.
+func TestNodeGenerationMovesWithTheNode(t *testing.T) {
+	ts := startServer(t, nil, nil)
+	node := testNode("n1", 2)
+	node.BootID = "boot-1"
+	c := dialCollector(t, ts, secretAll)
+	c.hello(node)
+	var seq uint64
+	gen := func(prep func(*fleet.Sample)) uint64 {
+		t.Helper()
+		seq++
+		s := testSample(node, seq)
+		if prep != nil {
+			prep(&s)
+		}
+		c.send(&wire.Samples{Samples: []fleet.Sample{s}})
+		var g uint64
+		testutil.WaitFor(t, "sample recorded", func() bool {
+			ts.rec.mu.Lock()
+			defer ts.rec.mu.Unlock()
+			gs := ts.rec.gens["n1"]
+			if len(gs) < int(seq) {
+				return false
+			}
+			g = gs[seq-1]
+			return true
+		})
+		return g
+	}
+	g1 := gen(nil)
+	if g1 == 0 {
+		t.Fatal("generation 0 after a Hello")
+	}
+	if g := gen(nil); g != g1 {
+		t.Fatalf("generation moved from %d to %d with nothing changed", g1, g)
+	}
+	g2 := gen(func(s *fleet.Sample) {
+		s.Events = []fleet.Event{{Time: s.Time, Kind: fleet.EventXID, Severity: fleet.SevCritical, Device: 1, Code: 79, Message: "XID 79"}}
+	})
+	// The XID is applied before the record is recorded: its own sample
+	// carries the new generation.
+	if g2 == g1 {
+		t.Fatalf("generation %d kept after GPU 1 fell off the bus", g2)
+	}
+	c.send(&wire.Status{Sources: []fleet.SourceStatus{{Name: "nvml", Reason: "driver gone"}}})
+	testutil.WaitFor(t, "status applied", func() bool { return len(nodeView(t, ts.Server, "n1").Sources) == 1 })
+	g3 := gen(nil)
+	if g3 == g2 || g3 == g1 {
+		t.Fatalf("generation %d after a status (before: %d, %d)", g3, g1, g2)
+	}
+	c.conn.CloseNow()
+	c = dialCollector(t, ts, secretAll)
+	c.hello(node)
+	if g4 := gen(nil); g4 == g3 || g4 == g2 || g4 == g1 {
+		t.Fatalf("generation %d after a reconnection (before: %d, %d, %d)", g4, g1, g2, g3)
+	}
+}

@@ -75,7 +75,7 @@ func (r *durableRecorder) LastSeqs(context.Context) (map[string]uint64, error) {
 	}
 	return m, nil
 }
-func (r *durableRecorder) Record(n *fleet.Node, s *fleet.Sample) {
+func (r *durableRecorder) Record(n *fleet.Node, _ uint64, s *fleet.Sample) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pending = append(r.pending, s.Seq)

@@ -50,7 +50,7 @@ func benchRollups(b *testing.B, nodes int) {
 			for d := range s.Devices {
 				s.Devices[d].Values[fleet.MetricUtil] = float64((it+i+d)%100) / 100
 			}
-			st.Record(n, s)
+			st.Record(n, 0, s)
 			seqs[n.ID] = s.Seq
 		}
 		if err := st.Commit(ctx, seqs); err != nil {
@@ -96,7 +96,7 @@ func BenchmarkLiveLedger(b *testing.B) {
 	const nodes = 1250
 	for i := range nodes {
 		n := testNode(fmt.Sprintf("node-%05d", i), 8)
-		st.Record(n, testSample(1, base, 8, 0.5))
+		st.Record(n, 0, testSample(1, base, 8, 0.5))
 	}
 	if err := st.Flush(ctx); err != nil {
 		b.Fatal(err)

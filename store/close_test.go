@@ -14,7 +14,7 @@ import (
 func TestCloseContextHonoursDeadline(t *testing.T) {
 	clk := newClock()
 	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
-	st.Record(testNode("n1", 1), testSample(1, clk.t, 1, 0.5))
+	st.Record(testNode("n1", 1), 0, testSample(1, clk.t, 1, 0.5))
 	st.commitMu.Lock() // a commit that never ends
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

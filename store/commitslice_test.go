@@ -41,7 +41,7 @@ func TestCommitSliceSpreadsWork(t *testing.T) {
 		record := func(from, to int) {
 			for k := from; k < to; k++ {
 				for _, n := range ns {
-					st.Record(n, testSample(uint64(k+1), clk.t, 2, 0.5))
+					st.Record(n, 0, testSample(uint64(k+1), clk.t, 2, 0.5))
 					seqs[n.ID] = uint64(k + 1)
 				}
 				clk.t = clk.t.Add(time.Second)
@@ -115,7 +115,7 @@ func TestFlushInSlices(t *testing.T) {
 		defer st.Close()
 		for k := range 90 {
 			for i := range nodes {
-				st.Record(testNode(fmt.Sprintf("n%d", i), 2), testSample(uint64(k+1), clk.t, 2, 0.5))
+				st.Record(testNode(fmt.Sprintf("n%d", i), 2), 0, testSample(uint64(k+1), clk.t, 2, 0.5))
 			}
 			clk.t = clk.t.Add(time.Second)
 		}
@@ -159,7 +159,7 @@ func TestNewNodesAccrueSpread(t *testing.T) {
 		for m := range 6 {
 			for k := m * 60; k < (m+1)*60; k++ {
 				for _, n := range ns {
-					st.Record(n, testSample(uint64(k+1), clk.t, 2, 0.5))
+					st.Record(n, 0, testSample(uint64(k+1), clk.t, 2, 0.5))
 					seqs[n.ID] = uint64(k + 1)
 				}
 				clk.t = clk.t.Add(time.Second)

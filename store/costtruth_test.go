@@ -251,7 +251,7 @@ func driveFleet(t *testing.T, path string, fleetNodes []*simNode) {
 				continue
 			}
 			seqs[n.id]++
-			st.Record(n.node(m), n.sample(seqs[n.id], m))
+			st.Record(n.node(m), 0, n.sample(seqs[n.id], m))
 		}
 		if m.Minute() == 59 {
 			clk.t = m.Add(59 * time.Second)

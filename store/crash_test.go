@@ -54,7 +54,7 @@ func TestCrashChild(t *testing.T) {
 				seqs[id]++
 				ts := crashBase.Add(time.Duration(seqs[id]) * time.Second)
 				now.Store(max(now.Load(), ts.UnixMilli()))
-				st.Record(testNode(id, 2), testSample(seqs[id], ts, 2, float64(seqs[id]%10)/10))
+				st.Record(testNode(id, 2), 0, testSample(seqs[id], ts, 2, float64(seqs[id]%10)/10))
 			}
 		}
 		if err := st.Commit(ctx, seqs); err != nil {

@@ -35,9 +35,9 @@ func TestBadNodeRowsDoNotStopOthers(t *testing.T) {
 	}
 	good, bad, late := testNode("a-good", 2), testNode("bad", 2), testNode("z-good", 2)
 	for i := 1; i <= 30; i++ {
-		st.Record(good, testSample(uint64(i), clk.t, 2, 0.5))
-		st.Record(bad, testSample(uint64(i), clk.t, 2, 0.5))
-		st.Record(late, testSample(uint64(i), clk.t, 2, 0.5))
+		st.Record(good, 0, testSample(uint64(i), clk.t, 2, 0.5))
+		st.Record(bad, 0, testSample(uint64(i), clk.t, 2, 0.5))
+		st.Record(late, 0, testSample(uint64(i), clk.t, 2, 0.5))
 		clk.t = clk.t.Add(time.Second)
 	}
 	if err := st.Commit(ctx, map[string]uint64{"a-good": 30, "bad": 30, "z-good": 30}); err != nil {
@@ -56,8 +56,8 @@ func TestBadNodeRowsDoNotStopOthers(t *testing.T) {
 		t.Fatal("the left-out node was not counted")
 	}
 	// Later commits of the good nodes keep working.
-	st.Record(good, testSample(31, clk.t, 2, 0.5))
-	st.Record(bad, testSample(31, clk.t, 2, 0.5))
+	st.Record(good, 0, testSample(31, clk.t, 2, 0.5))
+	st.Record(bad, 0, testSample(31, clk.t, 2, 0.5))
 	if err := st.Flush(ctx); err != nil {
 		t.Fatalf("next fold: %v", err)
 	}
@@ -75,10 +75,10 @@ func TestNonFiniteReadingsDoNotFailFold(t *testing.T) {
 	defer st.Close()
 	good, bad := testNode("good", 1), testNode("nan", 1)
 	for i := 1; i <= 10; i++ {
-		st.Record(good, testSample(uint64(i), clk.t, 1, 0.5))
+		st.Record(good, 0, testSample(uint64(i), clk.t, 1, 0.5))
 		s := testSample(uint64(i), clk.t, 1, math.NaN())
 		s.Devices[0].Set(0, math.NaN())
-		st.Record(bad, s)
+		st.Record(bad, 0, s)
 		clk.t = clk.t.Add(time.Second)
 	}
 	if err := st.Flush(ctx); err != nil {

@@ -67,7 +67,7 @@ func TestJournalSizeRealistic(t *testing.T) {
 			}
 			for j := range fr.(*wire.Samples).Samples {
 				d := &fr.(*wire.Samples).Samples[j]
-				st.Record(c.info, d)
+				st.Record(c.info, 0, d)
 				seqs[c.info.ID] = d.Seq
 				if k >= warm {
 					gpuSamples += len(d.Devices)

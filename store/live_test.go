@@ -39,7 +39,7 @@ func TestLiveLedgerIsExactAcrossCommits(t *testing.T) {
 	defer st.Close()
 	n := testNode("n1", 2) // 2 GPUs at 2.50 USD per GPU-hour
 	want := func(to time.Time) cost.Exact { return cost.PriceTimes(2_500_000, 2*to.Sub(start).Milliseconds()) }
-	st.Record(n, testSample(1, start, 2, 0.5))
+	st.Record(n, 0, testSample(1, start, 2, 0.5))
 	if err := st.Commit(ctx, map[string]uint64{"n1": 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestLiveLedgerIsExactAcrossCommits(t *testing.T) {
 		at := start.Add(time.Duration(i+1) * 5 * time.Second)
 		clk.Store(at.UnixNano())
 		seq++
-		st.Record(n, testSample(seq, at, 2, 0.5))
+		st.Record(n, 0, testSample(seq, at, 2, 0.5))
 		if err := st.Commit(ctx, map[string]uint64{"n1": seq}); err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +145,7 @@ func TestLiveLedgerLinesSortedAndUnique(t *testing.T) {
 	defer st.Close()
 	seqs := map[string]uint64{}
 	for i, id := range []string{"n5", "n1", "n4", "n2", "n3", "n10"} {
-		st.Record(testNode(id, 1+i%3), testSample(1, start, 1+i%3, 0.5))
+		st.Record(testNode(id, 1+i%3), 0, testSample(1, start, 1+i%3, 0.5))
 		seqs[id] = 1
 	}
 	now = start.Add(time.Minute)
@@ -177,7 +177,7 @@ func TestClockAtFollowsTheStoresClock(t *testing.T) {
 	if got, err := st.ClockAt(ctx, sim.Add(time.Hour)); err != nil || !got.Equal(sim.Add(time.Hour)) {
 		t.Fatalf("before any commit: %v (%v), want the wall clock itself", got, err)
 	}
-	st.Record(testNode("n1", 1), testSample(1, sim, 1, 0.5))
+	st.Record(testNode("n1", 1), 0, testSample(1, sim, 1, 0.5))
 	if err := st.Commit(ctx, map[string]uint64{"n1": 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestCommitOfSamplesKeepsTheTails(t *testing.T) {
 	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{SyncNormal: true, Clock: func() time.Time { return at }})
 	defer st.Close()
 	n := testNode("n-1", 2)
-	st.Record(n, testSample(1, at, 2, 0.5))
+	st.Record(n, 0, testSample(1, at, 2, 0.5))
 	if err := st.Commit(ctx, map[string]uint64{"n-1": 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestCommitOfSamplesKeepsTheTails(t *testing.T) {
 		t.Fatalf("after the node's first commit: tails %+v", first)
 	}
 	at = at.Add(time.Second)
-	st.Record(n, testSample(2, at, 2, 0.5))
+	st.Record(n, 0, testSample(2, at, 2, 0.5))
 	if err := st.Commit(ctx, map[string]uint64{"n-1": 2}); err != nil {
 		t.Fatal(err)
 	}

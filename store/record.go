@@ -142,6 +142,7 @@ type nodeAcc struct {
 	pend       *pendNode // its record in Store.pend; used by Commit only
 	drained    uint64    // Store.drains when its samples were last journaled
 	checks     uint64
+	gen        uint64 // the node generation whose identity was compared last
 	mu         sync.Mutex
 	ident      ident
 	identDirty bool
@@ -176,8 +177,10 @@ func (s *Store) acc(id string) *nodeAcc {
 }
 
 // Record folds one applied sample of node n into the in-memory minute
-// buckets. It never blocks on I/O and keeps nothing of n or smp.
-func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
+// buckets. It never blocks on I/O and keeps nothing of n or smp. gen is n's
+// generation (aggregator.Recorder): an identity of a generation already
+// recorded is not compared again; 0 compares every time.
+func (s *Store) Record(n *fleet.Node, gen uint64, smp *fleet.Sample) {
 	if n == nil || smp == nil || s.opts.ReadOnly {
 		return
 	}
@@ -205,15 +208,19 @@ func (s *Store) Record(n *fleet.Node, smp *fleet.Sample) {
 		a.refuse(n.ID, t, now, s)
 		return
 	}
-	// The identity changes only when a collector reconnects: compare the
-	// scalar fields (placement, lease, counts) every sample, the labels and
-	// devices every 16th.
-	a.checks++
-	full := a.checks%16 == 1
-	if a.identAt == 0 || (full && !a.ident.matches(n)) || (!full && !a.ident.matchesScalars(n)) {
-		a.ident = s.snapshot(n)
-		a.identDirty = true
-		a.identAt = t
+	// The identity changes only when a collector reconnects. A new (or
+	// unknown) generation is compared: whole when the caller tracks
+	// generations; without them, the scalar fields (placement, lease,
+	// counts) every sample and the labels and devices every 16th.
+	if gen == 0 || gen != a.gen {
+		a.checks++
+		full := a.checks%16 == 1 || gen != 0
+		if a.identAt == 0 || (full && !a.ident.matches(n)) || (!full && !a.ident.matchesScalars(n)) {
+			a.ident = s.snapshot(n)
+			a.identDirty = true
+			a.identAt = t
+		}
+		a.gen = gen
 	}
 	interval := s.opts.Interval.Milliseconds()
 	covered := interval

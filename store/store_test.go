@@ -27,7 +27,7 @@ func newClock() *fakeClock { return &fakeClock{time.Date(2026, 3, 1, 10, 0, 0, 0
 // recordTick records sample seq of n (gpus GPUs at util) at the clock's
 // time, then moves the clock on a second.
 func (c *fakeClock) recordTick(st *Store, n *fleet.Node, seq, gpus int, util float64) {
-	st.Record(n, testSample(uint64(seq), c.t, gpus, util))
+	st.Record(n, 0, testSample(uint64(seq), c.t, gpus, util))
 	c.t = c.t.Add(time.Second)
 }
 
@@ -137,7 +137,7 @@ func TestConcurrentRecord(t *testing.T) {
 			defer wg.Done()
 			n := testNode(fmt.Sprintf("n%d", i), 2)
 			for s := 1; s <= samples; s++ {
-				st.Record(n, testSample(uint64(s), clk.Add(time.Duration(s)*time.Second), 2, 0.3))
+				st.Record(n, 0, testSample(uint64(s), clk.Add(time.Duration(s)*time.Second), 2, 0.3))
 			}
 		}()
 	}
@@ -229,7 +229,7 @@ func TestBackfill(t *testing.T) {
 		n := testNode("n1", 1)
 		n.Lease.Start = clk.t.Add(-time.Hour)
 		for i := range 60 {
-			st.Record(n, testSample(uint64(i+1), clk.t, 1, 0.9))
+			st.Record(n, 0, testSample(uint64(i+1), clk.t, 1, 0.9))
 			clk.t = clk.t.Add(time.Second)
 		}
 		if err := st.Close(); err != nil {

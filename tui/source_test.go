@@ -193,7 +193,7 @@ func (m *memRecorder) LastSeqs(context.Context) (map[string]uint64, error) {
 	}
 	return out, nil
 }
-func (m *memRecorder) Record(*fleet.Node, *fleet.Sample) {}
+func (m *memRecorder) Record(*fleet.Node, uint64, *fleet.Sample) {}
 func (m *memRecorder) Commit(_ context.Context, seqs map[string]uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

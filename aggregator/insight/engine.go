@@ -230,6 +230,7 @@ type costNode struct {
 	state     string
 	tracker   policy.NodeTracker
 	active    []policy.Condition
+	gen       uint64    // the node generation identify last read (Observe)
 	last      time.Time // newest sample time
 	day       period
 	month     period
@@ -352,8 +353,9 @@ func (ns *costNode) terms(t time.Time) (cost.Version, bool) {
 	return v, true
 }
 
-// Observe implements aggregator.Insights.
-func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
+// Observe implements aggregator.Insights. The node's identity, lease and
+// inventory are read again only when its generation moved (or is unknown).
+func (e *Engine) Observe(n *fleet.Node, gen uint64, s *fleet.Sample) {
 	sh := e.shard(n.ID)
 	sh.mu.Lock()
 	ns := sh.nodes[n.ID]
@@ -361,7 +363,10 @@ func (e *Engine) Observe(n *fleet.Node, s *fleet.Sample) {
 		ns = &costNode{origin: s.Time, state: wire.StateOnline}
 		sh.nodes[n.ID] = ns
 	}
-	e.identify(ns, n, s.Time)
+	if gen == 0 || gen != ns.gen {
+		e.identify(ns, n, s.Time)
+		ns.gen = gen
+	}
 	e.cfg.Rules.Observe(&ns.tracker, s)
 	prev := ns.last
 	if s.Time.After(ns.last) {

@@ -85,8 +85,8 @@ func fixtureEngine(t *testing.T) *Engine {
 		if i == 0 {
 			s.ProcsSet, s.Procs = true, []fleet.Process{{Device: 0, PID: 100, Job: job}}
 		}
-		e.Observe(sg, s)
-		e.Observe(jb, &fleet.Sample{Seq: uint64(i + 1), Time: at, Devices: []fleet.DeviceSample{util(0, 0.02)}})
+		e.Observe(sg, 0, s)
+		e.Observe(jb, 0, &fleet.Sample{Seq: uint64(i + 1), Time: at, Devices: []fleet.DeviceSample{util(0, 0.02)}})
 	}
 	return e
 }
@@ -222,9 +222,30 @@ func TestPriceChangeMidDay(t *testing.T) {
 	e, _ := New(DefaultConfig(), nil, nil)
 	n := &fleet.Node{ID: "n", Region: "r", Lease: fleet.Lease{ID: "L", PricePerGPUHour: usd(1_000_000)},
 		Devices: []fleet.Device{{Index: 0, Vendor: fleet.VendorNVIDIA}}}
-	e.Observe(n, &fleet.Sample{Seq: 1, Time: t0})
+	e.Observe(n, 0, &fleet.Sample{Seq: 1, Time: t0})
 	n.Lease.PricePerGPUHour = usd(3_000_000)
-	e.Observe(n, &fleet.Sample{Seq: 2, Time: t0.Add(time.Hour)})
+	e.Observe(n, 0, &fleet.Sample{Seq: 2, Time: t0.Add(time.Hour)})
+	sum, _, _ := e.Summarize(t0.Add(90 * time.Minute))
+	// 1 h at 1.00 + 30 min at 3.00.
+	if sum.SpendToday != usd(2_500_000) || sum.BurnPerHour != usd(3_000_000) {
+		t.Errorf("today %v burn %v", sum.SpendToday, sum.BurnPerHour)
+	}
+}
+
+// A lease that changes with the node's generation is read at once; one
+// under the same generation is the aggregator's promise that nothing
+// changed, and is not read again.
+func TestPriceChangeByGeneration(t *testing.T) {
+	e, _ := New(DefaultConfig(), nil, nil)
+	n := &fleet.Node{ID: "n", Region: "r", Lease: fleet.Lease{ID: "L", PricePerGPUHour: usd(1_000_000)},
+		Devices: []fleet.Device{{Index: 0, Vendor: fleet.VendorNVIDIA}}}
+	e.Observe(n, 7, &fleet.Sample{Seq: 1, Time: t0})
+	n.Lease.PricePerGPUHour = usd(3_000_000)
+	e.Observe(n, 7, &fleet.Sample{Seq: 2, Time: t0.Add(time.Minute)})
+	if sum, _, _ := e.Summarize(t0.Add(2 * time.Minute)); sum.BurnPerHour != usd(1_000_000) {
+		t.Errorf("burn %v under the same generation, want the 1.00 read with it", sum.BurnPerHour)
+	}
+	e.Observe(n, 8, &fleet.Sample{Seq: 3, Time: t0.Add(time.Hour)})
 	sum, _, _ := e.Summarize(t0.Add(90 * time.Minute))
 	// 1 h at 1.00 + 30 min at 3.00.
 	if sum.SpendToday != usd(2_500_000) || sum.BurnPerHour != usd(3_000_000) {
@@ -290,7 +311,7 @@ func TestJobViewAcrossNodes(t *testing.T) {
 		node := &fleet.Node{ID: n.id, Region: n.region, Jurisdiction: n.jur, Provider: "acme",
 			Lease:   fleet.Lease{ID: "L-" + n.id, PricePerGPUHour: usd(1_000_000), Billing: fleet.BillPerSecond},
 			Devices: []fleet.Device{{Index: 0, UUID: n.id + "-a"}, {Index: 1, UUID: n.id + "-b"}}}
-		e.Observe(node, &fleet.Sample{Seq: 1, Time: t0, Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.7)},
+		e.Observe(node, 0, &fleet.Sample{Seq: 1, Time: t0, Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.7)},
 			ProcsSet: true, Procs: []fleet.Process{{Device: 0, PID: 1, Job: job}, {Device: 1, PID: 2, Job: job}}})
 	}
 	_, jobs, _ := e.Summarize(t0.Add(time.Minute))
@@ -311,7 +332,7 @@ func TestJobViewAcrossNodes(t *testing.T) {
 	}
 	// A job that stopped is gone from the next one.
 	for _, id := range []string{"sg-2", "jb-2", "sg-1"} {
-		e.Observe(&fleet.Node{ID: id, Provider: "acme", Devices: []fleet.Device{{Index: 0, UUID: id + "-a"}, {Index: 1, UUID: id + "-b"}}},
+		e.Observe(&fleet.Node{ID: id, Provider: "acme", Devices: []fleet.Device{{Index: 0, UUID: id + "-a"}, {Index: 1, UUID: id + "-b"}}}, 0,
 			&fleet.Sample{Seq: 2, Time: t0.Add(time.Second), Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.7)}, ProcsSet: true})
 	}
 	if _, after, _ := e.Summarize(t0.Add(time.Minute)); len(after) != 0 {

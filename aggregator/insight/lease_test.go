@@ -42,7 +42,7 @@ func TestLeaseCountIsBilled(t *testing.T) {
 						s.Devices = append(s.Devices, util(d.Index, 0.9-0.9*float64(d.Index))) // device 0 busy, 1 idle
 					}
 				}
-				e.Observe(n, s)
+				e.Observe(n, 0, s)
 			}
 			if got := e.NodeBurn(n); got.Micros != tc.burn {
 				t.Errorf("NodeBurn = %d, want %d", got.Micros, tc.burn)

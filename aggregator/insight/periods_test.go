@@ -49,7 +49,7 @@ func TestTodayInTimeZone(t *testing.T) {
 	sg, _ := fixtureNodes() // 2 GPUs at 2.85 USD per GPU-hour
 	start := time.Date(2026, 3, 10, 15, 0, 0, 0, time.UTC)
 	for i := 0; i <= 240; i++ {
-		e.Observe(sg, &fleet.Sample{Seq: uint64(i + 1), Time: start.Add(time.Duration(i) * 30 * time.Second),
+		e.Observe(sg, 0, &fleet.Sample{Seq: uint64(i + 1), Time: start.Add(time.Duration(i) * 30 * time.Second),
 			Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.5)}})
 	}
 	sum, _, _ := e.Summarize(start.Add(2 * time.Hour))
@@ -69,7 +69,7 @@ func TestPrepaidHoursAreStated(t *testing.T) {
 	sg.Lease.Billing = fleet.BillPerStartedHour
 	start := time.Date(2026, 3, 10, 15, 0, 0, 0, time.UTC)
 	for i := 0; i <= 60; i++ { // 15:00 to 15:30
-		e.Observe(sg, &fleet.Sample{Seq: uint64(i + 1), Time: start.Add(time.Duration(i) * 30 * time.Second),
+		e.Observe(sg, 0, &fleet.Sample{Seq: uint64(i + 1), Time: start.Add(time.Duration(i) * 30 * time.Second),
 			Devices: []fleet.DeviceSample{util(0, 0.5), util(1, 0.5)}})
 	}
 	sum, _, _ := e.Summarize(start.Add(30 * time.Minute))
@@ -78,7 +78,7 @@ func TestPrepaidHoursAreStated(t *testing.T) {
 	}
 	sg.Lease.Billing = fleet.BillPerSecond
 	e2, _ := New(DefaultConfig(), nil, nil)
-	e2.Observe(sg, &fleet.Sample{Seq: 1, Time: start})
+	e2.Observe(sg, 0, &fleet.Sample{Seq: 1, Time: start})
 	if sum, _, _ := e2.Summarize(start.Add(time.Minute)); sum.PrepaidToday.Micros != 0 {
 		t.Fatalf("per-second lease shows %d prepaid", sum.PrepaidToday.Micros)
 	}

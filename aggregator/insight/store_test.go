@@ -30,9 +30,9 @@ func TestAlertsAreStored(t *testing.T) {
 	}
 	sg, _ := fixtureNodes()
 	job := fleet.Job{ID: "j1", Team: "vision", DataClass: "cn-customer"}
-	e.Observe(sg, &fleet.Sample{Seq: 1, Time: t0, Devices: []fleet.DeviceSample{util(0, 0.9)},
+	e.Observe(sg, 0, &fleet.Sample{Seq: 1, Time: t0, Devices: []fleet.DeviceSample{util(0, 0.9)},
 		ProcsSet: true, Procs: []fleet.Process{{Device: 0, PID: 100, Job: job}}})
-	e.Observe(sg, &fleet.Sample{Seq: 2, Time: t0.Add(time.Minute), Devices: []fleet.DeviceSample{util(0, 0.1)},
+	e.Observe(sg, 0, &fleet.Sample{Seq: 2, Time: t0.Add(time.Minute), Devices: []fleet.DeviceSample{util(0, 0.1)},
 		ProcsSet: true})
 	ctx := context.Background()
 	if err := st.Commit(ctx, map[string]uint64{sg.ID: 2}); err != nil {
@@ -71,7 +71,7 @@ func TestSpendSurvivesRestart(t *testing.T) {
 	seq := uint64(0)
 	for at := start; at.Before(start.Add(2 * time.Hour)); at = at.Add(30 * time.Second) {
 		seq++
-		st.Record(sg, &fleet.Sample{Seq: seq, Time: at, Devices: []fleet.DeviceSample{util(0, 0.9), util(1, 0.9)}})
+		st.Record(sg, 0, &fleet.Sample{Seq: seq, Time: at, Devices: []fleet.DeviceSample{util(0, 0.9), util(1, 0.9)}})
 	}
 	if err := st.Commit(ctx, map[string]uint64{sg.ID: seq}); err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestSpendSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Observe(sg, &fleet.Sample{Seq: seq + 1, Time: restart, Devices: []fleet.DeviceSample{util(0, 0.9), util(1, 0.9)}})
+	e.Observe(sg, 0, &fleet.Sample{Seq: seq + 1, Time: restart, Devices: []fleet.DeviceSample{util(0, 0.9), util(1, 0.9)}})
 	sum, _, _ := e.Summarize(restart)
 	// Ledger (flushed at 12:30): 10:00–12:30 = 2.5 h × 2 GPUs × 2.85.
 	if want := usd(14_250_000); sum.SpendToday != want || sum.SpendMonth != want {

@@ -54,8 +54,8 @@ func BenchmarkSummarize(b *testing.B) {
 					if k == 0 {
 						s.ProcsSet, s.Procs = true, []fleet.Process{{Device: 0, PID: 100, Job: fleet.Job{ID: fmt.Sprintf("j%d", i%50), Team: job.Team}}}
 					}
-					st.Record(n, s)
-					e.Observe(n, s)
+					st.Record(n, 0, s)
+					e.Observe(n, 0, s)
 				}
 			}
 			if err := st.Flush(context.Background()); err != nil {

@@ -25,7 +25,7 @@ func TestWithEngine(t *testing.T) {
 	n := &fleet.Node{ID: "sg-1", Region: "Singapore", Jurisdiction: "SG", Provider: "acme",
 		Lease:   fleet.Lease{PricePerGPUHour: fleet.Money{Micros: 2_000_000, Currency: "USD"}},
 		Devices: []fleet.Device{{Index: 0, Vendor: fleet.VendorNVIDIA, Model: "H100"}}}
-	eng.Observe(n, &fleet.Sample{Seq: 1, Time: fixedNow.Add(-time.Hour), ProcsSet: true,
+	eng.Observe(n, 0, &fleet.Sample{Seq: 1, Time: fixedNow.Add(-time.Hour), ProcsSet: true,
 		Procs: []fleet.Process{{Device: 0, PID: 1, Job: fleet.Job{ID: "j", DataClass: "cn-customer"}}}})
 	nodes := func() []wire.NodeView {
 		return []wire.NodeView{{ID: n.ID, Region: n.Region, Jurisdiction: n.Jurisdiction, Provider: n.Provider, State: wire.StateOnline}}
