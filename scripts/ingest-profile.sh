@@ -15,44 +15,14 @@
 #                                            what was allocated during the CPU profile
 set -euo pipefail
 out=${1:?usage: scripts/ingest-profile.sh OUTDIR}
-PY=${PY:-/usr/bin/python3}
-# Without websockets the viewers would fail unseen and the figures would be
-# those of an aggregator with no viewers.
-"$PY" -c 'import websockets' || { echo "$PY has no websockets module: apt-get install python3-websockets, or set PY" >&2; exit 1; }
 cd "$(dirname "$0")/.."
+. scripts/ingest-scenario.sh
 mkdir -p "$out"
 go build -tags pprof -o "$out/fleettop" ./cmd/fleettop
-bin=$out/fleettop
-d=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$d"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
-rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/{s+=$2} END{print s}'; }
 syscalls() { awk '/syscr|syscw/{printf "%s ", $2}' "/proc/$1/io"; }
-metric() { awk -v n="$1" '$1==n {s+=$NF} END{printf "%.0f\n", s+0}'; }
-vsecret=viewer-$RANDOM$RANDOM; csecret=collector-$RANDOM$RANDOM
-printf 'collector fleet %s *\nviewer ops %s\n' "$csecret" "$vsecret" >"$d/tokens"
-printf '%s\n' "$csecret" >"$d/tokens.collector"
-chmod 600 "$d/tokens" "$d/tokens.collector"
-port=$(free_port); pp=$(free_port)
-FLEETTOP_PPROF=127.0.0.1:$pp "$bin" aggregator --listen 127.0.0.1:$port --data-dir "$d/agg" --tokens "$d/tokens" >"$out/aggregator.log" 2>&1 & ap=$!; pids+=($ap)
-for _ in $(seq 150); do curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break; sleep 0.2; done
-sleep 2; base=$(rss_kib $ap)
-"$bin" mock --aggregator ws://127.0.0.1:$port --nodes "${NODES:-1250}" --token-file "$d/tokens.collector" --interval 1s >"$out/mock.log" 2>&1 & mp=$!; pids+=($mp)
-"$PY" - "$port" "$vsecret" "${VIEWERS:-10}" >"$out/viewers.log" 2>&1 <<'PY' & pids+=($!)
-import asyncio, sys, websockets
-port, tok, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-async def view():
-    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/watch", extra_headers={"Authorization": "Bearer " + tok}, max_size=None) as ws:
-        async for _ in ws: pass
-async def main():
-    await asyncio.wait([asyncio.create_task(view()) for _ in range(n)], timeout=600)
-asyncio.run(main())
-PY
-sleep 25
-get() { curl -fsS -H "Authorization: Bearer $vsecret" "http://127.0.0.1:$port/metrics"; }
+pp=$(free_port)
+start_scenario "$out/fleettop" "$out" FLEETTOP_PPROF=127.0.0.1:$pp
 get >/dev/null; sleep 2
 s0=$(get | metric fleettop_ingest_gpu_samples_total); u0=$(date +%s.%N)
 io0=$(syscalls $ap); cs0=$(switches $ap); c0=$(cpu_s $ap); mc0=$(cpu_s $mp); t0=$(date +%s.%N)
