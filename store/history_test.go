@@ -14,10 +14,7 @@ import (
 // two-minute steps, for the fleet, by region, by device and for one node.
 func TestHistory(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	clk := &fakeClock{t0}
-	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
-	defer st.Close()
+	st, clk, t0 := openHistoryStore(t)
 	a, b := testNode("a", 2), testNode("b", 1)
 	b.Region = "Johor"
 	for i := 1; i <= 240; i++ { // four minutes
@@ -97,10 +94,7 @@ func TestHistory(t *testing.T) {
 // and compares nothing.
 func TestRecordIdentityByGeneration(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	clk := &fakeClock{t0}
-	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
-	defer st.Close()
+	st, clk, t0 := openHistoryStore(t)
 	n := testNode("m", 1)
 	region := func(gen uint64, r string) string {
 		t.Helper()
@@ -127,4 +121,15 @@ func TestRecordIdentityByGeneration(t *testing.T) {
 	if got := region(2, "Dubai"); got != "Johor" {
 		t.Fatalf("region %s under the same generation, want Johor (not compared)", got)
 	}
+}
+
+// openHistoryStore opens a store in a temporary directory on a fake clock
+// that starts at t0 (2026-03-01 10:00 UTC), closed when the test ends.
+func openHistoryStore(t *testing.T) (*Store, *fakeClock, time.Time) {
+	t.Helper()
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	clk := &fakeClock{t0}
+	st := openT(t, filepath.Join(t.TempDir(), "fleettop.db"), Options{Clock: clk.Now, SyncNormal: true})
+	t.Cleanup(func() { st.Close() })
+	return st, clk, t0
 }

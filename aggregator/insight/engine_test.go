@@ -218,38 +218,37 @@ func TestOfflineIsPaidButDark(t *testing.T) {
 	}
 }
 
+// A lease price that changes mid-day is billed from the sample that brings
+// it: every sample when the caller has no node generations (0), and under
+// generations when the generation moves; a sample under the same generation
+// is the aggregator's promise that nothing changed, and is not read again.
 func TestPriceChangeMidDay(t *testing.T) {
-	e, _ := New(DefaultConfig(), nil, nil)
-	n := &fleet.Node{ID: "n", Region: "r", Lease: fleet.Lease{ID: "L", PricePerGPUHour: usd(1_000_000)},
-		Devices: []fleet.Device{{Index: 0, Vendor: fleet.VendorNVIDIA}}}
-	e.Observe(n, 0, &fleet.Sample{Seq: 1, Time: t0})
-	n.Lease.PricePerGPUHour = usd(3_000_000)
-	e.Observe(n, 0, &fleet.Sample{Seq: 2, Time: t0.Add(time.Hour)})
-	sum, _, _ := e.Summarize(t0.Add(90 * time.Minute))
-	// 1 h at 1.00 + 30 min at 3.00.
-	if sum.SpendToday != usd(2_500_000) || sum.BurnPerHour != usd(3_000_000) {
-		t.Errorf("today %v burn %v", sum.SpendToday, sum.BurnPerHour)
-	}
-}
-
-// A lease that changes with the node's generation is read at once; one
-// under the same generation is the aggregator's promise that nothing
-// changed, and is not read again.
-func TestPriceChangeByGeneration(t *testing.T) {
-	e, _ := New(DefaultConfig(), nil, nil)
-	n := &fleet.Node{ID: "n", Region: "r", Lease: fleet.Lease{ID: "L", PricePerGPUHour: usd(1_000_000)},
-		Devices: []fleet.Device{{Index: 0, Vendor: fleet.VendorNVIDIA}}}
-	e.Observe(n, 7, &fleet.Sample{Seq: 1, Time: t0})
-	n.Lease.PricePerGPUHour = usd(3_000_000)
-	e.Observe(n, 7, &fleet.Sample{Seq: 2, Time: t0.Add(time.Minute)})
-	if sum, _, _ := e.Summarize(t0.Add(2 * time.Minute)); sum.BurnPerHour != usd(1_000_000) {
-		t.Errorf("burn %v under the same generation, want the 1.00 read with it", sum.BurnPerHour)
-	}
-	e.Observe(n, 8, &fleet.Sample{Seq: 3, Time: t0.Add(time.Hour)})
-	sum, _, _ := e.Summarize(t0.Add(90 * time.Minute))
-	// 1 h at 1.00 + 30 min at 3.00.
-	if sum.SpendToday != usd(2_500_000) || sum.BurnPerHour != usd(3_000_000) {
-		t.Errorf("today %v burn %v", sum.SpendToday, sum.BurnPerHour)
+	for _, tc := range []struct {
+		name                 string
+		before, same, change uint64 // generations; same 0: no sample between
+	}{
+		{"without generations", 0, 0, 0},
+		{"by generation", 7, 7, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _ := New(DefaultConfig(), nil, nil)
+			n := &fleet.Node{ID: "n", Region: "r", Lease: fleet.Lease{ID: "L", PricePerGPUHour: usd(1_000_000)},
+				Devices: []fleet.Device{{Index: 0, Vendor: fleet.VendorNVIDIA}}}
+			e.Observe(n, tc.before, &fleet.Sample{Seq: 1, Time: t0})
+			n.Lease.PricePerGPUHour = usd(3_000_000)
+			if tc.same != 0 {
+				e.Observe(n, tc.same, &fleet.Sample{Seq: 2, Time: t0.Add(time.Minute)})
+				if sum, _, _ := e.Summarize(t0.Add(2 * time.Minute)); sum.BurnPerHour != usd(1_000_000) {
+					t.Errorf("burn %v under the same generation, want the 1.00 read with it", sum.BurnPerHour)
+				}
+			}
+			e.Observe(n, tc.change, &fleet.Sample{Seq: 3, Time: t0.Add(time.Hour)})
+			sum, _, _ := e.Summarize(t0.Add(90 * time.Minute))
+			// 1 h at 1.00 + 30 min at 3.00.
+			if sum.SpendToday != usd(2_500_000) || sum.BurnPerHour != usd(3_000_000) {
+				t.Errorf("today %v burn %v", sum.SpendToday, sum.BurnPerHour)
+			}
+		})
 	}
 }
 
