@@ -105,13 +105,14 @@ type fakeNode struct {
 	v       *wire.NodeView
 	node    fleet.Node
 	samples []*fleet.DeviceSample
+	gen     uint64 // 0 reads as 1
 }
 
 var _ NodeReader = (*fakeNode)(nil)
 
 func (f *fakeNode) ID() string            { return f.v.ID }
 func (f *fakeNode) Identity() *fleet.Node { return &f.node }
-func (f *fakeNode) Generation() uint64    { return 1 }
+func (f *fakeNode) Generation() uint64    { return max(f.gen, 1) }
 func (f *fakeNode) State() string         { return f.v.State }
 func (f *fakeNode) Burn() fleet.Money     { return f.v.BurnPerHour }
 func (f *fakeNode) NumDevices() int       { return len(f.node.Devices) }
@@ -234,6 +235,40 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("exposition differs from %s (-update to accept):\n%s", golden, got)
 			}
 		})
+	}
+}
+
+// TestInventoryChangeMidRender: a node whose inventory changes between a
+// render's first walk and a series' own walk (its collector said Hello
+// again) is left out of those series, not read at positions of its old
+// inventory; the series of later walks, once the node is as it was, have it.
+func TestInventoryChangeMidRender(t *testing.T) {
+	walks := 0
+	inner := fakeFleet(fixture)
+	e := NewExporter(func(fn func(NodeReader)) {
+		walks++
+		inner(func(n NodeReader) {
+			if f := n.(*fakeNode); walks == 2 && f.v.ID == "sg-1" { // the first series' walk
+				f.gen, f.node.Devices, f.samples = 2, nil, nil
+			}
+			fn(n)
+		})
+	}, nil)
+	var out bytes.Buffer
+	if err := e.WriteText(&out, Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	series := func(name string) int { return strings.Count(out.String(), "\n"+name+"{") }
+	if n := series(dcgmSeries[0].Name); n != 0 {
+		t.Errorf("%s series = %d, want 0: sg-1 changed inventory during the series' walk", dcgmSeries[0].Name, n)
+	}
+	later := dcgmSeries[seriesPerWalk].Name // the next walk's first series
+	want := count(t, newTestExporter(nil), later)
+	if want == 0 {
+		t.Fatalf("the fixture has no %s series: pick a series it has", later)
+	}
+	if n := series(later); n != want {
+		t.Errorf("%s series = %d, want %d", later, n, want)
 	}
 }
 

@@ -56,7 +56,7 @@ type DeviceSeries struct {
 // metric exports fleet metric m multiplied by scale (the exporter's unit).
 func metric(m fleet.Metric, scale float64) func(*devSnap) (float64, bool) {
 	return func(d *devSnap) (float64, bool) {
-		if !d.seen {
+		if d.s == nil {
 			return 0, false
 		}
 		v, ok := d.s.Get(m)
@@ -121,8 +121,11 @@ var npuSeries = []DeviceSeries{
 	{gauge("npu_chip_info_power", "the npu power, unit is 'W'"), fleet.VendorAscend, metric(fleet.MetricPower, 1)},
 	{gauge("npu_chip_info_temperature", "the npu temperature, unit is 'C'"), fleet.VendorAscend, metric(fleet.MetricTemp, 1)},
 	{gauge("npu_chip_info_health_status", "the npu health status: 1 healthy, 0 unhealthy"), fleet.VendorAscend, func(d *devSnap) (float64, bool) {
+		if d.s == nil {
+			return 0, false
+		}
 		h, ok := d.s.Get(fleet.MetricHealth)
-		if !d.seen || !ok {
+		if !ok {
 			return 0, false
 		}
 		if fleet.Health(h) == fleet.HealthOK {
