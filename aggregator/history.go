@@ -6,17 +6,17 @@ import (
 	"github.com/fleettop/fleettop/fleet"
 )
 
-// A device's history covers 1,010 samples (almost 17 minutes at the
-// collectors' 1 Hz), shaped to the history API's ranges it serves
+// A device's history covers 910 samples (15 minutes and 10 s at the
+// collectors' 1 Hz: the 15m range with its oldest step, see
+// TestHistoryCoversItsRanges), shaped to the history API's ranges it serves
 // (fleet.HistoryRanges): the last minute at one point a sample (the 1m
-// range's 1 s step) and the 950 samples before at one point per 5 (their
-// mean: the 15m range's 5 s step). That is 1.5 KB
-// a device, one allocator size class (it was 2.3 KB with 5 fine minutes,
-// and 6.1 KB with 17); at 100,000 GPUs the live heap is 77 MB smaller, and
-// RSS about twice that with the GC's headroom.
+// range's 1 s step) and the 850 samples before at one point per 5 (their
+// mean: the 15m range's 5 s step). That is 1,408 B a device, exactly one
+// allocator size class (it was 1,536 B with 100 samples more than any
+// range reads, 2.3 KB with 5 fine minutes, and 6.1 KB with 17).
 const (
 	fineLen    = 60
-	coarseLen  = 190
+	coarseLen  = 170
 	coarseStep = 5
 	historyLen = fineLen + coarseLen*coarseStep // points a view spans
 )

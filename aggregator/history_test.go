@@ -3,6 +3,7 @@ package aggregator
 import (
 	"math"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/fleettop/fleettop/fleet"
@@ -57,11 +58,23 @@ func TestHistoryAbsentIsNull(t *testing.T) {
 	}
 }
 
+// TestHistoryCoversItsRanges: at the collectors' 1 Hz the ring spans every
+// range served from it alone (the history API's test for "long"), its oldest
+// step, which may start a step before the span, included.
+func TestHistoryCoversItsRanges(t *testing.T) {
+	ringSpan := time.Duration(historyLen) * time.Second
+	for _, r := range fleet.HistoryRanges[:2] {
+		if r.Span+r.Step > ringSpan-time.Second {
+			t.Errorf("range %s (%v in %v steps) is longer than the ring's %v", r.Name, r.Span, r.Step, ringSpan)
+		}
+	}
+}
+
 // Past the fine ring, points are kept as means of coarseStep samples, and a
 // view still has one point per sample, oldest first.
 func TestHistoryCoarsePast(t *testing.T) {
-	if s := unsafe.Sizeof(history{}); s > 1536 {
-		t.Fatalf("history is %d bytes, want ≤ 1536 (an allocator size class)", s)
+	if s := unsafe.Sizeof(history{}); s > 1408 {
+		t.Fatalf("history is %d bytes, want ≤ 1408 (an allocator size class)", s)
 	}
 	var h history
 	total := fineLen + coarseLen*coarseStep + 37 // overflows the coarse ring too, leaving 2 in the accumulator
