@@ -19,42 +19,46 @@ type label struct{ name, value string }
 // labelSet is one series' labels (without __name__), built once — per device
 // on its node's Hello, per placement per scrape — in the forms the exporter
 // writes: the text form for /metrics and, on first use, the protobuf form for
-// remote_write. Only the text is kept (the exporter holds one set per device:
-// the pairs as well were about 400 B a device); the protobuf form is read
-// back from it.
+// remote_write. Only the text is kept (the pairs as well were about 400 B a
+// device); the protobuf form is read back from it. A device's set holds its
+// own labels and shares its node's (base): repeating them in every device's
+// text was 190 B a device. The exposition does not need labels sorted, so the
+// text writes the base's first; remote_write does, and its form sorts them.
 type labelSet struct {
-	text string // `{a="x",b="y"}`, sorted by name, sanitised (or "" when there are no labels)
-	// Protobuf Label messages (TimeSeries field 1) before and after the slot
-	// where __name__ sorts; nil until remote_write first asks.
-	pbBefore, pbAfter []byte
-	pbDone            bool
+	text string    // `a="x",b="y"`, sorted by name, sanitised ("" when none)
+	base *labelSet // labels shared with other sets, written first; nil: none
+	pb   *labelsPB // nil until remote_write first asks
 }
+
+// labelsPB is a set's protobuf Label messages (TimeSeries field 1) before and
+// after the slot where __name__ sorts.
+type labelsPB struct{ before, after []byte }
 
 // newLabelSet sanitises and sorts pairs (in place) and renders the text
 // form.
 func newLabelSet(pairs []label) *labelSet {
 	ls := new(labelSet)
-	ls.set(pairs)
+	ls.set(nil, pairs)
 	return ls
 }
 
-// set makes ls the label set of pairs, as newLabelSet.
-func (ls *labelSet) set(pairs []label) {
+// set makes ls the label set of base's labels and pairs, as newLabelSet.
+// The names of pairs and base's must differ.
+func (ls *labelSet) set(base *labelSet, pairs []label) {
 	for i := range pairs {
 		pairs[i].name = sanitizeName(pairs[i].name)
 		pairs[i].value = sanitizeValue(pairs[i].value)
 	}
 	slices.SortStableFunc(pairs, func(a, b label) int { return strings.Compare(a.name, b.name) })
-	*ls = labelSet{}
+	*ls = labelSet{base: base}
 	if len(pairs) == 0 {
 		return
 	}
-	n := 2
+	n := 0
 	for _, p := range pairs {
 		n += len(p.name) + len(p.value) + 4
 	}
 	b := make([]byte, 0, n)
-	b = append(b, '{')
 	for i, p := range pairs {
 		if i > 0 {
 			b = append(b, ',')
@@ -64,16 +68,44 @@ func (ls *labelSet) set(pairs []label) {
 		b = appendEscaped(b, p.value)
 		b = append(b, '"')
 	}
-	b = append(b, '}')
 	ls.text = string(b)
+}
+
+// empty reports whether the set has no labels at all.
+func (ls *labelSet) empty() bool { return ls.text == "" && (ls.base == nil || ls.base.empty()) }
+
+// appendText appends the set's text form, `{a="x",b="y"}`, or nothing when
+// it has no labels.
+func (ls *labelSet) appendText(b []byte) []byte {
+	if ls.empty() {
+		return b
+	}
+	b = append(b, '{')
+	return append(ls.appendPairs(b), '}')
+}
+
+// appendPairs appends the set's labels without braces, its base's first.
+func (ls *labelSet) appendPairs(b []byte) []byte {
+	if ls.base != nil && !ls.base.empty() {
+		b = ls.base.appendPairs(b)
+		if ls.text != "" {
+			b = append(b, ',')
+		}
+	}
+	return append(b, ls.text...)
+}
+
+// eachLabel calls f with each name and value of the set, its base's first.
+func (ls *labelSet) eachLabel(f func(name, value string)) {
+	if ls.base != nil {
+		ls.base.eachLabel(f)
+	}
+	eachLabel(ls.text, f)
 }
 
 // eachLabel calls f with each name and value of a text form made by set.
 func eachLabel(text string, f func(name, value string)) {
-	if len(text) < 2 {
-		return
-	}
-	s := text[1 : len(text)-1]
+	s := text
 	for len(s) > 0 {
 		eq := strings.IndexByte(s, '=') // names are [a-zA-Z0-9_]
 		name := s[:eq]
@@ -113,19 +145,23 @@ func unescape(v string) string {
 	return string(b)
 }
 
-// protobuf renders the remote_write form once.
-func (ls *labelSet) protobuf() {
-	if ls.pbDone {
-		return
+// protobuf renders the remote_write form once, its labels sorted by name.
+func (ls *labelSet) protobuf() *labelsPB {
+	if ls.pb != nil {
+		return ls.pb
 	}
-	ls.pbDone = true
-	eachLabel(ls.text, func(name, value string) {
-		if name < "__name__" {
-			ls.pbBefore = appendLabelPB(ls.pbBefore, name, value)
+	var pairs []label
+	ls.eachLabel(func(name, value string) { pairs = append(pairs, label{name, value}) })
+	slices.SortFunc(pairs, func(a, b label) int { return strings.Compare(a.name, b.name) })
+	ls.pb = new(labelsPB)
+	for _, p := range pairs {
+		if p.name < "__name__" {
+			ls.pb.before = appendLabelPB(ls.pb.before, p.name, p.value)
 		} else {
-			ls.pbAfter = appendLabelPB(ls.pbAfter, name, value)
+			ls.pb.after = appendLabelPB(ls.pb.after, p.name, p.value)
 		}
-	})
+	}
+	return ls.pb
 }
 
 // appendLabelPB appends one Label message as TimeSeries field 1.

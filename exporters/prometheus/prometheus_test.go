@@ -163,6 +163,9 @@ func exposition(t *testing.T, e *Exporter) []byte {
 	return normalize(t, raw.Bytes())
 }
 
+// normalize parses text and writes it again as client_golang would: families
+// by name, each series' labels by name (the exposition may write them in
+// any order), series by label values.
 func normalize(t *testing.T, text []byte) []byte {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -179,6 +182,9 @@ func normalize(t *testing.T, text []byte) []byte {
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, n := range names {
 		mf := fams[n]
+		for _, m := range mf.Metric {
+			sort.Slice(m.Label, func(i, j int) bool { return m.Label[i].GetName() < m.Label[j].GetName() })
+		}
 		sort.SliceStable(mf.Metric, func(i, j int) bool {
 			a, b := mf.Metric[i].Label, mf.Metric[j].Label
 			for k := 0; k < len(a) && k < len(b); k++ {

@@ -42,16 +42,16 @@ type pbSink struct {
 }
 
 func (p *pbSink) sample(f *Family, ls *labelSet, v float64) {
-	ls.protobuf()
+	pb := ls.protobuf()
 	// Sample{value=1 double, timestamp=2 int64}
 	sampleLen := 1 + 8 + 1 + protowire.SizeVarint(uint64(p.ts))
 	f.render()
-	tsLen := len(ls.pbBefore) + len(f.nameLabelPB) + len(ls.pbAfter) + 1 + protowire.SizeBytes(sampleLen)
+	tsLen := len(pb.before) + len(f.nameLabelPB) + len(pb.after) + 1 + protowire.SizeBytes(sampleLen)
 	p.buf = protowire.AppendTag(p.buf, 1, protowire.BytesType)
 	p.buf = protowire.AppendVarint(p.buf, uint64(tsLen))
-	p.buf = append(p.buf, ls.pbBefore...)
+	p.buf = append(p.buf, pb.before...)
 	p.buf = append(p.buf, f.nameLabelPB...)
-	p.buf = append(p.buf, ls.pbAfter...)
+	p.buf = append(p.buf, pb.after...)
 	p.buf = protowire.AppendTag(p.buf, 2, protowire.BytesType)
 	p.buf = protowire.AppendVarint(p.buf, uint64(sampleLen))
 	p.buf = protowire.AppendTag(p.buf, 1, protowire.Fixed64Type)

@@ -181,7 +181,7 @@ func (e *Exporter) take(flt Filter) {
 		first := len(e.snap.devs)
 		for i := 0; i < nd && i < len(c.devs); i++ {
 			d, s := n.Device(i)
-			if c.devs[i].text == "" {
+			if c.devs[i].empty() {
 				continue
 			}
 			e.snap.devs = append(e.snap.devs, devSnap{ls: &c.devs[i], slot: i, vendor: d.Vendor, index: d.Index, inst: c.inst[i]})
@@ -221,15 +221,21 @@ func (c *nodeCache) build(n NodeReader) {
 	c.devs = make([]labelSet, n.NumDevices())
 	c.inst = make([]bool, len(c.devs))
 	c.gpus = 0
+	bases := map[fleet.Vendor]*labelSet{} // the node's labels, one set a vendor
 	for i := range c.devs {
 		d, _ := n.Device(i)
 		c.inst[i] = d.IsInstance()
 		if !c.inst[i] {
 			c.gpus++
 		}
-		if pairs := deviceLabels(nd, id, d); pairs != nil {
-			c.devs[i].set(pairs)
+		own := deviceLabels(nd, d)
+		if own == nil {
+			continue // a vendor the exporter has no names for
 		}
+		if bases[d.Vendor] == nil {
+			bases[d.Vendor] = newLabelSet(nodeLabels(nd, id, d.Vendor))
+		}
+		c.devs[i].set(bases[d.Vendor], own)
 	}
 	c.srcs, c.srcUp = c.srcs[:0], c.srcUp[:0]
 	for _, s := range nd.Sources {

@@ -135,16 +135,36 @@ var npuSeries = []DeviceSeries{
 	}},
 }
 
-// deviceLabels returns the label pairs of one device, by vendor: DCGM's
-// labels for NVIDIA, npu-exporter's for Ascend, plus fleettop's placement
-// and node (the node id, which keeps two nodes with the same hostname and
-// device UUIDs from rendering colliding series).
-// Called once per device per Hello. To add a label, add it here.
-func deviceLabels(n *fleet.Node, id string, d *fleet.Device) []label {
+// nodeLabels returns the labels every device of vendor v on node n carries,
+// by vendor: DCGM's for NVIDIA, npu-exporter's for Ascend, plus fleettop's
+// placement and node (the node id, which keeps two nodes with the same
+// hostname and device UUIDs from rendering colliding series); nil for
+// another vendor. deviceLabels has the labels of each device. Called once
+// per node per Hello. To add a label, add it here or there.
+func nodeLabels(n *fleet.Node, id string, v fleet.Vendor) []label {
 	host := n.Hostname
 	if host == "" {
 		host = id
 	}
+	switch v {
+	case fleet.VendorNVIDIA:
+		return []label{
+			{"Hostname", host}, {"hostname", host},
+			{"region", n.Region}, {"provider", n.Provider}, {"jurisdiction", n.Jurisdiction}, {"node", id},
+			{"DCGM_FI_DRIVER_VERSION", n.Driver},
+		}
+	case fleet.VendorAscend:
+		return []label{
+			{"hostname", host}, {"region", n.Region}, {"provider", n.Provider}, {"jurisdiction", n.Jurisdiction}, {"node", id},
+		}
+	}
+	return nil
+}
+
+// deviceLabels returns the labels of device d of node n besides its node's
+// (nodeLabels); nil for a vendor the exporter has no names for. Called once
+// per device per Hello.
+func deviceLabels(n *fleet.Node, d *fleet.Device) []label {
 	idx := strconv.Itoa(d.Index)
 	switch d.Vendor {
 	case fleet.VendorNVIDIA:
@@ -160,21 +180,13 @@ func deviceLabels(n *fleet.Node, id string, d *fleet.Device) []label {
 				}
 			}
 		}
-		ls := []label{
-			{"gpu", idx}, {"UUID", uuid}, {"device", "nvidia" + idx}, {"modelName", d.Model},
-			{"Hostname", host}, {"hostname", host},
-			{"region", n.Region}, {"provider", n.Provider}, {"jurisdiction", n.Jurisdiction}, {"node", id},
-			{"pci_bus_id", d.PCIBusID}, {"DCGM_FI_DRIVER_VERSION", n.Driver},
-		}
+		ls := []label{{"gpu", idx}, {"UUID", uuid}, {"device", "nvidia" + idx}, {"modelName", d.Model}, {"pci_bus_id", d.PCIBusID}}
 		if d.IsInstance() {
 			ls = append(ls, label{"GPU_I_PROFILE", d.Instance.Profile}, label{"GPU_I_ID", strconv.Itoa(d.Instance.GPUInstanceID)})
 		}
 		return ls
 	case fleet.VendorAscend:
-		return []label{
-			{"id", idx}, {"model_name", d.Model}, {"vdie_id", d.UUID}, {"hostname", host},
-			{"region", n.Region}, {"provider", n.Provider}, {"jurisdiction", n.Jurisdiction}, {"node", id},
-		}
+		return []label{{"id", idx}, {"model_name", d.Model}, {"vdie_id", d.UUID}}
 	}
 	return nil
 }

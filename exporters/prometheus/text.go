@@ -30,7 +30,7 @@ func (t *textSink) sample(f *Family, ls *labelSet, v float64) {
 		}
 	}
 	t.buf = append(t.buf, f.Name...)
-	t.buf = append(t.buf, ls.text...)
+	t.buf = ls.appendText(t.buf)
 	t.buf = append(t.buf, ' ')
 	t.buf = appendValue(t.buf, v)
 	t.buf = append(t.buf, '\n')
