@@ -20,7 +20,7 @@ import (
 //     that waste most, the leases that end soonest). Their size is bounded by the number of regions,
 //     providers, models and teams, never by the number of nodes. Refreshed at
 //     most once a second (on a fleet so large that computing them would take
-//     more than 2 % of a core, less often, but at least every 5 seconds).
+//     more than 0.5 % of a core, less often, but at least every 5 seconds).
 //   - Page and Rows: the node list the viewer shows, sorted, filtered and
 //     paged by the aggregator (NodeQuery); one compact NodeRow per node.
 //   - Nodes: full detail (every device and process) of the node the viewer
