@@ -23,7 +23,9 @@ type Recorder interface {
 	// from many sessions, must not block on I/O, and must not keep s or n
 	// (copy what it needs). gen is n's generation: it changes whenever n
 	// does and is never reused, so a Recorder need not compare an n whose
-	// generation it has seen (0: unknown, compare).
+	// generation it has seen (0: unknown, compare). With a nonzero gen, n's
+	// Devices and Labels are never modified in place (a change gives n new
+	// ones and a new generation), so a Recorder may keep those by reference.
 	Record(n *fleet.Node, gen uint64, s *fleet.Sample)
 	// Commit makes everything recorded so far durable together with seqs
 	// (node id → highest applied sequence) in one transaction. A node's
@@ -38,8 +40,9 @@ type Recorder interface {
 // concurrent use and never block ingest on I/O.
 type Insights interface {
 	// Observe sees every applied sample of node n (after Record), on the
-	// ingest path: cheap, no I/O, keep nothing of n or s by reference. gen
-	// is n's generation, as for Recorder.Record.
+	// ingest path: cheap, no I/O, keep nothing of n or s by reference but
+	// s.Procs, a list the aggregator never modifies (a new list replaces
+	// it). gen is n's generation, as for Recorder.Record.
 	Observe(n *fleet.Node, gen uint64, s *fleet.Sample)
 	// NodeState reports a node's state change (wire.StateOnline, …) at t.
 	NodeState(n *fleet.Node, state string, t time.Time)

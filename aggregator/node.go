@@ -120,15 +120,19 @@ func keepLost(prev, cur []fleet.Device) []fleet.Device {
 }
 
 // markLost records that device index fell off the bus. Caller holds n.mu.
+// The inventory is copied, not changed in place: n.node's slices are never
+// modified once handed to the Recorder and Insights (see Recorder.Record),
+// which may keep them until the generation moves.
 func (n *nodeState) markLost(index int) bool {
 	if index < 0 || index >= wire.MaxDevices || n.slot[index] < 0 {
 		return false
 	}
-	d := &n.node.Devices[n.slot[index]]
-	if d.State == fleet.DeviceLost {
+	k := n.slot[index]
+	if n.node.Devices[k].State == fleet.DeviceLost {
 		return false
 	}
-	d.State = fleet.DeviceLost
+	n.node.Devices = slices.Clone(n.node.Devices)
+	n.node.Devices[k].State = fleet.DeviceLost
 	n.bump()
 	return true
 }
@@ -189,8 +193,11 @@ func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
 		// The record's slices are the decoder's, reused by its next frame;
 		// its strings are the node's to keep (the decoder copies them out
 		// of the frame, and those many nodes hold alike are shared: see
-		// wire's sharedString).
-		n.procs = append(n.procs[:0], r.Procs...)
+		// wire's sharedString). The node's list is a new one, never
+		// modified, and the record is pointed at it for Insights to keep
+		// (Insights.Observe): one copy of a node's processes, not two.
+		n.procs = slices.Clone(r.Procs)
+		r.Procs = n.procs
 	}
 	for _, e := range r.Events {
 		if e.Kind == fleet.EventXID && e.Code == xidFallenOffBus {

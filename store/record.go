@@ -24,7 +24,7 @@ func floorTo(t, step int64) int64 {
 // ident is the copy of a node's identity the store keeps; Record compares
 // the live node with it and snapshots a new one only when it changed.
 type ident struct {
-	node    fleet.Node // Labels and Devices are private copies
+	node    fleet.Node // Labels and Devices: private copies, or the caller's, never modified (snapshot)
 	price   fleet.Money
 	billing fleet.Billing
 }
@@ -56,10 +56,16 @@ func (id *ident) matches(n *fleet.Node) bool {
 	return true
 }
 
-func (s *Store) snapshot(n *fleet.Node) ident {
+// snapshot returns n's identity to keep. shared: n's Labels and Devices are
+// never modified in place (the caller tracks generations, see Record), and
+// are kept by reference; a copy of every node's inventory was 1.5 MB at
+// 9,400 GPUs, beside the aggregator's own.
+func (s *Store) snapshot(n *fleet.Node, shared bool) ident {
 	c := *n
-	c.Labels = maps.Clone(n.Labels)
-	c.Devices = append([]fleet.Device(nil), n.Devices...)
+	if !shared {
+		c.Labels = maps.Clone(n.Labels)
+		c.Devices = append([]fleet.Device(nil), n.Devices...)
+	}
 	id := ident{node: c, price: n.Lease.PricePerGPUHour, billing: n.Lease.Billing}
 	if id.price.Micros == 0 && s.opts.Price != nil {
 		if p, ok := s.opts.Price(n); ok {
@@ -177,9 +183,11 @@ func (s *Store) acc(id string) *nodeAcc {
 }
 
 // Record folds one applied sample of node n into the in-memory minute
-// buckets. It never blocks on I/O and keeps nothing of n or smp. gen is n's
-// generation (aggregator.Recorder): an identity of a generation already
-// recorded is not compared again; 0 compares every time.
+// buckets. It never blocks on I/O and keeps nothing of smp, nor of n but,
+// when gen is nonzero, its Labels and Devices (which the caller then never
+// modifies in place, see aggregator.Recorder). gen is n's generation: an
+// identity of a generation already recorded is not compared again; 0
+// compares every time.
 func (s *Store) Record(n *fleet.Node, gen uint64, smp *fleet.Sample) {
 	if n == nil || smp == nil || s.opts.ReadOnly {
 		return
@@ -216,7 +224,7 @@ func (s *Store) Record(n *fleet.Node, gen uint64, smp *fleet.Sample) {
 		a.checks++
 		full := a.checks%16 == 1 || gen != 0
 		if a.identAt == 0 || (full && !a.ident.matches(n)) || (!full && !a.ident.matchesScalars(n)) {
-			a.ident = s.snapshot(n)
+			a.ident = s.snapshot(n, gen != 0)
 			a.identDirty = true
 			a.identAt = t
 		}
