@@ -59,9 +59,10 @@ type watchHub struct {
 	// Owned by the run goroutine.
 	rows     map[*nodeState]*rowEntry
 	ordered  []*rowEntry
-	fleetAt  time.Time // when fleet was last rebuilt
-	fleetJS  []byte    // encoded wire.FleetView
-	fleetGen uint64    // bumped when fleetJS changes
+	byDef    defaultOrder // ordered in the default order, for pages in it
+	fleetAt  time.Time    // when fleet was last rebuilt
+	fleetJS  []byte       // encoded wire.FleetView
+	fleetGen uint64       // bumped when fleetJS changes
 	jobs     []wire.JobView
 	sum      fleetSum // the latest fleet aggregates from summaries
 	haveSum  bool
@@ -363,7 +364,11 @@ func (h *watchHub) publish(onlyNew, heartbeat bool) {
 		}
 		pg, ok := pages[g.sub.Nodes]
 		if !ok {
-			pg.total, pg.rows = pageRows(h.ordered, g.sub.Nodes)
+			if q := g.sub.Nodes; defaultSort(q) {
+				pg.total, pg.rows = h.byDef.page(h.ordered, q)
+			} else {
+				pg.total, pg.rows = pageRows(h.ordered, q)
+			}
 			pages[g.sub.Nodes] = pg
 		}
 		h.publishGroup(g, pg.total, pg.rows, now, heartbeat)
@@ -473,11 +478,13 @@ func (h *watchHub) refreshRows(now time.Time) {
 			}
 		}
 		h.ordered, h.rows = ordered, rows
+		h.byDef.stale = true
 	}
 	for _, n := range list[len(h.ordered):] {
 		e := &rowEntry{n: n}
 		h.rows[n] = e
 		h.ordered = append(h.ordered, e)
+		h.byDef.stale = true
 	}
 	for _, e := range h.ordered {
 		n := e.n
@@ -495,8 +502,12 @@ func (h *watchHub) refreshRows(now time.Time) {
 			continue
 		}
 		v = n.version.Load() // under the lock: what the row is built from
+		region, host := e.row.Region, e.row.Hostname
 		s.buildRow(e, n, v, now)
 		n.mu.Unlock()
+		if e.row.Region != region || e.row.Hostname != host {
+			h.byDef.stale = true
+		}
 		e.ver = v
 	}
 }

@@ -244,6 +244,54 @@ func pageRows(rows []*rowEntry, q wire.NodeQuery) (total int, page []*rowEntry) 
 	return total, out[q.Offset:hi]
 }
 
+// defaultOrder keeps the rows sorted in the default order (region,
+// hostname, id), which changes only when nodes come or go or one's placement
+// or hostname changes: the viewers that page in it (every viewer until it
+// sorts, and the default subscription) get their page without a selection
+// over every row at each publication, which read each row's cold strings
+// (2 % of the aggregator's CPU with 10 viewers at 10,000 GPUs).
+type defaultOrder struct {
+	rows  []*rowEntry
+	stale bool // rows must be sorted again from the hub's list
+}
+
+// defaultSort reports whether q pages in the default order.
+func defaultSort(q wire.NodeQuery) bool {
+	return q.Sort == wire.SortDefault || !wire.KnownNodeSort(q.Sort)
+}
+
+// page is pageRows(all, q) for a q in the default order (defaultSort), all
+// being every row.
+func (d *defaultOrder) page(all []*rowEntry, q wire.NodeQuery) (total int, page []*rowEntry) {
+	if d.stale || len(d.rows) != len(all) {
+		d.rows = append(d.rows[:0], all...)
+		slices.SortFunc(d.rows, wire.NodeOrder(wire.NodeQuery{}, (*rowEntry).key))
+		d.stale = false
+	}
+	at := func(i int) *rowEntry { // the i-th row in q's direction
+		if q.Desc {
+			return d.rows[len(d.rows)-1-i]
+		}
+		return d.rows[i]
+	}
+	hi := q.Offset + max(q.Limit, 0)
+	if q.Filter == "" {
+		for i := max(q.Offset, 0); i < min(hi, len(d.rows)); i++ {
+			page = append(page, at(i))
+		}
+		return len(d.rows), page
+	}
+	for i := range d.rows {
+		if e := at(i); e.matches(q.Filter) {
+			if total >= q.Offset && total < hi {
+				page = append(page, e)
+			}
+			total++
+		}
+	}
+	return total, page
+}
+
 // selectRange reorders a so that a[lo:hi] holds, sorted, the elements that
 // a full sort by cmp would put there: quickselect towards the range (median
 // of three; sorted or reversed input partitions evenly), then a sort of

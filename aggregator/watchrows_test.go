@@ -2,10 +2,14 @@ package aggregator
 
 import (
 	"cmp"
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleettop/fleettop/wire"
 )
 
 // selectRange puts in a[lo:hi] exactly what a full sort puts there, for
@@ -53,4 +57,65 @@ func TestSelectRangeMatchesSort(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The default order's cached rows page exactly as pageRows does: every
+// direction, filter and range, and after rows come, go and change hostname
+// (the hub marks the order stale).
+func TestDefaultOrderPagesAsPageRows(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	regions := []string{"Singapore", "Johor", "Dubai"}
+	var all []*rowEntry
+	add := func(n int) {
+		for range n {
+			k := len(all)
+			e := &rowEntry{row: wire.NodeRow{ID: fmt.Sprintf("n-%04d", k), Region: regions[rng.IntN(3)],
+				Hostname: fmt.Sprintf("gpu-%d", rng.IntN(50)), State: wire.StateOnline}}
+			e.search = strings.ToLower(e.row.ID + " " + e.row.Hostname + " " + e.row.Region)
+			all = append(all, e)
+		}
+	}
+	var d defaultOrder
+	check := func(when string) {
+		t.Helper()
+		for range 50 {
+			q := wire.NodeQuery{Offset: rng.IntN(len(all) + 5), Limit: rng.IntN(30), Desc: rng.IntN(2) == 0}
+			if rng.IntN(3) == 0 {
+				q.Offset = 0
+			}
+			switch rng.IntN(3) {
+			case 0:
+				q.Filter = "johor"
+			case 1:
+				q.Filter = fmt.Sprintf("gpu-%d", rng.IntN(10))
+			}
+			wt, wp := pageRows(slices.Clone(all), q)
+			gt, gp := d.page(all, q)
+			if gt != wt || !slices.Equal(gp, wp) {
+				t.Fatalf("%s, %+v: total %d, page %v; pageRows: %d, %v", when, q, gt, ids(gp), wt, ids(wp))
+			}
+		}
+	}
+	add(200)
+	check("first rows")
+	add(37)
+	check("after rows came")
+	all = slices.Delete(all, 10, 50)
+	d.stale = true // as the hub, when nodes are forgotten
+	check("after rows went")
+	for _, e := range all[:20] {
+		e.row.Hostname = fmt.Sprintf("renamed-%d", rng.IntN(100))
+	}
+	d.stale = true // as the hub, when a hostname changed
+	check("after hostnames changed")
+}
+
+func ids(rows []*rowEntry) []string {
+	out := make([]string, len(rows))
+	for i, e := range rows {
+		out[i] = e.row.ID
+	}
+	return out
 }
