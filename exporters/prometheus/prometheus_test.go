@@ -324,3 +324,42 @@ func TestPromtool(t *testing.T) {
 		}
 	}
 }
+
+// TestNewIdentityNewLabels: a node whose identity changed (a new
+// generation: its collector said Hello with another inventory) is exported
+// under its new labels from the next scrape on, with all its series.
+func TestNewIdentityNewLabels(t *testing.T) {
+	var gen uint64 = 1
+	model := "NVIDIA H100 80GB HBM3"
+	inner := fakeFleet(func() []wire.NodeView {
+		vs := fixture()
+		vs[0].Devices[0].Model = model
+		return vs
+	})
+	e := NewExporter(func(fn func(NodeReader)) {
+		inner(func(n NodeReader) {
+			if f := n.(*fakeNode); f.v.ID == "sg-1" {
+				f.gen = gen
+			}
+			fn(n)
+		})
+	}, nil)
+	text := func() string {
+		var out bytes.Buffer
+		if err := e.WriteText(&out, Filter{}); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if first := text(); !strings.Contains(first, `modelName="NVIDIA H100 80GB HBM3"`) {
+		t.Fatalf("first scrape without the first model:\n%s", first)
+	}
+	gen, model = 2, "NVIDIA H200"
+	second := text()
+	if !strings.Contains(second, `modelName="NVIDIA H200"`) {
+		t.Errorf("after a new identity the scrape keeps the old labels")
+	}
+	if n := strings.Count(second, "\nDCGM_FI_DEV_GPU_UTIL{"); n != 1 {
+		t.Errorf("after a new identity %d GPU_UTIL series, want 1 (sg-1's GPU 0)", n)
+	}
+}

@@ -165,7 +165,7 @@ func (e *Exporter) take(flt Filter) {
 			c.walk = e.walk
 			seen++
 		}
-		if !c.built {
+		if !c.built || c.gen != n.Generation() {
 			c.build(n)
 		}
 		c.first, c.n = len(e.snap.devs), 0
