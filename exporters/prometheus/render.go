@@ -134,7 +134,9 @@ type snapshot struct {
 	vendors map[fleet.Vendor]bool // the vendors of devs
 }
 
-// take copies the fleet through f. Caller holds e.mu.
+// take notes, through e.fleet, what the render exports: the nodes and
+// their devices, with their label sets (rebuilt when a node's generation
+// moved), states, burn and last XIDs. Caller holds e.mu.
 func (e *Exporter) take(flt Filter) {
 	e.snap.nodes = e.snap.nodes[:0]
 	e.snap.devs = e.snap.devs[:0]
@@ -318,9 +320,12 @@ func (e *Exporter) columns(rows []DeviceSeries) {
 			d := &devs[j]
 			_, d.s = n.Device(d.slot)
 			for r := range rows {
+				if d.vendor != rows[r].Vendor {
+					continue
+				}
 				// Every Value is finite when it holds (metric checks): NaN
 				// is free to mark "not emitted".
-				if v, ok := rows[r].Value(d); ok && d.vendor == rows[r].Vendor {
+				if v, ok := rows[r].Value(d); ok {
 					e.col[j*seriesPerWalk+r] = v
 				}
 			}
