@@ -40,9 +40,8 @@ type Recorder interface {
 // concurrent use and never block ingest on I/O.
 type Insights interface {
 	// Observe sees every applied sample of node n (after Record), on the
-	// ingest path: cheap, no I/O, keep nothing of n or s by reference but
-	// s.Procs, a list the aggregator never modifies (a new list replaces
-	// it). gen is n's generation, as for Recorder.Record.
+	// ingest path: cheap, no I/O, keep nothing of n or s by reference. gen
+	// is n's generation, as for Recorder.Record.
 	Observe(n *fleet.Node, gen uint64, s *fleet.Sample)
 	// NodeState reports a node's state change (wire.StateOnline, …) at t.
 	NodeState(n *fleet.Node, state string, t time.Time)

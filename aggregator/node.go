@@ -193,11 +193,8 @@ func (n *nodeState) applyRecord(r *fleet.Sample, now time.Time) int {
 		// The record's slices are the decoder's, reused by its next frame;
 		// its strings are the node's to keep (the decoder copies them out
 		// of the frame, and those many nodes hold alike are shared: see
-		// wire's sharedString). The node's list is a new one, never
-		// modified, and the record is pointed at it for Insights to keep
-		// (Insights.Observe): one copy of a node's processes, not two.
-		n.procs = slices.Clone(r.Procs)
-		r.Procs = n.procs
+		// wire's sharedString).
+		n.procs = append(n.procs[:0], r.Procs...)
 	}
 	for _, e := range r.Events {
 		if e.Kind == fleet.EventXID && e.Code == xidFallenOffBus {

@@ -259,27 +259,3 @@ func TestMarkLostCopiesTheInventory(t *testing.T) {
 		t.Errorf("after markLost: GPU 1 %q, generation %d (was %d)", n.node.Devices[1].State, n.gen, gen)
 	}
 }
-
-// TestProcessListHandedOver: a record's process list is copied once into a
-// list of the node's that nothing modifies afterwards, and the record points
-// at it for Insights to keep (Insights.Observe): neither the decoder's
-// buffer, which its next frame reuses, nor the next list changes it.
-func TestProcessListHandedOver(t *testing.T) {
-	n := newNodeState("n1")
-	n.setNode(testNode("n1", 2))
-	buf := []fleet.Process{{Device: 0, PID: 1, Job: fleet.Job{ID: "a"}}}
-	r := testSample(n.node, 1)
-	r.ProcsSet, r.Procs = true, buf
-	n.applyRecord(&r, r.Time)
-	held := r.Procs
-	buf[0] = fleet.Process{Device: 1, PID: 2, Job: fleet.Job{ID: "b"}} // the decoder's next frame
-	r2 := testSample(n.node, 2)
-	r2.ProcsSet, r2.Procs = true, buf
-	n.applyRecord(&r2, r2.Time)
-	if len(held) != 1 || held[0].Job.ID != "a" {
-		t.Errorf("the first list as handed over became %+v", held)
-	}
-	if &r2.Procs[0] == &buf[0] || r2.Procs[0].Job.ID != "b" || &n.procs[0] != &r2.Procs[0] {
-		t.Errorf("the second record was not pointed at the node's own copy of its list")
-	}
-}

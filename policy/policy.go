@@ -194,16 +194,18 @@ func (t *NodeTracker) Procs() []fleet.Process { return t.procs }
 // IdleSince returns when every GPU of the node went idle, and whether they are.
 func (t *NodeTracker) IdleSince() (time.Time, bool) { return t.idleSince, t.idle }
 
-// Observe folds one sample of the node into t. It keeps s.Procs, when
-// s.ProcsSet, as the node's process list: the caller hands over a list it
-// no longer modifies (the aggregator's copy, which a new list replaces).
+// Observe folds one sample of the node into t.
 func (r *Rules) Observe(t *NodeTracker, s *fleet.Sample) {
 	if s.Time.After(t.last) {
 		t.last = s.Time
 	}
 	t.offline = false
 	if s.ProcsSet {
-		t.procs = s.Procs
+		// A copy into the tracker's own list, reused: a node's processes
+		// change with nearly every sample (their utilisation), and keeping
+		// the caller's list instead would need a new one each time (1 MB/s
+		// of garbage at 1,250 nodes, which the GC paid for).
+		t.procs = append(t.procs[:0], s.Procs...)
 	}
 	anyUtil, allIdle := false, true
 	for i := range s.Devices {
