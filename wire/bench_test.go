@@ -125,3 +125,35 @@ func BenchmarkSanitizeSample(b *testing.B) {
 		})
 	}
 }
+
+// TestDecodeSamplesAllocatesNothing: a Samples frame decodes into the
+// decoder's own buffers; the aggregator decodes 1,250 a second at 10,000
+// GPUs. (A reader escaping through the Hello's field table once cost an
+// allocation a frame.)
+func TestDecodeSamplesAllocatesNothing(t *testing.T) {
+	frames := benchStream(64)
+	enc := wire.NewEncoder()
+	encoded := make([][]byte, len(frames))
+	for i := range frames {
+		var err error
+		if encoded[i], err = enc.AppendFrame(nil, &frames[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec := wire.NewDecoder()
+	for _, f := range encoded[:32] { // warm the decoder's buffers
+		if _, err := dec.Decode(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	i := 32
+	allocs := testing.AllocsPerRun(30, func() {
+		if _, err := dec.Decode(encoded[i]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations a Samples frame, want 0", allocs)
+	}
+}

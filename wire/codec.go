@@ -939,8 +939,12 @@ func (d *Decoder) Decode(b []byte) (Frame, error) {
 			d.st.v = v // the stream's protocol; Samples frames must keep to it
 		}
 		h := new(Hello)
-		decodeHello(&r, h, v)
-		if err := r.done("hello"); err != nil {
+		// A reader of its own: the Hello's field table calls through
+		// function values, through which the reader escapes, and r would
+		// then be allocated for every frame, not only the rare Hello.
+		hr := r
+		decodeHello(&hr, h, v)
+		if err := hr.done("hello"); err != nil {
 			return nil, err
 		}
 		return h, nil
