@@ -173,10 +173,10 @@ type summaryCache struct {
 // when that would take more than 1/summaryDuty of a core, but at least every
 // summaryMaxAge. Node rows and the open node are not affected: they follow
 // ingest within the watch's debounce. At 1/50 of a core, 10,000 GPUs
-// (Summarize: 5–6 ms of CPU on the project's machine, 5–10 ms of wall time)
+// (Summarize: 5–6 ms of CPU on the project's machine, 7–12 ms of wall time)
 // were summed every 0.9 s, 11–16 % of the aggregator's CPU with viewers;
-// at 1/200 they are summed every 1.8 s, and a fleet of up to about 1,500
-// GPUs still every viewer interval.
+// at 1/200 they are summed every 1.8–2.7 s, and a fleet whose Summarize
+// takes under 4.5 ms (a few thousand GPUs) still every viewer interval.
 const (
 	summaryDuty   = 200
 	summaryMaxAge = 5 * time.Second
