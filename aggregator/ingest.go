@@ -538,7 +538,10 @@ func (ss *session) apply(recs []fleet.Sample) error {
 		// node's lock and rebuild the row (watchHub skips a locked node).
 		v := s.version.Add(1)
 		n.version.Store(v)
-		if s.watchHub.Load() != nil { // someone has watched: the hub will want the row
+		if h := s.watchHub.Load(); h != nil && h.watching.Load() {
+			// Someone watches: the hub will want the row. Unwatched rows
+			// are taken by buildRow when a viewer comes (their version
+			// is behind).
 			s.takeRowValues(n, &n.row, v)
 		}
 	}

@@ -454,3 +454,35 @@ func TestRegionRowCountsDegradedOnline(t *testing.T) {
 		t.Errorf("Johor: %d nodes, online %d, stale %d, offline %d; want 4, 2, 1, 1", r.Nodes, r.Online, r.Stale, r.Offline)
 	}
 }
+
+// TestRowsAfterAnUnwatchedSpell: while nobody watches, ingest leaves the
+// list rows' figures alone (no work for rows nobody reads); a viewer that
+// comes later still gets them as of the last sample.
+func TestRowsAfterAnUnwatchedSpell(t *testing.T) {
+	ts := startServer(t, nil, func(c *Config) { c.ViewerInterval = 20 * time.Millisecond })
+	a := testNode("a", 2)
+	ca := dialCollector(t, ts, secretAll)
+	ca.hello(a)
+	ca.samples(a, 1)
+	ca.waitAck(1)
+	v := dialViewer(t, ts, nil)
+	readWatch(t, v)
+	v.Close(websocket.StatusNormalClosure, "")
+	h := ts.Server.watchHub.Load()
+	testutil.WaitFor(t, "the viewer gone", func() bool { return !h.watching.Load() })
+
+	ca.samples(a, 2, 3, 4, 5)
+	ca.waitAck(5)
+	n := ts.Server.node("a")
+	n.mu.Lock()
+	taken, ver := n.row.ver, n.version.Load()
+	n.mu.Unlock()
+	if taken == ver {
+		t.Errorf("row figures taken at version %d while nobody watched", ver)
+	}
+	vs := &viewerState{t: t}
+	vs.apply(readWatch(t, dialViewer(t, ts, nil)))
+	if u := vs.rows["a"].Util; u == nil || *u != (0.05+0.06)/2 {
+		t.Fatalf("row a after the spell: util %v, want the last sample's", u)
+	}
+}

@@ -53,8 +53,9 @@ type watchHub struct {
 	nodeKick chan *nodeState
 	open     atomic.Pointer[map[string]bool] // ids of the nodes groups have open; replaced under mu
 
-	mu     sync.Mutex
-	groups map[string]*watchGroup // by subscription key
+	mu       sync.Mutex
+	groups   map[string]*watchGroup // by subscription key
+	watching atomic.Bool            // len(groups) > 0, for the ingest path
 
 	// Owned by the run goroutine.
 	rows     map[*nodeState]*rowEntry
@@ -236,6 +237,7 @@ func (h *watchHub) enter(sub wire.WatchSubscribe) *watchGroup {
 	if g == nil {
 		g = &watchGroup{key: k, sub: sub, changed: make(chan struct{}), rowGen: map[string]uint64{}}
 		h.groups[k] = g
+		h.watching.Store(true)
 	}
 	g.viewers++
 	first := g.viewers == 1
@@ -259,6 +261,7 @@ func (h *watchHub) leave(g *watchGroup) {
 	g.viewers--
 	if g.viewers == 0 && h.groups[g.key] == g {
 		delete(h.groups, g.key)
+		h.watching.Store(len(h.groups) > 0)
 		h.openChanged()
 	}
 }
