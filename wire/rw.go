@@ -209,8 +209,10 @@ func (r *reader) internedString(what string) string {
 // string. The aggregator keys maps by them each second, node by node (cost
 // lines, region rows, residency rules); with a copy per node each lookup
 // hashed bytes of its own, cold, and those misses were a tenth of the
-// fleet aggregates' time. Hellos and process lists that change are rare,
-// so a mutex serves.
+// fleet aggregates' time. Hellos are rare, and a process list is coded
+// against the previous one (its strings are read only for a process that
+// is new: a list changes nearly every sample, its names seldom), so a
+// mutex serves.
 func (r *reader) sharedString(what string) string {
 	b := r.bytes(what)
 	if len(b) == 0 {
