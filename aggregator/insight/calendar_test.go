@@ -28,17 +28,18 @@ func TestCalendarDayMatchesTime(t *testing.T) {
 		}
 		for _, at := range times {
 			lt := at.In(loc)
-			if got, want := e.dayKey(at), lt.Year()*10000+int(lt.Month())*100+lt.Day(); got != want {
-				t.Fatalf("%s %v: dayKey %d, want %d", zone, at, got, want)
+			c := e.day(at)
+			if got, want := c.dk, lt.Year()*10000+int(lt.Month())*100+lt.Day(); got != want {
+				t.Fatalf("%s %v: day key %d, want %d", zone, at, got, want)
 			}
-			if got, want := e.monthKey(at), lt.Year()*100+int(lt.Month()); got != want {
-				t.Fatalf("%s %v: monthKey %d, want %d", zone, at, got, want)
+			if got, want := c.mk, lt.Year()*100+int(lt.Month()); got != want {
+				t.Fatalf("%s %v: month key %d, want %d", zone, at, got, want)
 			}
-			if got, want := e.dayStart(at), time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, loc); !got.Equal(want) {
-				t.Fatalf("%s %v: dayStart %v, want %v", zone, at, got, want)
+			if got, want := c.start, time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, loc); !got.Equal(want) || !c.end.Equal(time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, loc)) {
+				t.Fatalf("%s %v: day [%v, %v), want from %v", zone, at, got, c.end, want)
 			}
-			if got, want := e.monthStart(at), time.Date(lt.Year(), lt.Month(), 1, 0, 0, 0, 0, loc); !got.Equal(want) {
-				t.Fatalf("%s %v: monthStart %v, want %v", zone, at, got, want)
+			if got, want := c.monthStart, time.Date(lt.Year(), lt.Month(), 1, 0, 0, 0, 0, loc); !got.Equal(want) {
+				t.Fatalf("%s %v: month start %v, want %v", zone, at, got, want)
 			}
 		}
 	}

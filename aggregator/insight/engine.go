@@ -267,11 +267,6 @@ func (e *Engine) day(t time.Time) *calDay {
 	return nc
 }
 
-func (e *Engine) dayKey(t time.Time) int           { return e.day(t).dk }
-func (e *Engine) monthKey(t time.Time) int         { return e.day(t).mk }
-func (e *Engine) monthStart(t time.Time) time.Time { return e.day(t).monthStart }
-func (e *Engine) dayStart(t time.Time) time.Time   { return e.day(t).start }
-
 // resolve returns the lease's price per GPU-hour and billing: the lease
 // label's when it has one, else the price table's.
 func (e *Engine) resolve(n *fleet.Node) (fleet.Money, fleet.Billing, bool) {
@@ -395,8 +390,9 @@ func (e *Engine) Observe(n *fleet.Node, gen uint64, s *fleet.Sample) {
 // accountSample adds the time since the previous sample to the sampled
 // figures: idle spend, and spend per team and per job.
 func (e *Engine) accountSample(ns *costNode, prev, t time.Time) {
-	ns.day.roll(e.dayKey(t))
-	ns.month.roll(e.monthKey(t))
+	cal := e.day(t)
+	ns.day.roll(cal.dk)
+	ns.month.roll(cal.mk)
 	if prev.IsZero() || !t.After(prev) {
 		return
 	}
@@ -411,7 +407,7 @@ func (e *Engine) accountSample(ns *costNode, prev, t time.Time) {
 	per := v.Price.Micros
 	// The time since the previous sample counts in today and this month
 	// only from their start: the minutes before midnight are yesterday's.
-	dd, dm := t.Sub(later(prev, e.dayStart(t))), t.Sub(later(prev, e.monthStart(t)))
+	dd, dm := t.Sub(later(prev, cal.start)), t.Sub(later(prev, cal.monthStart))
 	if blind := int64(v.GPUs - len(ns.devs)); blind > 0 {
 		// Paid but never enumerated: idle, and nobody's.
 		addTime(&ns.day.idle, per*blind, dd)

@@ -48,7 +48,8 @@ func (e *Engine) Placements(now time.Time) []Placement {
 	if e.clock != nil {
 		mnow = e.clock()
 	}
-	ms, mk := e.monthStart(mnow), e.monthKey(mnow)
+	cal := e.day(mnow)
+	ms, mk := cal.monthStart, cal.mk
 	var led map[string][]store.NodeLine
 	var places map[string]store.NodePlace
 	if e.st != nil {

@@ -137,9 +137,10 @@ func (e *Engine) newRun(now time.Time) *sumRun {
 	r := &sumRun{e: e, now: now, mnow: mnow, thr: e.cfg.Rules.IdleThreshold}
 	r.room = e.takeRoom()
 	r.jobs = r.room.jobs
-	r.ms, r.ds = e.monthStart(mnow), e.dayStart(mnow)
+	cal := e.day(mnow)
+	r.ms, r.ds = cal.monthStart, cal.start
 	r.me = r.ms.AddDate(0, 1, 0)
-	r.dk, r.mk = e.dayKey(mnow), e.monthKey(mnow)
+	r.dk, r.mk = cal.dk, cal.mk
 	r.readLedger()
 	return r
 }
