@@ -413,9 +413,8 @@ func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Aler
 	}
 	type acc struct {
 		row       wire.RegionRow
+		tot       wire.RegionTotals
 		providers map[string]bool
-		usum      float64
-		un        int
 	}
 	byRegion := map[string]*acc{}
 	var idle, dark []*rowEntry
@@ -427,27 +426,11 @@ func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Aler
 			byRegion[r.Region] = a
 		}
 		rr := &a.row
-		rr.Nodes++
-		rr.GPUs += r.GPUs
-		switch r.State {
-		case wire.StateOnline, wire.StateDegraded: // reporting, a device lost (the summary's GPUsOnline too)
-			rr.Online++
-		case wire.StateStale:
-			rr.Stale++
-		default:
-			rr.Offline++
-		}
+		a.tot.AddNode(r.State, r.GPUs, e.util, r.MemUsed, r.MemTotal, r.Power)
 		a.providers[r.Provider] = true
 		for m, k := range r.Models {
 			rr.Models[m] += k
 		}
-		if !math.IsNaN(e.util) && r.State != wire.StateOffline {
-			a.usum += e.util * float64(r.GPUs)
-			a.un += r.GPUs
-		}
-		rr.MemUsed += r.MemUsed
-		rr.MemTotal += r.MemTotal
-		rr.Power += r.Power
 		addMoney(&rr.BurnPerHour, r.BurnPerHour)
 		addMoney(&rr.IdleBurn, r.IdleBurn)
 		if e.idle > 0 {
@@ -473,10 +456,7 @@ func fleetView(rows []*rowEntry, sum wire.Summary, jobs int, alerts []fleet.Aler
 		}
 	}
 	for _, a := range byRegion {
-		if a.un > 0 {
-			u := a.usum / float64(a.un)
-			a.row.Util = &u
-		}
+		a.tot.Fill(&a.row)
 		for p := range a.providers {
 			a.row.Providers = append(a.row.Providers, p)
 		}

@@ -69,12 +69,9 @@ type NodeRow struct {
 type RegionRow struct {
 	Region, Jurisdiction string
 	Providers            string
-	Nodes, GPUs          int
-	Online, Stale, Off   int // nodes by state
+	wire.RegionTotals    // nodes by state, GPUs, memory, power
 	Models               string
-	Util                 float64
-	MemUsed, MemTotal    float64
-	Power                float64
+	Util                 float64 // NaN when unknown
 	Burn, IdleBurn       int64
 	Alerts               int
 	search               string
@@ -778,16 +775,14 @@ type regionAcc struct {
 	row       RegionRow
 	providers map[string]bool
 	models    map[string]int
-	usum      float64 // utilisation × GPUs
-	un        int     // GPUs with a utilisation
 }
 
 // finish derives the row's mean utilisation, provider and model lists and
 // filter text.
 func (x *regionAcc) finish() RegionRow {
 	x.row.Util = math.NaN()
-	if x.un > 0 {
-		x.row.Util = x.usum / float64(x.un)
+	if u, ok := x.row.MeanUtil(); ok {
+		x.row.Util = u
 	}
 	ps := make([]string, 0, len(x.providers))
 	for p := range x.providers {
@@ -839,14 +834,7 @@ func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []Regio
 		for _, r := range a.fleet.Regions {
 			x := rs.acc(r.Region, r.Jurisdiction)
 			rr := &x.row
-			rr.Nodes += r.Nodes
-			rr.GPUs += r.GPUs
-			rr.Online += r.Online
-			rr.Stale += r.Stale
-			rr.Off += r.Offline
-			rr.MemUsed += r.MemUsed
-			rr.MemTotal += r.MemTotal
-			rr.Power += r.Power
+			rr.AddRegion(&r)
 			rr.Alerts += r.AlertsOpen
 			rr.Burn += money(inCur(r.BurnPerHour, a.summary.Currency))
 			rr.IdleBurn += money(inCur(r.IdleBurn, a.summary.Currency))
@@ -855,11 +843,6 @@ func pagedRegions(f *Merger, s *Snapshot, money func(fleet.Money) int64) []Regio
 			}
 			for m, k := range r.Models {
 				x.models[ShortModel(m)] += k
-			}
-			if r.Util != nil {
-				n := r.GPUs - 0
-				x.usum += *r.Util * float64(n)
-				x.un += n
 			}
 		}
 	}
@@ -882,29 +865,13 @@ func buildRegions(s *Snapshot) []RegionRow {
 		v := n.View
 		a := rs.acc(v.Region, v.Jurisdiction)
 		r := &a.row
-		r.Nodes++
-		r.GPUs += n.GPUs
-		switch v.State {
-		case wire.StateOnline, wire.StateDegraded:
-			r.Online++
-		case wire.StateStale:
-			r.Stale++
-		default:
-			r.Off++
-		}
+		r.AddNode(v.State, n.GPUs, n.Util, n.MemUsed, n.MemTotal, n.Power)
 		a.providers[v.Provider] = true
 		for i := range v.Devices {
 			if v.Devices[i].Instance.Profile == "" {
 				a.models[ShortModel(v.Devices[i].Model)]++
 			}
 		}
-		if !math.IsNaN(n.Util) && v.State != wire.StateOffline {
-			a.usum += n.Util * float64(n.GPUs)
-			a.un += n.GPUs
-		}
-		r.MemUsed += n.MemUsed
-		r.MemTotal += n.MemTotal
-		r.Power += n.Power
 		r.Burn += n.Burn
 		r.IdleBurn += n.IdleBurn
 	}
