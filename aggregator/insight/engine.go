@@ -53,8 +53,8 @@ type Engine struct {
 	clock func() time.Time       // the ledger's clock for money periods; nil: Summarize's now
 	cal   atomic.Pointer[calDay] // the newest calendar day met (see day)
 
-	mu     sync.Mutex      // guards warned
-	warned map[string]bool // currencies without a rate, logged once
+	mu     sync.Mutex                      // serialises additions to warned
+	warned atomic.Pointer[map[string]bool] // currencies without a rate, logged once; replaced, never modified
 
 	roomMu sync.Mutex // guards room
 	room   *sumRoom   // what the last Summarize worked in, for the next; nil while one runs
@@ -84,12 +84,11 @@ func New(cfg Config, st *store.Store, log *slog.Logger) (*Engine, error) {
 		cfg = d
 	}
 	e := &Engine{
-		cfg:    cfg,
-		log:    log,
-		seed:   maphash.MakeSeed(),
-		book:   policy.NewBook(endedAlertsKept, 500),
-		warned: make(map[string]bool),
-		st:     st,
+		cfg:  cfg,
+		log:  log,
+		seed: maphash.MakeSeed(),
+		book: policy.NewBook(endedAlertsKept, 500),
+		st:   st,
 	}
 	e.book.SetHysteresis(e.cfg.Rules.Hysteresis) // policy.Rules: no flapping alerts
 	for i := range e.shards {
@@ -554,10 +553,17 @@ func (e *Engine) NodeBurn(n *fleet.Node) fleet.Money {
 	if b.Currency == "" {
 		return fleet.Money{Currency: e.cfg.Currency}
 	}
+	// Asked first: Convert's error is an allocation, and NodeBurn runs for
+	// every watched sample of every node whose lease currency has no rate.
+	if b.Currency != e.cfg.Rates.Display {
+		if _, ok := e.cfg.Rates.Rate(b.Currency); !ok {
+			e.warnRate(b.Currency)
+			return b
+		}
+	}
 	if c, err := e.cfg.Rates.Convert(b); err == nil {
 		return c
 	}
-	e.warnRate(b.Currency)
 	return b
 }
 

@@ -3,6 +3,7 @@ package insight
 import (
 	"cmp"
 	"context"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -815,11 +816,24 @@ func (e *Engine) conv(m *cost.Sums) fleet.Money {
 	return out
 }
 
+// warnRate logs currency c's missing rate the first time it is met. Met
+// again (every sample of such a node, on the ingest path), it is one map
+// lookup without a lock.
 func (e *Engine) warnRate(c string) {
+	if m := e.warned.Load(); m != nil && (*m)[c] {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.warned[c] {
-		e.warned[c] = true
-		e.log.Warn("no exchange rate: leave it out of the totals; add it under rates: in the config", "currency", c, "display", e.cfg.Currency)
+	old := e.warned.Load()
+	if old != nil && (*old)[c] {
+		return
 	}
+	m := make(map[string]bool, 1)
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	m[c] = true
+	e.warned.Store(&m)
+	e.log.Warn("no exchange rate: leave it out of the totals; add it under rates: in the config", "currency", c, "display", e.cfg.Currency)
 }
