@@ -191,19 +191,6 @@ func (p *period) team(t string) *cost.Exact {
 	return &p.teams[len(p.teams)-1].amt
 }
 
-// accrual is (*m)[k], made (and *m with it) on first use.
-func accrual(m *map[string]*cost.Exact, k string) *cost.Exact {
-	if *m == nil {
-		*m = make(map[string]*cost.Exact)
-	}
-	a := (*m)[k]
-	if a == nil {
-		a = &cost.Exact{}
-		(*m)[k] = a
-	}
-	return a
-}
-
 type devLive struct {
 	index   int
 	model   string
@@ -233,16 +220,64 @@ type costNode struct {
 	last      time.Time // newest sample time
 	day       period
 	month     period
-	jobs      map[string]*cost.Exact // job id → spend while observed (this aggregator run)
-	lastJob   jobAccrual             // the job accrued last, for its next sample
+	jobs      map[string]*jobSpend // job id → its sampled spend this month (jobsMonth), see accrueJob
+	jobsMonth int                  // yyyymm
+	lastJob   *jobSpend            // the job accrued last: a node mostly runs the same one sample after sample
 }
 
-// jobAccrual is one entry of costNode.jobs: a node mostly runs the same
-// job sample after sample, and its entry saves the map lookup (a cache
-// miss on each node's map at 100,000 GPUs).
-type jobAccrual struct {
-	id  string
-	amt *cost.Exact
+// jobSpend is a job's sampled spend on one node this month.
+type jobSpend struct {
+	id   string
+	amt  cost.Exact
+	last time.Time // the last sample that accrued to it
+}
+
+// maxNodeJobs bounds the jobs whose sampled spend a node keeps. Job ids come
+// from the node: a batch node runs a new job every few minutes, and one
+// could make up an id every sample; kept for the aggregator's whole run,
+// their entries grew without end. Once there are more, the job that ran
+// least recently goes: one a device still runs never does (a sample holds at
+// most one job a device, wire.MaxDevices devices).
+const maxNodeJobs = 2 * wire.MaxDevices
+
+// accrueJob returns job id's spend on the node in month mk, making it; t is
+// the sample's time. A new month starts every job's spend afresh, as the
+// ledger's job lines do.
+func (ns *costNode) accrueJob(id string, mk int, t time.Time) *cost.Exact {
+	if ns.jobsMonth != mk {
+		clear(ns.jobs)
+		ns.jobsMonth, ns.lastJob = mk, nil
+	}
+	j := ns.lastJob
+	if j == nil || j.id != id {
+		if j = ns.jobs[id]; j == nil {
+			if len(ns.jobs) >= maxNodeJobs {
+				ns.dropStalestJob()
+			}
+			if ns.jobs == nil {
+				ns.jobs = make(map[string]*jobSpend)
+			}
+			j = &jobSpend{id: id}
+			ns.jobs[id] = j
+		}
+		ns.lastJob = j
+	}
+	j.last = t
+	return &j.amt
+}
+
+// dropStalestJob forgets the job that ran least recently.
+func (ns *costNode) dropStalestJob() {
+	var stalest *jobSpend
+	for _, j := range ns.jobs {
+		if stalest == nil || j.last.Before(stalest.last) {
+			stalest = j
+		}
+	}
+	delete(ns.jobs, stalest.id)
+	if ns.lastJob == stalest {
+		ns.lastJob = nil
+	}
 }
 
 // Periods: "today" and "this month" are the calendar day and month in the
@@ -451,10 +486,7 @@ func (e *Engine) accountSample(ns *costNode, prev, t time.Time) {
 		addTime(ns.day.team(sh.team), per*sh.gpus, dd)
 		addTime(ns.month.team(sh.team), per*sh.gpus, dm)
 		if sh.job != "" {
-			if ns.lastJob.id != sh.job || ns.lastJob.amt == nil {
-				ns.lastJob = jobAccrual{sh.job, accrual(&ns.jobs, sh.job)}
-			}
-			addTime(ns.lastJob.amt, per*sh.gpus, dt)
+			addTime(ns.accrueJob(sh.job, cal.mk, t), per*sh.gpus, dm)
 		}
 	}
 }

@@ -532,8 +532,8 @@ func (r *sumRun) addJobs(id string, ns *costNode, m *nodeMoney) {
 			ja.regions = appendNew(ja.regions, ns.info.Region)
 			ja.jurs = appendNew(ja.jurs, ns.info.Jurisdiction)
 			ja.nodes = append(ja.nodes, id) // each node is added once
-			if a := ns.jobs[job.ID]; a != nil && !r.led {
-				ja.spend.Add(*a, m.cur())
+			if j := ns.jobs[job.ID]; j != nil && ns.jobsMonth == r.mk && !r.led {
+				ja.spend.Add(j.amt, m.cur())
 			}
 			if ja.viol == "" {
 				ja.viol = r.e.cfg.Rules.Violation(job.DataClass, ns.info.Jurisdiction)
