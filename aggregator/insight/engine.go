@@ -179,6 +179,13 @@ func (p *period) roll(key int) {
 	}
 }
 
+// maxPeriodTeams bounds the teams a node's day or month keeps sampled
+// spend for. Team names come from the node's processes; one that made up a
+// name every sample grew the slice (scanned every sample) all month. Past
+// the bound, a new team's time counts as nobody's (noGroup): the teams
+// still add up to the node's figure.
+const maxPeriodTeams = 64
+
 // team returns team t's spend, adding it; the pointer is good until the
 // next call.
 func (p *period) team(t string) *cost.Exact {
@@ -186,6 +193,9 @@ func (p *period) team(t string) *cost.Exact {
 		if p.teams[i].team == t {
 			return &p.teams[i].amt
 		}
+	}
+	if len(p.teams) >= maxPeriodTeams && t != noGroup {
+		return p.team(noGroup)
 	}
 	p.teams = append(p.teams, teamSpend{team: t})
 	return &p.teams[len(p.teams)-1].amt

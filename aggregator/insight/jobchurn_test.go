@@ -81,3 +81,43 @@ func TestJobSpendIsBoundedPerNode(t *testing.T) {
 		t.Errorf("steady spent %d µUSD (%s) in April by %v, want %d", got.Micros, got.Currency, at, want.Micros)
 	}
 }
+
+// TestTeamsAreBoundedPerPeriod: a node whose processes name a new team every
+// sample keeps at most maxPeriodTeams teams a day and month (it kept them
+// all, and scanned them every sample), the time of the teams past the bound
+// counts as nobody's, and the teams still add up to the node's spend.
+func TestTeamsAreBoundedPerPeriod(t *testing.T) {
+	e := newFixtureEngine(t)
+	n := churnNode()
+	var at time.Time
+	for i := range 500 {
+		at = t0.Add(time.Duration(i) * time.Second)
+		s := churnSample(i, at)
+		s.Procs[1].Job.Team = fmt.Sprintf("team-%d", i)
+		e.Observe(n, 0, s)
+	}
+	sh := e.shard(n.ID)
+	sh.mu.Lock()
+	ns := sh.nodes[n.ID]
+	day, month := len(ns.day.teams), len(ns.month.teams)
+	sh.mu.Unlock()
+	if day > maxPeriodTeams+1 || month > maxPeriodTeams+1 {
+		t.Errorf("the node keeps %d teams today and %d this month, want at most %d (and nobody's)", day, month, maxPeriodTeams+1)
+	}
+	sum, _, _ := e.Summarize(at)
+	var teams, none int64
+	for _, l := range sum.Costs {
+		if l.By == "team" {
+			teams += l.SpendToday.Micros
+			if l.Group == noGroup {
+				none = l.SpendToday.Micros
+			}
+		}
+	}
+	if teams != sum.SpendToday.Micros {
+		t.Errorf("teams' spend today adds up to %d µUSD, the fleet's is %d", teams, sum.SpendToday.Micros)
+	}
+	if none == 0 {
+		t.Errorf("nobody's spend today is 0: the teams past the bound went missing")
+	}
+}
