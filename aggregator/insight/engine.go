@@ -246,8 +246,9 @@ type jobSpend struct {
 // from the node: a batch node runs a new job every few minutes, and one
 // could make up an id every sample; kept for the aggregator's whole run,
 // their entries grew without end. Once there are more, the job that ran
-// least recently goes: one a device still runs never does (a sample holds at
-// most one job a device, wire.MaxDevices devices).
+// least recently goes. A sample holds at most one job a device
+// (wire.MaxDevices devices), so twice that keeps the jobs that run now
+// unless more than that many others ran since they last did.
 const maxNodeJobs = 2 * wire.MaxDevices
 
 // accrueJob returns job id's spend on the node in month mk, making it; t is
