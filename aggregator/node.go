@@ -58,6 +58,10 @@ type deviceState struct {
 	latest fleet.DeviceSample
 	seen   bool
 	hist   *history // allocated on its own: a ring fills one size class exactly
+	// memTotal is the inventory's MemoryTotal (bytes), kept beside the
+	// sample: the row values read it with every watched sample, and the
+	// inventory's devices (hundreds of bytes each) were a cache miss apiece.
+	memTotal float64
 }
 
 func newNodeState(id string) *nodeState {
@@ -83,16 +87,18 @@ func (n *nodeState) setNode(node fleet.Node) {
 		same = node.Devices[i].Index == old[i].Index && node.Devices[i].UUID == old[i].UUID
 	}
 	n.node = node
-	if same {
-		return
+	if !same {
+		for i := range n.slot {
+			n.slot[i] = -1
+		}
+		n.devs = make([]deviceState, len(node.Devices))
+		for i, d := range node.Devices {
+			n.devs[i].hist = new(history)
+			n.slot[d.Index] = int8(i)
+		}
 	}
-	for i := range n.slot {
-		n.slot[i] = -1
-	}
-	n.devs = make([]deviceState, len(node.Devices))
-	for i, d := range node.Devices {
-		n.devs[i].hist = new(history)
-		n.slot[d.Index] = int8(i)
+	for i := range n.devs {
+		n.devs[i].memTotal = float64(node.Devices[i].MemoryTotal)
 	}
 }
 

@@ -60,7 +60,7 @@ func (s *Server) takeRowValues(n *nodeState, rv *rowValues, ver uint64) {
 	idleT := s.cfg.IdleThreshold
 	for i := range n.devs {
 		ds := &n.devs[i]
-		total := float64(n.node.Devices[i].MemoryTotal)
+		total := ds.memTotal
 		if ds.seen {
 			if u, ok := ds.latest.Get(fleet.MetricUtil); ok && finite(u) {
 				usum += u
