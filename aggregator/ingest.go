@@ -872,6 +872,12 @@ func (n *nodeState) lastSeenAt() time.Time {
 	return n.lastSeen
 }
 
+// commitTicks is how many of flushLoop's ticks make a CommitInterval, at
+// least one.
+func commitTicks(cfg Config) int {
+	return max(int((cfg.CommitInterval+cfg.FlushInterval/2)/cfg.FlushInterval), 1)
+}
+
 func (s *Server) flushLoop() {
 	defer s.loops.Done()
 	t := time.NewTicker(s.cfg.FlushInterval)
@@ -881,7 +887,10 @@ func (s *Server) flushLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			_ = s.flush(s.ctx)
+			if s.ticks++; s.ticks >= commitTicks(s.cfg) {
+				s.ticks = 0
+				_ = s.flush(s.ctx)
+			}
 			s.checkStates()
 			s.evictIdle(s.clock())
 			if s.cfg.Heartbeat != nil {

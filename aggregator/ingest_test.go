@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -501,5 +503,66 @@ func TestProtocol1Collector(t *testing.T) {
 	}
 	if got, want := ts.rec.seqs("gpu-old"), []uint64{1, 2}; !slices.Equal(got, want) {
 		t.Fatalf("recorded %v, want %v", got, want)
+	}
+}
+
+// beatRecorder notes, at each Commit, how many heartbeats (server ticks)
+// came before it.
+type beatRecorder struct {
+	*fakeRecorder
+	beats *atomic.Int64
+	mu    sync.Mutex
+	at    []int64
+}
+
+func (b *beatRecorder) Commit(ctx context.Context, seqs map[string]uint64) error {
+	b.mu.Lock()
+	b.at = append(b.at, b.beats.Load())
+	b.mu.Unlock()
+	return b.fakeRecorder.Commit(ctx, seqs)
+}
+
+// With CommitInterval five ticks, the server commits on every fifth tick
+// only, and what it applied is still committed and acked.
+func TestCommitEveryCommitInterval(t *testing.T) {
+	var beats atomic.Int64
+	rec := &beatRecorder{fakeRecorder: newFakeRecorder(), beats: &beats}
+	ts := startServerWith(t, rec, func(c *Config) {
+		c.FlushInterval = 5 * time.Millisecond
+		c.CommitInterval = 24 * time.Millisecond // rounds to 5 ticks
+		c.Heartbeat = func() { beats.Add(1) }
+	})
+	node, c := helloN1(t, ts, 1)
+	n := ts.node("n1")
+	for q := uint64(1); q <= 3; q++ {
+		c.samples(node, q)
+		testutil.WaitFor(t, fmt.Sprintf("record %d committed", q), func() bool { return n.committed.Load() >= q })
+	}
+	c.waitAck(3)
+	rec.mu.Lock()
+	at := slices.Clone(rec.at)
+	rec.mu.Unlock()
+	// A tick commits before it beats: the k-th tick's commit follows k-1 beats.
+	for _, b := range at {
+		if (b+1)%5 != 0 {
+			t.Fatalf("commits after %v heartbeats: want each on a fifth tick", at)
+		}
+	}
+}
+
+func TestCommitTicks(t *testing.T) {
+	for _, c := range []struct {
+		flush, commit time.Duration
+		want          int
+	}{
+		{time.Second, time.Second, 1},
+		{time.Second, 5 * time.Second, 5},
+		{time.Second, 5400 * time.Millisecond, 5},
+		{time.Second, 5600 * time.Millisecond, 6},
+		{time.Second, 100 * time.Millisecond, 1},
+	} {
+		if got := commitTicks(Config{FlushInterval: c.flush, CommitInterval: c.commit}); got != c.want {
+			t.Errorf("commitTicks(flush %v, commit %v) = %d, want %d", c.flush, c.commit, got, c.want)
+		}
 	}
 }

@@ -53,12 +53,22 @@ type Config struct {
 	// series. Nil: promhttp over that registry.
 	MetricsHandler func(self prometheus.Gatherer) http.Handler
 	Logger         *slog.Logger
-	// FlushInterval is how often applied samples are committed and acked
-	// (default 1s).
+	// FlushInterval is the server's tick (default 1s): node states are
+	// checked, the heartbeat beats and, every CommitInterval, applied
+	// samples are committed.
 	FlushInterval time.Duration
+	// CommitInterval is how often applied samples are committed and then
+	// acked (default FlushInterval; rounded to whole FlushIntervals). A
+	// collector keeps what was not acked and sends it again after a
+	// reconnect, so committing less often loses nothing when the process
+	// dies: it only lets readers of the database (fleettop report) see
+	// node metadata and events that much later, and sends that much more
+	// again after a crash. Close commits everything.
+	CommitInterval time.Duration
 	// AckInterval is the least time between two acks to one collector
-	// (default 15 × FlushInterval). An ack only lets the collector trim its
-	// spool, so acking less often costs nothing but spool space (15 records
+	// (default 15 × FlushInterval, at least CommitInterval). An ack only
+	// lets the collector trim its spool, so acking less often costs nothing
+	// but spool space (15 records
 	// of a few hundred bytes) and records resent after a reconnect, which
 	// are dropped by sequence, and saves a websocket write per node per
 	// flush: at 100,000 GPUs acks every second were a third of the
@@ -141,6 +151,7 @@ type Server struct {
 	commitMu  sync.Mutex        // one Commit at a time
 	flushSeqs map[string]uint64 // flush's, kept between commits; guarded by commitMu
 	flushAdv  []*nodeState      // likewise
+	ticks     int               // flushLoop's ticks since the last commit; only flushLoop uses it
 	sumCache  summaryCache
 	marks     alertMarks // operators' acknowledgements and silences
 	histCache historyCache
@@ -310,7 +321,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	opt.Positive(&cfg.FlushInterval, time.Second)
-	opt.Positive(&cfg.AckInterval, 15*cfg.FlushInterval)
+	opt.Positive(&cfg.CommitInterval, cfg.FlushInterval)
+	opt.Positive(&cfg.AckInterval, max(15*cfg.FlushInterval, cfg.CommitInterval))
 	opt.Positive(&cfg.IdleThreshold, 0.05)
 	opt.Positive(&cfg.ViewerInterval, time.Second)
 	opt.Positive(&cfg.WriteTimeout, 5*time.Second)

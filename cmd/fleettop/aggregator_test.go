@@ -77,6 +77,7 @@ func TestStartAggregatorUsageErrors(t *testing.T) {
 		{"missing token file", aggregatorOptions{DataDir: dir, TokensFile: filepath.Join(dir, "nope")}, loopback, "no such file"},
 		{"bad token file", aggregatorOptions{DataDir: dir, TokensFile: bad}, loopback, "bad:1: unknown role"},
 		{"data dir is a file", aggregatorOptions{DataDir: notDir, TokensFile: tokens}, loopback, notDir},
+		{"commit interval", aggregatorOptions{DataDir: dir, TokensFile: tokens, CommitInterval: 20 * time.Second}, loopback, "--commit-interval"},
 		{"half tls", aggregatorOptions{DataDir: dir, TokensFile: tokens, TLSCert: "x"}, loopback, "--tls-key"},
 		{"public plain", aggregatorOptions{DataDir: dir, TokensFile: tokens}, func(t *testing.T) net.Listener {
 			return fakeAddrListener{loopback(t), &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 7070}}
