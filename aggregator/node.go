@@ -50,6 +50,10 @@ type nodeState struct {
 	sess       *session  // live session, nil when none
 	evicted    bool      // forgotten by evictIdle; a session must claim anew
 	row        rowValues // its list row's figures, taken by apply
+	// visible and blind GPUs of node at generation countGen: states, rows
+	// and summaries ask every second; the inventory changes with gen.
+	countGen       uint64
+	visible, blind int
 }
 
 // deviceState is what the aggregator keeps of device i beside its identity,
@@ -153,7 +157,26 @@ func (n *nodeState) bump() { n.gen = nodeGens.Add(1) }
 
 // degraded reports whether the node has lost a device or sees fewer GPUs
 // than its lease pays for. Caller holds n.mu.
-func (n *nodeState) degraded() bool { return n.node.BlindGPUs() > 0 }
+func (n *nodeState) degraded() bool { return n.blindGPUs() > 0 }
+
+// visibleGPUs is n.node.VisibleGPUs(). Caller holds n.mu.
+func (n *nodeState) visibleGPUs() int {
+	n.countGPUs()
+	return n.visible
+}
+
+// blindGPUs is n.node.BlindGPUs(). Caller holds n.mu.
+func (n *nodeState) blindGPUs() int {
+	n.countGPUs()
+	return n.blind
+}
+
+// countGPUs counts the node's visible and blind GPUs once a generation.
+func (n *nodeState) countGPUs() {
+	if n.countGen != n.gen || n.gen == 0 {
+		n.visible, n.blind, n.countGen = n.node.VisibleGPUs(), n.node.BlindGPUs(), n.gen
+	}
+}
 
 // validateHello checks a Hello before any state is touched: the protocol
 // version, then everything wire.ValidateHello checks.
@@ -292,7 +315,7 @@ func (s *Server) viewHead(n *nodeState, now time.Time) wire.NodeView {
 		Gaps:         n.gaps,
 		Lease:        nd.Lease,
 		GPUs:         nd.BilledGPUs(),
-		GPUsBlind:    nd.BlindGPUs(),
+		GPUsBlind:    n.blindGPUs(),
 		Sources:      nd.Sources,
 		Driver:       nd.Driver,
 		BurnPerHour:  s.burn(n),

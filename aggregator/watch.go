@@ -226,9 +226,9 @@ func (s *Server) basicSummary(now time.Time) wire.Summary {
 	for _, n := range s.nodeList() {
 		n.mu.Lock()
 		st := s.stateAt(n, now)
-		ndev := n.node.VisibleGPUs()
+		ndev := n.visibleGPUs()
 		sum.GPUsLost += len(n.devs) - ndev
-		sum.GPUsBlind += n.node.BlindGPUs()
+		sum.GPUsBlind += n.blindGPUs()
 		switch st {
 		case wire.StateOnline, wire.StateDegraded:
 			if st == wire.StateOnline {
