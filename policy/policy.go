@@ -210,7 +210,7 @@ func (r *Rules) Observe(t *NodeTracker, s *fleet.Sample) {
 	anyUtil, allIdle := false, true
 	for i := range s.Devices {
 		d := &s.Devices[i]
-		st := t.dev(d.Index)
+		st := t.dev(i, d.Index)
 		st.eccUncorr, st.hasECC = d.Get(fleet.MetricECCUncorrected)
 		th, _ := d.Get(fleet.MetricThrottle)
 		st.throttle = uint64(th)
@@ -253,7 +253,13 @@ func (r *Rules) Observe(t *NodeTracker, s *fleet.Sample) {
 	}
 }
 
-func (t *NodeTracker) dev(index int) *devState {
+// dev returns the state of device index, made on first sight; a node's
+// samples list its devices in the same order each time, so position hint
+// is tried first.
+func (t *NodeTracker) dev(hint, index int) *devState {
+	if hint < len(t.devs) && t.devs[hint].index == index {
+		return &t.devs[hint]
+	}
 	for i := range t.devs {
 		if t.devs[i].index == index {
 			return &t.devs[i]
