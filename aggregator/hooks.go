@@ -9,7 +9,7 @@ import (
 )
 
 // Recorder makes ingest durable. The aggregator applies samples to memory at
-// once, hands each to Record, and about once a second calls Commit with the
+// once, hands each to Record, and every CommitInterval calls Commit with the
 // highest applied sequence of every node that advanced; only after Commit
 // returns nil does it ack those sequences to the collectors. So a collector
 // drops from its spool only what survived a crash, and a restarted aggregator

@@ -3,7 +3,7 @@
 // and hour rollups, events, alerts and the cost ledger.
 //
 // The aggregator hands every applied sample to Record, which only folds it
-// into in-memory minute buckets, and calls Commit about once a second with
+// into in-memory minute buckets, and calls Commit every few seconds with
 // the nodes' sequence numbers; Commit writes the buckets and the sequences in
 // one transaction (synchronous=FULL), so whatever the aggregator acked after
 // Commit survives a kill -9 or a power cut.
@@ -196,7 +196,7 @@ func Open(path string, o Options) (*Store, error) {
 		q.Add("mode", "ro")
 	} else {
 		// FULL: a committed transaction survives a power cut, not only a
-		// process crash; the aggregator commits about once a second.
+		// process crash; the aggregator commits every few seconds.
 		if o.SyncNormal {
 			q.Add("_pragma", "synchronous(NORMAL)")
 		} else {
