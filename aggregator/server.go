@@ -68,12 +68,11 @@ type Config struct {
 	// AckInterval is the least time between two acks to one collector
 	// (default 15 × FlushInterval, at least CommitInterval). An ack only
 	// lets the collector trim its spool, so acking less often costs nothing
-	// but spool space (15 records
-	// of a few hundred bytes) and records resent after a reconnect, which
-	// are dropped by sequence, and saves a websocket write per node per
-	// flush: at 100,000 GPUs acks every second were a third of the
-	// aggregator's CPU, and every 5 s still 9 % on the mock's stream. The
-	// final ack at shutdown is sent at once.
+	// but spool space (15 records of a few hundred bytes) and records
+	// resent after a reconnect, which are dropped by sequence, and saves a
+	// websocket write per node per flush: at 100,000 GPUs acks every second
+	// were a third of the aggregator's CPU, and every 5 s still 9 % on the
+	// mock's stream. The final ack at shutdown is sent at once.
 	AckInterval time.Duration
 	// ViewerInterval is how often viewers get fresh fleet aggregates
 	// (default 1s); node rows go out sooner, shortly after ingest.
