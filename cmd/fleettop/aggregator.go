@@ -84,7 +84,8 @@ collector or viewer; a collector token may only send for node ids matching
 its glob (default *); "#" starts a comment.
 
 The aggregator runs Go's garbage collector at GOGC=25 unless GOGC is set in
-its environment (docs/BENCHMARKS.md, "Aggregator memory").`,
+its environment (docs/BENCHMARKS.md, "Aggregator memory"), and on one core
+(GOMAXPROCS=1) while it uses under a quarter of one, unless GOMAXPROCS is set.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen == "" {
@@ -108,6 +109,9 @@ its environment (docs/BENCHMARKS.md, "Aggregator memory").`,
 				return err
 			}
 			o.Logger.Info("aggregator listening", "addr", ln.Addr().String(), "tls", o.TLSCert != "", "data_dir", o.DataDir)
+			gctx, stopGovern := context.WithCancel(ctx)
+			defer stopGovern()
+			go governProcs(gctx, o.Logger)
 			notifySystemd(ctx, sd, srv)
 			o.Logger.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
