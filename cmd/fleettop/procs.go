@@ -36,7 +36,9 @@ func nextProcs(cur, max int, load float64) int {
 }
 
 // governProcs adjusts GOMAXPROCS to the process's CPU use every procsEvery
-// until ctx ends.
+// until ctx ends. The count it returns to is the runtime's at start (its
+// first change also stops the runtime's own updates from a cgroup's CPU
+// limit, which are rare on a jump host).
 func governProcs(ctx context.Context, log *slog.Logger) {
 	max := runtime.GOMAXPROCS(0)
 	if _, set := os.LookupEnv("GOMAXPROCS"); set || max <= 1 {
