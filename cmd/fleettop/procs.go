@@ -56,7 +56,10 @@ func governProcs(ctx context.Context, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			c, _ := cpuTime()
+			c, ok := cpuTime()
+			if !ok {
+				continue // keep prev: the next reading spans both periods
+			}
 			load := (c - prev).Seconds() / now.Sub(at).Seconds()
 			prev, at = c, now
 			if next := nextProcs(cur, max, load); next != cur {
