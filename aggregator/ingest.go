@@ -21,9 +21,9 @@ import (
 )
 
 // session is one collector connection. Its goroutine reads and applies
-// frames; acks go out from a timer's short-lived goroutine when one is due
-// (no second goroutine per collector waits for them); closeWith may be
-// called from anywhere, once.
+// frames; acks go out from the server's ack senders when one is due (no
+// second goroutine per collector waits for them); closeWith may be called
+// from anywhere, once.
 type session struct {
 	s      *Server
 	conn   *websocket.Conn
@@ -619,17 +619,74 @@ func (ss *session) send(f wire.Frame) error {
 	return ss.conn.Write(ctx, websocket.MessageBinary, b)
 }
 
-// ackSched times a session's acks. An ack goes out from the timer's own
-// goroutine, which lives only while it sends: a collector connection holds
-// one goroutine (its reader), not a second one parked on a channel for the
-// life of the connection (a stack of several KiB per collector).
+// ackSched times a session's acks. When one is due, its timer queues the
+// session on the server's ackQueue: a collector connection holds one
+// goroutine (its reader), not a second one parked on a channel for the life
+// of the connection (a stack of several KiB per collector).
 type ackSched struct {
 	mu    sync.Mutex
-	t     *time.Timer    // runs fire; made at the first ack
+	t     *time.Timer    // queues the session; made at the first ack
 	next  time.Time      // no ack before this instant
-	armed bool           // t is set, or fire is running
+	armed bool           // t is set, or the ack is queued or being sent
 	live  bool           // after Welcome and until the session ends
-	wg    sync.WaitGroup // fire calls in flight
+	wg    sync.WaitGroup // acks queued or being sent
+}
+
+// ackSenders is how many goroutines at most send the acks that fall due.
+// Acks fall due together (every session's on the same flush instant, see
+// fireAck): sent each from a goroutine of its own, 1,250 collectors took
+// 1,250 goroutines at once every AckInterval, their stacks 4.4 MiB of the
+// heap for a moment, and at 100,000 GPUs the aggregator's RSS was 16-20 MiB
+// higher (tools/loadgen); a few senders write them one after another as
+// fast. A peer that does not take its ack holds one sender for at most
+// WriteTimeout.
+const ackSenders = 4
+
+// ackQueue holds the sessions whose ack is due, in order, and sends their
+// acks from at most ackSenders goroutines, which live while it is not empty.
+type ackQueue struct {
+	mu      sync.Mutex
+	due     []*session
+	head    int // due[head:] wait
+	senders int
+	fire    func(*session) // sends one (session.fireAck; tests count)
+}
+
+// push queues ss's ack, starting a sender if fewer than ackSenders run.
+func (q *ackQueue) push(ss *session) {
+	q.mu.Lock()
+	if q.head > 0 && q.head >= len(q.due)/2 { // the sent half: drop it
+		n := copy(q.due, q.due[q.head:])
+		clear(q.due[n:])
+		q.due, q.head = q.due[:n], 0
+	}
+	q.due = append(q.due, ss)
+	start := q.senders < ackSenders
+	if start {
+		q.senders++
+	}
+	q.mu.Unlock()
+	if start {
+		go q.send()
+	}
+}
+
+// send sends the queued acks until none is left.
+func (q *ackQueue) send() {
+	for {
+		q.mu.Lock()
+		if q.head == len(q.due) {
+			q.due, q.head = q.due[:0], 0
+			q.senders--
+			q.mu.Unlock()
+			return
+		}
+		ss := q.due[q.head]
+		q.due[q.head] = nil
+		q.head++
+		q.mu.Unlock()
+		q.fire(ss)
+	}
 }
 
 // ack schedules an Ack for seq; acks due meanwhile coalesce into one that
@@ -657,7 +714,7 @@ func (ss *session) armAck() {
 	a.wg.Add(1)
 	d := max(time.Until(a.next), 0)
 	if a.t == nil {
-		a.t = time.AfterFunc(d, ss.fireAck)
+		a.t = time.AfterFunc(d, func() { ss.s.acks.push(ss) })
 	} else {
 		a.t.Reset(d)
 	}

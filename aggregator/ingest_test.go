@@ -566,3 +566,61 @@ func TestCommitTicks(t *testing.T) {
 		}
 	}
 }
+
+// The ack queue sends every ack queued, in order, from no more than
+// ackSenders goroutines however many fall due at once, and from none once
+// it is empty.
+func TestAckQueueBoundsItsSenders(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var sent []*session
+	running, peak := 0, 0
+	q := ackQueue{fire: func(ss *session) {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		running--
+		sent = append(sent, ss)
+		mu.Unlock()
+	}}
+	due := make([]*session, 10*ackSenders+3)
+	for i := range due {
+		due[i] = &session{remote: fmt.Sprint(i)}
+		q.push(due[i])
+	}
+	testutil.WaitFor(t, "every sender busy", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return running == ackSenders
+	})
+	close(release)
+	testutil.WaitFor(t, "every ack sent and the senders gone", func() bool {
+		mu.Lock()
+		n := len(sent)
+		mu.Unlock()
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return n == len(due) && q.senders == 0
+	})
+	if peak > ackSenders {
+		t.Errorf("%d senders at once, want at most %d", peak, ackSenders)
+	}
+	seen := map[*session]bool{}
+	for _, ss := range sent {
+		if seen[ss] {
+			t.Errorf("session %s acked twice", ss.remote)
+		}
+		seen[ss] = true
+	}
+	// Queued again after it emptied (and after the sent half was dropped
+	// while sending), a session is sent once more.
+	q.push(due[0])
+	testutil.WaitFor(t, "the next ack sent", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(sent) == len(due)+1
+	})
+}

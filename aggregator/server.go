@@ -145,6 +145,7 @@ type Server struct {
 	// frameBufs holds the collectors' frame buffers (*[]byte) between
 	// frames: a session has one only while it reads and decodes a frame.
 	frameBufs sync.Pool
+	acks      ackQueue // acks due, sent by a few goroutines
 	viewers   map[*viewer]struct{}
 
 	commitMu  sync.Mutex        // one Commit at a time
@@ -358,6 +359,7 @@ func New(cfg Config) (*Server, error) {
 		tokNodes:  map[string]map[string]struct{}{},
 		sessions:  map[*session]struct{}{},
 		viewers:   map[*viewer]struct{}{},
+		acks:      ackQueue{fire: (*session).fireAck},
 	}
 	if s.durable == nil {
 		s.durable = map[string]uint64{}
