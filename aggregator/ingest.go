@@ -619,56 +619,104 @@ func (ss *session) send(f wire.Frame) error {
 	return ss.conn.Write(ctx, websocket.MessageBinary, b)
 }
 
-// ackSched times a session's acks. When one is due, its timer queues the
-// session on the server's ackQueue: a collector connection holds one
-// goroutine (its reader), not a second one parked on a channel for the life
-// of the connection (a stack of several KiB per collector).
+// ackSched times a session's acks. An ack that is due waits on the server's
+// ackQueue, which the flush loop's tick hands to a few senders: a collector
+// connection holds one goroutine (its reader), not a second one parked on a
+// channel for the life of the connection (a stack of several KiB per
+// collector), nor a timer of its own.
 type ackSched struct {
 	mu    sync.Mutex
-	t     *time.Timer    // queues the session; made at the first ack
 	next  time.Time      // no ack before this instant
-	armed bool           // t is set, or the ack is queued or being sent
+	armed bool           // the ack waits in the queue or is being sent
 	live  bool           // after Welcome and until the session ends
 	wg    sync.WaitGroup // acks queued or being sent
 }
 
 // ackSenders is how many goroutines at most send the acks that fall due.
 // Acks fall due together (every session's on the same flush instant, see
-// fireAck): sent each from a goroutine of its own, 1,250 collectors took
-// 1,250 goroutines at once every AckInterval, their stacks 4.4 MiB of the
-// heap for a moment, and at 100,000 GPUs the aggregator's RSS was 16-20 MiB
-// higher (tools/loadgen); a few senders write them one after another as
-// fast. A peer that does not take its ack holds one sender for at most
-// WriteTimeout.
+// fireAck): each sent from a goroutine of its own (its timer's), 1,250
+// collectors took 1,250 goroutines at once every AckInterval, their stacks
+// 4.4 MiB of the heap for a moment, and at 100,000 GPUs the aggregator's
+// RSS was 16-20 MiB higher (tools/loadgen); a few senders write them one
+// after another as fast. A peer that does not take its ack holds one
+// sender for at most WriteTimeout.
 const ackSenders = 4
 
-// ackQueue holds the sessions whose ack is due, in order, and sends their
-// acks from at most ackSenders goroutines, which live while it is not empty.
+// ackQueue holds the sessions whose ack waits for its instant (tick moves
+// those due to the queue) and those due, in order, and sends their acks
+// from at most ackSenders goroutines, which live while the queue is not
+// empty.
 type ackQueue struct {
 	mu      sync.Mutex
+	waiting map[*session]time.Time // not before then
 	due     []*session
-	head    int // due[head:] wait
+	head    int // due[head:] are to send
 	senders int
 	fire    func(*session) // sends one (session.fireAck; tests count)
 }
 
-// push queues ss's ack, starting a sender if fewer than ackSenders run.
-func (q *ackQueue) push(ss *session) {
+// schedule queues ss's ack for at, or to send now if at has come.
+func (q *ackQueue) schedule(ss *session, at, now time.Time) {
 	q.mu.Lock()
+	if at.After(now) {
+		if q.waiting == nil {
+			q.waiting = map[*session]time.Time{}
+		}
+		q.waiting[ss] = at
+		q.mu.Unlock()
+		return
+	}
+	start := q.queueLocked(ss)
+	q.mu.Unlock()
+	if start {
+		go q.send()
+	}
+}
+
+// cancel takes ss's ack out of the queue if it still waits for its
+// instant; it reports whether it did.
+func (q *ackQueue) cancel(ss *session) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.waiting[ss]; ok {
+		delete(q.waiting, ss)
+		return true
+	}
+	return false
+}
+
+// tick queues the acks whose instant has come by now to send.
+func (q *ackQueue) tick(now time.Time) {
+	q.mu.Lock()
+	start := 0
+	for ss, at := range q.waiting {
+		if !at.After(now) {
+			delete(q.waiting, ss)
+			if q.queueLocked(ss) {
+				start++
+			}
+		}
+	}
+	q.mu.Unlock()
+	for range start {
+		go q.send()
+	}
+}
+
+// queueLocked appends ss to the acks to send and reports whether a sender
+// is to start for it. Caller holds q.mu.
+func (q *ackQueue) queueLocked(ss *session) bool {
 	if q.head > 0 && q.head >= len(q.due)/2 { // the sent half: drop it
 		n := copy(q.due, q.due[q.head:])
 		clear(q.due[n:])
 		q.due, q.head = q.due[:n], 0
 	}
 	q.due = append(q.due, ss)
-	start := q.senders < ackSenders
-	if start {
+	if q.senders < ackSenders {
 		q.senders++
+		return true
 	}
-	q.mu.Unlock()
-	if start {
-		go q.send()
-	}
+	return false
 }
 
 // send sends the queued acks until none is left.
@@ -701,8 +749,8 @@ func (ss *session) ack(seq uint64) {
 	ss.armAck()
 }
 
-// armAck sets the ack timer unless it is set, the session has not sent
-// Welcome, or it has ended.
+// armAck queues the session's ack for its instant unless one is queued,
+// the session has not sent Welcome, or it has ended.
 func (ss *session) armAck() {
 	a := &ss.acks
 	a.mu.Lock()
@@ -712,19 +760,15 @@ func (ss *session) armAck() {
 	}
 	a.armed = true
 	a.wg.Add(1)
-	d := max(time.Until(a.next), 0)
-	if a.t == nil {
-		a.t = time.AfterFunc(d, func() { ss.s.acks.push(ss) })
-	} else {
-		a.t.Reset(d)
-	}
+	ss.s.acks.schedule(ss, a.next, time.Now())
 }
 
 // fireAck sends the pending ack. The next one waits at least AckInterval
 // and until a whole FlushInterval of the clock, an instant shared by every
-// session, so the runtime wakes once a flush for the sessions due instead of
-// once per collector at scattered times (12,500 collectors acked every 5 s
-// were 2,500 lone wake-ups a second).
+// session: the flush loop's next tick, which wakes anyway, hands every
+// session due to the senders, instead of a wake-up per collector at
+// scattered times (12,500 collectors acked every 5 s were 2,500 lone
+// wake-ups a second).
 func (ss *session) fireAck() {
 	a := &ss.acks
 	defer a.wg.Done()
@@ -759,7 +803,7 @@ func (ss *session) endAcks() {
 	a := &ss.acks
 	a.mu.Lock()
 	a.live = false
-	if a.armed && a.t.Stop() {
+	if a.armed && ss.s.acks.cancel(ss) {
 		a.armed = false
 		a.wg.Done()
 	}
@@ -948,6 +992,7 @@ func (s *Server) flushLoop() {
 				s.ticks = 0
 				_ = s.flush(s.ctx)
 			}
+			s.acks.tick(time.Now())
 			s.checkStates()
 			s.evictIdle(s.clock())
 			if s.cfg.Heartbeat != nil {

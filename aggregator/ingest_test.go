@@ -567,9 +567,10 @@ func TestCommitTicks(t *testing.T) {
 	}
 }
 
-// The ack queue sends every ack queued, in order, from no more than
+// The ack queue sends every ack due, in order, from no more than
 // ackSenders goroutines however many fall due at once, and from none once
-// it is empty.
+// it is empty; an ack waits for its instant (the flush loop's tick) unless
+// taken back before.
 func TestAckQueueBoundsItsSenders(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
@@ -586,21 +587,42 @@ func TestAckQueueBoundsItsSenders(t *testing.T) {
 		sent = append(sent, ss)
 		mu.Unlock()
 	}}
+	sentN := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(sent)
+	}
+	now := time.Now()
+	later := now.Add(time.Second)
 	due := make([]*session, 10*ackSenders+3)
 	for i := range due {
 		due[i] = &session{remote: fmt.Sprint(i)}
-		q.push(due[i])
+		q.schedule(due[i], later, now)
 	}
+	gone := &session{remote: "gone"}
+	q.schedule(gone, later, now)
+	if !q.cancel(gone) || q.cancel(gone) {
+		t.Fatal("a waiting ack is taken back once")
+	}
+	q.tick(now)
+	q.mu.Lock()
+	waiting, queued, senders := len(q.waiting), len(q.due), q.senders
+	q.mu.Unlock()
+	if waiting != len(due) || queued != 0 || senders != 0 {
+		t.Fatalf("before their instant: %d acks waiting, %d queued to send, %d senders; want %d, 0, 0", waiting, queued, senders, len(due))
+	}
+	q.tick(later)
 	testutil.WaitFor(t, "every sender busy", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return running == ackSenders
 	})
+	if q.cancel(due[0]) {
+		t.Error("an ack handed to the senders was taken back")
+	}
 	close(release)
 	testutil.WaitFor(t, "every ack sent and the senders gone", func() bool {
-		mu.Lock()
-		n := len(sent)
-		mu.Unlock()
+		n := sentN()
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		return n == len(due) && q.senders == 0
@@ -610,17 +632,12 @@ func TestAckQueueBoundsItsSenders(t *testing.T) {
 	}
 	seen := map[*session]bool{}
 	for _, ss := range sent {
-		if seen[ss] {
-			t.Errorf("session %s acked twice", ss.remote)
+		if seen[ss] || ss == gone {
+			t.Errorf("session %s acked twice or after it was taken back", ss.remote)
 		}
 		seen[ss] = true
 	}
-	// Queued again after it emptied (and after the sent half was dropped
-	// while sending), a session is sent once more.
-	q.push(due[0])
-	testutil.WaitFor(t, "the next ack sent", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(sent) == len(due)+1
-	})
+	// An ack whose instant has come goes out at once, without a tick.
+	q.schedule(due[0], now, later)
+	testutil.WaitFor(t, "the next ack sent", func() bool { return sentN() == len(due)+1 })
 }
