@@ -637,7 +637,7 @@ type ackSched struct {
 // fireAck): each sent from a goroutine of its own (its timer's), 1,250
 // collectors took 1,250 goroutines at once every AckInterval, their stacks
 // 4.4 MiB of the heap for a moment, and at 100,000 GPUs the aggregator's
-// RSS was 16-20 MiB higher (tools/loadgen); a few senders write them one
+// RSS was 16-23 MiB higher (tools/loadgen); a few senders write them one
 // after another as fast. A peer that does not take its ack holds one
 // sender for at most WriteTimeout.
 const ackSenders = 4
