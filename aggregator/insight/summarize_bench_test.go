@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/mock"
 	"github.com/fleettop/fleettop/store"
 )
 
@@ -77,4 +78,66 @@ func cpuNow() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSummarizeMockFleet is one Summarize of `fleettop mock`'s fleet
+// (the ingest check's 1,250 nodes: its regions, leases, jobs and teams)
+// after two minutes of its samples went through the store and the engine,
+// with the aggregator's default configuration. It reports the CPU time per
+// call; BenchmarkSummarize's synthetic fleet (one job a node) reads several
+// times less, and the aggregator in place, its caches cold between calls,
+// several times more (docs/BENCHMARKS.md).
+func BenchmarkSummarizeMockFleet(b *testing.B) {
+	const nodes, secs = 1250, 120
+	t0 := time.Date(2026, 3, 10, 10, 30, 0, 0, time.UTC)
+	clock := t0
+	st, err := store.Open(filepath.Join(b.TempDir(), "fleettop.db"), store.Options{SyncNormal: true, Clock: func() time.Time { return clock }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	e, err := New(DefaultConfig(), st, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := mock.New(mock.Config{Seed: 1, Start: t0.Add(-time.Hour), Nodes: nodes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	samplers := make([]*mock.AgentSampler, nodes)
+	gpus := 0
+	for i, nd := range sc.Nodes {
+		src := mock.NewSource(nd, mock.SourceOptions{Now: func() time.Time { return clock }})
+		if _, err := src.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		samplers[i] = mock.NewAgentSampler(src)
+		gpus += len(nd.Info.Devices)
+	}
+	var s fleet.Sample
+	for k := range secs {
+		clock = t0.Add(time.Duration(k) * time.Second)
+		for i, nd := range sc.Nodes {
+			if err := samplers[i].Sample(ctx, &s, uint64(k+1), clock); err != nil {
+				b.Fatal(err)
+			}
+			st.Record(&nd.Info, uint64(i+1), &s)
+			e.Observe(&nd.Info, uint64(i+1), &s)
+		}
+		if k%5 == 4 {
+			if err := st.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	e.Summarize(clock) // warm the store's cache
+	b.ReportAllocs()
+	b.ResetTimer()
+	c0 := cpuNow()
+	for range b.N {
+		e.Summarize(clock)
+	}
+	b.ReportMetric(float64((cpuNow()-c0).Nanoseconds())/float64(b.N)/1e6, "cpu-ms/op")
+	b.ReportMetric(float64(gpus), "gpus")
 }
