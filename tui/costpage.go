@@ -42,40 +42,80 @@ func (p *costPage) SetData(s *Snapshot) {
 		p.lines = nil
 		return
 	}
-	st := p.sh.st
-	w := p.doc.w
-	cur := s.Currency
-	var lines []string
-	add := func(x string) { lines = append(lines, Fit(x, w)) }
-	// header adds a ranked section's column header, or says, dimmed, why
-	// the section has no rows.
-	header := func(rows int, cols, none string) {
-		if rows == 0 {
-			add(st.Dim.Render("  " + none))
-		} else {
-			add(st.TableHeader.Render(Fit(cols, w)))
-		}
+	d := &costDoc{st: p.sh.st, w: p.doc.w, cur: s.Currency}
+	d.totals(s)
+	d.history(&p.sh.hist, s)
+	d.breakdowns(s)
+	d.idleWaste(s)
+	d.smIdle(s)
+	d.leases(s)
+	p.lines = d.lines
+}
+
+// costDoc is the cost document being laid out: lines fitted to the width,
+// one section after another.
+type costDoc struct {
+	st    *Styles
+	w     int
+	cur   string // the display currency
+	lines []string
+}
+
+// topRanked is how many nodes a ranked section lists.
+const topRanked = 10
+
+func (d *costDoc) add(x string) { d.lines = append(d.lines, Fit(x, d.w)) }
+
+// section starts a section after a blank line.
+func (d *costDoc) section(title string) {
+	d.add("")
+	d.add(d.st.Section.Render(title))
+}
+
+// header adds a ranked section's column header, or says, dimmed, why the
+// section has no rows.
+func (d *costDoc) header(rows int, cols, none string) {
+	if rows == 0 {
+		d.add(d.st.Dim.Render("  " + none))
+	} else {
+		d.add(d.st.TableHeader.Render(Fit(cols, d.w)))
 	}
-	more := func(n int) { add(st.Dim.Render("  … " + strconv.Itoa(n) + " more")) }
-	sm := &s.Summary
-	add(st.Label.Render("Burn ") + Money(sm.BurnPerHour.Micros, cur) + "/h   " +
+}
+
+// more says how many rows a ranked section leaves out.
+func (d *costDoc) more(n int) { d.add(d.st.Dim.Render("  … " + strconv.Itoa(n) + " more")) }
+
+// totals is the first line: burn, idle burn, spend and projection.
+func (d *costDoc) totals(s *Snapshot) {
+	st, cur, sm := d.st, d.cur, &s.Summary
+	d.add(st.Label.Render("Burn ") + Money(sm.BurnPerHour.Micros, cur) + "/h   " +
 		st.Label.Render("Idle burn ") + Money(sm.IdleBurn.Micros, cur) + "/h   " +
 		st.Label.Render("Today ") + Money(sm.SpendToday.Micros, cur) + "   " +
 		st.Label.Render("Month-to-date ") + Money(sm.SpendMonth.Micros, cur) + "   " +
 		st.Label.Render("Projected ") + Money(sm.ProjectedMonth.Micros, cur))
 	if s.Unconverted {
-		add(st.Warn.Render("* some amounts are in currencies without a rate and are left out"))
+		d.add(st.Warn.Render("* some amounts are in currencies without a rate and are left out"))
 	}
-	// What the money bought over the range picked: utilisation, and the
-	// share of GPU time paid for and idle.
-	rng := p.sh.hist.Range().Name
-	if h, ok := fleetSeries(&p.sh.hist, s.Regions); ok {
-		add(graph(st, "Utilisation", rng, h.util, 0, 1, Percent, w))
-		add(graph(st, "Idle share", rng, h.idle, 0, 1, Percent, w))
-		add(graph(st, "Power", rng, h.power, 0, math.NaN(), Watts, w))
-	} else {
-		add(st.Dim.Render(Fit("History "+rng, 16) + " loading…  ([ ] picks " + rangeNames() + ")"))
+}
+
+// history graphs what the money bought over the range picked: utilisation,
+// and the share of GPU time paid for and idle.
+func (d *costDoc) history(hist *histState, s *Snapshot) {
+	st, w := d.st, d.w
+	rng := hist.Range().Name
+	h, ok := fleetSeries(hist, s.Regions)
+	if !ok {
+		d.add(st.Dim.Render(Fit("History "+rng, 16) + " loading…  ([ ] picks " + rangeNames() + ")"))
+		return
 	}
+	d.add(graph(st, "Utilisation", rng, h.util, 0, 1, Percent, w))
+	d.add(graph(st, "Idle share", rng, h.idle, 0, 1, Percent, w))
+	d.add(graph(st, "Power", rng, h.power, 0, math.NaN(), Watts, w))
+}
+
+// breakdowns are the cost lines by region, provider, model and team, or,
+// when the aggregator sends none, the live burn derived from the nodes.
+func (d *costDoc) breakdowns(s *Snapshot) {
 	by := map[string][]wire.CostLine{}
 	for _, c := range s.Costs {
 		by[c.By] = append(by[c.By], c)
@@ -87,34 +127,40 @@ func (p *costPage) SetData(s *Snapshot) {
 		if derived {
 			rows = fallback[group]
 		}
-		add("")
-		add(st.Section.Render("By " + group + " (" + cur + ")"))
-		add(st.TableHeader.Render(Fit(Fit(strings.ToUpper(group[:1])+group[1:], 16)+
-			"  GPUs     Burn/h     Idle/h      Today      Month  Idle month     Budget", w)))
+		d.section("By " + group + " (" + d.cur + ")")
+		d.add(d.st.TableHeader.Render(Fit(Fit(strings.ToUpper(group[:1])+group[1:], 16)+
+			"  GPUs     Burn/h     Idle/h      Today      Month  Idle month     Budget", d.w)))
 		if len(rows) == 0 {
-			add(st.Dim.Render("  no data"))
+			d.add(d.st.Dim.Render("  no data"))
 		}
 		for _, c := range rows {
-			budget := "-"
-			if c.Budget.Micros != 0 {
-				budget = AmountShort(c.Budget.Micros)
-			}
-			today, month, idleMonth := AmountShort(c.SpendToday.Micros), AmountShort(c.SpendMonth.Micros), AmountShort(c.IdleSpend.Micros)
-			if derived { // live burn only: spend needs the cost engine
-				today, idleMonth = "-", "-"
-				if c.SpendMonth.Micros == 0 {
-					month = "-"
-				}
-			}
-			add(Fit(c.Group, 16) + " " + FitRight(strconv.Itoa(c.GPUs), 5) + " " +
-				FitRight(AmountShort(c.BurnPerHour.Micros), 10) + " " + FitRight(AmountShort(c.IdleBurn.Micros), 10) + " " +
-				FitRight(today, 10) + " " + FitRight(month, 10) + " " + FitRight(idleMonth, 11) + " " + FitRight(budget, 10))
+			d.costLine(c, derived)
 		}
 	}
+}
 
-	// Idle waste: nodes ranked by what their idle GPUs burn.
-	add("")
-	add(st.Section.Render("Idle waste, ranked (" + cur + "/h)"))
+// costLine is one group's row; a derived row has live burn only, as spend
+// needs the cost engine.
+func (d *costDoc) costLine(c wire.CostLine, derived bool) {
+	budget := "-"
+	if c.Budget.Micros != 0 {
+		budget = AmountShort(c.Budget.Micros)
+	}
+	today, month, idleMonth := AmountShort(c.SpendToday.Micros), AmountShort(c.SpendMonth.Micros), AmountShort(c.IdleSpend.Micros)
+	if derived {
+		today, idleMonth = "-", "-"
+		if c.SpendMonth.Micros == 0 {
+			month = "-"
+		}
+	}
+	d.add(Fit(c.Group, 16) + " " + FitRight(strconv.Itoa(c.GPUs), 5) + " " +
+		FitRight(AmountShort(c.BurnPerHour.Micros), 10) + " " + FitRight(AmountShort(c.IdleBurn.Micros), 10) + " " +
+		FitRight(today, 10) + " " + FitRight(month, 10) + " " + FitRight(idleMonth, 11) + " " + FitRight(budget, 10))
+}
+
+// idleWaste ranks nodes by what their idle GPUs burn.
+func (d *costDoc) idleWaste(s *Snapshot) {
+	d.section("Idle waste, ranked (" + d.cur + "/h)")
 	idle := make([]*NodeRow, 0, 16)
 	idleN := 0
 	if s.Paged { // the aggregators rank the whole fleet
@@ -129,32 +175,29 @@ func (p *costPage) SetData(s *Snapshot) {
 		idleN = len(idle)
 	}
 	slices.SortFunc(idle, cmpIdleBurn)
-	header(len(idle), "Node             Region       Provider     Idle GPUs     Idle/h   Util", "no idle GPUs")
-	const topIdle = 10
-	for i, n := range idle {
-		if i == topIdle {
-			break
-		}
-		add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
+	d.header(len(idle), "Node             Region       Provider     Idle GPUs     Idle/h   Util", "no idle GPUs")
+	for _, n := range idle[:min(len(idle), topRanked)] {
+		d.add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
 			FitRight(strconv.Itoa(n.IdleGPUs)+"/"+strconv.Itoa(n.GPUs), 9) + " " + FitRight(AmountShort(n.IdleBurn), 10) + " " +
 			FitRight(Percent(n.Util), 6))
 	}
-	if idleN > topIdle {
-		more(idleN - topIdle)
+	if idleN > topRanked {
+		d.more(idleN - topRanked)
 	}
+}
 
-	// Paid for, SMs idle: nodes ranked by profiling SM activity, lowest
-	// first (only GPUs with GPM report it). Utilisation counts a GPU busy
-	// when any kernel runs; SM activity says how much of it the work uses.
-	add("")
-	add(st.Section.Render("Paid for, SMs idle: ranked by SM activity (" + cur + "/h)"))
-	smIdle := make([]*NodeRow, 0, 16)
+// smIdle ranks the nodes paid for by their profiling SM activity, lowest
+// first (only GPUs with GPM report it). Utilisation counts a GPU busy when
+// any kernel runs; SM activity says how much of it the work uses.
+func (d *costDoc) smIdle(s *Snapshot) {
+	d.section("Paid for, SMs idle: ranked by SM activity (" + d.cur + "/h)")
+	rows := make([]*NodeRow, 0, 16)
 	for _, n := range s.Nodes {
 		if !math.IsNaN(n.SMActive) && n.Burn > 0 {
-			smIdle = append(smIdle, n)
+			rows = append(rows, n)
 		}
 	}
-	slices.SortFunc(smIdle, func(a, b *NodeRow) int {
+	slices.SortFunc(rows, func(a, b *NodeRow) int {
 		if c := cmp.Compare(a.SMActive, b.SMActive); c != 0 {
 			return c
 		}
@@ -163,35 +206,33 @@ func (p *costPage) SetData(s *Snapshot) {
 		}
 		return strings.Compare(a.View.ID, b.View.ID)
 	})
-	header(len(smIdle), "Node             Region       Provider      GPUs     Burn/h   Util  SM act",
+	d.header(len(rows), "Node             Region       Provider      GPUs     Burn/h   Util  SM act",
 		"no GPU reports SM activity (profiling needs Hopper or newer)")
-	for i, n := range smIdle {
-		if i == topIdle {
-			more(len(smIdle) - topIdle)
-			break
-		}
-		add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
+	for _, n := range rows[:min(len(rows), topRanked)] {
+		d.add(Fit(orDash(n.View.Hostname), 16) + " " + Fit(n.View.Region, 12) + " " + Fit(n.View.Provider, 12) + " " +
 			FitRight(strconv.Itoa(n.GPUs), 5) + " " + FitRight(AmountShort(n.Burn), 10) + " " +
 			FitRight(Percent(n.Util), 5) + " " + FitRight(Percent(n.SMActive), 6))
 	}
+	if len(rows) > topRanked {
+		d.more(len(rows) - topRanked)
+	}
+}
 
-	add("")
-	add(st.Section.Render("Leases ending soon"))
-	header(len(s.Leases), "Node             Lease            GPUs  Ends        In", "none within the horizon")
+// leases lists the leases ending within the horizon.
+func (d *costDoc) leases(s *Snapshot) {
+	d.section("Leases ending soon")
+	d.header(len(s.Leases), "Node             Lease            GPUs  Ends        In", "none within the horizon")
 	for _, l := range s.Leases {
-		in := "-"
+		in := d.st.Crit.Render("ended")
 		if l.End.After(s.Built) {
 			in = Duration(l.End.Sub(s.Built))
-		} else {
-			in = st.Crit.Render("ended")
 		}
-		add(Fit(l.Node, 16) + " " + Fit(orDash(l.Lease), 16) + " " + FitRight(strconv.Itoa(l.GPUs), 4) + "  " +
+		d.add(Fit(l.Node, 16) + " " + Fit(orDash(l.Lease), 16) + " " + FitRight(strconv.Itoa(l.GPUs), 4) + "  " +
 			l.End.Format("2006-01-02") + "  " + in)
 	}
 	if s.Paged && s.LeasesEnding > len(s.Leases) {
-		more(s.LeasesEnding - len(s.Leases))
+		d.more(s.LeasesEnding - len(s.Leases))
 	}
-	p.lines = lines
 }
 
 // fallbackCosts derives burn by region, provider, model and team from the
