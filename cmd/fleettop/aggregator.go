@@ -176,34 +176,12 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 	if log == nil {
 		log = slog.Default()
 	}
-	if o.CommitInterval != 0 && (o.CommitInterval < time.Second || o.CommitInterval > 15*time.Second) {
-		return nil, nil, usagef("--commit-interval %v: give 1s to 15s (acks go out every 15 s, after a commit)", o.CommitInterval)
+	if err := checkServing(o, ln); err != nil {
+		return nil, nil, err
 	}
-	if o.DataDir == "" {
-		return nil, nil, usagef("give --data-dir DIR, the directory for the aggregator's database")
-	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
-		return nil, nil, usagef("give both --tls-cert and --tls-key, or neither")
-	}
-	tls := o.TLSCert != ""
-	if tls {
-		if _, err := cryptotls.LoadX509KeyPair(o.TLSCert, o.TLSKey); err != nil {
-			return nil, nil, usagef("cannot load the TLS certificate and key: %v", err)
-		}
-	}
-	if !tls && !aggregator.IsLoopback(ln.Addr()) && !o.Insecure {
-		return nil, nil, usagef("refusing plain ws:// on %s, which is not loopback: give --tls-cert and --tls-key, or --insecure on a trusted network", ln.Addr())
-	}
-	tokens := o.Tokens
-	if tokens == nil {
-		if o.TokensFile == "" {
-			return nil, nil, usagef("give --tokens FILE (one \"ROLE NAME SECRET [NODE-GLOB]\" per line); without it nobody can connect")
-		}
-		t, err := aggregator.LoadTokens(o.TokensFile)
-		if err != nil {
-			return nil, nil, usagef("%v", err)
-		}
-		tokens = t
+	tokens, err := aggregatorTokens(o)
+	if err != nil {
+		return nil, nil, err
 	}
 	// The cost/policy engine and the exporters come from the config file.
 	cfg, err := insight.LoadConfig(o.ConfigFile)
@@ -214,22 +192,9 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 	if err != nil {
 		return nil, nil, usagef("config: %v", err)
 	}
-	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
-		return nil, nil, usagef("cannot create data directory %s: %v", o.DataDir, err)
-	}
-	st, err := store.Open(filepath.Join(o.DataDir, "fleettop.db"), store.Options{
-		IdleThreshold: cfg.Rules.IdleThreshold,
-		Interval:      o.Interval,
-		Price:         cfg.TablePrice,
-		Clock:         o.LedgerClock,
-	})
+	st, eng, err := openLedger(o, cfg, log)
 	if err != nil {
-		return nil, nil, usagef("cannot open the database in %s: %v", o.DataDir, err)
-	}
-	eng, err := insight.New(cfg, st, log)
-	if err != nil {
-		st.Close()
-		return nil, nil, usagef("config: %v", err)
+		return nil, nil, err
 	}
 	var live atomic.Pointer[aggregator.Server] // set before serving: scrapes come later
 	exp := promexp.NewExporter(func(fn func(promexp.NodeReader)) {
@@ -237,7 +202,6 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 			s.EachNode(func(n *aggregator.LiveNode) { fn(n) })
 		}
 	}, servedInsights{eng, &live})
-	closers := []func(context.Context) error{eng.Close}
 	srv, err := aggregator.New(aggregator.Config{
 		Tokens:         tokens,
 		Recorder:       st,
@@ -266,28 +230,114 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		return nil, nil, fmt.Errorf("start aggregator: %w", err)
 	}
 	live.Store(srv)
-	// remote_write: the same series as /metrics, buffered on disk per endpoint.
-	var rwm *remotewrite.Metrics
-	if len(remotes) > 0 {
-		rwm = remotewrite.NewMetrics(srv.Registry())
+	// Closed in this order on stop: the remote writers, newest first, then
+	// the engine; the store last, after the server's final commit.
+	closers, err := startRemoteWrites(o.DataDir, remotes, srv, exp, log)
+	closers = append(closers, eng.Close)
+	if err != nil {
+		_ = srv.Close(ctx)
+		for _, c := range closers {
+			_ = c(ctx)
+		}
+		st.Close()
+		return nil, nil, err
 	}
+	return srv, serveAggregator(ctx, srv, ln, o, closers, st, log), nil
+}
+
+// checkServing refuses options the aggregator cannot serve with, or not
+// safely.
+func checkServing(o aggregatorOptions, ln net.Listener) error {
+	if o.CommitInterval != 0 && (o.CommitInterval < time.Second || o.CommitInterval > 15*time.Second) {
+		return usagef("--commit-interval %v: give 1s to 15s (acks go out every 15 s, after a commit)", o.CommitInterval)
+	}
+	if o.DataDir == "" {
+		return usagef("give --data-dir DIR, the directory for the aggregator's database")
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return usagef("give both --tls-cert and --tls-key, or neither")
+	}
+	tls := o.TLSCert != ""
+	if tls {
+		if _, err := cryptotls.LoadX509KeyPair(o.TLSCert, o.TLSKey); err != nil {
+			return usagef("cannot load the TLS certificate and key: %v", err)
+		}
+	}
+	if !tls && !aggregator.IsLoopback(ln.Addr()) && !o.Insecure {
+		return usagef("refusing plain ws:// on %s, which is not loopback: give --tls-cert and --tls-key, or --insecure on a trusted network", ln.Addr())
+	}
+	return nil
+}
+
+// aggregatorTokens are o.Tokens, or else those of o.TokensFile.
+func aggregatorTokens(o aggregatorOptions) (*aggregator.Tokens, error) {
+	if o.Tokens != nil {
+		return o.Tokens, nil
+	}
+	if o.TokensFile == "" {
+		return nil, usagef("give --tokens FILE (one \"ROLE NAME SECRET [NODE-GLOB]\" per line); without it nobody can connect")
+	}
+	t, err := aggregator.LoadTokens(o.TokensFile)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return t, nil
+}
+
+// openLedger opens the database in o.DataDir, creating the directory, and
+// the cost and policy engine on it.
+func openLedger(o aggregatorOptions, cfg insight.Config, log *slog.Logger) (*store.Store, *insight.Engine, error) {
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+		return nil, nil, usagef("cannot create data directory %s: %v", o.DataDir, err)
+	}
+	st, err := store.Open(filepath.Join(o.DataDir, "fleettop.db"), store.Options{
+		IdleThreshold: cfg.Rules.IdleThreshold,
+		Interval:      o.Interval,
+		Price:         cfg.TablePrice,
+		Clock:         o.LedgerClock,
+	})
+	if err != nil {
+		return nil, nil, usagef("cannot open the database in %s: %v", o.DataDir, err)
+	}
+	eng, err := insight.New(cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, nil, usagef("config: %v", err)
+	}
+	return st, eng, nil
+}
+
+// startRemoteWrites starts a remote_write writer for each endpoint: the same
+// series as /metrics, buffered on disk per endpoint under dataDir. It
+// returns the close functions of the writers it started, newest first, even
+// when one fails to start.
+func startRemoteWrites(dataDir string, remotes []remotewrite.Config, srv *aggregator.Server, exp *promexp.Exporter, log *slog.Logger) ([]func(context.Context) error, error) {
+	if len(remotes) == 0 {
+		return nil, nil
+	}
+	var closers []func(context.Context) error
+	reg := srv.Registry()
+	rwm := remotewrite.NewMetrics(reg)
 	for _, rc := range remotes {
-		reg := srv.Registry()
 		w, err := remotewrite.New(rc, func(ts time.Time, n int, emit func([]byte, int)) int {
 			return exp.WriteRequests(ts, n, reg, emit)
-		}, filepath.Join(o.DataDir, "remote_write"), rwm, log)
+		}, filepath.Join(dataDir, "remote_write"), rwm, log)
 		if err != nil {
-			_ = srv.Close(ctx)
-			for _, c := range closers {
-				_ = c(ctx)
-			}
-			st.Close()
-			return nil, nil, usagef("config: %v", err)
+			return closers, usagef("config: %v", err)
 		}
 		w.Start()
 		closers = append([]func(context.Context) error{w.Close}, closers...)
 		log.Info("remote_write", "name", rc.Name, "url", rc.URL, "interval", rc.Interval)
 	}
+	return closers, nil
+}
+
+// serveAggregator serves srv on ln until ctx ends or the returned stop is
+// called. stop closes srv, waits for Serve to return, runs closers in order
+// and closes the store last, so the shutdown deadline holds for the last
+// commit too; it is safe to call twice.
+func serveAggregator(ctx context.Context, srv *aggregator.Server, ln net.Listener, o aggregatorOptions,
+	closers []func(context.Context) error, st *store.Store, log *slog.Logger) func(context.Context) error {
 	var (
 		once    sync.Once
 		stopErr error
@@ -300,7 +350,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 			for _, c := range closers {
 				errs = append(errs, c(ctx))
 			}
-			errs = append(errs, st.CloseContext(ctx)) // the shutdown deadline holds for the last commit too
+			errs = append(errs, st.CloseContext(ctx))
 			stopErr = errors.Join(errs...)
 		})
 		return stopErr
@@ -308,7 +358,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 	go func() {
 		defer close(served)
 		var err error
-		if tls {
+		if o.TLSCert != "" {
 			err = srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
 		} else {
 			err = srv.Serve(ln)
@@ -326,7 +376,7 @@ func startAggregator(ctx context.Context, o aggregatorOptions, ln net.Listener) 
 		case <-served:
 		}
 	}()
-	return srv, stop, nil
+	return stop
 }
 
 // notifySystemd speaks sd_notify for the Type=notify unit until ctx ends:
