@@ -211,6 +211,29 @@ func (c *checker) failf(path, format string, a ...any) {
 
 func (c *checker) build(fc *fileConfig) Config {
 	cfg := DefaultConfig()
+	c.locale(fc, &cfg)
+	c.prices(fc, &cfg)
+	if fc.IdleThreshold != "" {
+		f, err := parseRatio(fc.IdleThreshold)
+		if err != nil {
+			c.failf("$.idle_threshold", "idle_threshold %q: %v; write a percentage like \"5%%\" or a ratio like 0.05", fc.IdleThreshold, err)
+		}
+		cfg.Rules.IdleThreshold = f
+	}
+	for _, g := range sortedKeys(fc.Budgets.Regions) {
+		cfg.RegionBudgets[g] = c.budget("$.budgets.regions."+g, fc.Budgets.Regions[g], cfg.Currency)
+	}
+	for _, g := range sortedKeys(fc.Budgets.Teams) {
+		cfg.TeamBudgets[g] = c.budget("$.budgets.teams."+g, fc.Budgets.Teams[g], cfg.Currency)
+	}
+	c.residency(fc, &cfg)
+	c.alerts(fc, &cfg)
+	c.webhook(fc.Webhook, &cfg)
+	return cfg
+}
+
+// locale reads the time zone, the display currency and the exchange rates.
+func (c *checker) locale(fc *fileConfig, cfg *Config) {
 	if fc.TimeZone != "" {
 		if loc, err := LoadZone(fc.TimeZone); err != nil {
 			c.failf("$.timezone", "%v", err)
@@ -242,6 +265,10 @@ func (c *checker) build(fc *fileConfig) Config {
 	} else {
 		cfg.Rates = r
 	}
+}
+
+// prices reads the price table.
+func (c *checker) prices(fc *fileConfig, cfg *Config) {
 	for i, fp := range fc.Prices {
 		path := fmt.Sprintf("$.prices[%d]", i)
 		cur := fp.Currency
@@ -271,34 +298,31 @@ func (c *checker) build(fc *fileConfig) Config {
 		cfg.Prices = append(cfg.Prices, Price{Provider: fp.Provider, Region: fp.Region, Model: fp.Model,
 			PerGPU: fleet.Money{Micros: m, Currency: cur}, Billing: b})
 	}
-	if fc.IdleThreshold != "" {
-		f, err := parseRatio(fc.IdleThreshold)
-		if err != nil {
-			c.failf("$.idle_threshold", "idle_threshold %q: %v; write a percentage like \"5%%\" or a ratio like 0.05", fc.IdleThreshold, err)
+}
+
+// residency reads which jurisdictions each data class may be processed in.
+func (c *checker) residency(fc *fileConfig, cfg *Config) {
+	if len(fc.Residency) == 0 {
+		return
+	}
+	cfg.Rules.Residency = make(map[string][]string, len(fc.Residency))
+	for _, class := range sortedKeys(fc.Residency) {
+		js := fc.Residency[class]
+		if len(js) == 0 {
+			c.failf("$.residency."+class, "data class %s allows no jurisdiction; list at least one, e.g. [CN]", class)
 		}
-		cfg.Rules.IdleThreshold = f
-	}
-	for _, g := range sortedKeys(fc.Budgets.Regions) {
-		cfg.RegionBudgets[g] = c.budget("$.budgets.regions."+g, fc.Budgets.Regions[g], cfg.Currency)
-	}
-	for _, g := range sortedKeys(fc.Budgets.Teams) {
-		cfg.TeamBudgets[g] = c.budget("$.budgets.teams."+g, fc.Budgets.Teams[g], cfg.Currency)
-	}
-	if len(fc.Residency) > 0 {
-		cfg.Rules.Residency = make(map[string][]string, len(fc.Residency))
-		for _, class := range sortedKeys(fc.Residency) {
-			js := fc.Residency[class]
-			if len(js) == 0 {
-				c.failf("$.residency."+class, "data class %s allows no jurisdiction; list at least one, e.g. [CN]", class)
+		for _, j := range js {
+			if len(j) != 2 || strings.ToUpper(j) != j {
+				c.failf("$.residency."+class, "jurisdiction %q is not an ISO 3166-1 alpha-2 code; write two capital letters, e.g. SG", j)
 			}
-			for _, j := range js {
-				if len(j) != 2 || strings.ToUpper(j) != j {
-					c.failf("$.residency."+class, "jurisdiction %q is not an ISO 3166-1 alpha-2 code; write two capital letters, e.g. SG", j)
-				}
-			}
-			cfg.Rules.Residency[class] = slices.Clone(js)
 		}
+		cfg.Rules.Residency[class] = slices.Clone(js)
 	}
+}
+
+// alerts reads the alert rules' thresholds and holds, and how far ahead a
+// lease's end is reported.
+func (c *checker) alerts(fc *fileConfig, cfg *Config) {
 	a := fc.Alerts
 	if a.CriticalXIDs != nil {
 		cfg.Rules.CriticalXIDs = slices.Clone(*a.CriticalXIDs)
@@ -332,26 +356,30 @@ func (c *checker) build(fc *fileConfig) Config {
 		}
 		*b.dst = f
 	}
-	if w := fc.Webhook; w != nil {
-		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
-			c.failf("$.webhook.url", "webhook url %q must start with http:// or https://", w.URL)
-		}
-		cfg.Webhook.URL = w.URL
-		c.duration("$.webhook.timeout", w.Timeout, &cfg.Webhook.Timeout)
-		if w.Queue != nil {
-			if *w.Queue < 1 {
-				c.failf("$.webhook.queue", "webhook queue must be at least 1")
-			}
-			cfg.Webhook.Queue = *w.Queue
-		}
-		if w.MaxRetries != nil {
-			if *w.MaxRetries < 0 {
-				c.failf("$.webhook.max_retries", "webhook max_retries must be 0 or more")
-			}
-			cfg.Webhook.MaxRetries = *w.MaxRetries
-		}
+}
+
+// webhook reads where alerts are posted, if anywhere.
+func (c *checker) webhook(w *fileWebhook, cfg *Config) {
+	if w == nil {
+		return
 	}
-	return cfg
+	if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
+		c.failf("$.webhook.url", "webhook url %q must start with http:// or https://", w.URL)
+	}
+	cfg.Webhook.URL = w.URL
+	c.duration("$.webhook.timeout", w.Timeout, &cfg.Webhook.Timeout)
+	if w.Queue != nil {
+		if *w.Queue < 1 {
+			c.failf("$.webhook.queue", "webhook queue must be at least 1")
+		}
+		cfg.Webhook.Queue = *w.Queue
+	}
+	if w.MaxRetries != nil {
+		if *w.MaxRetries < 0 {
+			c.failf("$.webhook.max_retries", "webhook max_retries must be 0 or more")
+		}
+		cfg.Webhook.MaxRetries = *w.MaxRetries
+	}
 }
 
 func (c *checker) budget(path, v, currency string) int64 {
