@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -133,18 +134,7 @@ func (s *Server) history(ctx context.Context, q historyQuery, now time.Time) (*w
 		by = "device"
 	}
 
-	groups := map[string][]fleet.HistoryBucket{}
-	bucketsOf := func(g string) []fleet.HistoryBucket {
-		b, ok := groups[g]
-		if !ok {
-			b = make([]fleet.HistoryBucket, n)
-			for i := range b {
-				b[i].Group, b[i].Start = g, from.Add(time.Duration(i)*step).UnixMilli()
-			}
-			groups[g] = b
-		}
-		return b
-	}
+	g := &histGrid{from: from, step: step, n: n, groups: map[string][]fleet.HistoryBucket{}}
 	var rows []fleet.HistoryBucket
 	var err error
 	query := func() {
@@ -178,23 +168,12 @@ func (s *Server) history(ctx context.Context, q historyQuery, now time.Time) (*w
 			}
 		}
 	}
-	s.ringHistory(q, by, from, cut, to, step, interval, bucketsOf)
+	s.ringHistory(q, by, from, cut, to, step, interval, g.of)
 	resp.Sources = append(resp.Sources, "ring")
-	if !long && len(groups) == 0 && s.cfg.History != nil {
+	if !long && len(g.groups) == 0 && s.cfg.History != nil {
 		query() // an empty ring (a restart): the rollups, coarse as they are
 	}
-	for _, h := range rows {
-		i := int(time.UnixMilli(h.Start).Sub(from) / step)
-		if i < 0 || i >= n {
-			continue
-		}
-		b := bucketsOf(h.Group)
-		// The ring wins where it covers the step and has data.
-		if !time.UnixMilli(h.Start).Before(cut) && b[i].Reported > 0 {
-			continue
-		}
-		b[i] = h
-	}
+	g.merge(rows, cut)
 	if len(rows) > 0 {
 		src := "rollup_minute"
 		if step >= time.Hour {
@@ -202,51 +181,85 @@ func (s *Server) history(ctx context.Context, q historyQuery, now time.Time) (*w
 		}
 		resp.Sources = append(resp.Sources, src)
 	}
-
-	names := make([]string, 0, len(groups))
-	for g := range groups {
-		names = append(names, g)
+	name := "fleet"
+	switch {
+	case q.node != "":
+		name = q.node
+	case q.region != "":
+		name = q.region
 	}
-	slices.SortFunc(names, func(a, b string) int {
-		if by == "device" { // by index, not as text
-			x, _ := strconv.Atoi(a)
-			y, _ := strconv.Atoi(b)
-			return x - y
+	resp.Series = g.series(by, name)
+	return resp, err
+}
+
+// histGrid is a history answer's buckets: n steps of step from from, per
+// group (a region, a device index, or "" for everything asked for).
+type histGrid struct {
+	from   time.Time
+	step   time.Duration
+	n      int
+	groups map[string][]fleet.HistoryBucket
+}
+
+// of returns the group's buckets, adding empty ones for a new group.
+func (g *histGrid) of(group string) []fleet.HistoryBucket {
+	b, ok := g.groups[group]
+	if !ok {
+		b = make([]fleet.HistoryBucket, g.n)
+		for i := range b {
+			b[i].Group, b[i].Start = group, g.from.Add(time.Duration(i)*g.step).UnixMilli()
 		}
-		if a < b {
-			return -1
+		g.groups[group] = b
+	}
+	return b
+}
+
+// merge puts the rollups' rows into their steps; the ring wins where it
+// covers the step (from cut on) and has data.
+func (g *histGrid) merge(rows []fleet.HistoryBucket, cut time.Time) {
+	for _, h := range rows {
+		i := int(time.UnixMilli(h.Start).Sub(g.from) / g.step)
+		if i < 0 || i >= g.n {
+			continue
 		}
-		if a > b {
-			return 1
+		b := g.of(h.Group)
+		if !time.UnixMilli(h.Start).Before(cut) && b[i].Reported > 0 {
+			continue
 		}
-		return 0
-	})
+		b[i] = h
+	}
+}
+
+// series returns the served series, groups in order: by device, the
+// node's own series (named name, the sum of its devices') then one a
+// device by index; by region, one a region by name; otherwise one series
+// named name.
+func (g *histGrid) series(by, name string) []wire.HistorySeries {
+	names := slices.Sorted(maps.Keys(g.groups))
+	var out []wire.HistorySeries
 	switch by {
 	case "device":
-		// The node's own series first: the sum of its devices'.
-		total := make([]fleet.HistoryBucket, n)
-		for _, g := range names {
-			for i, h := range groups[g] {
+		idx := func(s string) int { i, _ := strconv.Atoi(s); return i }
+		slices.SortFunc(names, func(a, b string) int { return idx(a) - idx(b) }) // by index, not as text
+		total := make([]fleet.HistoryBucket, g.n)
+		for _, d := range names {
+			for i, h := range g.groups[d] {
 				addBucket(&total[i], &h)
 			}
 		}
-		resp.Series = append(resp.Series, series(q.node, nil, total))
-		for _, g := range names {
-			d, _ := strconv.Atoi(g)
-			resp.Series = append(resp.Series, series("gpu "+g, &d, groups[g]))
+		out = append(out, series(name, nil, total))
+		for _, d := range names {
+			i := idx(d)
+			out = append(out, series("gpu "+d, &i, g.groups[d]))
 		}
 	case "region":
-		for _, g := range names {
-			resp.Series = append(resp.Series, series(g, nil, groups[g]))
+		for _, r := range names {
+			out = append(out, series(r, nil, g.groups[r]))
 		}
 	default:
-		name := "fleet"
-		if q.region != "" {
-			name = q.region
-		}
-		resp.Series = append(resp.Series, series(name, nil, bucketsOf("")))
+		out = append(out, series(name, nil, g.of("")))
 	}
-	return resp, err
+	return out
 }
 
 // addBucket adds the sums of h (another device or group) to dst.
