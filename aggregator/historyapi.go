@@ -168,7 +168,7 @@ func (s *Server) history(ctx context.Context, q historyQuery, now time.Time) (*w
 			}
 		}
 	}
-	s.ringHistory(q, by, from, cut, to, step, interval, g.of)
+	s.ringHistory(q, by, ringWindow{from: from, cut: cut, to: to, step: step, interval: interval, idle: s.cfg.IdleThreshold}, g.of)
 	resp.Sources = append(resp.Sources, "ring")
 	if !long && len(g.groups) == 0 && s.cfg.History != nil {
 		query() // an empty ring (a restart): the rollups, coarse as they are
@@ -316,13 +316,10 @@ func series(name string, dev *int, b []fleet.HistoryBucket) wire.HistorySeries {
 // ringHistory sums the ring points of the nodes in q's scope that fall in
 // [cut, to) into buckets of step, per group (a device, a region or all).
 // Point k before a node's newest stands at lastSeen − k × interval.
-func (s *Server) ringHistory(q historyQuery, by string, from, cut, to time.Time, step, interval time.Duration,
-	bucketsOf func(string) []fleet.HistoryBucket) {
-	if !to.After(cut) || interval <= 0 {
+func (s *Server) ringHistory(q historyQuery, by string, w ringWindow, bucketsOf func(string) []fleet.HistoryBucket) {
+	if !w.to.After(w.cut) || w.interval <= 0 {
 		return
 	}
-	idle := s.cfg.IdleThreshold
-	ivMs := interval.Milliseconds()
 	var nodes []*nodeState
 	if q.node != "" {
 		if n := s.node(q.node); n != nil {
@@ -331,7 +328,6 @@ func (s *Server) ringHistory(q historyQuery, by string, from, cut, to time.Time,
 	} else {
 		nodes = s.nodeList()
 	}
-	var dev fleet.HistoryBucket // one device's sums in the current step
 	for _, n := range nodes {
 		n.mu.Lock()
 		if q.region != "" && n.node.Region != q.region || n.lastSeen.IsZero() {
@@ -342,7 +338,6 @@ func (s *Server) ringHistory(q historyQuery, by string, from, cut, to time.Time,
 		if by == "region" {
 			group = n.node.Region
 		}
-		end := n.lastSeen
 		for di := range n.devs {
 			d := &n.devs[di]
 			if d.hist == nil {
@@ -351,86 +346,110 @@ func (s *Server) ringHistory(q historyQuery, by string, from, cut, to time.Time,
 			if by == "device" {
 				group = strconv.Itoa(n.node.Devices[di].Index)
 			}
-			var b []fleet.HistoryBucket
-			cur := -1
-			flush := func() {
-				if cur >= 0 && dev.Reported > 0 {
-					if b == nil {
-						b = bucketsOf(group)
-					}
-					addBucket(&b[cur], &dev)
-				}
-				dev = fleet.HistoryBucket{}
-			}
-			var pn, mn int // the device's power and memory samples in the step
-			k := 0
-			d.hist.newestFirst(func(p point) bool {
-				t := end.Add(-time.Duration(k) * interval)
-				k++
-				if t.Before(cut) {
-					return false
-				}
-				if !t.Before(to) {
-					return true
-				}
-				i := int(t.Sub(from) / step)
-				if i != cur {
-					if pn > 0 {
-						dev.Power /= float64(pn)
-					}
-					if mn > 0 {
-						dev.MemUsed /= float64(mn)
-					}
-					flush()
-					pn, mn = 0, 0
-					cur = i
-				}
-				got := false
-				if p.util != absent8 {
-					u := float64(p.util) / utilScale
-					dev.UtilN++
-					dev.UtilSum += u
-					dev.UtilMax = max(dev.UtilMax, u)
-					if u < idle {
-						dev.Idle += ivMs
-					}
-					got = true
-				}
-				if p.power != absent16 {
-					dev.Power += float64(p.power) / powerScale
-					dev.PowerN = 1
-					pn++
-					got = true
-				}
-				if p.mem != absent16 {
-					dev.MemUsed += float64(p.mem) * memUnit
-					dev.MemN = 1
-					mn++
-					got = true
-				}
-				if p.temp != absent8 {
-					tc := float64(p.temp)
-					if dev.TempN == 0 || tc > dev.TempMax {
-						dev.TempMax = tc
-					}
-					dev.TempN = 1
-					got = true
-				}
-				if got {
-					dev.Reported += ivMs
-				}
-				return true
+			w.deviceSteps(d.hist, n.lastSeen, func(i int, b *fleet.HistoryBucket) {
+				addBucket(&bucketsOf(group)[i], b)
 			})
-			if pn > 0 {
-				dev.Power /= float64(pn)
-			}
-			if mn > 0 {
-				dev.MemUsed /= float64(mn)
-			}
-			flush()
 		}
 		n.mu.Unlock()
 	}
+}
+
+// ringWindow is the part of a history answer the ring gives: the points
+// from cut up to to, one every interval, in steps of step from from.
+type ringWindow struct {
+	from, cut, to  time.Time
+	step, interval time.Duration
+	idle           float64 // the idle threshold
+}
+
+// deviceSteps sums one device's ring, its newest point at end, into the
+// window's steps and hands each step that has data to emit.
+func (w *ringWindow) deviceSteps(h *history, end time.Time, emit func(step int, b *fleet.HistoryBucket)) {
+	ivMs := w.interval.Milliseconds()
+	var acc devStep
+	cur, k := -1, 0
+	done := func() {
+		if cur >= 0 && acc.sum.Reported > 0 {
+			b := acc.bucket()
+			emit(cur, &b)
+		}
+		acc = devStep{}
+	}
+	h.newestFirst(func(p point) bool {
+		t := end.Add(-time.Duration(k) * w.interval)
+		k++
+		if t.Before(w.cut) {
+			return false
+		}
+		if !t.Before(w.to) {
+			return true
+		}
+		if i := int(t.Sub(w.from) / w.step); i != cur {
+			done()
+			cur = i
+		}
+		acc.add(p, w.idle, ivMs)
+		return true
+	})
+	done()
+}
+
+// devStep sums one device's ring points within one step.
+type devStep struct {
+	sum    fleet.HistoryBucket
+	pn, mn int // the power and memory points, for their means
+}
+
+// add adds one point that covers ivMs.
+func (d *devStep) add(p point, idle float64, ivMs int64) {
+	b := &d.sum
+	got := false
+	if p.util != absent8 {
+		u := float64(p.util) / utilScale
+		b.UtilN++
+		b.UtilSum += u
+		b.UtilMax = max(b.UtilMax, u)
+		if u < idle {
+			b.Idle += ivMs
+		}
+		got = true
+	}
+	if p.power != absent16 {
+		b.Power += float64(p.power) / powerScale
+		b.PowerN = 1
+		d.pn++
+		got = true
+	}
+	if p.mem != absent16 {
+		b.MemUsed += float64(p.mem) * memUnit
+		b.MemN = 1
+		d.mn++
+		got = true
+	}
+	if p.temp != absent8 {
+		tc := float64(p.temp)
+		if b.TempN == 0 || tc > b.TempMax {
+			b.TempMax = tc
+		}
+		b.TempN = 1
+		got = true
+	}
+	if got {
+		b.Reported += ivMs
+	}
+}
+
+// bucket is the step's sums with the device's power and memory as means:
+// the device counts once in a group's sums.
+func (d *devStep) bucket() fleet.HistoryBucket {
+	b := d.sum
+	if d.pn > 0 {
+		b.Power /= float64(d.pn)
+	}
+	if d.mn > 0 {
+		b.MemUsed /= float64(d.mn)
+	}
+	return b
 }
 
 // newestFirst calls fn with the history's points, newest first, one per
