@@ -105,20 +105,8 @@ The token comes from --token-file or the FLEETTOP_TOKEN environment variable.`,
 
 func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOptions, set map[string]string, explicitConfig bool) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if o.json && !o.once {
-		return usagef("--json goes with --once")
-	}
-	if o.interval <= 0 {
-		return usagef("--interval %s: give a positive duration such as 1s", o.interval)
-	}
-	if o.npuSmiInterval < 0 {
-		return usagef("--npu-smi-interval %s: give a positive duration such as 5s", o.npuSmiInterval)
-	}
-	if o.mock != "" && o.mock != "nvidia" && o.mock != "ascend" {
-		return usagef("--mock %q: write nvidia or ascend", o.mock)
-	}
-	if o.gomaxprocs < 0 {
-		return usagef("--gomaxprocs %d: give 1 (the default), another number of CPUs, or 0 for all", o.gomaxprocs)
+	if err := o.check(); err != nil {
+		return err
 	}
 	setCollectorProcs(o.gomaxprocs, o.gomaxprocsSet)
 	cfg, err := collector.LoadConfig(o.config, explicitConfig)
@@ -131,46 +119,9 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 		}
 	}
 
-	var node fleet.Node
-	var srcs []collector.Source
-	var resolver *jobs.Resolver
-	if o.mock != "" {
-		mnode, msrcs, err := mock.CollectorSources(o.mock, o.seed)
-		if err != nil {
-			return fmt.Errorf("simulated %s node: %w", o.mock, err)
-		}
-		node, srcs = mnode, msrcs
-		// The config and flags still override the simulated identity.
-		if len(set) > 0 || explicitConfig {
-			if cfg.NodeID == "" {
-				cfg.NodeID = node.ID
-			}
-			n, err := cfg.Node(collector.NodeDefaults{MachineIDPath: o.machineID})
-			if err != nil {
-				return usagef("%v", err)
-			}
-			node = mergeNode(node, n)
-		}
-	} else {
-		n, err := cfg.Node(collector.NodeDefaults{MachineIDPath: o.machineID})
-		if err != nil {
-			return usagef("%v", err)
-		}
-		node = n
-		reg := collector.NewRegistry()
-		reg.Register("nvml", func() (collector.Source, error) {
-			return nvmlsource.NewSystem(nvmlsource.Options{LibraryPath: o.nvmlLib, Logger: log}), nil
-		})
-		reg.Register("ascend", func() (collector.Source, error) {
-			return ascend.New(ascend.Options{Path: o.npuSmi, Interval: o.npuSmiInterval, Logger: log}), nil
-		})
-		reg.Register("host", func() (collector.Source, error) {
-			return host.New(host.Options{ProcRoot: o.procRoot}), nil
-		})
-		if srcs, err = reg.Build(); err != nil {
-			return err
-		}
-		resolver = jobs.New(jobs.Options{ProcRoot: o.procRoot})
+	node, srcs, resolver, err := collectorSources(o, &cfg, len(set) > 0 || explicitConfig, log)
+	if err != nil {
+		return err
 	}
 	node.AgentVersion = agentVersion()
 
@@ -235,6 +186,70 @@ func runCollector(ctx context.Context, stdout, stderr io.Writer, o collectorOpti
 	err = agent.Run(ctx)
 	sd.Stopping()
 	return err
+}
+
+// check refuses flag values the collector cannot run with.
+func (o collectorOptions) check() error {
+	if o.json && !o.once {
+		return usagef("--json goes with --once")
+	}
+	if o.interval <= 0 {
+		return usagef("--interval %s: give a positive duration such as 1s", o.interval)
+	}
+	if o.npuSmiInterval < 0 {
+		return usagef("--npu-smi-interval %s: give a positive duration such as 5s", o.npuSmiInterval)
+	}
+	if o.mock != "" && o.mock != "nvidia" && o.mock != "ascend" {
+		return usagef("--mock %q: write nvidia or ascend", o.mock)
+	}
+	if o.gomaxprocs < 0 {
+		return usagef("--gomaxprocs %d: give 1 (the default), another number of CPUs, or 0 for all", o.gomaxprocs)
+	}
+	return nil
+}
+
+// collectorSources returns the node's identity, its telemetry sources and
+// its job resolver: the real ones (NVML, npu-smi, the host) or, with
+// --mock, a simulated node's, whose identity the config file and flags
+// still override when given (configured).
+func collectorSources(o collectorOptions, cfg *collector.Config, configured bool, log *slog.Logger) (fleet.Node, []collector.Source, *jobs.Resolver, error) {
+	if o.mock != "" {
+		node, srcs, err := mock.CollectorSources(o.mock, o.seed)
+		if err != nil {
+			return node, nil, nil, fmt.Errorf("simulated %s node: %w", o.mock, err)
+		}
+		// The config and flags still override the simulated identity.
+		if configured {
+			if cfg.NodeID == "" {
+				cfg.NodeID = node.ID
+			}
+			n, err := cfg.Node(collector.NodeDefaults{MachineIDPath: o.machineID})
+			if err != nil {
+				return node, nil, nil, usagef("%v", err)
+			}
+			node = mergeNode(node, n)
+		}
+		return node, srcs, nil, nil
+	}
+	node, err := cfg.Node(collector.NodeDefaults{MachineIDPath: o.machineID})
+	if err != nil {
+		return node, nil, nil, usagef("%v", err)
+	}
+	reg := collector.NewRegistry()
+	reg.Register("nvml", func() (collector.Source, error) {
+		return nvmlsource.NewSystem(nvmlsource.Options{LibraryPath: o.nvmlLib, Logger: log}), nil
+	})
+	reg.Register("ascend", func() (collector.Source, error) {
+		return ascend.New(ascend.Options{Path: o.npuSmi, Interval: o.npuSmiInterval, Logger: log}), nil
+	})
+	reg.Register("host", func() (collector.Source, error) {
+		return host.New(host.Options{ProcRoot: o.procRoot}), nil
+	})
+	srcs, err := reg.Build()
+	if err != nil {
+		return node, nil, nil, err
+	}
+	return node, srcs, jobs.New(jobs.Options{ProcRoot: o.procRoot}), nil
 }
 
 // setCollectorProcs limits the Go runtime to n CPUs (0: leave the
