@@ -126,29 +126,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	dataDir := o.DataDir
-	if dataDir == "" {
-		dataDir, err = os.MkdirTemp("", "fleettop-demo-")
-		if err != nil {
-			return fmt.Errorf("data directory: %w", err)
-		}
-		defer os.RemoveAll(dataDir)
+	dataDir, log, cleanup, err := demoWorkspace(o, stderr)
+	if err != nil {
+		return err
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
-		return usagef("cannot create data directory %s: %v", dataDir, err)
-	}
-	// Logs go to stderr when headless; under the TUI they would tear the
-	// screen, so they go to a file in the data directory.
-	logOut := stderr
-	if !o.Headless {
-		lf, err := os.OpenFile(filepath.Join(dataDir, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return fmt.Errorf("demo log: %w", err)
-		}
-		defer lf.Close()
-		logOut = lf
-	}
-	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	defer cleanup()
 
 	sc, clock, err := o.scenario()
 	if err != nil {
@@ -195,28 +177,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	}()
 	addr := ln.Addr().String()
 
-	// While simulated time runs fast, agents sample faster too, so samples
-	// stay about an interval of simulated time apart and the history has no
-	// holes (the store counts a gap of more than five intervals as dark
-	// time); at most 20 times a second, so past --speed 100 history thins
-	// out. Once caught up, the runner restarts them at the normal interval.
-	fast := max(time.Duration(float64(o.Interval)/o.Speed), min(o.Interval, 50*time.Millisecond))
-	agentInterval := func() time.Duration {
-		if clock.CatchUpIn() > 0 {
-			return fast
-		}
-		return o.Interval
-	}
-	r, err := mock.NewRunner(mock.RunnerConfig{
-		Scenario:  sc,
-		Clock:     clock,
-		SpoolRoot: filepath.Join(dataDir, "spool"),
-		Agent:     blindAgent(blindID, agentFunc("ws://"+addr, toks.collector, true /* its own listener, in this process */, agentInterval, clock, log)),
-		Outages:   true,
-		Logger:    log,
-		// Restart the agents at the normal interval once caught up.
-		RestartAfter: clock.CatchUpIn() + time.Second,
-	})
+	agent := agentFunc("ws://"+addr, toks.collector, true /* its own listener, in this process */, demoAgentInterval(o, clock), clock, log)
+	r, err := newDemoRunner(sc, clock, dataDir, agent, blindID, log)
 	if err != nil {
 		return err
 	}
@@ -229,18 +191,9 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		_ = r.Close(sctx)
 	}()
 
-	// A viewer token file beside the data, so the demo can be watched from
-	// another terminal with a plain `fleettop tui`.
-	viewerFile := filepath.Join(dataDir, "viewer.token")
-	if err := os.WriteFile(viewerFile, []byte(toks.viewer+"\n"), 0o600); err != nil {
-		return fmt.Errorf("demo viewer token: %w", err)
+	if err := printAttach(stdout, addr, dataDir, toks); err != nil {
+		return err
 	}
-	attach := fmt.Sprintf("fleettop tui --aggregator http://%s --token-file %s", addr, viewerFile)
-	fmt.Fprintf(stdout, "aggregator: http://%s\n", addr)
-	if toks.generated {
-		fmt.Fprintf(stdout, "viewer token: %s\n", toks.viewer)
-	}
-	fmt.Fprintf(stdout, "data dir: %s\nwatch it from another terminal: %s\n", dataDir, attach)
 	if o.Headless {
 		<-ctx.Done()
 		return nil
@@ -254,6 +207,88 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		Clock: clock.Now,
 		Hint:  "demo: 6 shows alerts, : jumps to a node or job (tab completes), ? lists every key",
 	})
+}
+
+// demoWorkspace makes the demo's data directory (o.DataDir, or a temporary
+// one that cleanup removes) and its logger: to stderr when headless, to
+// demo.log in the data directory under the TUI, where logs would tear the
+// screen.
+func demoWorkspace(o demoOptions, stderr io.Writer) (dataDir string, log *slog.Logger, cleanup func(), err error) {
+	var undo []func()
+	cleanup = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	dataDir = o.DataDir
+	if dataDir == "" {
+		if dataDir, err = os.MkdirTemp("", "fleettop-demo-"); err != nil {
+			return "", nil, nil, fmt.Errorf("data directory: %w", err)
+		}
+		undo = append(undo, func() { os.RemoveAll(dataDir) })
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		cleanup()
+		return "", nil, nil, usagef("cannot create data directory %s: %v", dataDir, err)
+	}
+	logOut := stderr
+	if !o.Headless {
+		lf, err := os.OpenFile(filepath.Join(dataDir, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			cleanup()
+			return "", nil, nil, fmt.Errorf("demo log: %w", err)
+		}
+		undo = append(undo, func() { lf.Close() })
+		logOut = lf
+	}
+	return dataDir, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})), cleanup, nil
+}
+
+// demoAgentInterval is the agents' sampling interval. While simulated time
+// runs fast, agents sample faster too, so samples stay about an interval of
+// simulated time apart and the history has no holes (the store counts a gap
+// of more than five intervals as dark time); at most 20 times a second, so
+// past --speed 100 history thins out. Once caught up, the runner restarts
+// them at the normal interval.
+func demoAgentInterval(o demoOptions, clock *mock.Clock) func() time.Duration {
+	fast := max(time.Duration(float64(o.Interval)/o.Speed), min(o.Interval, 50*time.Millisecond))
+	return func() time.Duration {
+		if clock.CatchUpIn() > 0 {
+			return fast
+		}
+		return o.Interval
+	}
+}
+
+// newDemoRunner runs an agent a simulated node, spooled under dataDir, with
+// outages; the node blindID is blind (see blindAgent).
+func newDemoRunner(sc *mock.Scenario, clock *mock.Clock, dataDir string, agent mock.AgentFunc, blindID string, log *slog.Logger) (*mock.Runner, error) {
+	return mock.NewRunner(mock.RunnerConfig{
+		Scenario:  sc,
+		Clock:     clock,
+		SpoolRoot: filepath.Join(dataDir, "spool"),
+		Agent:     blindAgent(blindID, agent),
+		Outages:   true,
+		Logger:    log,
+		// Restart the agents at the normal interval once caught up.
+		RestartAfter: clock.CatchUpIn() + time.Second,
+	})
+}
+
+// printAttach writes a viewer token file beside the data, so the demo can
+// be watched from another terminal with a plain `fleettop tui`, and says how.
+func printAttach(stdout io.Writer, addr, dataDir string, toks demoTokens) error {
+	viewerFile := filepath.Join(dataDir, "viewer.token")
+	if err := os.WriteFile(viewerFile, []byte(toks.viewer+"\n"), 0o600); err != nil {
+		return fmt.Errorf("demo viewer token: %w", err)
+	}
+	attach := fmt.Sprintf("fleettop tui --aggregator http://%s --token-file %s", addr, viewerFile)
+	fmt.Fprintf(stdout, "aggregator: http://%s\n", addr)
+	if toks.generated {
+		fmt.Fprintf(stdout, "viewer token: %s\n", toks.viewer)
+	}
+	fmt.Fprintf(stdout, "data dir: %s\nwatch it from another terminal: %s\n", dataDir, attach)
+	return nil
 }
 
 // demoConfig is the aggregator config for the simulated fleet: totals in
