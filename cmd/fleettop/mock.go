@@ -184,7 +184,7 @@ func agentFunc(url, token string, insecure bool, interval func() time.Duration, 
 			URL:      url,
 			Token:    token,
 			Insecure: insecure,
-			Logger:   log.With("node", node.ID),
+			Logger:   log, // the agent adds its node id
 			Clock:    clock.Now,
 		})
 		if err != nil {
