@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -484,5 +485,83 @@ func TestRowsAfterAnUnwatchedSpell(t *testing.T) {
 	vs.apply(readWatch(t, dialViewer(t, ts, nil)))
 	if u := vs.rows["a"].Util; u == nil || *u != (0.05+0.06)/2 {
 		t.Fatalf("row a after the spell: util %v, want the last sample's", u)
+	}
+}
+
+// changingAlerts reports aggregates that change at every call and alerts
+// that change only when the test says.
+type changingAlerts struct {
+	fakeInsights
+	calls  atomic.Int64
+	alerts atomic.Pointer[[]fleet.Alert]
+}
+
+func (c *changingAlerts) Summarize(time.Time) (wire.Summary, []wire.JobView, []fleet.Alert) {
+	k := c.calls.Add(1)
+	return wire.Summary{Currency: "USD", BlindBurnPerHour: fleet.Money{Micros: k, Currency: "USD"}}, nil, slices.Clone(*c.alerts.Load())
+}
+
+// TestWatchAlertsApart: version 3 sends the alerts in their own section,
+// only when they change, while the aggregates change every time; a viewer
+// that asks for version 2 gets them inside the aggregates, every time.
+func TestWatchAlertsApart(t *testing.T) {
+	ins := &changingAlerts{}
+	alert := func(id string) fleet.Alert {
+		return fleet.Alert{ID: id, Kind: fleet.EventXID, Severity: fleet.SevCritical, Node: "a", Message: id, Start: time.Unix(1e9, 0).UTC()}
+	}
+	one := []fleet.Alert{alert("xid/a/0")}
+	ins.alerts.Store(&one)
+	ts := startServer(t, nil, func(c *Config) { c.ViewerInterval = 20 * time.Millisecond; c.Insights = ins })
+	a := testNode("a", 2)
+	ca := dialCollector(t, ts, secretAll)
+	ca.hello(a)
+	ca.samples(a, 1)
+	ca.waitAck(1)
+
+	v3 := dialViewer(t, ts, nil) // never subscribes: the newest version
+	m := readWatch(t, v3)
+	if m.Version != 3 || m.Kind != wire.WatchSnapshot || m.FleetAlerts == nil || len(m.FleetAlerts.Alerts) != 1 || m.Fleet == nil || len(m.Fleet.Alerts) != 0 {
+		t.Fatalf("version 3 snapshot: version %d kind %s fleet_alerts %+v fleet %+v", m.Version, m.Kind, m.FleetAlerts, m.Fleet)
+	}
+	for fleets := 0; fleets < 3; {
+		m := readWatch(t, v3)
+		if m.FleetAlerts != nil {
+			t.Fatalf("unchanged alerts sent again: %+v", m.FleetAlerts)
+		}
+		if m.Fleet != nil {
+			if len(m.Fleet.Alerts) != 0 || m.Fleet.AlertsTotal != 1 {
+				t.Fatalf("version 3 fleet holds %d alerts, total %d", len(m.Fleet.Alerts), m.Fleet.AlertsTotal)
+			}
+			fleets++
+		}
+	}
+	two := []fleet.Alert{alert("xid/a/0"), alert("xid/a/1")}
+	ins.alerts.Store(&two)
+	for {
+		m := readWatch(t, v3)
+		if m.FleetAlerts != nil {
+			if len(m.FleetAlerts.Alerts) != 2 {
+				t.Fatalf("changed alerts: %+v", m.FleetAlerts)
+			}
+			break
+		}
+	}
+
+	v2 := dialViewer(t, ts, nil)
+	subscribe(t, v2, wire.WatchSubscribe{Version: 2, Nodes: wire.NodeQuery{Limit: wire.DefaultPageRows}})
+	for fleets := 0; fleets < 3; {
+		m := readWatch(t, v2)
+		if m.Version != 2 {
+			continue // what came before the subscription
+		}
+		if m.FleetAlerts != nil {
+			t.Fatalf("version 2 got a fleet_alerts section")
+		}
+		if m.Fleet != nil {
+			if len(m.Fleet.Alerts) != 2 {
+				t.Fatalf("version 2 fleet holds %d alerts, want 2", len(m.Fleet.Alerts))
+			}
+			fleets++
+		}
 	}
 }

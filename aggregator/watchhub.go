@@ -62,11 +62,18 @@ type watchHub struct {
 	ordered  []*rowEntry
 	byDef    defaultOrder // ordered in the default order, for pages in it
 	fleetAt  time.Time    // when fleet was last rebuilt
-	fleetJS  []byte       // encoded wire.FleetView
+	fleetJS  []byte       // encoded wire.FleetView without its alerts (version 3)
 	fleetGen uint64       // bumped when fleetJS changes
-	jobs     []wire.JobView
-	sum      fleetSum // the latest fleet aggregates from summaries
-	haveSum  bool
+	// The alerts (version 3's FleetAlerts), and version 2's FleetView with
+	// them inside while a group speaks version 2 (nil otherwise).
+	alertsJS   []byte
+	alertsGen  uint64
+	fleetV2JS  []byte
+	fleetV2Gen uint64
+	sumGen     uint64 // bumped when any of the three changes
+	jobs       []wire.JobView
+	sum        fleetSum // the latest fleet aggregates from summaries
+	haveSum    bool
 
 	sums chan fleetSum // summaries' latest aggregates (capacity 1, latest wins)
 }
@@ -91,15 +98,17 @@ type watchGroup struct {
 	// pubMu serialises the hub's publications of the group with
 	// openLoop's, and guards what the latest publication holds. Order:
 	// pubMu, then a node's mu, then mu.
-	pubMu    sync.Mutex
-	seq      uint64
-	fleetGen uint64
-	pageJS   []byte
-	rowGen   map[string]uint64 // page row id → gen published
-	rowJS    [][]byte          // page rows, in page order
-	nodeVer  uint64
-	nodeJS   []byte
-	jobsJS   []byte
+	pubMu     sync.Mutex
+	seq       uint64
+	fleetGen  uint64 // of the fleet section its version is sent
+	alertsGen uint64
+	sumGen    uint64
+	pageJS    []byte
+	rowGen    map[string]uint64 // page row id → gen published
+	rowJS     [][]byte          // page rows, in page order
+	nodeVer   uint64
+	nodeJS    []byte
+	jobsJS    []byte
 }
 
 // watchPub is one publication of a group: immutable once published.
@@ -108,19 +117,22 @@ type watchPub struct {
 	delta []byte // the update from seq-1; nil for the first publication
 
 	// The whole state at seq, for viewers that need a snapshot.
-	at       time.Time
-	agg      string
-	fleetGen uint64
-	fleetJS  []byte
-	pageJS   []byte
-	rowIDs   []string
-	rowGen   map[string]uint64
-	rowJS    [][]byte
-	nodeVer  uint64
-	nodeJS   []byte
-	jobsJS   []byte
-	snapOnce sync.Once
-	snap     []byte
+	version   int
+	at        time.Time
+	agg       string
+	fleetGen  uint64
+	fleetJS   []byte
+	alertsGen uint64
+	alertsJS  []byte // nil for version 2
+	pageJS    []byte
+	rowIDs    []string
+	rowGen    map[string]uint64
+	rowJS     [][]byte
+	nodeVer   uint64
+	nodeJS    []byte
+	jobsJS    []byte
+	snapOnce  sync.Once
+	snap      []byte
 
 	catchMu sync.Mutex
 	catchup map[uint64][]byte // coalesced updates from an older seq, by that seq
@@ -219,7 +231,9 @@ func subKey(sub wire.WatchSubscribe) string {
 
 // normSub bounds a subscription.
 func normSub(sub wire.WatchSubscribe) wire.WatchSubscribe {
-	sub.Version = wire.WatchVersion
+	if sub.Version != wire.WatchVersionAlertsInFleet {
+		sub.Version = wire.WatchVersion
+	}
 	sub.Nodes = normNodeQuery(sub.Nodes)
 	if sub.Jobs != nil {
 		q := normJobQuery(*sub.Jobs)
@@ -332,8 +346,10 @@ func (h *watchHub) publish(onlyNew, heartbeat bool) {
 	s := h.s
 	h.mu.Lock()
 	groups := make([]*watchGroup, 0, len(h.groups))
+	v2 := false // a group speaks version 2
 	for _, g := range h.groups {
 		groups = append(groups, g)
+		v2 = v2 || g.sub.Version == wire.WatchVersionAlertsInFleet
 	}
 	h.mu.Unlock()
 	if len(groups) == 0 {
@@ -351,8 +367,8 @@ func (h *watchHub) publish(onlyNew, heartbeat bool) {
 		h.sum.sum, h.sum.jobs, h.sum.alerts = s.summarize(now)
 		h.haveSum = true
 	}
-	if h.fleetJS == nil || fresh || time.Since(h.fleetAt) >= s.cfg.ViewerInterval*9/10 {
-		h.refreshFleet(now)
+	if h.fleetJS == nil || fresh || time.Since(h.fleetAt) >= s.cfg.ViewerInterval*9/10 || v2 && h.fleetV2JS == nil {
+		h.refreshFleet(now, v2)
 	}
 	type page struct {
 		total int
@@ -446,15 +462,15 @@ func (h *watchHub) publishOpenGroup(g *watchGroup, n *nodeState, v uint64, b *[]
 			}
 		}
 		var d deltaWriter
-		d.begin(wire.WatchUpdate, now, s.cfg.Name, g.seq+1)
+		d.begin(g.sub.Version, wire.WatchUpdate, now, s.cfg.Name, g.seq+1)
 		d.key("nodes")
 		d.b = append(d.b, '[')
 		d.b = append(d.b, *b...)
 		d.b = append(d.b, ']')
 		g.seq++
 		g.nodeJS, g.nodeVer = *b, v
-		pub := &watchPub{seq: g.seq, delta: d.end(), at: now, agg: s.cfg.Name, fleetGen: prev.fleetGen, fleetJS: prev.fleetJS,
-			pageJS: prev.pageJS, rowIDs: prev.rowIDs, rowGen: prev.rowGen, rowJS: prev.rowJS, nodeVer: v, nodeJS: *b, jobsJS: prev.jobsJS}
+		pub := &watchPub{seq: g.seq, delta: d.end(), version: prev.version, at: now, agg: s.cfg.Name, fleetGen: prev.fleetGen, fleetJS: prev.fleetJS,
+			alertsGen: prev.alertsGen, alertsJS: prev.alertsJS, pageJS: prev.pageJS, rowIDs: prev.rowIDs, rowGen: prev.rowGen, rowJS: prev.rowJS, nodeVer: v, nodeJS: *b, jobsJS: prev.jobsJS}
 		g.mu.Lock()
 		g.cur = pub
 		close(g.changed)
@@ -516,12 +532,23 @@ func (h *watchHub) refreshRows(now time.Time) {
 }
 
 // refreshFleet rebuilds the fleet aggregates from the rows and the latest
-// summary.
-func (h *watchHub) refreshFleet(now time.Time) {
+// summary: the aggregates and the alerts apart (version 3) and, when v2,
+// together as version 2 sends them.
+func (h *watchHub) refreshFleet(now time.Time, v2 bool) {
 	h.jobs = h.sum.jobs
 	fv := fleetView(h.ordered, h.sum.sum, len(h.sum.jobs), h.sum.alerts)
+	alerts := wire.FleetAlerts{Alerts: fv.Alerts}
+	fv.Alerts = nil
 	b, err := json.Marshal(&fv)
-	if err != nil { // the last good one stays; counted
+	var ab, b2 []byte
+	if err == nil {
+		ab, err = json.Marshal(&alerts)
+	}
+	if err == nil && v2 {
+		fv.Alerts = alerts.Alerts
+		b2, err = json.Marshal(&fv)
+	}
+	if err != nil { // the last good ones stay; counted
 		h.s.m.renderErrs.WithLabelValues(surfaceWatch).Inc()
 		if h.s.renderLog.allow(now) {
 			h.s.log.Error("watch: fleet aggregates left out", "err", err)
@@ -529,10 +556,34 @@ func (h *watchHub) refreshFleet(now time.Time) {
 		return
 	}
 	h.fleetAt = time.Now()
+	changed := false
 	if !bytes.Equal(b, h.fleetJS) {
 		h.fleetJS = b
 		h.fleetGen++
+		changed = true
 	}
+	if !bytes.Equal(ab, h.alertsJS) {
+		h.alertsJS = ab
+		h.alertsGen++
+		changed = true
+	}
+	if !bytes.Equal(b2, h.fleetV2JS) {
+		h.fleetV2JS = b2 // nil while no group speaks version 2
+		h.fleetV2Gen++
+		changed = true
+	}
+	if changed {
+		h.sumGen++
+	}
+}
+
+// fleetFor returns the fleet section a group of version v is sent and its
+// generation, and the alerts section (nil for version 2) and its.
+func (h *watchHub) fleetFor(v int) (fleetJS []byte, fleetGen uint64, alertsJS []byte, alertsGen uint64) {
+	if v == wire.WatchVersionAlertsInFleet {
+		return h.fleetV2JS, h.fleetV2Gen, nil, 0
+	}
+	return h.fleetJS, h.fleetGen, h.alertsJS, h.alertsGen
 }
 
 // publishGroup builds g's next publication from its page (total rows pass
@@ -547,11 +598,16 @@ func (h *watchHub) publishGroup(g *watchGroup, total int, rows []*rowEntry, now 
 	}
 	pageJS, _ := json.Marshal(&page)
 
+	fleetJS, fleetGen, alertsJS, alertsGen := h.fleetFor(g.sub.Version)
 	var d deltaWriter
-	d.begin(wire.WatchUpdate, now, s.cfg.Name, g.seq+1)
+	d.begin(g.sub.Version, wire.WatchUpdate, now, s.cfg.Name, g.seq+1)
 	changed := false
-	if g.fleetGen != h.fleetGen {
-		d.field("fleet", h.fleetJS)
+	if g.fleetGen != fleetGen {
+		d.field("fleet", fleetJS)
+		changed = true
+	}
+	if g.alertsGen != alertsGen {
+		d.field("fleet_alerts", alertsJS)
 		changed = true
 	}
 	if !bytes.Equal(pageJS, g.pageJS) {
@@ -607,7 +663,7 @@ func (h *watchHub) publishGroup(g *watchGroup, total int, rows []*rowEntry, now 
 		}
 	}
 	jobsJS := g.jobsJS
-	if g.sub.Jobs != nil && (g.fleetGen != h.fleetGen || jobsJS == nil) {
+	if g.sub.Jobs != nil && (g.sumGen != h.sumGen || jobsJS == nil) {
 		jp := jobPage(h.jobs, *g.sub.Jobs)
 		b, _ := json.Marshal(&jp)
 		if !bytes.Equal(b, jobsJS) {
@@ -620,9 +676,10 @@ func (h *watchHub) publishGroup(g *watchGroup, total int, rows []*rowEntry, now 
 		return
 	}
 	g.seq++
-	g.fleetGen = h.fleetGen
+	g.fleetGen, g.alertsGen, g.sumGen = fleetGen, alertsGen, h.sumGen
 	g.pageJS, g.rowGen, g.rowJS, g.nodeJS, g.nodeVer, g.jobsJS = pageJS, rowGen, rowJS, nodeJS, nodeVer, jobsJS
-	pub := &watchPub{seq: g.seq, at: now, agg: s.cfg.Name, fleetGen: h.fleetGen, fleetJS: h.fleetJS, pageJS: pageJS,
+	pub := &watchPub{seq: g.seq, version: g.sub.Version, at: now, agg: s.cfg.Name, fleetGen: fleetGen, fleetJS: fleetJS,
+		alertsGen: alertsGen, alertsJS: alertsJS, pageJS: pageJS,
 		rowIDs: page.IDs, rowGen: rowGen, rowJS: rowJS, nodeVer: nodeVer, nodeJS: nodeJS, jobsJS: jobsJS}
 	if g.seq > 1 {
 		pub.delta = d.end()
@@ -639,8 +696,9 @@ func (h *watchHub) publishGroup(g *watchGroup, total int, rows []*rowEntry, now 
 func (p *watchPub) snapshot() []byte {
 	p.snapOnce.Do(func() {
 		var d deltaWriter
-		d.begin(wire.WatchSnapshot, p.at, p.agg, p.seq)
+		d.begin(p.version, wire.WatchSnapshot, p.at, p.agg, p.seq)
 		d.field("fleet", p.fleetJS)
+		d.field("fleet_alerts", p.alertsJS)
 		d.field("page", p.pageJS)
 		d.key("rows")
 		d.b = append(d.b, '[')
@@ -679,9 +737,12 @@ func (p *watchPub) since(old *watchPub) []byte {
 		return b
 	}
 	var d deltaWriter
-	d.begin(wire.WatchUpdate, p.at, p.agg, p.seq)
+	d.begin(p.version, wire.WatchUpdate, p.at, p.agg, p.seq)
 	if old.fleetGen != p.fleetGen {
 		d.field("fleet", p.fleetJS)
+	}
+	if old.alertsGen != p.alertsGen {
+		d.field("fleet_alerts", p.alertsJS)
 	}
 	if !bytes.Equal(old.pageJS, p.pageJS) {
 		d.field("page", p.pageJS)
@@ -728,9 +789,9 @@ func (p *watchPub) since(old *watchPub) []byte {
 // deltaWriter writes a wire.WatchMsg from pre-encoded sections.
 type deltaWriter struct{ b []byte }
 
-func (d *deltaWriter) begin(kind string, t time.Time, agg string, seq uint64) {
+func (d *deltaWriter) begin(version int, kind string, t time.Time, agg string, seq uint64) {
 	d.b = append(d.b, `{"version":`...)
-	d.b = strconv.AppendInt(d.b, wire.WatchVersion, 10)
+	d.b = strconv.AppendInt(d.b, int64(version), 10)
 	d.b = append(d.b, `,"kind":`...)
 	d.b = appendString(d.b, kind)
 	d.b = append(d.b, `,"time":"`...)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleettop/fleettop/fleet"
+	"github.com/fleettop/fleettop/wire"
 )
 
 func TestGroupAlerts(t *testing.T) {
@@ -42,5 +43,38 @@ func TestGroupAlerts(t *testing.T) {
 	}
 	if !rows[0].Start.Equal(t0) {
 		t.Errorf("thermal group starts %v, want its oldest member's %v", rows[0].Start, t0)
+	}
+}
+
+// TestMergerAlertsApart: a version 3 stream sends the alerts apart from the
+// aggregates and only when they change, so an update of the aggregates
+// keeps them; a version 2 stream sends them inside the aggregates.
+func TestMergerAlertsApart(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	al := func(id string) fleet.Alert {
+		return fleet.Alert{ID: id, Kind: fleet.EventXID, Severity: fleet.SevCritical, Node: "n1", Message: id, Start: t0}
+	}
+	f := NewMerger([]Endpoint{{URL: "http://asia:8443"}}, "", 0.05)
+	alerts := func() int { return len(f.Snapshot(t0).Alerts) }
+	f.Apply(0, &wire.WatchMsg{Version: 3, Kind: wire.WatchSnapshot, Seq: 1, Fleet: &wire.FleetView{AlertsTotal: 1},
+		FleetAlerts: &wire.FleetAlerts{Alerts: []fleet.Alert{al("a")}}, Page: &wire.NodePage{}}, t0)
+	if n := alerts(); n != 1 {
+		t.Fatalf("after the snapshot: %d alerts, want 1", n)
+	}
+	f.Apply(0, &wire.WatchMsg{Version: 3, Kind: wire.WatchUpdate, Seq: 2, Fleet: &wire.FleetView{AlertsTotal: 1}}, t0)
+	if n := alerts(); n != 1 {
+		t.Fatalf("after an update of the aggregates alone: %d alerts, want 1", n)
+	}
+	f.Apply(0, &wire.WatchMsg{Version: 3, Kind: wire.WatchUpdate, Seq: 3, FleetAlerts: &wire.FleetAlerts{Alerts: []fleet.Alert{al("a"), al("b")}}}, t0)
+	if n := alerts(); n != 2 {
+		t.Fatalf("after new alerts: %d alerts, want 2", n)
+	}
+	f.Apply(0, &wire.WatchMsg{Version: 3, Kind: wire.WatchUpdate, Seq: 4, FleetAlerts: &wire.FleetAlerts{}}, t0)
+	if n := alerts(); n != 0 {
+		t.Fatalf("after the alerts cleared: %d alerts, want 0", n)
+	}
+	f.Apply(0, &wire.WatchMsg{Version: 2, Kind: wire.WatchSnapshot, Seq: 1, Fleet: &wire.FleetView{Alerts: []fleet.Alert{al("c")}}, Page: &wire.NodePage{}}, t0)
+	if n := alerts(); n != 1 {
+		t.Fatalf("version 2: %d alerts, want 1", n)
 	}
 }

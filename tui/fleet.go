@@ -272,8 +272,8 @@ func (f *Merger) Apply(agg int, m *wire.WatchMsg, now time.Time) {
 	f.changed = true
 }
 
-// applyPaged merges a version 2 message: a snapshot replaces everything, an
-// update replaces the sections it holds.
+// applyPaged merges a version 2 or 3 message: a snapshot replaces
+// everything, an update replaces the sections it holds.
 func (f *Merger) applyPaged(a *aggState, agg int, m *wire.WatchMsg) {
 	if m.Kind == wire.WatchSnapshot || !a.paged {
 		a.paged = true
@@ -285,7 +285,12 @@ func (f *Merger) applyPaged(a *aggState, agg int, m *wire.WatchMsg) {
 	if m.Fleet != nil {
 		a.fleet = m.Fleet
 		a.summary = m.Fleet.Summary
-		a.alerts = m.Fleet.Alerts
+		if m.Version <= wire.WatchVersionAlertsInFleet {
+			a.alerts = m.Fleet.Alerts
+		}
+	}
+	if m.FleetAlerts != nil {
+		a.alerts = m.FleetAlerts.Alerts
 	}
 	if m.Page != nil {
 		a.page = m.Page
